@@ -1,0 +1,245 @@
+//! What the store keeps per key, and the shapes of writes and reads.
+
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+
+use crate::hlc::Version;
+
+/// One write to apply to the store: a set or a delete, with its version.
+///
+/// The value is borrowed: [`Store::apply`](super::Store::apply) copies it
+/// exactly once into storage it owns, so a value that arrived inside a
+/// network buffer never keeps that buffer alive.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::hlc::{Timestamp, Version};
+/// use gridkv::store::Write;
+///
+/// let v = Version { ts: Timestamp::new(1_000, 0), ..Version::ZERO };
+/// let set = Write::set(v, b"hello", None);
+/// let del = Write::delete(v);
+/// assert_eq!(set.version, del.version);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The write's version; it is applied only over older versions.
+    pub version: Version,
+    /// What the write does.
+    pub op: WriteOp<'a>,
+}
+
+/// The operation of a [`Write`].
+#[derive(Clone, Copy, Debug)]
+pub enum WriteOp<'a> {
+    /// Store `value`, optionally expiring at an absolute time.
+    Set {
+        /// The value's bytes.
+        value: &'a [u8],
+        /// Absolute expiry in milliseconds since the Unix epoch (wall
+        /// clock), or `None` to keep the value until overwritten.
+        expires_at: Option<u64>,
+    },
+    /// Delete the key, leaving a tombstone for the grace period.
+    Delete,
+}
+
+impl<'a> Write<'a> {
+    /// A set of `value` at `version`, expiring at `expires_at` (ms) if given.
+    pub fn set(version: Version, value: &'a [u8], expires_at: Option<u64>) -> Self {
+        Self {
+            version,
+            op: WriteOp::Set { value, expires_at },
+        }
+    }
+
+    /// A delete at `version`.
+    pub fn delete(version: Version) -> Self {
+        Self {
+            version,
+            op: WriteOp::Delete,
+        }
+    }
+}
+
+/// What [`Store::apply`](super::Store::apply) did with a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The write is now the stored version of the key.
+    Applied {
+        /// Whether the key held an unexpired value before (evicted values
+        /// count: they were live, just not kept here). A delete reports
+        /// this as "was there anything to delete".
+        was_live: bool,
+    },
+    /// The very same version was already stored (a retried or duplicated
+    /// delivery). The write is in place, so replication counts it as
+    /// applied.
+    Duplicate,
+    /// A newer version is stored; nothing changed.
+    Superseded {
+        /// The stored, newer version.
+        current: Version,
+    },
+}
+
+impl ApplyOutcome {
+    /// Whether the write's version is now (or was already) stored.
+    pub fn is_applied(&self) -> bool {
+        !matches!(self, ApplyOutcome::Superseded { .. })
+    }
+}
+
+/// A live value read from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The value (a reference-counted handle; reading copies nothing).
+    pub value: Bytes,
+    /// The version that wrote it.
+    pub version: Version,
+    /// Absolute expiry in ms, if any.
+    pub expires_at: Option<u64>,
+}
+
+/// The result of a [`Store::get`](super::Store::get).
+///
+/// Replication needs more than "value or nothing": a tombstone's version
+/// must win over older values elsewhere, and an evicted value is not a
+/// missing one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing is known about the key here.
+    Missing,
+    /// The key has a live value.
+    Live(Item),
+    /// The key was deleted or has expired, at this version.
+    Dead {
+        /// Version of the delete, or of the write whose TTL ran out.
+        version: Version,
+    },
+    /// The key's value at this version was evicted for memory; other
+    /// replicas may still hold it.
+    Evicted {
+        /// The evicted value's version.
+        version: Version,
+    },
+}
+
+impl Lookup {
+    /// The live value, if any.
+    pub fn value(&self) -> Option<&Bytes> {
+        match self {
+            Lookup::Live(item) => Some(&item.value),
+            _ => None,
+        }
+    }
+
+    /// The version known here (`None` if the key is unknown).
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            Lookup::Missing => None,
+            Lookup::Live(item) => Some(item.version),
+            Lookup::Dead { version } | Lookup::Evicted { version } => Some(*version),
+        }
+    }
+}
+
+/// The state of one key as enumerated by [`Store::scan`](super::Store::scan).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeEntry {
+    /// The key.
+    pub key: Bytes,
+    /// Its ring position ([`key_hash`](crate::keyspace::key_hash)).
+    pub hash: u64,
+    /// The stored version.
+    pub version: Version,
+    /// What is stored at that version.
+    pub data: EntryData,
+}
+
+/// The payload of a [`RangeEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryData {
+    /// A live value.
+    Value {
+        /// The value.
+        value: Bytes,
+        /// Absolute expiry in ms, if any.
+        expires_at: Option<u64>,
+    },
+    /// A delete or an expiry; must travel so that older values elsewhere
+    /// cannot come back.
+    Tombstone,
+    /// The value was evicted here; another replica has to supply it.
+    Evicted,
+}
+
+/// Lifecycle of a stored key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Holds a value (which may have expired but not been swept yet).
+    Live,
+    /// The value was dropped for memory; key and version remain so that
+    /// digests stay equal to other replicas' and reads know to look
+    /// elsewhere.
+    Evicted,
+    /// Deleted by a write.
+    Deleted,
+    /// Turned into a tombstone by its TTL.
+    Expired,
+}
+
+/// One key in a shard.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub key: Bytes,
+    /// `Some` exactly when `state` is `Live`.
+    pub value: Option<Bytes>,
+    pub version: Version,
+    pub hash: u64,
+    /// Absolute expiry in ms; 0 means none.
+    pub expires_at: u64,
+    /// Identity of this entry within its shard (stable while the key is
+    /// stored), used by the eviction queue and the timer heap to recognise
+    /// stale references.
+    pub seq: u32,
+    pub state: State,
+    /// Whether the entry is in its shard's eviction queue.
+    pub queued: bool,
+    /// CLOCK reference bit, set by reads under the shared lock.
+    pub referenced: AtomicBool,
+}
+
+impl Entry {
+    /// Bytes this entry counts against the memory budget.
+    pub fn charge(&self) -> u64 {
+        (ENTRY_OVERHEAD + self.key.len() + self.value.as_ref().map_or(0, Bytes::len)) as u64
+    }
+
+    pub fn expires_at(&self) -> Option<u64> {
+        (self.expires_at != 0).then_some(self.expires_at)
+    }
+
+    /// When a tombstone may be collected: a grace period after its version
+    /// was written, or after its expiry if that is later (an entry written
+    /// long ago that expires now must still outlive older copies elsewhere).
+    pub fn collect_at(&self, grace_ms: u64) -> u64 {
+        let since = match self.state {
+            State::Expired => self.version.ts.physical_ms().max(self.expires_at),
+            _ => self.version.ts.physical_ms(),
+        };
+        since.saturating_add(grace_ms)
+    }
+}
+
+#[inline]
+pub(crate) fn expired(expires_at: u64, now_ms: u64) -> bool {
+    expires_at != 0 && expires_at <= now_ms
+}
+
+/// Fixed per-entry bytes charged to the memory budget on top of key and
+/// value: the entry itself, its hash-table slot and control byte, and its
+/// share of the eviction queue and timer heap.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 48;

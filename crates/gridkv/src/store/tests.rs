@@ -1,0 +1,783 @@
+//! Store tests. Randomised ones run from a seed printed on failure; set
+//! `GRIDKV_SEED` to replay one and `GRIDKV_SIM_SEEDS` to run more seeds.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::hlc::{Hlc, ManualClock, Timestamp, Version};
+use crate::id::{Generation, NodeId};
+use crate::keyspace::key_hash;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn version(ms: u64, logical: u16) -> Version {
+    Version {
+        ts: Timestamp::new(ms, logical),
+        writer: 7,
+        generation: Generation::new(1),
+    }
+}
+
+fn store_with(config: StoreConfig) -> (Store, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    (Store::with_clock(config, clock.clone()).unwrap(), clock)
+}
+
+fn store() -> (Store, Arc<ManualClock>) {
+    store_with(StoreConfig::default())
+}
+
+/// Seeds to run: `GRIDKV_SEED` replays one; otherwise `GRIDKV_SIM_SEEDS`
+/// (default `default`) seeds from a fixed base.
+fn seeds(default: u64) -> Vec<u64> {
+    if let Ok(seed) = std::env::var("GRIDKV_SEED") {
+        return vec![seed.parse().expect("GRIDKV_SEED is a u64")];
+    }
+    let n = std::env::var("GRIDKV_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (0..n).map(|i| 0x5eed_0000 + i).collect()
+}
+
+/// Runs `f` for every seed, naming the failing seed.
+fn for_seeds(default: u64, f: impl Fn(u64)) {
+    for seed in seeds(default) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seed)));
+        if let Err(e) = result {
+            eprintln!("failed with seed {seed}; replay with GRIDKV_SEED={seed}");
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
+fn value_of(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    store.get(key).unwrap().value().map(|v| v.to_vec())
+}
+
+/// Recomputes the digest of `range` from a full scan.
+fn digest_by_scan(store: &Store, range: RingRange) -> RangeDigest {
+    let mut d = RangeDigest::default();
+    let mut after = None;
+    loop {
+        let batch = store.scan(range, after.as_ref(), 1000, usize::MAX);
+        for e in &batch.entries {
+            d.hash = d.hash.wrapping_add(shard::entry_digest(e.hash, &e.version));
+            d.count += 1;
+        }
+        match batch.next {
+            Some(c) => after = Some(c),
+            None => return d,
+        }
+    }
+}
+
+#[test]
+fn newer_writes_win_older_are_superseded_equal_are_duplicates() {
+    let (s, _) = store();
+    let (v1, v2, v3) = (version(T0, 0), version(T0, 1), version(T0 + 1, 0));
+    assert_eq!(
+        s.apply(b"k", Write::set(v2, b"two", None)),
+        Ok(ApplyOutcome::Applied { was_live: false })
+    );
+    assert_eq!(
+        s.apply(b"k", Write::set(v1, b"one", None)),
+        Ok(ApplyOutcome::Superseded { current: v2 })
+    );
+    assert_eq!(
+        s.apply(b"k", Write::set(v2, b"two", None)),
+        Ok(ApplyOutcome::Duplicate)
+    );
+    assert_eq!(value_of(&s, b"k").as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        s.apply(b"k", Write::delete(v3)),
+        Ok(ApplyOutcome::Applied { was_live: true })
+    );
+    assert_eq!(s.get(b"k").unwrap(), Lookup::Dead { version: v3 });
+    // The tombstone keeps the older value from coming back.
+    assert_eq!(
+        s.apply(b"k", Write::set(v2, b"two", None)),
+        Ok(ApplyOutcome::Superseded { current: v3 })
+    );
+    // Deleting a deleted key reports that nothing live was there.
+    assert_eq!(
+        s.apply(b"k", Write::delete(version(T0 + 2, 0))),
+        Ok(ApplyOutcome::Applied { was_live: false })
+    );
+    // A delete of an unknown key still leaves a tombstone.
+    s.apply(b"never", Write::delete(v3)).unwrap();
+    assert_eq!(s.get(b"never").unwrap(), Lookup::Dead { version: v3 });
+    assert!(s.audit().is_consistent());
+    let st = s.stats();
+    assert_eq!((st.applied, st.superseded, st.duplicates), (4, 2, 1));
+    assert_eq!((st.entries, st.tombstones, st.live), (2, 2, 0));
+}
+
+#[test]
+fn bad_input_is_refused_and_touches_nothing() {
+    let config = StoreConfig {
+        max_key_len: 8,
+        max_value_len: 16,
+        ..StoreConfig::default()
+    };
+    let (s, _) = store_with(config);
+    let v = version(T0, 0);
+    s.apply(b"ok", Write::set(v, b"fine", None)).unwrap();
+    let before = (s.stats(), s.used_bytes());
+    assert_eq!(
+        s.apply(b"", Write::set(v, b"x", None)),
+        Err(StoreError::EmptyKey)
+    );
+    assert_eq!(
+        s.apply(b"123456789", Write::set(v, b"x", None)),
+        Err(StoreError::KeyTooLarge { len: 9, max: 8 })
+    );
+    assert_eq!(
+        s.apply(b"ok", Write::set(version(T0 + 1, 0), &[0; 17], None)),
+        Err(StoreError::ValueTooLarge { len: 17, max: 16 })
+    );
+    assert_eq!(s.get(b""), Err(StoreError::EmptyKey));
+    assert_eq!(
+        s.get(b"123456789"),
+        Err(StoreError::KeyTooLarge { len: 9, max: 8 })
+    );
+    assert_eq!((s.stats(), s.used_bytes()), before);
+    assert_eq!(value_of(&s, b"ok").as_deref(), Some(&b"fine"[..]));
+    // Limits are inclusive.
+    s.apply(b"12345678", Write::set(v, &[1; 16], None)).unwrap();
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let bad = |c: StoreConfig| Store::new(c).unwrap_err().field;
+    let d = StoreConfig::default;
+    assert_eq!(bad(StoreConfig { shards: 3, ..d() }), "shards");
+    assert_eq!(bad(StoreConfig { shards: 0, ..d() }), "shards");
+    assert_eq!(
+        bad(StoreConfig {
+            max_key_len: 0,
+            ..d()
+        }),
+        "max_key_len"
+    );
+    assert_eq!(
+        bad(StoreConfig {
+            memory_budget: 0,
+            ..d()
+        }),
+        "memory_budget"
+    );
+    assert_eq!(
+        bad(StoreConfig {
+            digest_leaves: 32,
+            ..d()
+        }),
+        "digest_leaves"
+    );
+    assert_eq!(
+        bad(StoreConfig {
+            digest_leaves: 1000,
+            ..d()
+        }),
+        "digest_leaves"
+    );
+    // One shard works (no shift overflow).
+    let (s, _) = store_with(StoreConfig {
+        shards: 1,
+        digest_leaves: 1,
+        ..d()
+    });
+    s.apply(b"a", Write::set(version(T0, 0), b"1", None))
+        .unwrap();
+    assert_eq!(value_of(&s, b"a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(s.digest(RingRange::FULL).count, 1);
+}
+
+#[test]
+fn stored_values_do_not_pin_the_callers_buffer() {
+    let (s, _) = store();
+    let frame = bytes::Bytes::from(vec![7u8; 4096]);
+    s.apply(b"k", Write::set(version(T0, 0), &frame[100..200], None))
+        .unwrap();
+    let got = s.get(b"k").unwrap().value().cloned().unwrap();
+    assert_eq!(got.len(), 100);
+    // The stored value is its own allocation, not a view into `frame`.
+    let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+    assert!(!frame_range.contains(&(got.as_ptr() as usize)));
+    // Reads hand out the same allocation, without copying.
+    let again = s.get(b"k").unwrap().value().cloned().unwrap();
+    assert_eq!(got.as_ptr(), again.as_ptr());
+}
+
+#[test]
+fn concurrent_writers_of_one_key_end_on_the_highest_version() {
+    for_seeds(4, |seed| {
+        let (s, _) = store();
+        let s = &s;
+        let threads = 4;
+        let per_thread = 20_000u64;
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                scope.spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(seed ^ t);
+                    for _ in 0..per_thread {
+                        let ms = T0 + rng.random_range(0..1_000_000);
+                        let v = Version {
+                            ts: Timestamp::new(ms, 0),
+                            writer: t,
+                            generation: Generation::new(1),
+                        };
+                        let payload = v.ts.as_u64().to_le_bytes();
+                        if rng.random_bool(0.2) {
+                            s.apply(b"hot", Write::delete(v)).unwrap();
+                        } else {
+                            s.apply(b"hot", Write::set(v, &payload, None)).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        // Recompute the maximum the writers produced.
+        let mut max: Option<(Version, bool)> = None;
+        for t in 0..threads {
+            let mut rng = StdRng::seed_from_u64(seed ^ t);
+            for _ in 0..per_thread {
+                let ms = T0 + rng.random_range(0..1_000_000);
+                let v = Version {
+                    ts: Timestamp::new(ms, 0),
+                    writer: t,
+                    generation: Generation::new(1),
+                };
+                let delete = rng.random_bool(0.2);
+                if max.is_none_or(|(m, _)| v > m) {
+                    max = Some((v, delete));
+                }
+            }
+        }
+        let (v, deleted) = max.unwrap();
+        match s.get(b"hot").unwrap() {
+            Lookup::Live(item) if !deleted => {
+                assert_eq!(item.version, v);
+                assert_eq!(item.value.as_ref(), v.ts.as_u64().to_le_bytes());
+            }
+            Lookup::Dead { version } if deleted => assert_eq!(version, v),
+            other => panic!("expected {v:?} (deleted: {deleted}), got {other:?}"),
+        }
+        assert!(s.audit().is_consistent());
+    });
+}
+
+#[test]
+fn ttl_expiry_reads_absent_then_becomes_a_tombstone() {
+    let (s, clock) = store();
+    let v = version(T0, 0);
+    s.apply(b"k", Write::set(v, b"v", Some(T0 + 100))).unwrap();
+    let Lookup::Live(item) = s.get(b"k").unwrap() else {
+        panic!("live before expiry")
+    };
+    assert_eq!(item.expires_at, Some(T0 + 100));
+    clock.set(T0 + 99);
+    s.tick();
+    assert!(value_of(&s, b"k").is_some());
+    clock.set(T0 + 100);
+    // Not ticked yet: the coarse clock still says T0 + 99.
+    assert!(value_of(&s, b"k").is_some());
+    s.tick();
+    assert_eq!(s.get(b"k").unwrap(), Lookup::Dead { version: v });
+    let used_before = s.used_bytes();
+    let m = s.maintain();
+    assert_eq!(m.freed, 1, "the value's byte is returned");
+    assert_eq!(s.used_bytes(), used_before - 1);
+    let st = s.stats();
+    assert_eq!((st.expirations, st.tombstones, st.live), (1, 1, 0));
+    // An older copy arriving later (repair from a stale replica) stays dead.
+    assert_eq!(
+        s.apply(b"k", Write::set(version(T0 - 5, 0), b"old", None)),
+        Ok(ApplyOutcome::Superseded { current: v })
+    );
+    // The digest still counts the key at its version, as on replicas that
+    // have not swept it yet.
+    assert_eq!(s.digest(RingRange::FULL).count, 1);
+    assert!(s.audit().is_consistent());
+}
+
+#[test]
+fn tombstones_are_collected_after_the_grace_period() {
+    let grace = Duration::from_secs(60);
+    let (s, clock) = store_with(StoreConfig {
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    });
+    let grace_ms = grace.as_millis() as u64;
+    s.apply(b"deleted", Write::delete(version(T0, 0))).unwrap();
+    // Written long ago, expiring now: its tombstone must live a full grace
+    // period after the expiry, not after the (old) version time.
+    s.apply(
+        b"expiring",
+        Write::set(version(T0, 1), b"x", Some(T0 + 30_000)),
+    )
+    .unwrap();
+    clock.set(T0 + grace_ms - 1);
+    s.tick();
+    s.maintain();
+    assert_eq!(s.stats().tombstones, 2, "one deleted, one expired");
+    clock.set(T0 + grace_ms);
+    s.tick();
+    s.maintain();
+    assert_eq!(s.get(b"deleted").unwrap(), Lookup::Missing);
+    assert!(matches!(s.get(b"expiring").unwrap(), Lookup::Dead { .. }));
+    clock.set(T0 + 30_000 + grace_ms);
+    s.tick();
+    s.maintain();
+    assert_eq!(s.get(b"expiring").unwrap(), Lookup::Missing);
+    let st = s.stats();
+    assert_eq!((st.entries, st.tombstones_collected, st.bytes), (0, 2, 0));
+    assert_eq!(s.used_bytes(), 0);
+    assert_eq!(s.digest(RingRange::FULL), RangeDigest::default());
+}
+
+#[test]
+fn overwriting_a_ttl_cancels_the_old_expiry() {
+    let (s, clock) = store();
+    s.apply(b"k", Write::set(version(T0, 0), b"a", Some(T0 + 10)))
+        .unwrap();
+    s.apply(b"k", Write::set(version(T0, 1), b"b", None))
+        .unwrap();
+    clock.set(T0 + 1_000);
+    s.tick();
+    s.maintain();
+    assert_eq!(value_of(&s, b"k").as_deref(), Some(&b"b"[..]));
+    assert_eq!(s.stats().expirations, 0);
+}
+
+#[test]
+fn eviction_keeps_the_budget_and_prefers_cold_values() {
+    let budget = 400_000;
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: budget,
+        shards: 8,
+        digest_leaves: 64,
+        ..StoreConfig::default()
+    });
+    let value = [0u8; 200];
+    let hot: Vec<Vec<u8>> = (0..100).map(|i| format!("hot-{i}").into_bytes()).collect();
+    let mut ms = T0;
+    for k in &hot {
+        ms += 1;
+        s.apply(k, Write::set(version(ms, 0), &value, None))
+            .unwrap();
+    }
+    for i in 0..20_000 {
+        ms += 1;
+        s.apply(
+            format!("cold-{i}").as_bytes(),
+            Write::set(version(ms, 0), &value, None),
+        )
+        .unwrap();
+        assert!(s.used_bytes() <= budget, "over budget after write {i}");
+        // The hot keys are read all the time.
+        let _ = s.get(&hot[i % hot.len()]).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.evictions > 0 && st.stubs_dropped > 0);
+    let hot_kept = hot.iter().filter(|k| value_of(&s, k).is_some()).count();
+    assert!(hot_kept >= 95, "only {hot_kept} of 100 hot keys survived");
+    assert!(s.audit().is_consistent());
+}
+
+#[test]
+fn evicted_values_leave_stubs_that_refill_and_keep_digests() {
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: 25_000,
+        shards: 1,
+        digest_leaves: 1,
+        ..StoreConfig::default()
+    });
+    let value = [1u8; 1000];
+    let mut versions = BTreeMap::new();
+    for i in 0..30u64 {
+        let key = format!("k{i:02}").into_bytes();
+        let v = version(T0 + i, 0);
+        s.apply(&key, Write::set(v, &value, None)).unwrap();
+        versions.insert(key, v);
+    }
+    let stubs: Vec<_> = versions
+        .iter()
+        .filter(|(k, v)| s.get(k).unwrap() == Lookup::Evicted { version: **v })
+        .collect();
+    assert!(!stubs.is_empty(), "the budget forced evictions");
+    assert_eq!(
+        s.stats().stubs_dropped,
+        0,
+        "the budget is loose enough to keep stubs"
+    );
+    // Stubs keep their versions in the digest: it equals that of a replica
+    // that holds every value.
+    let (full, _) = store();
+    for (k, v) in &versions {
+        full.apply(k, Write::set(*v, &value, None)).unwrap();
+    }
+    assert_eq!(s.digest(RingRange::FULL), full.digest(RingRange::FULL));
+    // A stub refills from another replica at the same version...
+    let (k, v) = stubs[0];
+    assert_eq!(
+        s.apply(k, Write::set(*v, &value, None)),
+        Ok(ApplyOutcome::Duplicate)
+    );
+    // ...and an older version cannot replace it.
+    assert_eq!(
+        s.apply(k, Write::set(version(T0 - 1, 0), b"old", None)),
+        Ok(ApplyOutcome::Superseded { current: *v })
+    );
+    assert!(s.audit().is_consistent());
+}
+
+#[test]
+fn tombstones_are_never_evicted() {
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: 20_000,
+        shards: 1,
+        digest_leaves: 1,
+        ..StoreConfig::default()
+    });
+    for i in 0..100u64 {
+        s.apply(
+            format!("dead-{i}").as_bytes(),
+            Write::delete(version(T0 + i, 0)),
+        )
+        .unwrap();
+    }
+    for i in 0..1_000u64 {
+        s.apply(
+            format!("live-{i}").as_bytes(),
+            Write::set(version(T0 + i, 1), &[0; 100], None),
+        )
+        .unwrap();
+    }
+    for i in 0..100u64 {
+        assert!(matches!(
+            s.get(format!("dead-{i}").as_bytes()).unwrap(),
+            Lookup::Dead { .. }
+        ));
+    }
+    assert_eq!(s.stats().tombstones, 100);
+    assert!(s.used_bytes() <= 20_000);
+}
+
+/// A random mix of sets, deletes, TTLs, overwrites, clock moves, sweeps and
+/// evictions; afterwards (and along the way) the incremental accounting
+/// must equal a recount and the budget must hold.
+#[test]
+fn no_accounting_drift_under_millions_of_mixed_operations() {
+    for_seeds(2, |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let budget = 2_000_000;
+        let (s, clock) = store_with(StoreConfig {
+            memory_budget: budget,
+            tombstone_grace: Duration::from_millis(500),
+            shards: 16,
+            digest_leaves: 256,
+            ..StoreConfig::default()
+        });
+        let hlc = Hlc::new(NodeId::new("n").unwrap(), Generation::new(1), clock.clone());
+        let max_value = 2_000;
+        let ops = 1_000_000;
+        let mut now = T0;
+        for op in 0..ops {
+            let key = format!("key-{}", rng.random_range(0..20_000u32));
+            let v = if rng.random_bool(0.05) {
+                // A stale write from a lagging replica.
+                Version {
+                    ts: Timestamp::new(now - rng.random_range(0..2_000), 0),
+                    ..hlc.new_version()
+                }
+            } else {
+                hlc.new_version()
+            };
+            match rng.random_range(0..10) {
+                0..=1 => {
+                    s.apply(key.as_bytes(), Write::delete(v)).unwrap();
+                }
+                2..=5 => {
+                    let ttl = now + rng.random_range(1..300);
+                    let len = rng.random_range(0..max_value);
+                    s.apply(key.as_bytes(), Write::set(v, &vec![1; len], Some(ttl)))
+                        .unwrap();
+                }
+                _ => {
+                    let len = rng.random_range(0..max_value);
+                    s.apply(key.as_bytes(), Write::set(v, &vec![2; len], None))
+                        .unwrap();
+                }
+            }
+            if op % 100 == 0 {
+                now += rng.random_range(0..20);
+                clock.set(now);
+                s.tick();
+                s.maintain();
+            }
+            if op % 200_000 == 0 {
+                let audit = s.audit();
+                assert!(audit.is_consistent(), "after {op} ops: {audit:?}");
+            }
+            // Tombstones are never evicted, so the budget holds up to what
+            // tombstones alone occupy.
+            let tomb = s.stats().tombstones * (ENTRY_OVERHEAD as u64 + 9);
+            assert!(s.used_bytes() <= budget.max(tomb) + (max_value + 64 + ENTRY_OVERHEAD) as u64);
+        }
+        let audit = s.audit();
+        assert!(audit.is_consistent(), "{audit:?}");
+        let st = s.stats();
+        assert!(
+            st.evictions > 0 && st.expirations > 0 && st.tombstones_collected > 0,
+            "{st:?}"
+        );
+    });
+}
+
+/// TTL-heavy churn on a virtual clock (the load that made the Go
+/// implementation leak bytes until every write failed): the budget holds
+/// within a few percent throughout, and once every TTL and grace period
+/// has passed, every byte is back.
+#[test]
+fn budget_holds_under_ttl_churn_and_nothing_leaks() {
+    let budget: u64 = 4 << 20;
+    let grace = Duration::from_millis(200);
+    let (s, clock) = store_with(StoreConfig {
+        memory_budget: budget,
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    });
+    let hlc = Hlc::new(NodeId::new("n").unwrap(), Generation::new(1), clock.clone());
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut now = T0;
+    let mut peak = 0;
+    // 50 writes per virtual millisecond with TTLs of 50-600 ms: about
+    // 6 MB of values and tombstones at steady state against a 4 MiB budget.
+    for i in 0..500_000u64 {
+        let ttl = now + rng.random_range(50..600);
+        let len = rng.random_range(50..150);
+        let key = format!("session:{}", rng.random_range(0..200_000));
+        s.apply(
+            key.as_bytes(),
+            Write::set(hlc.new_version(), &vec![0; len], Some(ttl)),
+        )
+        .unwrap();
+        if i % 50 == 0 {
+            now += 1;
+            clock.set(now);
+            s.tick();
+            while s.maintain().more {}
+        }
+        peak = peak.max(s.used_bytes());
+    }
+    assert!(
+        peak <= budget + budget / 50,
+        "peak {peak} over budget {budget}"
+    );
+    let st = s.stats();
+    assert!(st.expirations > 100_000 && st.evictions > 0, "{st:?}");
+    assert!(s.audit().is_consistent());
+    // Past every TTL and grace period, the store is empty and owes nothing.
+    clock.set(now + 600 + grace.as_millis() as u64);
+    s.tick();
+    while s.maintain().more {}
+    let st = s.stats();
+    assert_eq!((st.entries, st.bytes, s.used_bytes()), (0, 0, 0), "{st:?}");
+}
+
+#[test]
+fn digests_equal_a_recomputation_for_any_range() {
+    for_seeds(3, |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (s, _) = store_with(StoreConfig {
+            shards: 8,
+            digest_leaves: 64,
+            ..StoreConfig::default()
+        });
+        for i in 0..5_000u64 {
+            let key = format!("k{}", rng.random_range(0..3_000));
+            if rng.random_bool(0.2) {
+                s.apply(key.as_bytes(), Write::delete(version(T0 + i, 0)))
+                    .unwrap();
+            } else {
+                s.apply(key.as_bytes(), Write::set(version(T0 + i, 0), b"v", None))
+                    .unwrap();
+            }
+        }
+        assert_eq!(s.audit().leaves_differing, 0);
+        let leaf = 1u64 << (64 - 6);
+        let mut ranges = vec![
+            RingRange::FULL,
+            RingRange::new(12345, 12345),
+            RingRange::new(leaf - 1, 5 * leaf - 1), // leaf-aligned
+            RingRange::new(u64::MAX - leaf, leaf),  // wraps
+            RingRange::new(u64::MAX, 0),
+        ];
+        for _ in 0..200 {
+            ranges.push(RingRange::new(rng.random(), rng.random()));
+        }
+        for r in ranges {
+            assert_eq!(s.digest(r), digest_by_scan(&s, r), "range {r:?}");
+        }
+    });
+}
+
+#[test]
+fn replicas_with_the_same_writes_have_equal_digests() {
+    for_seeds(3, |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut writes: Vec<(String, Version, bool)> = (0..2_000u64)
+            .map(|i| {
+                (
+                    format!("k{}", rng.random_range(0..500)),
+                    version(T0 + i, 0),
+                    rng.random_bool(0.3),
+                )
+            })
+            .collect();
+        let (a, _) = store();
+        let (b, _) = store();
+        let apply = |s: &Store, w: &[(String, Version, bool)]| {
+            for (k, v, del) in w {
+                let write = if *del {
+                    Write::delete(*v)
+                } else {
+                    Write::set(*v, b"x", None)
+                };
+                s.apply(k.as_bytes(), write).unwrap();
+            }
+        };
+        apply(&a, &writes);
+        // The other replica sees the same writes in another order, some twice.
+        writes.reverse();
+        writes.extend_from_within(..100);
+        apply(&b, &writes);
+        assert_eq!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
+        let r = RingRange::new(rng.random(), rng.random());
+        assert_eq!(a.digest(r), b.digest(r));
+        // One differing key shows up in exactly the ranges that hold it.
+        let h = key_hash(b"k0");
+        b.apply(b"k0", Write::set(version(T0 + 99_999, 0), b"y", None))
+            .unwrap();
+        assert_ne!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
+        assert_ne!(
+            a.digest(RingRange::new(h - 1, h)),
+            b.digest(RingRange::new(h - 1, h))
+        );
+        assert_eq!(
+            a.digest(RingRange::new(h, h - 1)),
+            b.digest(RingRange::new(h, h - 1))
+        );
+    });
+}
+
+#[test]
+fn scan_returns_each_key_of_the_range_once_in_ring_order() {
+    for_seeds(3, |seed| {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (s, _) = store_with(StoreConfig {
+            shards: 8,
+            digest_leaves: 64,
+            ..StoreConfig::default()
+        });
+        let keys: Vec<String> = (0..3_000).map(|i| format!("key-{i}")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            s.apply(
+                k.as_bytes(),
+                Write::set(version(T0 + i as u64, 0), &[0; 64], None),
+            )
+            .unwrap();
+        }
+        for _ in 0..20 {
+            let range = if rng.random_bool(0.2) {
+                RingRange::new(rng.random(), 0).pipe_full()
+            } else {
+                RingRange::new(rng.random(), rng.random())
+            };
+            let expected: HashSet<&str> = keys
+                .iter()
+                .map(|k| k.as_str())
+                .filter(|k| range.contains(key_hash(k.as_bytes())))
+                .collect();
+            let mut seen = Vec::new();
+            let mut after = None;
+            let mut churn = 0u64;
+            loop {
+                let batch = s.scan(range, after.as_ref(), rng.random_range(1..200), 4_000);
+                assert!(batch.entries.len() <= 4_000 / 64 + 1);
+                for e in &batch.entries {
+                    seen.push((
+                        e.hash.wrapping_sub(range.start.wrapping_add(1)),
+                        e.key.clone(),
+                    ));
+                }
+                // Writes to other keys between batches do not disturb it.
+                churn += 1;
+                let extra = format!("extra-{churn}");
+                s.apply(extra.as_bytes(), Write::set(version(T0, 0), b"", None))
+                    .unwrap();
+                s.apply(extra.as_bytes(), Write::delete(version(T0, 1)))
+                    .unwrap();
+                match batch.next {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "clockwise order, no repeats"
+            );
+            let got: HashSet<&str> = seen
+                .iter()
+                .map(|(_, k)| std::str::from_utf8(k).unwrap())
+                .filter(|k| !k.starts_with("extra-"))
+                .collect();
+            assert_eq!(got, expected, "range {range:?}");
+        }
+    });
+}
+
+trait PipeFull {
+    fn pipe_full(self) -> RingRange;
+}
+
+impl PipeFull for RingRange {
+    /// The full ring starting at `start`.
+    fn pipe_full(self) -> RingRange {
+        RingRange::new(self.start, self.start)
+    }
+}
+
+#[test]
+fn scan_reports_tombstones_stubs_and_expired_values() {
+    let (s, clock) = store();
+    s.apply(b"live", Write::set(version(T0, 0), b"v", Some(T0 + 1_000)))
+        .unwrap();
+    s.apply(b"gone", Write::delete(version(T0, 1))).unwrap();
+    s.apply(b"ttl", Write::set(version(T0, 2), b"v", Some(T0 + 10)))
+        .unwrap();
+    clock.set(T0 + 10);
+    s.tick();
+    let batch = s.scan(RingRange::FULL, None, 100, usize::MAX);
+    let by_key: BTreeMap<_, _> = batch
+        .entries
+        .iter()
+        .map(|e| (e.key.to_vec(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        by_key[&b"live"[..]],
+        EntryData::Value {
+            value: bytes::Bytes::from_static(b"v"),
+            expires_at: Some(T0 + 1_000)
+        }
+    );
+    assert_eq!(by_key[&b"gone"[..]], EntryData::Tombstone);
+    assert_eq!(by_key[&b"ttl"[..]], EntryData::Tombstone);
+    assert!(batch.next.is_none());
+}
