@@ -26,3 +26,9 @@ pub mod store;
 
 pub use hlc::{Hlc, Timestamp, Version};
 pub use id::{Generation, NodeId, NodeIdError};
+
+/// Compiles and runs the README's examples as doctests, so the quick start
+/// stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

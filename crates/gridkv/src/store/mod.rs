@@ -424,27 +424,26 @@ impl Store {
         let now = self.clock.now_ms();
         let shard = self.shards[self.shard_index(hash)].0.read();
         shard.reads.gets.fetch_add(1, Relaxed);
-        let Some(e) = shard.find(hash, key) else {
-            return Ok(Lookup::Missing);
-        };
-        Ok(match e.state {
-            State::Live if !entry::expired(e.expires_at, now) => {
-                shard.reads.hits.fetch_add(1, Relaxed);
+        let lookup = match shard.find(hash, key) {
+            Some(e) if e.state == State::Live && !entry::expired(e.expires_at, now) => {
                 // Only write the shared cache line when the bit changes.
                 if !e.referenced.load(Relaxed) {
                     e.referenced.store(true, Relaxed);
                 }
-                Lookup::Live(Item {
+                return Ok(Lookup::Live(Item {
                     value: e.value.clone().unwrap_or_default(),
                     version: e.version,
                     expires_at: e.expires_at(),
-                })
+                }));
             }
-            State::Evicted if !entry::expired(e.expires_at, now) => {
+            None => Lookup::Missing,
+            Some(e) if e.state == State::Evicted && !entry::expired(e.expires_at, now) => {
                 Lookup::Evicted { version: e.version }
             }
-            _ => Lookup::Dead { version: e.version },
-        })
+            Some(e) => Lookup::Dead { version: e.version },
+        };
+        shard.reads.misses.fetch_add(1, Relaxed);
+        Ok(lookup)
     }
 
     /// Stores `write` for `key` if its version is newer than the stored
@@ -479,7 +478,10 @@ impl Store {
 
     /// Adds `delta` to the used bytes; returns the new total.
     fn charge(&self, delta: i64) -> u64 {
-        if delta >= 0 {
+        if delta == 0 {
+            // Same-size overwrites are common; skip the shared cache line.
+            self.used.load(Relaxed)
+        } else if delta > 0 {
             self.used.fetch_add(delta as u64, Relaxed) + delta as u64
         } else {
             self.used.fetch_sub(delta.unsigned_abs(), Relaxed) - delta.unsigned_abs()
@@ -644,7 +646,7 @@ impl Store {
             s.tombstones += c.tombstones;
             s.bytes += c.bytes;
             s.gets += shard.reads.gets.load(Relaxed);
-            s.hits += shard.reads.hits.load(Relaxed);
+            s.hits += shard.reads.gets.load(Relaxed) - shard.reads.misses.load(Relaxed);
             s.applied += c.applied;
             s.duplicates += c.duplicates;
             s.superseded += c.superseded;

@@ -94,9 +94,11 @@ fn timer_for(e: &Entry, grace_ms: u64) -> Option<Timer> {
 
 /// Counters updated under the shared (read) lock, hence atomics.
 #[derive(Debug, Default)]
+/// Only one counter is touched per lookup: hits are derived as gets minus
+/// misses, because most lookups of a cache hit.
 pub(crate) struct ReadCounters {
     pub gets: AtomicU64,
-    pub hits: AtomicU64,
+    pub misses: AtomicU64,
 }
 
 /// Counters and gauges updated under the exclusive lock.
