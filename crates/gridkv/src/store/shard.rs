@@ -199,8 +199,10 @@ impl Shard {
         now: u64,
     ) -> (ApplyOutcome, i64) {
         let (state, value, expires_at) = match write.op {
+            // 0 encodes "no expiry", so an expiry at the epoch becomes 1 ms
+            // after it: long past either way.
             WriteOp::Set { value, expires_at } => {
-                (State::Live, Some(value), expires_at.unwrap_or(0))
+                (State::Live, Some(value), expires_at.map_or(0, |t| t.max(1)))
             }
             WriteOp::Delete => (State::Deleted, None, 0),
         };

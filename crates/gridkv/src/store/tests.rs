@@ -342,6 +342,17 @@ fn tombstones_are_collected_after_the_grace_period() {
 }
 
 #[test]
+fn an_expiry_in_the_past_reads_as_expired() {
+    let (s, _) = store();
+    s.apply(b"epoch", Write::set(version(T0, 0), b"v", Some(0))).unwrap();
+    s.apply(b"past", Write::set(version(T0, 0), b"v", Some(T0 - 1))).unwrap();
+    assert!(matches!(s.get(b"epoch").unwrap(), Lookup::Dead { .. }));
+    assert!(matches!(s.get(b"past").unwrap(), Lookup::Dead { .. }));
+    s.maintain();
+    assert_eq!(s.stats().expirations, 2);
+}
+
+#[test]
 fn overwriting_a_ttl_cancels_the_old_expiry() {
     let (s, clock) = store();
     s.apply(b"k", Write::set(version(T0, 0), b"a", Some(T0 + 10)))
