@@ -115,7 +115,11 @@ impl Maps {
         let maps = Self {
             store,
             bare: BareMap::new(),
-            dash: DashMap::with_capacity_and_hasher_and_shard_amount(0, FixedState::with_seed(7), SHARDS),
+            dash: DashMap::with_capacity_and_hasher_and_shard_amount(
+                0,
+                FixedState::with_seed(7),
+                SHARDS,
+            ),
             keys: (0..n).map(key).collect(),
             version: std::sync::atomic::AtomicU64::new(1),
         };
@@ -146,7 +150,9 @@ impl Maps {
             Kind::Store => {
                 // Versions come from the caller (replication stamps them);
                 // a counter stands in for the HLC here, measured separately.
-                let ts = self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let ts = self
+                    .version
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let v = Version {
                     ts: Timestamp::from_u64(ts),
                     writer: 1,
@@ -156,7 +162,8 @@ impl Maps {
             }
             Kind::Bare => self.bare.insert(k, value),
             Kind::Dash => {
-                self.dash.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(value));
+                self.dash
+                    .insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(value));
             }
         }
     }

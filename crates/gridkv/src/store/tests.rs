@@ -344,8 +344,10 @@ fn tombstones_are_collected_after_the_grace_period() {
 #[test]
 fn an_expiry_in_the_past_reads_as_expired() {
     let (s, _) = store();
-    s.apply(b"epoch", Write::set(version(T0, 0), b"v", Some(0))).unwrap();
-    s.apply(b"past", Write::set(version(T0, 0), b"v", Some(T0 - 1))).unwrap();
+    s.apply(b"epoch", Write::set(version(T0, 0), b"v", Some(0)))
+        .unwrap();
+    s.apply(b"past", Write::set(version(T0, 0), b"v", Some(T0 - 1)))
+        .unwrap();
     assert!(matches!(s.get(b"epoch").unwrap(), Lookup::Dead { .. }));
     assert!(matches!(s.get(b"past").unwrap(), Lookup::Dead { .. }));
     s.maintain();

@@ -1,1 +1,0 @@
-//! Consistent hash ring (being written).
