@@ -39,6 +39,46 @@ impl Clock for SystemClock {
     }
 }
 
+/// The operating system's wall clock read at the kernel's tick resolution
+/// (1–4 ms on Linux, `CLOCK_REALTIME_COARSE`), about four times cheaper
+/// than [`SystemClock`]: the clock nodes stamp versions with.
+///
+/// An HLC needs no finer physical time: within one tick its logical counter
+/// orders events (65,536 per millisecond before it borrows from the next),
+/// and causality and monotonicity never depend on the resolution. Other
+/// platforms fall back to [`SystemClock`].
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::hlc::{Clock, CoarseSystemClock, SystemClock};
+///
+/// let coarse = CoarseSystemClock.now_ms();
+/// let precise = SystemClock.now_ms();
+/// assert!(precise.abs_diff(coarse) < 1_000);
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CoarseSystemClock;
+
+impl Clock for CoarseSystemClock {
+    fn now_ms(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `clock_gettime` only writes the `timespec` we own and
+            // pass by a valid pointer; the clock id is a Linux constant.
+            let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+            if rc == 0 && ts.tv_sec >= 0 {
+                return ts.tv_sec as u64 * 1_000 + ts.tv_nsec as u64 / 1_000_000;
+            }
+        }
+        SystemClock.now_ms()
+    }
+}
+
 /// A virtual clock that moves only when told to: for tests and simulations.
 ///
 /// # Examples

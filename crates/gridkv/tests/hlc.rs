@@ -723,3 +723,22 @@ fn concurrent_now_and_update_on_the_system_clock_are_distinct() {
     });
     assert_all_distinct_and_ordered(&per_thread);
 }
+
+/// The coarse clock nodes stamp versions with follows the precise wall
+/// clock to within a few kernel ticks and never runs backwards between
+/// reads (absent a wall-clock step).
+#[test]
+fn coarse_system_clock_tracks_the_wall_clock() {
+    use gridkv::hlc::{CoarseSystemClock, SystemClock};
+    let mut last = CoarseSystemClock.now_ms();
+    for _ in 0..1_000 {
+        let precise = SystemClock.now_ms();
+        let coarse = CoarseSystemClock.now_ms();
+        assert!(coarse >= last, "coarse clock went from {last} to {coarse}");
+        assert!(
+            precise.abs_diff(coarse) <= 50,
+            "coarse {coarse} vs precise {precise}"
+        );
+        last = coarse;
+    }
+}
