@@ -92,7 +92,6 @@ struct Maps {
     bare: BareMap,
     dash: DashMap<Bytes, Bytes, FixedState>,
     keys: Vec<[u8; 16]>,
-    version: std::sync::atomic::AtomicU64,
 }
 
 fn key(i: usize) -> [u8; 16] {
@@ -121,13 +120,12 @@ impl Maps {
                 SHARDS,
             ),
             keys: (0..n).map(key).collect(),
-            version: std::sync::atomic::AtomicU64::new(1),
         };
         let value = [7u8; VALUE_LEN];
         for k in &maps.keys {
-            maps.apply(Kind::Store, k, &value);
-            maps.apply(Kind::Bare, k, &value);
-            maps.apply(Kind::Dash, k, &value);
+            maps.apply(Kind::Store, k, &value, 1);
+            maps.apply(Kind::Bare, k, &value, 1);
+            maps.apply(Kind::Dash, k, &value, 1);
         }
         maps
     }
@@ -144,15 +142,15 @@ impl Maps {
         }
     }
 
+    /// `ts` must grow with every write to a key, so that every store apply
+    /// is a real overwrite (a superseded write would be cheaper than the
+    /// peers' inserts and flatter the store).
     #[inline]
-    fn apply(&self, kind: Kind, k: &[u8], value: &[u8]) {
+    fn apply(&self, kind: Kind, k: &[u8], value: &[u8], ts: u64) {
         match kind {
             Kind::Store => {
                 // Versions come from the caller (replication stamps them);
-                // a counter stands in for the HLC here, measured separately.
-                let ts = self
-                    .version
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // a counter stands in for the HLC, measured separately.
                 let v = Version {
                     ts: Timestamp::from_u64(ts),
                     writer: 1,
@@ -170,23 +168,29 @@ impl Maps {
 }
 
 /// Runs `ops` operations per thread on `threads` threads; returns ns/op
-/// (wall time per operation per thread).
-fn run(maps: &Maps, kind: Kind, write: bool, threads: usize, ops: usize, seed: u64) -> f64 {
+/// (wall time per operation per thread). Thread `t` uses the keys with
+/// index `t` modulo `threads`, uniformly at random, so that versions need
+/// no shared counter; `epoch` makes every run's versions newer than the
+/// previous run's.
+fn run(maps: &Maps, kind: Kind, write: bool, threads: usize, ops: usize, epoch: u64) -> f64 {
     let value = [9u8; VALUE_LEN];
     let n = maps.keys.len() as u64;
+    let t_count = threads as u64;
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
             s.spawn(move || {
                 // xorshift: cheap, and the same key sequence for every peer.
-                let mut x = seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                for _ in 0..ops {
+                let mut x = (epoch % 7 + 1) ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let base = epoch * ops as u64 + 2;
+                for i in 0..ops {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let k = &maps.keys[(x % n) as usize];
+                    let index = x % n;
+                    let k = &maps.keys[(index - index % t_count + t as u64).min(n - 1) as usize];
                     if write {
-                        maps.apply(kind, k, &value);
+                        maps.apply(kind, k, &value, base + i as u64);
                     } else {
                         black_box(maps.get(kind, k));
                     }
@@ -212,15 +216,15 @@ fn main() {
     let kinds = [Kind::Bare, Kind::Store, Kind::Dash];
     println!("| keys | threads | op | structure | ns/op (per thread) | Mops/s (total) | vs bare |");
     println!("|---:|---:|---|---|---:|---:|---:|");
+    let mut epoch = 0;
     for &n in sizes {
         let maps = Maps::new(n);
         for threads in [1, 2] {
             for write in [false, true] {
                 let mut samples = vec![Vec::new(); kinds.len()];
-                for round in 0..rounds {
-                    for (i, &kind) in kinds.iter().enumerate() {
-                        samples[i].push(run(&maps, kind, write, threads, ops, round as u64 + 1));
-                    }
+                for (i, &kind) in kinds.iter().enumerate().cycle().take(rounds * kinds.len()) {
+                    epoch += 1;
+                    samples[i].push(run(&maps, kind, write, threads, ops, epoch));
                 }
                 let medians: Vec<f64> = samples.into_iter().map(median).collect();
                 for (i, &kind) in kinds.iter().enumerate() {

@@ -62,6 +62,17 @@ impl<'a> Write<'a> {
             op: WriteOp::Delete,
         }
     }
+
+    /// The write that recreates a tombstone elsewhere: a delete, or for a
+    /// value whose TTL ran out, the (empty) value with its past expiry, so
+    /// that the receiver keeps the tombstone as long as this store does
+    /// (a grace period after the expiry, not after the version).
+    pub fn tombstone(version: Version, expired_at: Option<u64>) -> Write<'static> {
+        match expired_at {
+            Some(at) => Write::set(version, b"", Some(at)),
+            None => Write::delete(version),
+        }
+    }
 }
 
 /// What [`Store::apply`](super::Store::apply) did with a write.
@@ -114,10 +125,13 @@ pub enum Lookup {
     Missing,
     /// The key has a live value.
     Live(Item),
-    /// The key was deleted or has expired, at this version.
+    /// The key was deleted or has expired, at this version. Repair sends
+    /// it on with [`Write::tombstone`].
     Dead {
         /// Version of the delete, or of the write whose TTL ran out.
         version: Version,
+        /// When the TTL ran out, if that is how the key died.
+        expired_at: Option<u64>,
     },
     /// The key's value at this version was evicted for memory; other
     /// replicas may still hold it.
@@ -141,7 +155,7 @@ impl Lookup {
         match self {
             Lookup::Missing => None,
             Lookup::Live(item) => Some(item.version),
-            Lookup::Dead { version } | Lookup::Evicted { version } => Some(*version),
+            Lookup::Dead { version, .. } | Lookup::Evicted { version } => Some(*version),
         }
     }
 }
@@ -159,6 +173,22 @@ pub struct RangeEntry {
     pub data: EntryData,
 }
 
+impl RangeEntry {
+    /// The write that recreates this entry on another replica, or `None`
+    /// for an evicted value (which another replica has to supply).
+    pub fn write(&self) -> Option<Write<'_>> {
+        match &self.data {
+            EntryData::Value { value, expires_at } => {
+                Some(Write::set(self.version, value, *expires_at))
+            }
+            EntryData::Tombstone { expired_at } => {
+                Some(Write::tombstone(self.version, *expired_at))
+            }
+            EntryData::Evicted => None,
+        }
+    }
+}
+
 /// The payload of a [`RangeEntry`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryData {
@@ -169,9 +199,12 @@ pub enum EntryData {
         /// Absolute expiry in ms, if any.
         expires_at: Option<u64>,
     },
-    /// A delete or an expiry; must travel so that older values elsewhere
-    /// cannot come back.
-    Tombstone,
+    /// A delete or an expiry; must travel (see [`RangeEntry::write`]) so
+    /// that older values elsewhere cannot come back.
+    Tombstone {
+        /// When the TTL ran out, if that is how the key died.
+        expired_at: Option<u64>,
+    },
     /// The value was evicted here; another replica has to supply it.
     Evicted,
 }
@@ -189,6 +222,12 @@ pub(crate) enum State {
     Deleted,
     /// Turned into a tombstone by its TTL.
     Expired,
+}
+
+impl State {
+    pub(crate) fn is_tombstone(self) -> bool {
+        matches!(self, State::Deleted | State::Expired)
+    }
 }
 
 /// One key in a shard.

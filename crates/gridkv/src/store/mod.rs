@@ -25,9 +25,16 @@
 //! back and evict something else, forever. Reads of a stub report
 //! [`Lookup::Evicted`] so the caller fetches the value from another replica,
 //! and a value arriving at the stub's version refills it. A stub that
-//! comes round again unreferenced is dropped entirely. Tombstones are never
-//! evicted: if tombstones alone exceed the budget, writes are still accepted
-//! and the budget is exceeded until their grace period ends.
+//! comes round again unreferenced is dropped entirely. A value whose TTL
+//! has run out is expired (turned into a tombstone) rather than evicted.
+//!
+//! Tombstones are never evicted, but they are bounded: they may hold at
+//! most [`StoreConfig::max_tombstone_percent`] of the budget (a quarter by
+//! default; deletes of keys that were never cached are ordinary cache
+//! invalidation). Beyond it, the oldest tombstones of the shard are
+//! collected before their grace period ends and counted in
+//! [`StoreStats::tombstones_collected_early`]: memory stays bounded, and
+//! only those keys lose their protection against resurrection.
 //!
 //! # Time
 //! Expiry uses a [`CoarseClock`]: reads cost one atomic load, and the owner
@@ -54,7 +61,7 @@ pub use entry::{
 use crate::hlc::{Clock, SystemClock};
 use crate::keyspace::{key_hash, RingRange};
 use entry::State;
-use shard::{Evicted, Leaf, Shard};
+use shard::{Evicted, Leaf, Limits, Shard};
 
 /// Configuration of a [`Store`].
 ///
@@ -86,6 +93,12 @@ pub struct StoreConfig {
     /// expiry). It bounds how long a replica may be away and still be
     /// repaired without resurrecting deleted keys. Default 1 hour.
     pub tombstone_grace: Duration,
+    /// Share of `memory_budget`, in percent (1 to 100), that tombstones may
+    /// hold. Beyond it the oldest tombstones are collected before their
+    /// grace period ends (counted as `tombstones_collected_early`), which
+    /// bounds memory under delete-heavy load at the price of weaker
+    /// protection against resurrection for those keys. Default 25.
+    pub max_tombstone_percent: u8,
     /// Number of digest leaves over the whole ring; a power of two, at
     /// least `shards` and at most 2^24. Default 16,384.
     pub digest_leaves: usize,
@@ -99,6 +112,7 @@ impl Default for StoreConfig {
             max_value_len: 4 << 20,
             memory_budget: 1 << 30,
             tombstone_grace: Duration::from_secs(3600),
+            max_tombstone_percent: 25,
             digest_leaves: 16_384,
         }
     }
@@ -115,6 +129,9 @@ pub struct ConfigError {
 }
 
 impl StoreConfig {
+    /// The longest accepted tombstone grace period: one year.
+    pub const MAX_TOMBSTONE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
+
     /// Checks every field, naming the first invalid one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason: String| Err(ConfigError { field, reason });
@@ -129,6 +146,22 @@ impl StoreConfig {
         }
         if self.memory_budget == 0 {
             return err("memory_budget", "must be at least 1 byte".into());
+        }
+        if self.tombstone_grace > Self::MAX_TOMBSTONE_GRACE {
+            return err(
+                "tombstone_grace",
+                format!(
+                    "{:?} is longer than the maximum, {:?}",
+                    self.tombstone_grace,
+                    Self::MAX_TOMBSTONE_GRACE
+                ),
+            );
+        }
+        if !(1..=100).contains(&self.max_tombstone_percent) {
+            return err(
+                "max_tombstone_percent",
+                format!("{} is not in 1..=100", self.max_tombstone_percent),
+            );
         }
         if !self.digest_leaves.is_power_of_two()
             || self.digest_leaves < self.shards
@@ -203,6 +236,9 @@ pub struct StoreStats {
     pub expirations: u64,
     /// Tombstones collected after their grace period.
     pub tombstones_collected: u64,
+    /// Tombstones collected before their grace period ended, because
+    /// tombstones reached `max_tombstone_percent` of the budget.
+    pub tombstones_collected_early: u64,
 }
 
 /// Work done by one [`Store::maintain`] call.
@@ -353,9 +389,13 @@ impl Store {
         let shard_bits = config.shards.trailing_zeros();
         let leaf_bits = config.digest_leaves.trailing_zeros();
         let per_shard = config.digest_leaves / config.shards;
-        let grace_ms = config.tombstone_grace.as_millis() as u64;
+        let limits = Limits {
+            grace_ms: config.tombstone_grace.as_millis() as u64,
+            tombstone_bytes: config.memory_budget / 100 * config.max_tombstone_percent as u64
+                / config.shards as u64,
+        };
         let shards = (0..config.shards)
-            .map(|_| Padded(RwLock::new(Shard::new(per_shard, leaf_bits, grace_ms))))
+            .map(|_| Padded(RwLock::new(Shard::new(per_shard, leaf_bits, limits))))
             .collect();
         Ok(Self {
             shards,
@@ -440,7 +480,10 @@ impl Store {
             Some(e) if e.state == State::Evicted && !entry::expired(e.expires_at, now) => {
                 Lookup::Evicted { version: e.version }
             }
-            Some(e) => Lookup::Dead { version: e.version },
+            Some(e) => Lookup::Dead {
+                version: e.version,
+                expired_at: e.expires_at(),
+            },
         };
         shard.reads.misses.fetch_add(1, Relaxed);
         Ok(lookup)
@@ -467,8 +510,9 @@ impl Store {
         let index = self.shard_index(hash);
         let mut shard = self.shards[index].0.write();
         let (outcome, delta) = shard.apply(hash, key, &write, now);
-        let used = self.charge(delta);
-        if delta > 0 && used > self.config.memory_budget {
+        // Checked after every write, not only growing ones: a write that
+        // frees tombstone bytes may still leave values over the budget.
+        if self.charge(delta) > self.config.memory_budget {
             self.evict_from(&mut shard, now);
             drop(shard);
             self.evict_elsewhere(index, now);
@@ -532,6 +576,9 @@ impl Store {
         let now = self.clock.now_ms();
         let mut report = Maintenance::default();
         for shard in self.shards.iter() {
+            if !shard.0.read().has_due_timers(now) {
+                continue;
+            }
             let (delta, more) = shard.0.write().run_timers(now, TIMERS_PER_SHARD);
             self.charge(delta);
             report.freed += delta.unsigned_abs();
@@ -645,8 +692,12 @@ impl Store {
             s.evicted += c.evicted;
             s.tombstones += c.tombstones;
             s.bytes += c.bytes;
-            s.gets += shard.reads.gets.load(Relaxed);
-            s.hits += shard.reads.gets.load(Relaxed) - shard.reads.misses.load(Relaxed);
+            // Misses first: a lookup counts its get before its miss, so
+            // this order never sees more misses than gets.
+            let misses = shard.reads.misses.load(Relaxed);
+            let gets = shard.reads.gets.load(Relaxed);
+            s.gets += gets;
+            s.hits += gets.saturating_sub(misses);
             s.applied += c.applied;
             s.duplicates += c.duplicates;
             s.superseded += c.superseded;
@@ -654,6 +705,7 @@ impl Store {
             s.stubs_dropped += c.stubs_dropped;
             s.expirations += c.expirations;
             s.tombstones_collected += c.tombstones_collected;
+            s.tombstones_collected_early += c.tombstones_collected_early;
         }
         s
     }
@@ -675,13 +727,10 @@ impl Store {
             let shard = shard.0.read();
             let (c, differing) = shard.recount();
             recounted += c.bytes;
-            gauges_match &= (c.bytes, c.live, c.evicted, c.tombstones)
-                == (
-                    shard.counts.bytes,
-                    shard.counts.live,
-                    shard.counts.evicted,
-                    shard.counts.tombstones,
-                );
+            let gauges = |c: &shard::WriteCounters| {
+                (c.bytes, c.tombstone_bytes, c.live, c.evicted, c.tombstones)
+            };
+            gauges_match &= gauges(&c) == gauges(&shard.counts);
             leaves_differing += differing;
         }
         Audit {

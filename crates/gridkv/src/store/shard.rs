@@ -59,50 +59,46 @@ impl Leaf {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    /// Turn a value whose TTL ran out into a tombstone.
-    Expire,
-    /// Remove a tombstone whose grace period is over.
-    Collect,
-}
-
-/// A pending deadline. A timer is stale when the entry it names (by hash and
-/// seq) no longer implies it; stale timers are dropped when popped.
+/// A pending deadline: an expiry (in the expiry heap) or a tombstone
+/// collection (in the collection heap). A timer is stale when the entry it
+/// names (by hash and seq) no longer implies it; stale timers are dropped
+/// when popped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     deadline: u64,
     hash: u64,
     seq: u32,
-    kind: TimerKind,
 }
 
-/// The timer an entry in its current state needs, if any.
-fn timer_for(e: &Entry, grace_ms: u64) -> Option<Timer> {
-    let (kind, deadline) = match e.state {
-        State::Live | State::Evicted if e.expires_at != 0 => (TimerKind::Expire, e.expires_at),
+/// The timer an entry in its current state needs, if any, and whether it is
+/// a collection (true) or an expiry (false).
+fn timer_for(e: &Entry, grace_ms: u64) -> Option<(bool, Timer)> {
+    let (collect, deadline) = match e.state {
+        State::Live | State::Evicted if e.expires_at != 0 => (false, e.expires_at),
         State::Live | State::Evicted => return None,
-        State::Deleted | State::Expired => (TimerKind::Collect, e.collect_at(grace_ms)),
+        State::Deleted | State::Expired => (true, e.collect_at(grace_ms)),
     };
-    Some(Timer {
-        deadline,
-        hash: e.hash,
-        seq: e.seq,
-        kind,
-    })
+    Some((
+        collect,
+        Timer {
+            deadline,
+            hash: e.hash,
+            seq: e.seq,
+        },
+    ))
 }
 
-/// Counters updated under the shared (read) lock, hence atomics.
+/// Counters updated under the shared (read) lock, hence atomics. Only one
+/// is touched per hit: hits are derived as gets minus misses, because most
+/// lookups of a cache hit.
 #[derive(Debug, Default)]
-/// Only one counter is touched per lookup: hits are derived as gets minus
-/// misses, because most lookups of a cache hit.
 pub(crate) struct ReadCounters {
     pub gets: AtomicU64,
     pub misses: AtomicU64,
 }
 
 /// Counters and gauges updated under the exclusive lock.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct WriteCounters {
     pub applied: u64,
     pub duplicates: u64,
@@ -111,7 +107,9 @@ pub(crate) struct WriteCounters {
     pub stubs_dropped: u64,
     pub expirations: u64,
     pub tombstones_collected: u64,
+    pub tombstones_collected_early: u64,
     pub bytes: u64,
+    pub tombstone_bytes: u64,
     pub live: u64,
     pub evicted: u64,
     pub tombstones: u64,
@@ -126,15 +124,27 @@ impl WriteCounters {
         }
     }
 
-    /// Moves one entry between state gauges and applies a byte delta.
-    fn transition(&mut self, from: Option<State>, to: Option<State>, bytes: i64) {
-        if let Some(s) = from {
-            *self.state_gauge(s) -= 1;
+    /// Moves one entry from `(state, charge)` to another (either may be
+    /// absent: insert, remove) and returns the change in charged bytes.
+    fn account(&mut self, from: Option<(State, u64)>, to: Option<(State, u64)>) -> i64 {
+        let mut delta = 0i64;
+        if let Some((state, charge)) = from {
+            *self.state_gauge(state) -= 1;
+            self.bytes -= charge;
+            delta -= charge as i64;
+            if state.is_tombstone() {
+                self.tombstone_bytes -= charge;
+            }
         }
-        if let Some(s) = to {
-            *self.state_gauge(s) += 1;
+        if let Some((state, charge)) = to {
+            *self.state_gauge(state) += 1;
+            self.bytes += charge;
+            delta += charge as i64;
+            if state.is_tombstone() {
+                self.tombstone_bytes += charge;
+            }
         }
-        self.bytes = self.bytes.wrapping_add_signed(bytes);
+        delta
     }
 }
 
@@ -146,16 +156,29 @@ pub(crate) enum Evicted {
     Nothing,
 }
 
+/// Per-shard limits, fixed at construction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Tombstone grace period in ms.
+    pub grace_ms: u64,
+    /// Bytes this shard's tombstones may hold before the oldest are
+    /// collected early.
+    pub tombstone_bytes: u64,
+}
+
 pub(crate) struct Shard {
     table: HashTable<Entry>,
     /// CLOCK queue of (hash, seq) of entries that may be evicted; an entry
     /// is in it at most once (`Entry::queued`).
     queue: VecDeque<(u64, u32)>,
-    /// Min-heap of expiry and collection deadlines.
-    timers: BinaryHeap<Reverse<Timer>>,
+    /// Min-heap of expiry deadlines.
+    expiries: BinaryHeap<Reverse<Timer>>,
+    /// Min-heap of tombstone collection deadlines: also the order in which
+    /// tombstones are collected early when over their cap (oldest first).
+    collections: BinaryHeap<Reverse<Timer>>,
     leaves: Box<[Leaf]>,
     leaf_shift: u32,
-    grace_ms: u64,
+    limits: Limits,
     next_seq: u32,
     pub reads: ReadCounters,
     pub counts: WriteCounters,
@@ -164,14 +187,15 @@ pub(crate) struct Shard {
 impl Shard {
     /// A shard with `leaves` digest leaves; `leaf_bits` is the store-wide
     /// number of leaf bits (shard bits included).
-    pub fn new(leaves: usize, leaf_bits: u32, grace_ms: u64) -> Self {
+    pub fn new(leaves: usize, leaf_bits: u32, limits: Limits) -> Self {
         Self {
             table: HashTable::new(),
             queue: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
+            collections: BinaryHeap::new(),
             leaves: vec![Leaf::default(); leaves].into_boxed_slice(),
             leaf_shift: 64 - leaf_bits,
-            grace_ms,
+            limits,
             next_seq: 0,
             reads: ReadCounters::default(),
             counts: WriteCounters::default(),
@@ -207,12 +231,12 @@ impl Shard {
             WriteOp::Delete => (State::Deleted, None, 0),
         };
         let leaf = self.leaf_index(hash);
-        let grace = self.grace_ms;
+        let grace = self.limits.grace_ms;
         let found = self
             .table
             .find_mut(table_hash(hash), |e| e.hash == hash && e.key == key);
 
-        let (outcome, bytes, from, to, timer, enqueue) = match found {
+        let (outcome, from, to, timer, enqueue) = match found {
             Some(e) if write.version < e.version => {
                 self.counts.superseded += 1;
                 return (ApplyOutcome::Superseded { current: e.version }, 0);
@@ -222,25 +246,22 @@ impl Shard {
                 // evicted here comes back from another replica (read repair
                 // or anti-entropy) at the same version.
                 self.counts.duplicates += 1;
-                match (e.state, value) {
-                    (State::Evicted, Some(v)) => {
-                        e.value = Some(Bytes::copy_from_slice(v));
-                        e.state = State::Live;
-                        self.counts.transition(
-                            Some(State::Evicted),
-                            Some(State::Live),
-                            v.len() as i64,
-                        );
-                        return (ApplyOutcome::Duplicate, v.len() as i64);
-                    }
-                    _ => return (ApplyOutcome::Duplicate, 0),
-                }
+                let (State::Evicted, Some(v)) = (e.state, value) else {
+                    return (ApplyOutcome::Duplicate, 0);
+                };
+                let before = e.charge();
+                e.value = Some(Bytes::copy_from_slice(v));
+                e.state = State::Live;
+                let after = e.charge();
+                let delta = self
+                    .counts
+                    .account(Some((State::Evicted, before)), Some((State::Live, after)));
+                return (ApplyOutcome::Duplicate, delta);
             }
             Some(e) => {
                 let was_live =
                     matches!(e.state, State::Live | State::Evicted) && !expired(e.expires_at, now);
-                let before = e.charge();
-                let from = e.state;
+                let from = (e.state, e.charge());
                 self.leaves[leaf].remove(hash, &e.version);
                 e.version = write.version;
                 e.value = value.map(Bytes::copy_from_slice);
@@ -250,12 +271,10 @@ impl Shard {
                 self.leaves[leaf].add(hash, &e.version);
                 let enqueue = state == State::Live && !e.queued;
                 e.queued |= enqueue;
-                let bytes = e.charge() as i64 - before as i64;
                 (
                     ApplyOutcome::Applied { was_live },
-                    bytes,
                     Some(from),
-                    state,
+                    (state, e.charge()),
                     timer_for(e, grace),
                     enqueue.then_some(e.seq),
                 )
@@ -274,7 +293,7 @@ impl Shard {
                     queued: state == State::Live,
                     referenced: AtomicBool::new(false),
                 };
-                let bytes = e.charge() as i64;
+                let to = (state, e.charge());
                 let timer = timer_for(&e, grace);
                 let enqueue = e.queued.then_some(seq);
                 self.leaves[leaf].add(hash, &e.version);
@@ -282,23 +301,45 @@ impl Shard {
                     .insert_unique(table_hash(hash), e, |e| table_hash(e.hash));
                 (
                     ApplyOutcome::Applied { was_live: false },
-                    bytes,
                     None,
-                    state,
+                    to,
                     timer,
                     enqueue,
                 )
             }
         };
         self.counts.applied += 1;
-        self.counts.transition(from, Some(to), bytes);
+        let mut delta = self.counts.account(from, Some(to));
         if let Some(seq) = enqueue {
             self.enqueue(hash, seq);
         }
         if let Some(t) = timer {
             self.push_timer(t);
         }
-        (outcome, bytes)
+        if to.0.is_tombstone() {
+            delta += self.cap_tombstones();
+        }
+        (outcome, delta)
+    }
+
+    /// Tombstones are never evicted, but they must not grow without bound
+    /// either (a stream of deletes of keys never cached is ordinary cache
+    /// invalidation): over the cap, the oldest are collected before their
+    /// grace period ends, and counted. Returns the byte delta.
+    fn cap_tombstones(&mut self) -> i64 {
+        let mut delta = 0;
+        while self.counts.tombstone_bytes > self.limits.tombstone_bytes
+            && self.counts.tombstones > 1
+        {
+            let Some(Reverse(t)) = self.collections.pop() else {
+                break;
+            };
+            if self.timer_is_current(true, t) {
+                delta -= self.remove(t.hash, t.seq) as i64;
+                self.counts.tombstones_collected_early += 1;
+            }
+        }
+        delta
     }
 
     fn enqueue(&mut self, hash: u64, seq: u32) {
@@ -315,25 +356,66 @@ impl Shard {
         }
     }
 
-    fn push_timer(&mut self, t: Timer) {
-        self.timers.push(Reverse(t));
+    fn push_timer(&mut self, (collect, t): (bool, Timer)) {
+        let heap = if collect {
+            &mut self.collections
+        } else {
+            &mut self.expiries
+        };
+        heap.push(Reverse(t));
         // Overwrites leave stale timers behind; rebuild from the table when
-        // they dominate, so the heap stays proportional to the table.
-        if self.timers.len() > 2 * self.table.len() + 64 {
-            let grace = self.grace_ms;
-            self.timers = self
+        // they dominate, so the heaps stay proportional to the table.
+        if heap.len() > 2 * self.table.len() + 64 {
+            let grace = self.limits.grace_ms;
+            let current = self
                 .table
                 .iter()
-                .filter_map(|e| timer_for(e, grace).map(Reverse))
-                .collect();
+                .filter_map(|e| timer_for(e, grace))
+                .filter(|(c, _)| *c == collect)
+                .map(|(_, t)| Reverse(t));
+            *heap = current.collect();
         }
+    }
+
+    /// Whether timer `t` (an expiry or a collection) still matches its
+    /// entry.
+    fn timer_is_current(&self, collect: bool, t: Timer) -> bool {
+        self.table
+            .find(table_hash(t.hash), |e| e.hash == t.hash && e.seq == t.seq)
+            .and_then(|e| timer_for(e, self.limits.grace_ms))
+            == Some((collect, t))
+    }
+
+    /// Turns the live or evicted entry (hash, seq) into an expired
+    /// tombstone. Returns the byte delta.
+    fn expire(&mut self, hash: u64, seq: u32) -> i64 {
+        let grace = self.limits.grace_ms;
+        let Some(e) = self
+            .table
+            .find_mut(table_hash(hash), |e| e.hash == hash && e.seq == seq)
+        else {
+            return 0;
+        };
+        let from = (e.state, e.charge());
+        e.value = None;
+        e.state = State::Expired;
+        let to = (e.state, e.charge());
+        let timer = timer_for(e, grace);
+        self.counts.expirations += 1;
+        let mut delta = self.counts.account(Some(from), Some(to));
+        if let Some(t) = timer {
+            self.push_timer(t);
+        }
+        delta += self.cap_tombstones();
+        delta
     }
 
     /// One CLOCK step sequence: walks at most `max_steps` queue items and
     /// evicts the first unreferenced one. A live value is evicted down to a
     /// stub (key and version stay, so digests still match other replicas);
     /// a stub that comes round again unreferenced is dropped entirely.
-    /// Tombstones are never evicted.
+    /// Tombstones are never evicted, and an entry whose TTL has run out is
+    /// expired (becomes a tombstone) rather than evicted.
     pub fn evict(&mut self, max_steps: usize, now: u64) -> Evicted {
         for _ in 0..max_steps {
             let Some((hash, seq)) = self.queue.pop_front() else {
@@ -348,39 +430,26 @@ impl Shard {
             e.queued = false;
             match e.state {
                 State::Deleted | State::Expired => continue,
-                State::Live if expired(e.expires_at, now) => {
-                    // Due to expire anyway: expire it now rather than evict
-                    // something that is still wanted.
-                    let freed = e.value.take().map_or(0, |v| v.len()) as u64;
-                    e.state = State::Expired;
-                    let timer = timer_for(e, self.grace_ms);
-                    self.counts.expirations += 1;
-                    self.counts.transition(
-                        Some(State::Live),
-                        Some(State::Expired),
-                        -(freed as i64),
-                    );
-                    if let Some(t) = timer {
-                        self.push_timer(t);
-                    }
-                    return Evicted::Freed(freed);
+                _ if expired(e.expires_at, now) => {
+                    let delta = self.expire(hash, seq);
+                    return Evicted::Freed(delta.unsigned_abs());
                 }
                 _ if e.referenced.swap(false, Relaxed) => {
                     e.queued = true;
                     self.queue.push_back((hash, seq));
                 }
                 State::Live => {
-                    let freed = e.value.take().map_or(0, |v| v.len()) as u64;
+                    let before = e.charge();
+                    e.value = None;
                     e.state = State::Evicted;
                     e.queued = true;
+                    let after = e.charge();
                     self.queue.push_back((hash, seq));
                     self.counts.evictions += 1;
-                    self.counts.transition(
-                        Some(State::Live),
-                        Some(State::Evicted),
-                        -(freed as i64),
-                    );
-                    return Evicted::Freed(freed);
+                    let delta = self
+                        .counts
+                        .account(Some((State::Live, before)), Some((State::Evicted, after)));
+                    return Evicted::Freed(delta.unsigned_abs());
                 }
                 State::Evicted => {
                     let freed = self.remove(hash, seq);
@@ -404,58 +473,51 @@ impl Shard {
         let leaf = self.leaf_index(hash);
         self.leaves[leaf].remove(hash, &e.version);
         let charge = e.charge();
-        self.counts
-            .transition(Some(e.state), None, -(charge as i64));
+        self.counts.account(Some((e.state, charge)), None);
         charge
     }
 
-    /// Runs due timers (at most `max`): expires values and collects
+    /// Whether any timer is due at `now` (checked under the shared lock,
+    /// so that idle maintenance never takes the exclusive one).
+    pub fn has_due_timers(&self, now: u64) -> bool {
+        let due =
+            |h: &BinaryHeap<Reverse<Timer>>| h.peek().is_some_and(|Reverse(t)| t.deadline <= now);
+        due(&self.expiries) || due(&self.collections)
+    }
+
+    /// Runs due timers (at most `max`): expires values, then collects
     /// tombstones. Returns the byte delta and whether due timers remain.
     pub fn run_timers(&mut self, now: u64, max: usize) -> (i64, bool) {
         let mut delta = 0i64;
-        for _ in 0..max {
-            let Some(&Reverse(t)) = self.timers.peek() else {
-                return (delta, false);
+        let mut budget = max;
+        while budget > 0 {
+            let Some(&Reverse(t)) = self.expiries.peek() else {
+                break;
             };
             if t.deadline > now {
-                return (delta, false);
+                break;
             }
-            self.timers.pop();
-            let grace = self.grace_ms;
-            let Some(e) = self
-                .table
-                .find_mut(table_hash(t.hash), |e| e.hash == t.hash && e.seq == t.seq)
-            else {
-                continue;
-            };
-            if timer_for(e, grace) != Some(t) {
-                continue;
-            }
-            match t.kind {
-                TimerKind::Expire => {
-                    let from = e.state;
-                    let freed = e.value.take().map_or(0, |v| v.len()) as i64;
-                    e.state = State::Expired;
-                    let next = timer_for(e, grace);
-                    self.counts.expirations += 1;
-                    self.counts
-                        .transition(Some(from), Some(State::Expired), -freed);
-                    delta -= freed;
-                    if let Some(n) = next {
-                        self.push_timer(n);
-                    }
-                }
-                TimerKind::Collect => {
-                    delta -= self.remove(t.hash, t.seq) as i64;
-                    self.counts.tombstones_collected += 1;
-                }
+            self.expiries.pop();
+            budget -= 1;
+            if self.timer_is_current(false, t) {
+                delta += self.expire(t.hash, t.seq);
             }
         }
-        let more = self
-            .timers
-            .peek()
-            .is_some_and(|Reverse(t)| t.deadline <= now);
-        (delta, more)
+        while budget > 0 {
+            let Some(&Reverse(t)) = self.collections.peek() else {
+                break;
+            };
+            if t.deadline > now {
+                break;
+            }
+            self.collections.pop();
+            budget -= 1;
+            if self.timer_is_current(true, t) {
+                delta -= self.remove(t.hash, t.seq) as i64;
+                self.counts.tombstones_collected += 1;
+            }
+        }
+        (delta, self.has_due_timers(now))
     }
 
     /// Appends to `out` every entry with hash in `[lo, hi]` that sorts after
@@ -484,7 +546,9 @@ impl Shard {
                     expires_at: e.expires_at(),
                 },
                 (State::Evicted, _) if !expired(e.expires_at, now) => EntryData::Evicted,
-                _ => EntryData::Tombstone,
+                _ => EntryData::Tombstone {
+                    expired_at: e.expires_at(),
+                },
             };
             out.push(RangeEntry {
                 key: e.key.clone(),
@@ -509,13 +573,14 @@ impl Shard {
         self.leaves[index]
     }
 
-    /// Recomputes bytes, gauges and leaves from the table; returns
-    /// (recounted counters, number of leaves that differ).
+    /// Recomputes the gauges and leaves from the table; returns the
+    /// recounted gauges (counters left at zero) and the number of leaves
+    /// that differ from the incremental ones.
     pub fn recount(&self) -> (WriteCounters, usize) {
         let mut c = WriteCounters::default();
         let mut leaves = vec![Leaf::default(); self.leaves.len()];
         for e in self.table.iter() {
-            c.transition(None, Some(e.state), e.charge() as i64);
+            c.account(None, Some((e.state, e.charge())));
             leaves[self.leaf_index(e.hash)].add(e.hash, &e.version);
         }
         let differing = leaves

@@ -98,7 +98,13 @@ fn newer_writes_win_older_are_superseded_equal_are_duplicates() {
         s.apply(b"k", Write::delete(v3)),
         Ok(ApplyOutcome::Applied { was_live: true })
     );
-    assert_eq!(s.get(b"k").unwrap(), Lookup::Dead { version: v3 });
+    assert_eq!(
+        s.get(b"k").unwrap(),
+        Lookup::Dead {
+            version: v3,
+            expired_at: None
+        }
+    );
     // The tombstone keeps the older value from coming back.
     assert_eq!(
         s.apply(b"k", Write::set(v2, b"two", None)),
@@ -111,7 +117,13 @@ fn newer_writes_win_older_are_superseded_equal_are_duplicates() {
     );
     // A delete of an unknown key still leaves a tombstone.
     s.apply(b"never", Write::delete(v3)).unwrap();
-    assert_eq!(s.get(b"never").unwrap(), Lookup::Dead { version: v3 });
+    assert_eq!(
+        s.get(b"never").unwrap(),
+        Lookup::Dead {
+            version: v3,
+            expired_at: None
+        }
+    );
     assert!(s.audit().is_consistent());
     let st = s.stats();
     assert_eq!((st.applied, st.superseded, st.duplicates), (4, 2, 1));
@@ -265,7 +277,7 @@ fn concurrent_writers_of_one_key_end_on_the_highest_version() {
                 assert_eq!(item.version, v);
                 assert_eq!(item.value.as_ref(), v.ts.as_u64().to_le_bytes());
             }
-            Lookup::Dead { version } if deleted => assert_eq!(version, v),
+            Lookup::Dead { version, .. } if deleted => assert_eq!(version, v),
             other => panic!("expected {v:?} (deleted: {deleted}), got {other:?}"),
         }
         assert!(s.audit().is_consistent());
@@ -288,7 +300,13 @@ fn ttl_expiry_reads_absent_then_becomes_a_tombstone() {
     // Not ticked yet: the coarse clock still says T0 + 99.
     assert!(value_of(&s, b"k").is_some());
     s.tick();
-    assert_eq!(s.get(b"k").unwrap(), Lookup::Dead { version: v });
+    assert_eq!(
+        s.get(b"k").unwrap(),
+        Lookup::Dead {
+            version: v,
+            expired_at: Some(T0 + 100)
+        }
+    );
     let used_before = s.used_bytes();
     let m = s.maintain();
     assert_eq!(m.freed, 1, "the value's byte is returned");
@@ -454,6 +472,7 @@ fn evicted_values_leave_stubs_that_refill_and_keep_digests() {
 fn tombstones_are_never_evicted() {
     let (s, _) = store_with(StoreConfig {
         memory_budget: 20_000,
+        max_tombstone_percent: 100,
         shards: 1,
         digest_leaves: 1,
         ..StoreConfig::default()
@@ -790,7 +809,98 @@ fn scan_reports_tombstones_stubs_and_expired_values() {
             expires_at: Some(T0 + 1_000)
         }
     );
-    assert_eq!(by_key[&b"gone"[..]], EntryData::Tombstone);
-    assert_eq!(by_key[&b"ttl"[..]], EntryData::Tombstone);
+    assert_eq!(
+        by_key[&b"gone"[..]],
+        EntryData::Tombstone { expired_at: None }
+    );
+    assert_eq!(
+        by_key[&b"ttl"[..]],
+        EntryData::Tombstone {
+            expired_at: Some(T0 + 10)
+        }
+    );
     assert!(batch.next.is_none());
+}
+
+/// Cache invalidation deletes keys that were never cached; their
+/// tombstones must not grow without bound (DESIGN: bounded everything).
+#[test]
+fn tombstones_of_an_invalidation_stream_stay_within_their_cap() {
+    let budget = 1 << 20;
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: budget,
+        shards: 16,
+        digest_leaves: 16,
+        ..StoreConfig::default()
+    });
+    for i in 0..100_000u64 {
+        s.apply(
+            format!("never-cached:{i}").as_bytes(),
+            Write::delete(version(T0 + i, 0)),
+        )
+        .unwrap();
+    }
+    let st = s.stats();
+    let cap = budget / 4;
+    let slack = 16 * (ENTRY_OVERHEAD as u64 + 20);
+    assert!(st.bytes <= cap + slack, "{st:?}");
+    assert_eq!(st.tombstones + st.tombstones_collected_early, 100_000);
+    // The newest tombstones are the ones kept.
+    assert!(matches!(
+        s.get(b"never-cached:99999").unwrap(),
+        Lookup::Dead { .. }
+    ));
+    assert_eq!(s.get(b"never-cached:0").unwrap(), Lookup::Missing);
+    assert!(s.audit().is_consistent());
+}
+
+/// A tombstone left by an expiry is kept a grace period after the expiry;
+/// copied to another replica (rebalancing, repair) it must keep that
+/// deadline, not fall back to one counted from its (older) version.
+#[test]
+fn an_expired_tombstone_travels_with_its_expiry() {
+    let grace = Duration::from_secs(10);
+    let config = StoreConfig {
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    };
+    let (a, clock_a) = store_with(config.clone());
+    let (b, clock_b) = store_with(config);
+    let v = version(T0, 0);
+    let expiry = T0 + 60_000;
+    a.apply(b"k", Write::set(v, b"value", Some(expiry)))
+        .unwrap();
+    for (clock, store) in [(&clock_a, &a), (&clock_b, &b)] {
+        clock.set(expiry);
+        store.tick();
+    }
+    a.maintain();
+    let batch = a.scan(RingRange::FULL, None, 10, usize::MAX);
+    assert_eq!(
+        batch.entries[0].data,
+        EntryData::Tombstone {
+            expired_at: Some(expiry)
+        }
+    );
+    b.apply(b"k", batch.entries[0].write().unwrap()).unwrap();
+    assert_eq!(
+        b.get(b"k").unwrap(),
+        Lookup::Dead {
+            version: v,
+            expired_at: Some(expiry)
+        }
+    );
+    // Past version + grace, but not expiry + grace: still a tombstone, so a
+    // stale replica's older value cannot come back.
+    clock_b.set(expiry + 1);
+    b.tick();
+    b.maintain();
+    assert_eq!(
+        b.apply(b"k", Write::set(version(T0 - 1, 0), b"stale", None)),
+        Ok(ApplyOutcome::Superseded { current: v })
+    );
+    clock_b.set(expiry + grace.as_millis() as u64);
+    b.tick();
+    b.maintain();
+    assert_eq!(b.get(b"k").unwrap(), Lookup::Missing);
 }
