@@ -208,16 +208,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (sizes, rounds, ops): (&[usize], usize, usize) = if quick {
-        (&[100_000], 3, 200_000)
+    let (sizes, rounds, ops): (Vec<usize>, usize, usize) = if quick {
+        (vec![100_000], 3, 200_000)
     } else {
-        (&[100_000, 1_000_000], 7, 2_000_000)
+        (vec![100_000, 1_000_000], 7, 2_000_000)
+    };
+    // `GRIDKV_BENCH_KEYS=1000000` measures one size only.
+    let sizes = match std::env::var("GRIDKV_BENCH_KEYS") {
+        Ok(n) => vec![n.parse().expect("GRIDKV_BENCH_KEYS is a number")],
+        Err(_) => sizes,
     };
     let kinds = [Kind::Bare, Kind::Store, Kind::Dash];
     println!("| keys | threads | op | structure | ns/op (per thread) | Mops/s (total) | vs bare |");
     println!("|---:|---:|---|---|---:|---:|---:|");
     let mut epoch = 0;
-    for &n in sizes {
+    for &n in &sizes {
         let maps = Maps::new(n);
         for threads in [1, 2] {
             for write in [false, true] {

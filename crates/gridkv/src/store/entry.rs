@@ -231,13 +231,17 @@ impl State {
 }
 
 /// One key in a shard.
+///
+/// Laid out in order (`repr(C)`) so that what a lookup and a version check
+/// read — hash, key handle, version — shares the entry's first cache line.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Entry {
+    pub hash: u64,
     pub key: Bytes,
+    pub version: Version,
     /// `Some` exactly when `state` is `Live`.
     pub value: Option<Bytes>,
-    pub version: Version,
-    pub hash: u64,
     /// Absolute expiry in ms; 0 means none.
     pub expires_at: u64,
     /// Identity of this entry within its shard (stable while the key is

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::entry::{expired, ApplyOutcome, Entry, EntryData, RangeEntry, State, Write, WriteOp};
 use crate::hlc::Version;
@@ -28,15 +27,27 @@ fn table_hash(hash: u64) -> u64 {
 
 /// A key's contribution to its digest leaf. A version identifies one write,
 /// so (ring position, version) identifies the stored state without hashing
-/// the value.
+/// the value. Folded multiplies mix all four words in a few nanoseconds (this
+/// runs twice on every overwrite); the constants are arbitrary odd digits of
+/// pi and only need to be fixed, since digests are compared across nodes.
 #[inline]
 pub(crate) fn entry_digest(hash: u64, version: &Version) -> u64 {
-    let mut buf = [0u8; 32];
-    buf[..8].copy_from_slice(&hash.to_le_bytes());
-    buf[8..16].copy_from_slice(&version.ts.as_u64().to_le_bytes());
-    buf[16..24].copy_from_slice(&version.writer.to_le_bytes());
-    buf[24..].copy_from_slice(&version.generation.get().to_le_bytes());
-    xxh3_64(&buf)
+    let a = fold_mul(
+        hash ^ 0x243F_6A88_85A3_08D3,
+        version.ts.as_u64() ^ 0x1319_8A2E_0370_7345,
+    );
+    let b = fold_mul(
+        version.writer ^ 0xA409_3822_299F_31D1,
+        version.generation.get() ^ 0x082E_FA98_EC4E_6C89,
+    );
+    fold_mul(a ^ 0x4528_21E6_38D0_1377, b ^ 0xBE54_66CF_34E9_0C6D)
+}
+
+/// The 128-bit product of `a` and `b`, folded to 64 bits.
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Digest of one leaf: an order-independent sum, so it updates in O(1)
