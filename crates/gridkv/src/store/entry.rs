@@ -233,12 +233,14 @@ impl State {
 /// One key in a shard.
 ///
 /// Laid out in order (`repr(C)`) so that what a lookup and a version check
-/// read — hash, key handle, version — shares the entry's first cache line.
+/// read — hash, key handle, version — shares the entry's first cache line,
+/// and kept at 96 bytes: the key is a plain box (16 bytes, not a 32-byte
+/// `Bytes`), since only scans hand keys out and they may copy them.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entry {
     pub hash: u64,
-    pub key: Bytes,
+    pub key: Box<[u8]>,
     pub version: Version,
     /// `Some` exactly when `state` is `Live`.
     pub value: Option<Bytes>,
@@ -286,3 +288,9 @@ pub(crate) fn expired(expires_at: u64, now_ms: u64) -> bool {
 /// value: the entry itself, its hash-table slot and control byte, and its
 /// share of the eviction queue and timer heap.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 48;
+
+#[cfg(test)]
+#[test]
+fn an_entry_is_96_bytes() {
+    assert_eq!(std::mem::size_of::<Entry>(), 96);
+}

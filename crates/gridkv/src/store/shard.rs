@@ -216,7 +216,7 @@ impl Shard {
     #[inline]
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
         self.table
-            .find(table_hash(hash), |e| e.hash == hash && e.key == key)
+            .find(table_hash(hash), |e| e.hash == hash && *e.key == *key)
     }
 
     #[inline]
@@ -245,7 +245,7 @@ impl Shard {
         let grace = self.limits.grace_ms;
         let found = self
             .table
-            .find_mut(table_hash(hash), |e| e.hash == hash && e.key == key);
+            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key);
 
         let (outcome, from, to, timer, enqueue) = match found {
             Some(e) if write.version < e.version => {
@@ -294,7 +294,7 @@ impl Shard {
                 let seq = self.next_seq;
                 self.next_seq = self.next_seq.wrapping_add(1);
                 let e = Entry {
-                    key: Bytes::copy_from_slice(key),
+                    key: key.into(),
                     value: value.map(Bytes::copy_from_slice),
                     version: write.version,
                     hash,
@@ -562,7 +562,7 @@ impl Shard {
                 },
             };
             out.push(RangeEntry {
-                key: e.key.clone(),
+                key: Bytes::copy_from_slice(&e.key),
                 hash: e.hash,
                 version: e.version,
                 data,
