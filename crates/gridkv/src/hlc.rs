@@ -20,6 +20,25 @@ use crate::id::{Generation, NodeId};
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 ///
 /// Implementations must be cheap: the HLC reads it on every `now()`.
+///
+/// # Examples
+///
+/// A clock running a fixed offset ahead of the system's, to test skew:
+///
+/// ```
+/// use gridkv::hlc::{Clock, SystemClock};
+///
+/// #[derive(Debug)]
+/// struct Skewed(u64);
+///
+/// impl Clock for Skewed {
+///     fn now_ms(&self) -> u64 {
+///         SystemClock.now_ms() + self.0
+///     }
+/// }
+///
+/// assert!(Skewed(2_000).now_ms() >= SystemClock.now_ms() + 1_999);
+/// ```
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch. May jump backwards or forwards;
     /// the HLC stays monotonic regardless.

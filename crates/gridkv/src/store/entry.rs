@@ -76,6 +76,27 @@ impl<'a> Write<'a> {
 }
 
 /// What [`Store::apply`](super::Store::apply) did with a write.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::hlc::{Timestamp, Version};
+/// use gridkv::store::{ApplyOutcome, Store, StoreConfig, Write};
+///
+/// let store = Store::new(StoreConfig::default()).unwrap();
+/// let (old, new) = (
+///     Version { ts: Timestamp::new(1, 0), ..Version::ZERO },
+///     Version { ts: Timestamp::new(2, 0), ..Version::ZERO },
+/// );
+/// let applied = store.apply(b"k", Write::set(new, b"v", None)).unwrap();
+/// assert_eq!(applied, ApplyOutcome::Applied { was_live: false });
+/// // Redelivery of the same write counts as applied (quorums rely on it)...
+/// assert!(store.apply(b"k", Write::set(new, b"v", None)).unwrap().is_applied());
+/// // ...a write older than the stored one does not.
+/// let late = store.apply(b"k", Write::set(old, b"stale", None)).unwrap();
+/// assert_eq!(late, ApplyOutcome::Superseded { current: new });
+/// assert!(!late.is_applied());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
     /// The write is now the stored version of the key.
@@ -119,6 +140,27 @@ pub struct Item {
 /// Replication needs more than "value or nothing": a tombstone's version
 /// must win over older values elsewhere, and an evicted value is not a
 /// missing one.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::hlc::{Timestamp, Version};
+/// use gridkv::store::{Lookup, Store, StoreConfig, Write};
+///
+/// let store = Store::new(StoreConfig::default()).unwrap();
+/// assert_eq!(store.get(b"k").unwrap(), Lookup::Missing);
+///
+/// let v1 = Version { ts: Timestamp::new(1, 0), ..Version::ZERO };
+/// store.apply(b"k", Write::set(v1, b"v", None)).unwrap();
+/// assert_eq!(store.get(b"k").unwrap().value().unwrap().as_ref(), b"v");
+///
+/// let v2 = Version { ts: Timestamp::new(2, 0), ..Version::ZERO };
+/// store.apply(b"k", Write::delete(v2)).unwrap();
+/// let dead = store.get(b"k").unwrap();
+/// assert_eq!(dead, Lookup::Dead { version: v2, expired_at: None });
+/// // A replica answering with this beats an older value elsewhere.
+/// assert!(dead.version() > Some(v1));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// Nothing is known about the key here.

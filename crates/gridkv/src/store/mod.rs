@@ -572,6 +572,26 @@ impl Store {
     /// their grace period, as of the last [`Store::tick`]. Each shard runs a
     /// bounded number of timers per call, so foreground work is never held
     /// up for long; `more` says whether to call again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use gridkv::hlc::{ManualClock, Timestamp, Version};
+    /// use gridkv::store::{Lookup, Store, StoreConfig, Write};
+    ///
+    /// let clock = Arc::new(ManualClock::new(1_000));
+    /// let config = StoreConfig { tombstone_grace: Duration::from_secs(1), ..StoreConfig::default() };
+    /// let store = Store::with_clock(config, clock.clone()).unwrap();
+    /// let v = Version { ts: Timestamp::new(1_000, 0), ..Version::ZERO };
+    /// store.apply(b"k", Write::delete(v)).unwrap();
+    ///
+    /// clock.set(2_000); // the grace period has passed
+    /// store.tick();
+    /// while store.maintain().more {}
+    /// assert_eq!(store.get(b"k").unwrap(), Lookup::Missing);
+    /// ```
     pub fn maintain(&self) -> Maintenance {
         let now = self.clock.now_ms();
         let mut report = Maintenance::default();
@@ -594,6 +614,38 @@ impl Store {
     /// Each batch holds one shard lock at a time, scanning that shard.
     /// Entries present for the whole scan are returned exactly once; ones
     /// written meanwhile may or may not be.
+    ///
+    /// # Examples
+    ///
+    /// Streaming a range to another replica in bounded batches:
+    ///
+    /// ```
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    /// use gridkv::Version;
+    ///
+    /// let source = Store::new(StoreConfig::default()).unwrap();
+    /// let target = Store::new(StoreConfig::default()).unwrap();
+    /// for i in 0..100u32 {
+    ///     let key = format!("key-{i}");
+    ///     source.apply(key.as_bytes(), Write::set(Version::ZERO, b"v", None)).unwrap();
+    /// }
+    /// let range = RingRange::FULL;
+    /// let mut after = None;
+    /// loop {
+    ///     let batch = source.scan(range, after.as_ref(), 16, 64 << 10);
+    ///     for entry in &batch.entries {
+    ///         if let Some(write) = entry.write() {
+    ///             target.apply(&entry.key, write).unwrap();
+    ///         }
+    ///     }
+    ///     match batch.next {
+    ///         Some(cursor) => after = Some(cursor),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(source.digest(range), target.digest(range));
+    /// ```
     pub fn scan(
         &self,
         range: RingRange,
@@ -651,6 +703,30 @@ impl Store {
     /// The digest of `range`, from incrementally maintained leaves; only
     /// the (at most four) leaves cut by the range's ends are recomputed, by
     /// scanning their shards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::keyspace::{key_hash, RingRange};
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    ///
+    /// let a = Store::new(StoreConfig::default()).unwrap();
+    /// let b = Store::new(StoreConfig::default()).unwrap();
+    /// let v = Version { ts: Timestamp::new(1, 0), ..Version::ZERO };
+    /// for s in [&a, &b] {
+    ///     s.apply(b"x", Write::set(v, b"1", None)).unwrap();
+    ///     s.apply(b"y", Write::set(v, b"2", None)).unwrap();
+    /// }
+    /// assert_eq!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
+    ///
+    /// // A newer write on one replica shows up in every range holding it.
+    /// let newer = Version { ts: Timestamp::new(2, 0), ..Version::ZERO };
+    /// b.apply(b"x", Write::set(newer, b"3", None)).unwrap();
+    /// let h = key_hash(b"x");
+    /// assert_ne!(a.digest(RingRange::new(h - 1, h)), b.digest(RingRange::new(h - 1, h)));
+    /// assert_eq!(a.digest(RingRange::FULL).count, 2);
+    /// ```
     pub fn digest(&self, range: RingRange) -> RangeDigest {
         let shift = 64 - self.leaf_bits;
         let per_shard = self.config.digest_leaves / self.shards.len();
@@ -679,6 +755,22 @@ impl Store {
     }
 
     /// Counters and gauges, summed over shards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    /// use gridkv::Version;
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// store.apply(b"k", Write::set(Version::ZERO, b"v", None)).unwrap();
+    /// store.get(b"k").unwrap();
+    /// store.get(b"absent").unwrap();
+    /// let stats = store.stats();
+    /// assert_eq!((stats.entries, stats.live, stats.gets, stats.hits), (1, 1, 2, 1));
+    /// assert_eq!(stats.bytes, store.used_bytes());
+    /// assert!(store.audit().is_consistent());
+    /// ```
     pub fn stats(&self) -> StoreStats {
         let mut s = StoreStats {
             budget: self.config.memory_budget,
