@@ -1,5 +1,6 @@
 //! What the store keeps per key, and the shapes of writes and reads.
 
+use std::fmt;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
@@ -275,14 +276,14 @@ impl State {
 /// One key in a shard.
 ///
 /// Laid out in order (`repr(C)`) so that what a lookup and a version check
-/// read — hash, key handle, version — shares the entry's first cache line,
-/// and kept at 96 bytes: the key is a plain box (16 bytes, not a 32-byte
-/// `Bytes`), since only scans hand keys out and they may copy them.
+/// read — hash, key, version — shares the entry's first cache line. Short
+/// keys live inside the entry ([`KeyBuf`]), so finding one costs no extra
+/// cache miss.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entry {
     pub hash: u64,
-    pub key: Box<[u8]>,
+    pub key: KeyBuf,
     pub version: Version,
     /// `Some` exactly when `state` is `Live`.
     pub value: Option<Bytes>,
@@ -331,8 +332,71 @@ pub(crate) fn expired(expires_at: u64, now_ms: u64) -> bool {
 /// share of the eviction queue and timer heap.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 48;
 
+/// A stored key: inline up to [`KeyBuf::INLINE`] bytes (most cache keys),
+/// boxed beyond. 24 bytes either way. Only scans hand keys out, as copies.
+#[derive(Clone)]
+pub(crate) enum KeyBuf {
+    Inline {
+        len: u8,
+        bytes: [u8; KeyBuf::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBuf {
+    pub const INLINE: usize = 22;
+}
+
+impl From<&[u8]> for KeyBuf {
+    fn from(key: &[u8]) -> Self {
+        if key.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            KeyBuf::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyBuf::Heap(key.into())
+        }
+    }
+}
+
+impl std::ops::Deref for KeyBuf {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { len, bytes } => &bytes[..*len as usize],
+            KeyBuf::Heap(b) => b,
+        }
+    }
+}
+
+impl fmt::Debug for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Bytes::copy_from_slice(self))
+    }
+}
+
 #[cfg(test)]
-#[test]
-fn an_entry_is_96_bytes() {
-    assert_eq!(std::mem::size_of::<Entry>(), 96);
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn entries_stay_compact() {
+        assert_eq!(std::mem::size_of::<KeyBuf>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 104);
+    }
+
+    #[test]
+    fn keys_round_trip_inline_and_boxed() {
+        for len in [0, 1, KeyBuf::INLINE, KeyBuf::INLINE + 1, 1000] {
+            let key: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let buf = KeyBuf::from(&key[..]);
+            assert_eq!(&*buf, &key[..]);
+            assert_eq!(matches!(buf, KeyBuf::Inline { .. }), len <= KeyBuf::INLINE);
+        }
+    }
 }
