@@ -13,6 +13,8 @@
 //! - [`ring`]: consistent hashing with virtual nodes: who owns which key.
 //! - [`store`]: the sharded in-memory store with versions, TTLs, tombstones,
 //!   a memory budget and incremental range digests.
+//! - [`net`]: transport building blocks (RTT estimation, reconnect backoff);
+//!   the transport itself is in progress.
 //!
 //! Membership, transport, replication and the `GridKv` node handle build on
 //! these.
@@ -21,6 +23,7 @@
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
+pub mod net;
 pub mod ring;
 pub mod store;
 
