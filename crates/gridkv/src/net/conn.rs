@@ -1,0 +1,328 @@
+//! One established connection: a reader and a writer driven by one task.
+//!
+//! Both directions of a connection run the same loop, whoever dialled:
+//! - the writer takes everything queued at once and writes it with as few
+//!   syscalls as it can (small frames are copied into one buffer, large
+//!   bodies are written from their own memory); when nothing was written for
+//!   a heartbeat interval it sends a ping;
+//! - the reader cuts frames out of its buffer, answers pings, completes
+//!   pending requests (outbound links) and hands requests and one-way
+//!   messages to the application (within an inbound budget);
+//! - nothing received within the idle timeout, a write that stalls as long,
+//!   a frame over the limit or one that does not decode: the connection
+//!   ends, with the reason, and the caller fails whatever was pending on it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+
+use super::envelope::{Envelope, ErrorCode};
+use super::frame::{FrameDecoder, LEN_PREFIX};
+use super::queue::{Budget, Outgoing, SendQueue};
+use super::transport::{Inbound, Link, PeerInfo, Responder, Shared};
+
+/// Bodies at least this large are written from their own buffer rather than
+/// copied into the batch.
+const COPY_LIMIT: usize = 32 * 1024;
+/// A batch buffer this full is written out before more is added.
+const BATCH_BYTES: usize = 256 * 1024;
+/// How much read buffer is added when it runs out.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Everything a running connection needs.
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: PeerInfo,
+    pub(crate) queue: Arc<SendQueue>,
+    /// The outbound link whose requests this connection carries; `None` on
+    /// an accepted connection (answers arriving there are unknown).
+    pub(crate) link: Option<Arc<Link>>,
+    /// Limits on what the peer may have pending with this node's
+    /// application through this connection.
+    pub(crate) inbound: Arc<Budget>,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnEnd {
+    /// The transport is shutting down.
+    Shutdown,
+    /// The peer closed it, or it broke; the text says how.
+    Broken(String),
+}
+
+impl Conn {
+    /// Runs the connection until it ends. `buf` holds whatever arrived after
+    /// the handshake.
+    pub(crate) async fn run(
+        self,
+        mut read: Box<dyn AsyncRead + Send + Unpin>,
+        mut write: Box<dyn AsyncWrite + Send + Unpin>,
+        buf: BytesMut,
+    ) -> ConnEnd {
+        let counters = &self.shared.counters;
+        counters.open_connections.fetch_add(1, Relaxed);
+        let end = tokio::select! {
+            biased;
+            _ = self.shared.cancel.cancelled() => ConnEnd::Shutdown,
+            end = self.read_loop(&mut read, buf) => end,
+            end = self.write_loop(&mut write) => end,
+        };
+        counters.open_connections.fetch_sub(1, Relaxed);
+        if let ConnEnd::Broken(reason) = &end {
+            tracing::debug!(peer = %self.peer, %reason, "connection closed");
+        }
+        // Best effort: tell the peer we are done (it notices anyway).
+        let _ = tokio::time::timeout(Duration::from_millis(50), write.shutdown()).await;
+        end
+    }
+
+    async fn read_loop(
+        &self,
+        read: &mut (dyn AsyncRead + Send + Unpin),
+        mut buf: BytesMut,
+    ) -> ConnEnd {
+        let config = &self.shared.config;
+        let counters = &self.shared.counters;
+        let decoder = FrameDecoder::new(config.max_frame);
+        loop {
+            loop {
+                let frame = match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => return self.protocol_error(error.to_string()),
+                };
+                counters.frames_received.fetch_add(1, Relaxed);
+                match Envelope::decode(frame) {
+                    Ok(envelope) => self.dispatch(envelope).await,
+                    Err(error) => return self.protocol_error(error.to_string()),
+                }
+            }
+            if buf.capacity() - buf.len() < LEN_PREFIX {
+                buf.reserve(READ_CHUNK);
+            }
+            match tokio::time::timeout(config.idle_timeout, read.read_buf(&mut buf)).await {
+                Err(_) => {
+                    counters.idle_timeouts.fetch_add(1, Relaxed);
+                    return ConnEnd::Broken(format!(
+                        "nothing received for {:?} (idle timeout)",
+                        config.idle_timeout
+                    ));
+                }
+                Ok(Ok(0)) => return ConnEnd::Broken("closed by peer".to_owned()),
+                Ok(Ok(n)) => {
+                    counters.bytes_received.fetch_add(n as u64, Relaxed);
+                }
+                Ok(Err(error)) => return ConnEnd::Broken(format!("read failed: {error}")),
+            }
+        }
+    }
+
+    fn protocol_error(&self, detail: String) -> ConnEnd {
+        self.shared.counters.frame_errors.fetch_add(1, Relaxed);
+        tracing::warn!(peer = %self.peer, %detail, "closing connection: bad frame");
+        ConnEnd::Broken(format!("bad frame from peer: {detail}"))
+    }
+
+    /// Acts on one envelope. Requests never wait: over the inbound budget or
+    /// with the application's channel full they are answered `Overloaded`.
+    /// One-way messages have no answer to say so with; instead the reader
+    /// waits for room, which stops it reading, so TCP flow control pushes
+    /// back until the sender's own queue reports backpressure. Nothing is
+    /// dropped silently either way.
+    async fn dispatch(&self, envelope: Envelope) {
+        let counters = &self.shared.counters;
+        match envelope {
+            Envelope::Ping { token } => {
+                self.queue.push_control(Envelope::Pong { token });
+            }
+            Envelope::Pong { token } => {
+                if let Some(link) = &self.link {
+                    link.observe_pong(token, &self.shared);
+                }
+            }
+            Envelope::Response { id, body, .. } => match &self.link {
+                Some(link) => link.complete(id, Ok(body), &self.shared),
+                None => {
+                    counters.late_responses.fetch_add(1, Relaxed);
+                }
+            },
+            Envelope::Error { id, code, .. } => match &self.link {
+                Some(link) => {
+                    let error = link.remote_error(code);
+                    link.complete(id, Err(error), &self.shared);
+                }
+                None => {
+                    counters.late_responses.fetch_add(1, Relaxed);
+                }
+            },
+            Envelope::Request { lane, id, body } => {
+                let refuse = |queue: &SendQueue| {
+                    counters.inbound_overloaded.fetch_add(1, Relaxed);
+                    queue.push_control(Envelope::Error {
+                        lane,
+                        id,
+                        code: ErrorCode::Overloaded,
+                    });
+                };
+                let Ok(budget) = self.inbound.try_acquire(body.len()) else {
+                    return refuse(&self.queue);
+                };
+                let responder = Responder::new(
+                    Arc::clone(&self.queue),
+                    lane,
+                    id,
+                    self.shared.config.max_frame,
+                    budget,
+                );
+                let inbound = Inbound {
+                    from: self.peer,
+                    lane,
+                    body,
+                    reply: Some(responder),
+                    _budget: None,
+                };
+                if let Err(TrySendError::Full(mut inbound) | TrySendError::Closed(mut inbound)) =
+                    self.shared.handlers[lane.index()].try_send(inbound)
+                {
+                    // Answer `Overloaded`, not the responder's `NoAnswer`:
+                    // the application never saw it.
+                    if let Some(responder) = inbound.reply.take() {
+                        responder.disarm();
+                    }
+                    refuse(&self.queue);
+                }
+            }
+            Envelope::OneWay { lane, body } => {
+                let budget = self.inbound.acquire(body.len()).await;
+                let inbound = Inbound {
+                    from: self.peer,
+                    lane,
+                    body,
+                    reply: None,
+                    _budget: Some(budget),
+                };
+                // Fails only when the application dropped its receiver: it
+                // takes no more messages.
+                let _ = self.shared.handlers[lane.index()].send(inbound).await;
+            }
+        }
+    }
+
+    async fn write_loop(&self, write: &mut (dyn AsyncWrite + Send + Unpin)) -> ConnEnd {
+        let config = &self.shared.config;
+        let mut batch: VecDeque<Outgoing> = VecDeque::new();
+        let mut out = BytesMut::with_capacity(BATCH_BYTES);
+        loop {
+            match tokio::time::timeout(config.heartbeat_interval, self.queue.take_all(&mut batch))
+                .await
+            {
+                Err(_) => {
+                    let token = self.shared.ticks();
+                    self.queue.push_control(Envelope::Ping { token });
+                    continue;
+                }
+                Ok(false) => return ConnEnd::Shutdown,
+                Ok(true) => {}
+            }
+            let faults = self.shared.faults.get(&self.peer.node_id);
+            let mut frames = 0u64;
+            let mut bytes = 0u64;
+            for item in batch.drain(..) {
+                let mut copies = 1;
+                if let Some(faults) = faults {
+                    if !faults.delay.is_zero() {
+                        if let Err(end) = self.flush(write, &mut out).await {
+                            return end;
+                        }
+                        tokio::time::sleep_until(item.queued_at + faults.delay).await;
+                    }
+                    if self.shared.faults.roll(faults.drop) {
+                        self.shared.counters.fault_dropped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    if self.shared.faults.roll(faults.duplicate) {
+                        self.shared.counters.fault_duplicated.fetch_add(1, Relaxed);
+                        copies = 2;
+                    }
+                }
+                for _ in 0..copies {
+                    let len = item.envelope.encoded_len();
+                    frames += 1;
+                    bytes += (LEN_PREFIX + len) as u64;
+                    // Lengths were checked against the peer's limit when the
+                    // frame was queued.
+                    out.put_u32(len as u32);
+                    let body = item.envelope.split_header(&mut out);
+                    match body {
+                        Some(body) if body.len() >= COPY_LIMIT => {
+                            if let Err(end) = self.flush(write, &mut out).await {
+                                return end;
+                            }
+                            if let Err(end) = self.write_all(write, body).await {
+                                return end;
+                            }
+                        }
+                        Some(body) => out.put_slice(body),
+                        None => {}
+                    }
+                    if out.len() >= BATCH_BYTES {
+                        if let Err(end) = self.flush(write, &mut out).await {
+                            return end;
+                        }
+                    }
+                }
+            }
+            if let Err(end) = self.flush(write, &mut out).await {
+                return end;
+            }
+            let counters = &self.shared.counters;
+            counters.frames_sent.fetch_add(frames, Relaxed);
+            counters.bytes_sent.fetch_add(bytes, Relaxed);
+        }
+    }
+
+    async fn flush(
+        &self,
+        write: &mut (dyn AsyncWrite + Send + Unpin),
+        out: &mut BytesMut,
+    ) -> Result<(), ConnEnd> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let result = self.write_all(write, out).await;
+        out.clear();
+        result
+    }
+
+    /// Writes all of `bytes`, or ends the connection if that stalls for the
+    /// idle timeout (a peer that stopped reading).
+    async fn write_all(
+        &self,
+        write: &mut (dyn AsyncWrite + Send + Unpin),
+        bytes: &[u8],
+    ) -> Result<(), ConnEnd> {
+        let timeout = self.shared.config.idle_timeout;
+        match tokio::time::timeout(timeout, write.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(ConnEnd::Broken(format!("write failed: {error}"))),
+            Err(_) => {
+                self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);
+                Err(ConnEnd::Broken(format!(
+                    "write stalled for {timeout:?}: the peer stopped reading"
+                )))
+            }
+        }
+    }
+}
+
+/// The instant `ticks` nanoseconds after `epoch`.
+pub(crate) fn instant_of(epoch: Instant, ticks: u64) -> Instant {
+    epoch + Duration::from_nanos(ticks)
+}
