@@ -1,1 +1,264 @@
-fn main() {}
+//! Transport request/response against a raw tokio TCP ping-pong, the
+//! physical limit, in the same program and runtime.
+//!
+//!     cargo bench -p gridkv --bench transport
+//!
+//! Two measurements, each run in interleaved rounds (raw, transport, raw,
+//! ...) so machine noise hits both alike; the medians of the rounds and
+//! their ratio are printed:
+//!
+//! - one request at a time: per-request latency in an HDR histogram, p50
+//!   and p99 (and p99.9, max);
+//! - 64 requests in flight on one connection: throughput. The raw peer
+//!   writes 64 frames in one syscall and reads the 64 answers, the best a
+//!   hand-written pipeline can do; the transport runs 64 tasks each issuing
+//!   requests one after another, as callers do.
+//!
+//! Messages are 16-byte bodies on the data lane. `GRIDKV_BENCH_ROUNDS`
+//! (default 5) and `GRIDKV_BENCH_SECS` (per round and side, default 1) scale
+//! the run.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gridkv::net::{Incoming, Lane, Transport, TransportConfig};
+use gridkv::{Generation, NodeId};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BODY: usize = 16;
+const DEPTH: usize = 64;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A raw echo server: 4-byte length prefix, payload echoed back.
+async fn raw_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let mut buf = vec![0u8; 64 * 1024];
+                // Echo whatever arrives: framing is symmetric, so echoing
+                // the bytes echoes the frames.
+                loop {
+                    let n = match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn frame() -> Vec<u8> {
+    let mut frame = (BODY as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[7u8; BODY]);
+    frame
+}
+
+async fn raw_sequential(addr: &str, secs: u64) -> Histogram<u64> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let frame = frame();
+    let mut answer = vec![0u8; frame.len()];
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let start = Instant::now();
+        stream.write_all(&frame).await.unwrap();
+        stream.read_exact(&mut answer).await.unwrap();
+        hist.record(start.elapsed().as_nanos() as u64).unwrap();
+    }
+    hist
+}
+
+async fn raw_pipelined(addr: &str, secs: u64) -> f64 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let batch: Vec<u8> = frame().repeat(DEPTH);
+    let mut answers = vec![0u8; batch.len()];
+    let mut done = 0u64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    while Instant::now() < end {
+        stream.write_all(&batch).await.unwrap();
+        stream.read_exact(&mut answers).await.unwrap();
+        done += DEPTH as u64;
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+fn echo(incoming: Incoming) {
+    let mut data = incoming.data;
+    tokio::spawn(async move {
+        while let Some(inbound) = data.recv().await {
+            if let Some(reply) = inbound.reply {
+                let _ = reply.respond(inbound.body);
+            }
+        }
+    });
+}
+
+async fn transport_pair() -> (Transport, Transport) {
+    let config = |id| TransportConfig::new("bench", NodeId::new(id).unwrap(), Generation::new(1));
+    let (client, _client_in) = Transport::bind(config("client")).await.unwrap();
+    let (server, server_in) = Transport::bind(config("server")).await.unwrap();
+    echo(server_in);
+    (client, server)
+}
+
+async fn transport_sequential(client: &Transport, addr: &str, secs: u64) -> Histogram<u64> {
+    let peer = client.peer(addr);
+    let body = Bytes::from(vec![7u8; BODY]);
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let start = Instant::now();
+        peer.request(Lane::Data, body.clone()).await.unwrap();
+        hist.record(start.elapsed().as_nanos() as u64).unwrap();
+    }
+    hist
+}
+
+async fn transport_pipelined(client: &Transport, addr: &str, secs: u64) -> f64 {
+    let peer = client.peer(addr);
+    let body = Bytes::from(vec![7u8; BODY]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..DEPTH)
+        .map(|_| {
+            let (peer, body, stop, done) = (peer.clone(), body.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    peer.request_with_timeout(Lane::Data, body.clone(), Duration::from_secs(5))
+                        .await
+                        .unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn us(nanos: u64) -> f64 {
+    nanos as f64 / 1000.0
+}
+
+fn main() {
+    let rounds = env("GRIDKV_BENCH_ROUNDS", 5) as usize;
+    let secs = env("GRIDKV_BENCH_SECS", 1);
+    // Both runtime flavours: on one thread every hop between client and
+    // server is a poll, not a thread wakeup; on two workers (how a node
+    // runs) wakeups across threads dominate small-message latency.
+    println!("## current-thread runtime\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    run(&runtime, rounds, secs);
+    println!("\n## multi-thread runtime, 2 workers\n");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    run(&runtime, rounds, secs);
+}
+
+fn run(runtime: &tokio::runtime::Runtime, rounds: usize, secs: u64) {
+    runtime.block_on(async {
+        let raw_addr = raw_server().await;
+        let (client, server) = transport_pair().await;
+        let addr = server.local_addr().to_string();
+        // Warm up both paths (connections, allocator, caches).
+        raw_sequential(&raw_addr, 1).await;
+        transport_sequential(&client, &addr, 1).await;
+
+        let (mut raw_p50, mut raw_p99, mut gkv_p50, mut gkv_p99) = (vec![], vec![], vec![], vec![]);
+        let (mut raw_p999, mut gkv_p999, mut raw_max, mut gkv_max) =
+            (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let raw = raw_sequential(&raw_addr, secs).await;
+            let gkv = transport_sequential(&client, &addr, secs).await;
+            raw_p50.push(us(raw.value_at_quantile(0.5)));
+            raw_p99.push(us(raw.value_at_quantile(0.99)));
+            raw_p999.push(us(raw.value_at_quantile(0.999)));
+            raw_max.push(us(raw.max()));
+            gkv_p50.push(us(gkv.value_at_quantile(0.5)));
+            gkv_p99.push(us(gkv.value_at_quantile(0.99)));
+            gkv_p999.push(us(gkv.value_at_quantile(0.999)));
+            gkv_max.push(us(gkv.max()));
+        }
+        let (rp50, gp50) = (median(raw_p50), median(gkv_p50));
+        let (rp99, gp99) = (median(raw_p99), median(gkv_p99));
+        println!("one request at a time ({rounds} rounds x {secs} s each side, median of rounds)");
+        println!("| path       | p50 µs | p99 µs | p99.9 µs | max µs |");
+        println!("|------------|-------:|-------:|---------:|-------:|");
+        println!(
+            "| raw tokio  | {rp50:6.1} | {rp99:6.1} | {:8.1} | {:6.0} |",
+            median(raw_p999),
+            median(raw_max)
+        );
+        println!(
+            "| transport  | {gp50:6.1} | {gp99:6.1} | {:8.1} | {:6.0} |",
+            median(gkv_p999),
+            median(gkv_max)
+        );
+        println!(
+            "| ratio      | {:5.2}x | {:5.2}x |",
+            gp50 / rp50,
+            gp99 / rp99
+        );
+
+        let (mut raw_tput, mut gkv_tput) = (vec![], vec![]);
+        for _ in 0..rounds {
+            raw_tput.push(raw_pipelined(&raw_addr, secs).await);
+            gkv_tput.push(transport_pipelined(&client, &addr, secs).await);
+        }
+        let (rt, gt) = (median(raw_tput), median(gkv_tput));
+        println!();
+        println!("{DEPTH} requests in flight on one connection (median of rounds)");
+        println!("| path       | requests/s |");
+        println!("|------------|-----------:|");
+        println!("| raw tokio  | {rt:10.0} |");
+        println!("| transport  | {gt:10.0} |");
+        println!("| ratio      | {:9.2}x |", gt / rt);
+        let stats = client.stats();
+        println!();
+        println!(
+            "client: {} frames in {} bytes sent; {} connections dialled",
+            stats.frames_sent, stats.bytes_sent, stats.connections_dialled
+        );
+        client.shutdown().await;
+        server.shutdown().await;
+    });
+}
