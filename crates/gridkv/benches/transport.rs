@@ -255,8 +255,8 @@ fn run(runtime: &tokio::runtime::Runtime, rounds: usize, secs: u64) {
         let stats = client.stats();
         println!();
         println!(
-            "client: {} frames in {} bytes sent; {} connections dialled",
-            stats.frames_sent, stats.bytes_sent, stats.connections_dialled
+            "client: {} frames in {} bytes sent in {} socket writes; {} connections dialled",
+            stats.frames_sent, stats.bytes_sent, stats.write_batches, stats.connections_dialled
         );
         client.shutdown().await;
         server.shutdown().await;

@@ -309,6 +309,7 @@ impl Conn {
         bytes: &[u8],
     ) -> Result<(), ConnEnd> {
         let timeout = self.shared.config.idle_timeout;
+        self.shared.counters.write_batches.fetch_add(1, Relaxed);
         match tokio::time::timeout(timeout, write.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(ConnEnd::Broken(format!("write failed: {error}"))),

@@ -38,6 +38,9 @@ counters! {
     frames_sent,
     /// Frames read.
     frames_received,
+    /// Buffers handed to the socket by writers: with many frames queued,
+    /// far fewer than `frames_sent` (the writer coalesces them).
+    write_batches,
     /// Connections this node dialled that completed the handshake.
     connections_dialled,
     /// Inbound connections that completed the handshake.
