@@ -48,7 +48,8 @@ impl std::fmt::Debug for Stream {
 /// let tcp = Tcp::default();
 /// let listener = tcp.bind("127.0.0.1:0").await?;
 /// let addr = listener.local_addr()?;
-/// let (dialled, accepted) = tokio::join!(tcp.connect(&addr.to_string()), listener.accept());
+/// let target = addr.to_string();
+/// let (dialled, accepted) = tokio::join!(tcp.connect(&target), listener.accept());
 /// assert_eq!(dialled?.peer_addr, addr);
 /// assert_eq!(accepted?.peer_addr.ip(), addr.ip());
 /// # Ok::<(), std::io::Error>(())
