@@ -919,3 +919,83 @@ async fn nodes_in_one_process_keep_their_own_counters() {
         assert_clean_shutdown(node).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_data_lane_never_delays_the_control_lane() {
+    let mut b_cfg = config("b");
+    b_cfg.incoming_capacity = 1;
+    b_cfg.inbound_in_flight_bytes = 4 << 20;
+    let (a, _a_in) = start(config("a")).await;
+    let (b, b_in) = start(b_cfg).await;
+    // b's application answers control requests but never takes data: the
+    // data connection backs up into TCP flow control and a's queue.
+    let Incoming { mut control, data } = b_in;
+    tokio::spawn(async move {
+        while let Some(inbound) = control.recv().await {
+            let _ = inbound.reply.unwrap().respond(inbound.body);
+        }
+    });
+    let peer = a.peer(&addr(&b));
+    let value = Bytes::from(vec![1u8; 4 << 20]);
+    let mut queued = 0;
+    while peer.send(Lane::Data, value.clone()).is_ok() && queued < 64 {
+        queued += 1;
+    }
+    assert!(queued >= 8, "{queued} values of 4 MiB queued");
+    for _ in 0..50 {
+        let started = Instant::now();
+        peer.request_with_timeout(
+            Lane::Control,
+            Bytes::from_static(b"probe"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "a probe waited {:?} behind data",
+            started.elapsed()
+        );
+    }
+    drop(data);
+    assert_clean_shutdown(&a).await;
+    assert_clean_shutdown(&b).await;
+}
+
+#[test]
+fn dropping_the_last_handle_stops_every_task() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = alive();
+        let (a, _a_in) = start(config("a")).await;
+        let (b, b_in) = start(config("b")).await;
+        echo(b_in);
+        for lane in Lane::ALL {
+            a.request(&addr(&b), lane, Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        assert!(
+            alive() > before + 4,
+            "accept loops, links and connections run"
+        );
+        drop((a, b));
+        // The echo tasks end when their channels close with the transports.
+        timeout(Duration::from_secs(5), async {
+            while alive() > before {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} tasks still alive", alive() - before));
+    });
+}
