@@ -999,3 +999,53 @@ fn dropping_the_last_handle_stops_every_task() {
         .unwrap_or_else(|_| panic!("{} tasks still alive", alive() - before));
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_peer_ends_its_links_and_shutdown_closes_incoming() {
+    let (a, _a_in) = start(config("a")).await;
+    let (b, mut b_in) = start(config("b")).await;
+    let peer = a.peer(&addr(&b));
+    let pending = tokio::spawn({
+        let peer = peer.clone();
+        async move {
+            peer.request_with_timeout(
+                Lane::Data,
+                Bytes::from_static(b"x"),
+                Duration::from_secs(30),
+            )
+            .await
+        }
+    });
+    let held = b_in.data.recv().await.unwrap();
+    let tasks = a.task_count();
+    a.forget(&addr(&b));
+    let error = pending.await.unwrap().unwrap_err();
+    assert!(
+        matches!(error, TransportError::ConnectionLost { .. }),
+        "got {error}"
+    );
+    timeout(Duration::from_secs(5), async {
+        while a.task_count() > tasks - 2 || a.stats().open_connections > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both link tasks and their connections end");
+    // The stale handle fails; a fresh one dials again.
+    assert!(peer.send(Lane::Data, Bytes::from_static(b"late")).is_err());
+    drop(held);
+    assert!(a
+        .peer(&addr(&b))
+        .send(Lane::Data, Bytes::from_static(b"fresh"))
+        .is_ok());
+    assert_clean_shutdown(&a).await;
+    assert_clean_shutdown(&b).await;
+    // With b shut down, its application's receivers end.
+    let end = timeout(Duration::from_secs(5), async {
+        while b_in.data.recv().await.is_some() {}
+        b_in.control.recv().await
+    })
+    .await
+    .expect("incoming channels close at shutdown");
+    assert!(end.is_none());
+}

@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Envelope, ErrorCode};
 use super::frame::{FrameDecoder, LEN_PREFIX};
@@ -46,6 +48,11 @@ pub(crate) struct Conn {
     /// Limits on what the peer may have pending with this node's
     /// application through this connection.
     pub(crate) inbound: Arc<Budget>,
+    /// Ends the connection: the transport's token, or the link's (which
+    /// also fires when the link is forgotten).
+    pub(crate) stop: CancellationToken,
+    /// The application's channels, one per lane.
+    pub(crate) handlers: [mpsc::Sender<Inbound>; 2],
 }
 
 /// Why a connection ended.
@@ -70,7 +77,7 @@ impl Conn {
         counters.open_connections.fetch_add(1, Relaxed);
         let end = tokio::select! {
             biased;
-            _ = self.shared.cancel.cancelled() => ConnEnd::Shutdown,
+            _ = self.stop.cancelled() => ConnEnd::Shutdown,
             end = self.read_loop(&mut read, buf) => end,
             end = self.write_loop(&mut write) => end,
         };
@@ -135,7 +142,10 @@ impl Conn {
     /// One-way messages have no answer to say so with; instead the reader
     /// waits for room, which stops it reading, so TCP flow control pushes
     /// back until the sender's own queue reports backpressure. Nothing is
-    /// dropped silently either way.
+    /// dropped silently either way. An application that stalls longer than
+    /// the idle timeout makes the sender's writes stall as long, and the
+    /// sender closes the connection (failing what was pending on it): a
+    /// receiver that slow is treated as a dead one.
     async fn dispatch(&self, envelope: Envelope) {
         let counters = &self.shared.counters;
         match envelope {
@@ -176,6 +186,7 @@ impl Conn {
                 };
                 let responder = Responder::new(
                     Arc::clone(&self.queue),
+                    self.peer.addr,
                     lane,
                     id,
                     self.shared.config.max_frame,
@@ -189,7 +200,7 @@ impl Conn {
                     _budget: None,
                 };
                 if let Err(TrySendError::Full(mut inbound) | TrySendError::Closed(mut inbound)) =
-                    self.shared.handlers[lane.index()].try_send(inbound)
+                    self.handlers[lane.index()].try_send(inbound)
                 {
                     // Answer `Overloaded`, not the responder's `NoAnswer`:
                     // the application never saw it.
@@ -210,7 +221,7 @@ impl Conn {
                 };
                 // Fails only when the application dropped its receiver: it
                 // takes no more messages.
-                let _ = self.shared.handlers[lane.index()].send(inbound).await;
+                let _ = self.handlers[lane.index()].send(inbound).await;
             }
         }
     }
@@ -219,15 +230,19 @@ impl Conn {
         let config = &self.shared.config;
         let mut batch: VecDeque<Outgoing> = VecDeque::new();
         let mut out = BytesMut::with_capacity(BATCH_BYTES);
+        // Pings go out every heartbeat interval whatever else is sent, so
+        // both ends keep hearing from each other and RTT samples keep
+        // coming even on a link that only answers.
+        let mut next_ping = Instant::now() + config.heartbeat_interval;
         loop {
-            match tokio::time::timeout(config.heartbeat_interval, self.queue.take_all(&mut batch))
-                .await
-            {
-                Err(_) => {
-                    let token = self.shared.ticks();
-                    self.queue.push_control(Envelope::Ping { token });
-                    continue;
-                }
+            let taken = tokio::time::timeout_at(next_ping, self.queue.take_all(&mut batch)).await;
+            if Instant::now() >= next_ping {
+                let token = self.shared.ticks();
+                self.queue.push_control(Envelope::Ping { token });
+                next_ping = Instant::now() + config.heartbeat_interval;
+            }
+            match taken {
+                Err(_) => continue,
                 Ok(false) => return ConnEnd::Shutdown,
                 Ok(true) => {}
             }
@@ -235,6 +250,13 @@ impl Conn {
             let mut frames = 0u64;
             let mut bytes = 0u64;
             for item in batch.drain(..) {
+                // A request whose caller gave up while it was queued is not
+                // sent: it would cost the peer work nobody awaits.
+                if let (Envelope::Request { id, .. }, Some(link)) = (&item.envelope, &self.link) {
+                    if !link.is_pending(*id) {
+                        continue;
+                    }
+                }
                 let mut copies = 1;
                 if let Some(faults) = faults {
                     if !faults.delay.is_zero() {

@@ -11,6 +11,14 @@ use tokio::time::Instant;
 use super::envelope::Envelope;
 
 /// Which bound refused a frame or a request.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::net::Limit;
+///
+/// assert_eq!(Limit::QueueBytes.to_string(), "send queue bytes");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     /// Too many frames queued to one peer.
@@ -59,7 +67,7 @@ pub(crate) struct SendQueue {
     notify: Notify,
     max_frames: usize,
     max_bytes: usize,
-    gauge: Arc<super::stats::Counters>,
+    counters: Arc<super::stats::Counters>,
 }
 
 /// Heartbeats and error answers may exceed the frame bound by this many, so
@@ -70,7 +78,7 @@ impl SendQueue {
     pub(crate) fn new(
         max_frames: usize,
         max_bytes: usize,
-        gauge: Arc<super::stats::Counters>,
+        counters: Arc<super::stats::Counters>,
     ) -> Self {
         Self {
             state: Mutex::new(QueueState {
@@ -81,21 +89,24 @@ impl SendQueue {
             notify: Notify::new(),
             max_frames,
             max_bytes,
-            gauge,
+            counters,
         }
     }
 
-    /// Queues a data frame, or says which bound is full. A single frame
-    /// larger than the byte bound is accepted into an empty queue, so that
-    /// any frame the peer accepts can be sent.
-    pub(crate) fn push(&self, envelope: Envelope) -> Result<(), Limit> {
+    /// Queues a data frame, or says which bound is full (or that the queue
+    /// is closed). A single frame larger than the byte bound is accepted
+    /// into an empty queue, so that any frame the peer accepts can be sent.
+    pub(crate) fn push(&self, envelope: Envelope) -> Result<(), PushError> {
         let len = envelope.encoded_len();
         let state = self.state.lock();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
         if state.frames.len() >= self.max_frames {
-            return Err(Limit::QueueFrames);
+            return Err(PushError::Full(Limit::QueueFrames));
         }
         if state.bytes > 0 && state.bytes + len > self.max_bytes {
-            return Err(Limit::QueueBytes);
+            return Err(PushError::Full(Limit::QueueBytes));
         }
         self.enqueue(state, envelope, len);
         Ok(())
@@ -103,11 +114,14 @@ impl SendQueue {
 
     /// Queues a small control frame (ping, pong, error answer), ignoring the
     /// byte bound and allowing [`CONTROL_SLACK`] frames over the frame bound.
-    /// Returns false when even that is full (the frame is dropped).
+    /// Returns false when even that is full, or the queue is closed: the
+    /// frame is dropped (and counted as backpressure).
     pub(crate) fn push_control(&self, envelope: Envelope) -> bool {
         let len = envelope.encoded_len();
         let state = self.state.lock();
-        if state.frames.len() >= self.max_frames + CONTROL_SLACK {
+        if state.closed || state.frames.len() >= self.max_frames + CONTROL_SLACK {
+            drop(state);
+            self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         self.enqueue(state, envelope, len);
@@ -115,15 +129,12 @@ impl SendQueue {
     }
 
     fn enqueue(&self, mut state: MutexGuard<'_, QueueState>, envelope: Envelope, len: usize) {
-        if state.closed {
-            return;
-        }
         state.bytes += len;
         state.frames.push_back(Outgoing {
             envelope,
             queued_at: Instant::now(),
         });
-        self.gauge.queued_frames.fetch_add(1, Ordering::Relaxed);
+        self.counters.queued_frames.fetch_add(1, Ordering::Relaxed);
         let first = state.frames.len() == 1;
         // The lock is released before waking the consumer, so it does not
         // wake into a held lock.
@@ -148,7 +159,7 @@ impl SendQueue {
                     let taken = state.frames.len();
                     out.append(&mut state.frames);
                     state.bytes = 0;
-                    self.gauge
+                    self.counters
                         .queued_frames
                         .fetch_sub(taken as u64, Ordering::Relaxed);
                     return true;
@@ -179,19 +190,24 @@ impl SendQueue {
 
     /// Drops everything queued (the connection is gone).
     pub(crate) fn clear(&self) {
-        let mut state = self.state.lock();
+        self.clear_locked(&mut self.state.lock());
+    }
+
+    fn clear_locked(&self, state: &mut QueueState) {
         let dropped = state.frames.len();
         state.frames.clear();
         state.bytes = 0;
-        self.gauge
+        self.counters
             .queued_frames
             .fetch_sub(dropped as u64, Ordering::Relaxed);
     }
 
     /// Drops everything and refuses further frames; wakes the consumer.
     pub(crate) fn close(&self) {
-        self.clear();
-        self.state.lock().closed = true;
+        let mut state = self.state.lock();
+        self.clear_locked(&mut state);
+        state.closed = true;
+        drop(state);
         self.notify.notify_one();
     }
 }
@@ -200,6 +216,15 @@ impl Drop for SendQueue {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// Why [`SendQueue::push`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// A bound is full.
+    Full(Limit),
+    /// The queue is closed: its link was forgotten or the transport stopped.
+    Closed,
 }
 
 /// A count-and-bytes budget: requests in flight to a peer, or requests a
@@ -244,14 +269,21 @@ impl Budget {
     /// the queue, one reservation larger than the byte bound fits an empty
     /// budget.
     pub(crate) fn try_acquire(self: &Arc<Self>, bytes: usize) -> Result<BudgetGuard, Limit> {
-        if self.frames.fetch_add(1, Ordering::AcqRel) >= self.max_frames {
+        // Compare-and-swap, so a caller about to be refused never inflates
+        // the counts another caller sees.
+        self.frames
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_frames).then_some(n + 1)
+            })
+            .map_err(|_| Limit::InFlightRequests)?;
+        let reserved = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n == 0 || n + bytes <= self.max_bytes).then_some(n + bytes)
+            });
+        if reserved.is_err() {
             self.frames.fetch_sub(1, Ordering::AcqRel);
-            return Err(Limit::InFlightRequests);
-        }
-        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
-        if before > 0 && before + bytes > self.max_bytes {
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.frames.fetch_sub(1, Ordering::AcqRel);
+            self.released.notify_waiters();
             return Err(Limit::InFlightBytes);
         }
         Ok(BudgetGuard {
@@ -295,20 +327,30 @@ mod tests {
 
     #[test]
     fn queue_bounds_frames_and_bytes() {
-        let gauge = Arc::new(super::super::stats::Counters::default());
-        let queue = SendQueue::new(3, 100, gauge.clone());
+        let counters = Arc::new(super::super::stats::Counters::default());
+        let queue = SendQueue::new(3, 100, counters.clone());
         // One frame over the byte bound fits an empty queue.
         queue.push(one_way(500)).unwrap();
-        assert_eq!(queue.push(one_way(1)), Err(Limit::QueueBytes));
+        assert_eq!(
+            queue.push(one_way(1)),
+            Err(PushError::Full(Limit::QueueBytes))
+        );
         queue.clear();
         for _ in 0..3 {
             queue.push(one_way(1)).unwrap();
         }
-        assert_eq!(queue.push(one_way(1)), Err(Limit::QueueFrames));
+        assert_eq!(
+            queue.push(one_way(1)),
+            Err(PushError::Full(Limit::QueueFrames))
+        );
         assert!(queue.push_control(Envelope::Ping { token: 1 }));
-        assert_eq!(gauge.queued_frames.load(Ordering::Relaxed), 4);
+        assert_eq!(counters.queued_frames.load(Ordering::Relaxed), 4);
+        queue.close();
+        assert_eq!(counters.queued_frames.load(Ordering::Relaxed), 0);
+        assert_eq!(queue.push(one_way(1)), Err(PushError::Closed));
+        assert!(!queue.push_control(Envelope::Ping { token: 2 }));
         drop(queue);
-        assert_eq!(gauge.queued_frames.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.queued_frames.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use super::handshake::{
     check_hello, HandshakeError, Hello, HelloReply, LocalIdentity, MAX_CLUSTER_NAME_LEN,
 };
 use super::io::{Network, Stream, Tcp};
-use super::queue::{Budget, BudgetGuard, Limit, SendQueue};
+use super::queue::{Budget, BudgetGuard, Limit, PushError, SendQueue};
 use super::rtt::{RttConfig, RttEstimator};
 use super::stats::{Counters, TransportStats};
 use crate::{Generation, NodeId};
@@ -369,6 +369,7 @@ pub struct Inbound {
 #[derive(Debug)]
 pub struct Responder {
     queue: Arc<SendQueue>,
+    peer: SocketAddr,
     lane: Lane,
     id: u64,
     max_frame: usize,
@@ -385,6 +386,7 @@ impl std::fmt::Debug for SendQueue {
 impl Responder {
     pub(crate) fn new(
         queue: Arc<SendQueue>,
+        peer: SocketAddr,
         lane: Lane,
         id: u64,
         max_frame: usize,
@@ -392,6 +394,7 @@ impl Responder {
     ) -> Self {
         Self {
             queue,
+            peer,
             lane,
             id,
             max_frame,
@@ -400,9 +403,16 @@ impl Responder {
         }
     }
 
-    /// Sends the answer. A body too large for one frame is refused (the
-    /// requester then gets `NoAnswer`). If the connection has closed
-    /// meanwhile the answer is dropped: the requester has already failed.
+    /// Queues the answer.
+    ///
+    /// - A body too large for one frame is refused with
+    ///   [`TransportError::TooLarge`]; the requester gets `NoAnswer`.
+    /// - When the connection's send queue is full (the requester reads
+    ///   answers slower than they are produced), the answer is refused with
+    ///   [`TransportError::Backpressure`] and the requester gets
+    ///   `Overloaded` at once instead of waiting for its timeout.
+    /// - If the connection has closed meanwhile, the answer is dropped and
+    ///   `Ok` returned: the requester has already failed.
     pub fn respond(mut self, body: Bytes) -> Result<(), TransportError> {
         let len = REQUEST_HEADER + body.len();
         if len > self.max_frame {
@@ -411,15 +421,26 @@ impl Responder {
                 max: self.max_frame,
             });
         }
-        self.armed = false;
-        // An answer may exceed the queue's byte bound: the inbound budget
-        // already bounds how many answers can be owed.
-        self.queue.push_control(Envelope::Response {
+        let answer = Envelope::Response {
             lane: self.lane,
             id: self.id,
             body,
-        });
-        Ok(())
+        };
+        self.armed = false;
+        match self.queue.push(answer) {
+            Ok(()) | Err(PushError::Closed) => Ok(()),
+            Err(PushError::Full(limit)) => {
+                self.queue.push_control(Envelope::Error {
+                    lane: self.lane,
+                    id: self.id,
+                    code: ErrorCode::Overloaded,
+                });
+                Err(TransportError::Backpressure {
+                    peer: self.peer.to_string(),
+                    limit,
+                })
+            }
+        }
     }
 
     pub(crate) fn disarm(mut self) {
@@ -470,7 +491,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) faults: FaultInjector,
     links: RwLock<HashMap<String, [Arc<Link>; 2]>>,
-    pub(crate) handlers: [mpsc::Sender<Inbound>; 2],
+    /// Where inbound traffic goes; taken at shutdown (and when the last
+    /// handle drops) so the application's receivers end once the
+    /// connections holding clones are gone.
+    handlers: Mutex<Option<[mpsc::Sender<Inbound>; 2]>>,
     pub(crate) cancel: CancellationToken,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
@@ -479,6 +503,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The application's channels, for a new connection; `None` once
+    /// shutting down.
+    pub(crate) fn handlers(&self) -> Option<[mpsc::Sender<Inbound>; 2]> {
+        self.handlers.lock().clone()
+    }
+
+    fn stop(&self) {
+        self.cancel.cancel();
+        self.handlers.lock().take();
+    }
+
     /// Nanoseconds since the transport started: ping tokens.
     pub(crate) fn ticks(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
@@ -493,7 +528,13 @@ impl Shared {
             return links.clone();
         }
         let links = Lane::ALL.map(|lane| {
-            let link = Arc::new(Link::new(addr, lane, &self.config, &self.counters));
+            let link = Arc::new(Link::new(
+                addr,
+                lane,
+                &self.config,
+                &self.counters,
+                &self.cancel,
+            ));
             let seed = self.config.seed
                 ^ self
                     .link_seq
@@ -571,7 +612,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.cancel.cancel();
+        self.shared.stop();
     }
 }
 
@@ -639,7 +680,7 @@ impl Transport {
             network,
             counters: Arc::new(Counters::default()),
             links: RwLock::new(HashMap::new()),
-            handlers: [control_tx, data_tx],
+            handlers: Mutex::new(Some([control_tx, data_tx])),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
@@ -681,6 +722,20 @@ impl Transport {
         Peer {
             shared: Arc::clone(&self.handle.shared),
             links: self.handle.shared.links(addr),
+        }
+    }
+
+    /// Closes the links to `addr` and forgets them: pending requests fail
+    /// with [`TransportError::ConnectionLost`], its connections close, its
+    /// tasks end. Membership calls this for a member that left or was
+    /// removed, so addresses of departed peers cost nothing. A later
+    /// [`Transport::peer`] for the address starts afresh; a [`Peer`] handle
+    /// kept from before fails its requests.
+    pub fn forget(&self, addr: &str) {
+        let removed = self.handle.shared.links.write().remove(addr);
+        for link in removed.into_iter().flatten() {
+            link.queue.close();
+            link.forgotten.cancel();
         }
     }
 
@@ -731,7 +786,7 @@ impl Transport {
     /// ended. Bounded in time: no task waits on a peer once cancelled.
     pub async fn shutdown(&self) {
         let shared = &self.handle.shared;
-        shared.cancel.cancel();
+        shared.stop();
         shared.tracker.close();
         shared.tracker.wait().await;
     }
@@ -790,7 +845,7 @@ impl Peer {
         link.check_sendable(&self.shared, body.len())?;
         link.queue
             .push(Envelope::OneWay { lane, body })
-            .map_err(|limit| link.backpressure(&self.shared, limit))
+            .map_err(|error| link.push_error(&self.shared, error))
     }
 
     /// The lane's RTT estimate.
@@ -836,11 +891,20 @@ pub(crate) struct Link {
     rtt: Mutex<RttEstimator>,
     state: Mutex<LinkState>,
     cut_backoff: Notify,
+    /// Ends the link's task, connected or backing off, when the link is
+    /// forgotten or the transport stops (a child of the transport's token).
+    forgotten: CancellationToken,
     peer: Mutex<Option<PeerInfo>>,
 }
 
 impl Link {
-    fn new(addr: &str, lane: Lane, config: &TransportConfig, counters: &Arc<Counters>) -> Self {
+    fn new(
+        addr: &str,
+        lane: Lane,
+        config: &TransportConfig,
+        counters: &Arc<Counters>,
+        cancel: &CancellationToken,
+    ) -> Self {
         Self {
             addr: addr.to_owned(),
             lane,
@@ -855,6 +919,7 @@ impl Link {
             rtt: Mutex::new(RttEstimator::new(config.rtt).expect("validated with the config")),
             state: Mutex::new(LinkState::Idle),
             cut_backoff: Notify::new(),
+            forgotten: cancel.child_token(),
             peer: Mutex::new(None),
         }
     }
@@ -867,6 +932,23 @@ impl Link {
             timeout: rtt.timeout(),
             samples: rtt.samples(),
         }
+    }
+
+    fn push_error(&self, shared: &Shared, error: PushError) -> TransportError {
+        match error {
+            PushError::Full(limit) => self.backpressure(shared, limit),
+            PushError::Closed if shared.cancel.is_cancelled() => TransportError::ShuttingDown,
+            PushError::Closed => TransportError::ConnectionLost {
+                peer: self.addr.clone(),
+                reason: "the link was forgotten".to_owned(),
+            },
+        }
+    }
+
+    /// Whether request `id` still waits for an answer (the writer skips
+    /// requests withdrawn while queued).
+    pub(crate) fn is_pending(&self, id: u64) -> bool {
+        self.pending.lock().contains_key(&id)
     }
 
     fn backpressure(&self, shared: &Shared, limit: Limit) -> TransportError {
@@ -936,7 +1018,12 @@ impl Link {
                 id,
                 body,
             })
-            .map_err(|limit| self.backpressure(shared, limit))?;
+            .map_err(|error| self.push_error(shared, error))?;
+        // A dial may have failed between the first check and the push, its
+        // failure sweeping the pending map before this request joined it:
+        // fail now rather than wait out the backoff (the writer skips the
+        // queued frame, its id no longer pending once the guard drops).
+        self.check_sendable(shared, 0)?;
         let timeout = timeout.unwrap_or_else(|| self.rtt.lock().timeout());
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
@@ -1001,9 +1088,9 @@ impl Link {
     }
 
     fn cut_backoff(&self) {
-        if matches!(*self.state.lock(), LinkState::Backoff { .. }) {
-            self.cut_backoff.notify_one();
-        }
+        // Wakes only a task waiting now: no permit is left behind to skip a
+        // later backoff.
+        self.cut_backoff.notify_waiters();
     }
 }
 
@@ -1028,7 +1115,7 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
     loop {
         tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
+            _ = link.forgotten.cancelled() => break,
             open = link.queue.wait_nonempty() => if !open { break },
         }
         link.set_state(LinkState::Connecting);
@@ -1038,11 +1125,14 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
         dialled_before = true;
         let dialled = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => break,
+            _ = link.forgotten.cancelled() => break,
             dialled = dial(&shared, &link.addr) => dialled,
         };
         match dialled {
             Ok((stream, buf, peer)) => {
+                let Some(handlers) = shared.handlers() else {
+                    break;
+                };
                 backoff.reset();
                 *link.peer.lock() = Some(peer);
                 link.set_state(LinkState::Connected);
@@ -1052,6 +1142,8 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                     peer,
                     queue: Arc::clone(&link.queue),
                     link: Some(Arc::clone(&link)),
+                    stop: link.forgotten.clone(),
+                    handlers,
                     inbound: Budget::new(
                         shared.config.inbound_in_flight,
                         shared.config.inbound_in_flight_bytes,
@@ -1080,7 +1172,7 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                 link.fail_all(&shared, || error.clone());
                 tokio::select! {
                     biased;
-                    _ = shared.cancel.cancelled() => break,
+                    _ = link.forgotten.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
                     _ = link.cut_backoff.notified() => backoff.reset(),
                 }
@@ -1088,8 +1180,15 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
             }
         }
     }
-    link.fail_all(&shared, || TransportError::ShuttingDown);
     link.queue.close();
+    if shared.cancel.is_cancelled() {
+        link.fail_all(&shared, || TransportError::ShuttingDown);
+    } else {
+        link.fail_all(&shared, || TransportError::ConnectionLost {
+            peer: link.addr.clone(),
+            reason: "the link was forgotten".to_owned(),
+        });
+    }
 }
 
 /// Connects to `addr` and runs the dialler's side of the handshake.
@@ -1238,6 +1337,9 @@ async fn serve_inbound(shared: &Arc<Shared>, mut stream: Stream) {
             return;
         }
     };
+    let Some(handlers) = shared.handlers() else {
+        return;
+    };
     shared.counters.connections_accepted.fetch_add(1, Relaxed);
     shared.peer_connected(peer.node_id);
     let conn = Conn {
@@ -1249,6 +1351,8 @@ async fn serve_inbound(shared: &Arc<Shared>, mut stream: Stream) {
             Arc::clone(&shared.counters),
         )),
         link: None,
+        stop: shared.cancel.clone(),
+        handlers,
         inbound: Budget::new(config.inbound_in_flight, config.inbound_in_flight_bytes),
     };
     let queue = Arc::clone(&conn.queue);
