@@ -1088,9 +1088,11 @@ impl Link {
     }
 
     fn cut_backoff(&self) {
-        // Wakes only a task waiting now: no permit is left behind to skip a
-        // later backoff.
-        self.cut_backoff.notify_waiters();
+        // Wakes only a task waiting now (registered before it entered the
+        // backoff): no permit is left behind to skip a later backoff.
+        if matches!(*self.state.lock(), LinkState::Backoff { .. }) {
+            self.cut_backoff.notify_waiters();
+        }
     }
 }
 
@@ -1165,6 +1167,11 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                 shared.counters.dial_failures.fetch_add(1, Relaxed);
                 let delay = backoff.next_delay(&mut rng);
                 tracing::debug!(peer = %link.addr, lane = %link.lane, %error, ?delay, "dial failed");
+                // Waiting for a cut from before the state says `Backoff`, so
+                // a peer that dials us at any moment of the backoff ends it.
+                let cut = link.cut_backoff.notified();
+                tokio::pin!(cut);
+                cut.as_mut().enable();
                 link.set_state(LinkState::Backoff {
                     until: Instant::now() + delay,
                     error: error.clone(),
@@ -1174,7 +1181,7 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                     biased;
                     _ = link.forgotten.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
-                    _ = link.cut_backoff.notified() => backoff.reset(),
+                    _ = &mut cut => backoff.reset(),
                 }
                 link.set_state(LinkState::Idle);
             }
