@@ -48,6 +48,19 @@ async fn assert_clean_shutdown(node: &Transport) {
     assert_eq!(node.stats().queued_frames, 0, "frames left queued");
 }
 
+/// A request of `x` on the data lane with a long explicit timeout, in a task
+/// of its own (so the test can act while it is pending).
+fn spawn_request(
+    peer: &gridkv::net::Peer,
+    within: Duration,
+) -> tokio::task::JoinHandle<Result<Bytes, TransportError>> {
+    let peer = peer.clone();
+    tokio::spawn(async move {
+        peer.request_with_timeout(Lane::Data, Bytes::from_static(b"x"), within)
+            .await
+    })
+}
+
 fn addr(node: &Transport) -> String {
     node.local_addr().to_string()
 }
@@ -291,17 +304,7 @@ async fn a_peer_killed_mid_request_fails_it_at_once() {
     let (b, mut b_in) = start(config("b")).await;
     let b_addr = addr(&b);
     let peer = a.peer(&b_addr);
-    let request = tokio::spawn({
-        let peer = peer.clone();
-        async move {
-            peer.request_with_timeout(
-                Lane::Data,
-                Bytes::from_static(b"x"),
-                Duration::from_secs(30),
-            )
-            .await
-        }
-    });
+    let request = spawn_request(&peer, Duration::from_secs(30));
     // b has the request, then dies without answering.
     let inbound = b_in.data.recv().await.unwrap();
     let killed = Instant::now();
@@ -610,17 +613,7 @@ async fn a_peer_at_its_inbound_limit_answers_overloaded() {
     let (b, mut b_in) = start(b_cfg).await;
     let peer = a.peer(&addr(&b));
     let waiting: Vec<_> = (0..4)
-        .map(|_| {
-            let peer = peer.clone();
-            tokio::spawn(async move {
-                peer.request_with_timeout(
-                    Lane::Data,
-                    Bytes::from_static(b"x"),
-                    Duration::from_secs(10),
-                )
-                .await
-            })
-        })
+        .map(|_| spawn_request(&peer, Duration::from_secs(10)))
         .collect();
     // b's application holds two requests unanswered; it refuses the rest.
     let first = b_in.data.recv().await.unwrap();
@@ -656,17 +649,7 @@ async fn local_in_flight_limit_refuses_at_once() {
     let (b, mut b_in) = start(config("b")).await;
     let peer = a.peer(&addr(&b));
     let waiting: Vec<_> = (0..3)
-        .map(|_| {
-            let peer = peer.clone();
-            tokio::spawn(async move {
-                peer.request_with_timeout(
-                    Lane::Data,
-                    Bytes::from_static(b"x"),
-                    Duration::from_secs(10),
-                )
-                .await
-            })
-        })
+        .map(|_| spawn_request(&peer, Duration::from_secs(10)))
         .collect();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -1005,17 +988,7 @@ async fn forgetting_a_peer_ends_its_links_and_shutdown_closes_incoming() {
     let (a, _a_in) = start(config("a")).await;
     let (b, mut b_in) = start(config("b")).await;
     let peer = a.peer(&addr(&b));
-    let pending = tokio::spawn({
-        let peer = peer.clone();
-        async move {
-            peer.request_with_timeout(
-                Lane::Data,
-                Bytes::from_static(b"x"),
-                Duration::from_secs(30),
-            )
-            .await
-        }
-    });
+    let pending = spawn_request(&peer, Duration::from_secs(30));
     let held = b_in.data.recv().await.unwrap();
     let tasks = a.task_count();
     a.forget(&addr(&b));
