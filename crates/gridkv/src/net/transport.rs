@@ -233,6 +233,26 @@ impl TransportConfig {
 /// [`ConnectionLost`](TransportError::ConnectionLost) may still have reached
 /// the peer and been acted on: the outcome is unknown. The other errors mean
 /// it was not delivered.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use gridkv::net::{Lane, Transport, TransportConfig, TransportError};
+/// use gridkv::{Generation, NodeId};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let config = TransportConfig::new("demo", NodeId::new("a").unwrap(), Generation::new(1));
+/// let (a, _incoming) = Transport::bind(config).await.unwrap();
+/// // Nothing listens on port 1: the dial fails, and the link backs off.
+/// match a.request("127.0.0.1:1", Lane::Data, Bytes::from_static(b"x")).await {
+///     Err(TransportError::Unreachable { peer, .. }) => assert_eq!(peer, "127.0.0.1:1"),
+///     other => panic!("expected unreachable, got {other:?}"),
+/// }
+/// a.shutdown().await;
+/// # });
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     /// No answer within the request's timeout.
@@ -325,6 +345,21 @@ pub enum TransportError {
 }
 
 /// Who is at the other end of a connection, as its handshake said.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::net::PeerInfo;
+/// use gridkv::{Generation, NodeId};
+///
+/// let peer = PeerInfo {
+///     node_id: NodeId::new("b")?,
+///     generation: Generation::new(2),
+///     addr: "10.0.0.2:7946".parse().unwrap(),
+/// };
+/// assert_eq!(peer.to_string(), "b@10.0.0.2:7946 (gen 2)");
+/// # Ok::<(), gridkv::NodeIdError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerInfo {
     /// The peer's node id.
@@ -349,6 +384,26 @@ impl std::fmt::Display for PeerInfo {
 ///
 /// Holding it holds a slot of the sending connection's inbound budget; drop
 /// it (or answer) promptly.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::net::Inbound;
+///
+/// /// An application loop: answer requests, count one-way messages.
+/// async fn serve(mut data: tokio::sync::mpsc::Receiver<Inbound>) -> usize {
+///     let mut messages = 0;
+///     while let Some(inbound) = data.recv().await {
+///         match inbound.reply {
+///             Some(reply) => {
+///                 let _ = reply.respond(inbound.body);
+///             }
+///             None => messages += 1,
+///         }
+///     }
+///     messages
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Inbound {
     /// Who sent it.
@@ -366,6 +421,10 @@ pub struct Inbound {
 
 /// Answers one inbound request. Dropping it unanswered sends the requester a
 /// `NoAnswer` error at once, so it does not wait for its timeout.
+///
+/// # Examples
+///
+/// See [`Inbound`] and [`Transport`].
 #[derive(Debug)]
 pub struct Responder {
     queue: Arc<SendQueue>,
