@@ -363,7 +363,10 @@ async fn a_peer_restarted_under_the_same_address_is_reached_again() {
     let TransportError::Unreachable { retry_in, .. } = error else {
         unreachable!()
     };
-    let _ = retry_in;
+    assert!(
+        retry_in > Duration::ZERO && retry_in <= Duration::from_secs(20),
+        "{retry_in:?}"
+    );
 
     // b comes back on the same port, with a new generation, and talks to a:
     // a stops backing off and reaches it at once.
