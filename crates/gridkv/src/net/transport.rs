@@ -1222,9 +1222,12 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                     }
                 }
             }
-            Err(error) => {
+            Err(mut error) => {
                 shared.counters.dial_failures.fetch_add(1, Relaxed);
                 let delay = backoff.next_delay(&mut rng);
+                if let TransportError::Unreachable { retry_in, .. } = &mut error {
+                    *retry_in = delay;
+                }
                 tracing::debug!(peer = %link.addr, lane = %link.lane, %error, ?delay, "dial failed");
                 // Waiting for a cut from before the state says `Backoff`, so
                 // a peer that dials us at any moment of the backoff ends it.
