@@ -3,7 +3,6 @@
 //! partitioned, misbehaving), each ending in its typed error within its
 //! timeout and leaving no task or connection behind.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -897,10 +896,6 @@ async fn nodes_in_one_process_keep_their_own_counters() {
     assert!(a.stats().frames_sent >= 1);
     assert!(b.stats().frames_received >= 1);
     assert_eq!(c.stats(), Default::default());
-    let ids: HashSet<_> = [a.node_id(), b.node_id(), c.node_id()]
-        .into_iter()
-        .collect();
-    assert_eq!(ids.len(), 3);
     for node in [&a, &b, &c] {
         assert_clean_shutdown(node).await;
     }

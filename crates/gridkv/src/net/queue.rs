@@ -70,6 +70,17 @@ pub(crate) struct SendQueue {
     counters: Arc<super::stats::Counters>,
 }
 
+impl std::fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("SendQueue")
+            .field("frames", &state.frames.len())
+            .field("bytes", &state.bytes)
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
 /// Heartbeats and error answers may exceed the frame bound by this many, so
 /// a full queue of data never silences the connection's liveness signals.
 const CONTROL_SLACK: usize = 64;

@@ -436,12 +436,6 @@ pub struct Responder {
     _budget: BudgetGuard,
 }
 
-impl std::fmt::Debug for SendQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SendQueue")
-    }
-}
-
 impl Responder {
     pub(crate) fn new(
         queue: Arc<SendQueue>,
@@ -1031,6 +1025,11 @@ impl Link {
                 max: shared.config.max_frame,
             });
         }
+        self.check_backoff()
+    }
+
+    /// While a failed dial's backoff runs, its error (with the time left).
+    fn check_backoff(&self) -> Result<(), TransportError> {
         if let LinkState::Backoff { until, error } = &*self.state.lock() {
             let now = Instant::now();
             if now < *until {
@@ -1082,11 +1081,12 @@ impl Link {
         // failure sweeping the pending map before this request joined it:
         // fail now rather than wait out the backoff (the writer skips the
         // queued frame, its id no longer pending once the guard drops).
-        self.check_sendable(shared, 0)?;
+        self.check_backoff()?;
         let timeout = timeout.unwrap_or_else(|| self.rtt.lock().timeout());
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
-            // The sender goes only with the link, at shutdown.
+            // Every path that drops a pending entry's sender (an answer,
+            // `fail_all`) sends first; dropped unsent only with the link.
             Ok(Err(_)) => Err(TransportError::ShuttingDown),
             Err(_) => {
                 self.rtt.lock().backoff();
