@@ -23,6 +23,7 @@
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
+pub mod membership;
 pub mod net;
 pub mod ring;
 pub mod store;

@@ -1,0 +1,183 @@
+//! Timers and bounds of the membership protocol, with LAN and WAN profiles.
+
+use std::time::Duration;
+
+/// A [`SwimConfig`] field out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid membership config `{field}`: {reason}")]
+pub struct SwimConfigError {
+    /// The field's name.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Membership timers and bounds.
+///
+/// [`SwimConfig::lan`] (the default) detects a crashed member of a
+/// 10-node cluster within 1 s (suspected) and 3 s (down) at the 99th
+/// percentile; [`SwimConfig::wan`] is five times more patient.
+///
+/// Time to first suspicion is at most about one probe round over the
+/// members, `probe_interval × (n − 1) / probers`, plus `2 × probe_timeout`.
+/// Time from suspicion to down is between [`suspicion_min`] and
+/// [`suspicion_max`], shrinking as independent members confirm.
+///
+/// [`suspicion_min`]: SwimConfig::suspicion_min
+/// [`suspicion_max`]: SwimConfig::suspicion_max
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use gridkv::membership::SwimConfig;
+///
+/// let mut config = SwimConfig::lan();
+/// assert_eq!(config.probe_interval, Duration::from_millis(200));
+/// assert!(config.validate().is_ok());
+///
+/// config.probe_timeout = Duration::from_millis(150);
+/// assert_eq!(config.validate().unwrap_err().field, "probe_timeout");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwimConfig {
+    /// Time between probes of the next member (round-robin over a shuffled
+    /// list). Scaled up by the local health multiplier.
+    pub probe_interval: Duration,
+    /// How long a direct probe waits for its ack before asking
+    /// [`indirect_probes`](Self::indirect_probes) members to probe, and how
+    /// long those get. Both are scaled by local health. `2 × probe_timeout`
+    /// must fit in `probe_interval`.
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly when a direct probe gets no ack.
+    pub indirect_probes: usize,
+    /// Suspicion timeout with many confirmations, for clusters up to 10
+    /// nodes (multiplied by `log10(n)` above).
+    pub suspicion_min: Duration,
+    /// Suspicion timeout with no confirmation (a lone suspector), for
+    /// clusters up to 10 nodes (multiplied by `log10(n)` above).
+    pub suspicion_max: Duration,
+    /// Independent confirmations at which a suspicion's timeout reaches
+    /// [`suspicion_min`](Self::suspicion_min).
+    pub suspicion_confirmations: usize,
+    /// The local health multiplier's ceiling (Lifeguard): a node that
+    /// misses its own acks waits up to `1 + max_local_health` times longer
+    /// before suspecting others.
+    pub max_local_health: u32,
+    /// Each update is piggybacked about `retransmit_mult × log10(n + 1)`
+    /// times.
+    pub retransmit_mult: u32,
+    /// Most updates piggybacked on one probe packet.
+    pub max_piggyback: usize,
+    /// Time between full member-table exchanges with a random member (and
+    /// with a random down member, which heals partitions).
+    pub push_pull_interval: Duration,
+    /// Time between join attempts to the seeds while not joined, and while
+    /// every other member is down.
+    pub join_retry: Duration,
+    /// How long a member stays down before a node that reaches a strict
+    /// majority of the ring removes it from the ring.
+    pub remove_after: Duration,
+    /// How long left and removed members stay in the table (so stale
+    /// gossip cannot bring them back) before they are forgotten.
+    pub forget_after: Duration,
+    /// Most members the table holds; news of more is dropped.
+    pub max_members: usize,
+}
+
+impl Default for SwimConfig {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+impl SwimConfig {
+    /// The LAN profile (the default): probes every 200 ms.
+    pub fn lan() -> Self {
+        Self {
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(60),
+            indirect_probes: 3,
+            suspicion_min: Duration::from_millis(800),
+            suspicion_max: Duration::from_millis(1800),
+            suspicion_confirmations: 3,
+            max_local_health: 8,
+            retransmit_mult: 4,
+            max_piggyback: 64,
+            push_pull_interval: Duration::from_secs(5),
+            join_retry: Duration::from_secs(1),
+            remove_after: Duration::from_secs(30),
+            forget_after: Duration::from_secs(600),
+            max_members: 16_384,
+        }
+    }
+
+    /// The WAN profile: probes every second, patient suspicions.
+    pub fn wan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(400),
+            suspicion_min: Duration::from_secs(4),
+            suspicion_max: Duration::from_secs(12),
+            push_pull_interval: Duration::from_secs(30),
+            join_retry: Duration::from_secs(3),
+            remove_after: Duration::from_secs(120),
+            ..Self::lan()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`SwimConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), SwimConfigError> {
+        let err = |field, reason| Err(SwimConfigError { field, reason });
+        if self.probe_interval.is_zero() {
+            return err("probe_interval", "must be positive");
+        }
+        if self.probe_timeout.is_zero() {
+            return err("probe_timeout", "must be positive");
+        }
+        if self.probe_timeout * 2 > self.probe_interval {
+            return err("probe_timeout", "twice it must fit in probe_interval");
+        }
+        if self.indirect_probes > 16 {
+            return err("indirect_probes", "at most 16");
+        }
+        if self.suspicion_min < self.probe_interval {
+            return err("suspicion_min", "must be at least probe_interval");
+        }
+        if self.suspicion_max < self.suspicion_min {
+            return err("suspicion_max", "must be at least suspicion_min");
+        }
+        if self.suspicion_confirmations == 0 {
+            return err("suspicion_confirmations", "must be at least 1");
+        }
+        if self.max_local_health > 64 {
+            return err("max_local_health", "at most 64");
+        }
+        if self.retransmit_mult == 0 {
+            return err("retransmit_mult", "must be at least 1");
+        }
+        if self.max_piggyback == 0 || self.max_piggyback > 1024 {
+            return err("max_piggyback", "must be 1 to 1024");
+        }
+        if self.push_pull_interval < self.probe_interval {
+            return err("push_pull_interval", "must be at least probe_interval");
+        }
+        if self.join_retry.is_zero() {
+            return err("join_retry", "must be positive");
+        }
+        if self.remove_after < self.suspicion_max {
+            return err("remove_after", "must be at least suspicion_max");
+        }
+        if self.forget_after < self.remove_after {
+            return err("forget_after", "must be at least remove_after");
+        }
+        if self.max_members < 2 || self.max_members > super::wire::MAX_UPDATES_PER_PACKET * 16 {
+            return err("max_members", "must be 2 to 65536");
+        }
+        Ok(())
+    }
+}

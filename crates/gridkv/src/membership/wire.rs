@@ -1,0 +1,449 @@
+//! The membership protocol's messages and their encoding (postcard).
+//!
+//! Every packet starts with a format version and carries the sender's own
+//! current state, so any packet from a member is also news about it. Member
+//! states in packets are [`Update`]s: the whole state of one member at one
+//! incarnation, merged by the rules in [`Update::overrides`].
+
+use serde::{Deserialize, Serialize};
+
+use super::member::{Identity, Liveness, Member, RingState};
+use crate::id::{Generation, NodeId};
+
+/// The packet format this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Most member states one packet may carry; a larger table is sent as
+/// several push-pull packets.
+pub const MAX_UPDATES_PER_PACKET: usize = 4096;
+
+/// Why a packet could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not valid postcard for [`Packet`] (truncated, garbled, trailing bytes).
+    #[error("malformed membership packet: {0}")]
+    Malformed(String),
+    /// A format version this build does not read.
+    #[error("membership packet version {got}, this node reads {WIRE_VERSION}")]
+    Version {
+        /// The version the packet claims.
+        got: u8,
+    },
+    /// A field out of bounds (an invalid node id, an overlong label, too
+    /// many updates).
+    #[error("invalid membership packet field `{field}`")]
+    Invalid {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+/// One member's state as gossiped: identity, incarnation, liveness, ring
+/// state, and for suspicions who raised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// Who.
+    pub identity: Identity,
+    /// The member's incarnation this state belongs to.
+    pub incarnation: u64,
+    /// Reachability.
+    pub liveness: Liveness,
+    /// Place on the ring.
+    pub ring: RingState,
+    /// See [`Member::holds_slots`].
+    pub holds_slots: bool,
+    /// For a suspicion: the member that raised it (confirmations from
+    /// distinct members shorten the suspicion timeout).
+    pub suspector: Option<NodeId>,
+}
+
+impl Update {
+    /// The state of `member`, as this node would gossip it.
+    pub fn of(member: &Member) -> Self {
+        Self {
+            identity: member.identity.clone(),
+            incarnation: member.incarnation,
+            liveness: member.liveness,
+            ring: member.ring,
+            holds_slots: member.holds_slots,
+            suspector: None,
+        }
+    }
+
+    /// How strong a claim this is at one incarnation: at equal incarnations
+    /// the stronger wins (alive < suspect < down < left; removal on top).
+    fn strength(&self) -> (u8, u8) {
+        let live = match self.liveness {
+            Liveness::Alive => 0,
+            Liveness::Suspect => 1,
+            Liveness::Down => 2,
+            Liveness::Left => 3,
+        };
+        let ring = match self.ring {
+            RingState::Removed => 1,
+            _ => 0,
+        };
+        (ring, live)
+    }
+
+    /// Whether this update replaces `current` in the member table:
+    /// - a later generation replaces everything (the node restarted), an
+    ///   earlier one nothing;
+    /// - within a generation a higher incarnation wins (only the member
+    ///   itself raises it, so it is newer news);
+    /// - at equal incarnations the stronger claim wins.
+    pub fn overrides(&self, current: &Member) -> bool {
+        let (g, cg) = (self.identity.generation, current.identity.generation);
+        if g != cg {
+            return g > cg;
+        }
+        if current.liveness == Liveness::Left || current.ring == RingState::Removed {
+            // Final for this generation; only the member itself can come
+            // back from a removal, by raising its incarnation.
+            return self.incarnation > current.incarnation
+                && current.ring == RingState::Removed
+                && current.liveness != Liveness::Left
+                && self.liveness == Liveness::Alive;
+        }
+        if self.incarnation != current.incarnation {
+            return self.incarnation > current.incarnation;
+        }
+        let current = Update::of(current);
+        self.strength() > current.strength()
+            || (self.strength() == current.strength()
+                && (self.ring, self.holds_slots) > (current.ring, current.holds_slots))
+    }
+}
+
+/// What a packet says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A probe; answered with [`Message::Ack`] of the same `seq`.
+    Ping {
+        /// Matches the answer to the probe.
+        seq: u64,
+        /// The member the prober means (a different node at that address
+        /// answers, but its ack does not count for `target`).
+        target: NodeId,
+    },
+    /// The answer to a ping, direct or relayed by an indirect prober.
+    Ack {
+        /// The probe's sequence number.
+        seq: u64,
+    },
+    /// Asks the receiver to probe `target` on the sender's behalf.
+    PingReq {
+        /// The requester's sequence number, echoed in the relayed answer.
+        seq: u64,
+        /// The member to probe.
+        target: NodeId,
+        /// Where to reach it.
+        target_addr: String,
+    },
+    /// From an indirect prober: `target` did not answer it either (the
+    /// requester is not the only one cut off, so it is not the slow one).
+    Nack {
+        /// The requester's sequence number.
+        seq: u64,
+    },
+    /// A node asks to join; answered with [`Message::JoinReply`] or
+    /// [`Message::JoinRefused`].
+    Join,
+    /// The member table, for a joiner.
+    JoinReply {
+        /// Every member the answering node knows.
+        members: Vec<Update>,
+    },
+    /// The join is refused (another live node uses the joiner's id).
+    JoinRefused {
+        /// The address of the member already holding the id.
+        holder: String,
+    },
+    /// Anti-entropy for the member table: the sender's whole table. When
+    /// `reply` is set the receiver answers with its own.
+    PushPull {
+        /// The sender's table.
+        members: Vec<Update>,
+        /// Whether the receiver should answer with its table.
+        reply: bool,
+    },
+}
+
+/// One membership packet: the sender's state, a message, and piggybacked
+/// updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The sender's own current state.
+    pub from: Update,
+    /// The message.
+    pub message: Message,
+    /// Gossip riding along.
+    pub updates: Vec<Update>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdentityWire<'a> {
+    id: &'a str,
+    generation: u64,
+    addr: &'a str,
+    datacenter: &'a str,
+    public_key: Option<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UpdateWire<'a> {
+    #[serde(borrow)]
+    identity: IdentityWire<'a>,
+    incarnation: u64,
+    liveness: u8,
+    ring: u8,
+    holds_slots: bool,
+    suspector: Option<&'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum MessageWire<'a> {
+    Ping {
+        seq: u64,
+        target: &'a str,
+    },
+    Ack {
+        seq: u64,
+    },
+    PingReq {
+        seq: u64,
+        target: &'a str,
+        target_addr: &'a str,
+    },
+    Nack {
+        seq: u64,
+    },
+    Join,
+    JoinReply {
+        #[serde(borrow)]
+        members: Vec<UpdateWire<'a>>,
+    },
+    JoinRefused {
+        holder: &'a str,
+    },
+    PushPull {
+        #[serde(borrow)]
+        members: Vec<UpdateWire<'a>>,
+        reply: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct PacketWire<'a> {
+    version: u8,
+    #[serde(borrow)]
+    from: UpdateWire<'a>,
+    #[serde(borrow)]
+    message: MessageWire<'a>,
+    #[serde(borrow)]
+    updates: Vec<UpdateWire<'a>>,
+}
+
+fn liveness_code(l: Liveness) -> u8 {
+    match l {
+        Liveness::Alive => 0,
+        Liveness::Suspect => 1,
+        Liveness::Down => 2,
+        Liveness::Left => 3,
+    }
+}
+
+fn ring_code(r: RingState) -> u8 {
+    match r {
+        RingState::Joining => 0,
+        RingState::Normal => 1,
+        RingState::Leaving => 2,
+        RingState::Left => 3,
+        RingState::Removed => 4,
+    }
+}
+
+fn to_wire(u: &Update) -> UpdateWire<'_> {
+    UpdateWire {
+        identity: IdentityWire {
+            id: u.identity.id.as_str(),
+            generation: u.identity.generation.get(),
+            addr: &u.identity.addr,
+            datacenter: &u.identity.datacenter,
+            public_key: u.identity.public_key,
+        },
+        incarnation: u.incarnation,
+        liveness: liveness_code(u.liveness),
+        ring: ring_code(u.ring),
+        holds_slots: u.holds_slots,
+        suspector: u.suspector.as_ref().map(NodeId::as_str),
+    }
+}
+
+fn node_id(s: &str, field: &'static str) -> Result<NodeId, WireError> {
+    NodeId::new(s).map_err(|_| WireError::Invalid { field })
+}
+
+fn label(s: &str, field: &'static str) -> Result<String, WireError> {
+    if s.len() > Identity::MAX_LABEL {
+        return Err(WireError::Invalid { field });
+    }
+    Ok(s.to_owned())
+}
+
+fn from_wire(w: &UpdateWire<'_>) -> Result<Update, WireError> {
+    let liveness = match w.liveness {
+        0 => Liveness::Alive,
+        1 => Liveness::Suspect,
+        2 => Liveness::Down,
+        3 => Liveness::Left,
+        _ => return Err(WireError::Invalid { field: "liveness" }),
+    };
+    let ring = match w.ring {
+        0 => RingState::Joining,
+        1 => RingState::Normal,
+        2 => RingState::Leaving,
+        3 => RingState::Left,
+        4 => RingState::Removed,
+        _ => return Err(WireError::Invalid { field: "ring" }),
+    };
+    Ok(Update {
+        identity: Identity {
+            id: node_id(w.identity.id, "id")?,
+            generation: Generation::new(w.identity.generation),
+            addr: label(w.identity.addr, "addr")?,
+            datacenter: label(w.identity.datacenter, "datacenter")?,
+            public_key: w.identity.public_key,
+        },
+        incarnation: w.incarnation,
+        liveness,
+        ring,
+        holds_slots: w.holds_slots,
+        suspector: w.suspector.map(|s| node_id(s, "suspector")).transpose()?,
+    })
+}
+
+fn list(l: &[Update]) -> Vec<UpdateWire<'_>> {
+    l.iter().map(to_wire).collect()
+}
+
+fn list_from_wire(list: &[UpdateWire<'_>]) -> Result<Vec<Update>, WireError> {
+    if list.len() > MAX_UPDATES_PER_PACKET {
+        return Err(WireError::Invalid { field: "updates" });
+    }
+    list.iter().map(from_wire).collect()
+}
+
+impl Packet {
+    /// Encodes the packet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::membership::wire::{Message, Packet, Update};
+    /// use gridkv::membership::{Identity, Member};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// let me = Member::new(Identity::new(NodeId::new("a")?, Generation::new(1), "h:1"));
+    /// let packet = Packet {
+    ///     from: Update::of(&me),
+    ///     message: Message::Ping { seq: 7, target: NodeId::new("b")? },
+    ///     updates: vec![],
+    /// };
+    /// let bytes = packet.encode();
+    /// assert_eq!(Packet::decode(&bytes).unwrap(), packet);
+    /// assert!(Packet::decode(&bytes[..bytes.len() - 1]).is_err());
+    /// # Ok::<(), gridkv::NodeIdError>(())
+    /// ```
+    pub fn encode(&self) -> Vec<u8> {
+        let message = match &self.message {
+            Message::Ping { seq, target } => MessageWire::Ping {
+                seq: *seq,
+                target: target.as_str(),
+            },
+            Message::Ack { seq } => MessageWire::Ack { seq: *seq },
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => MessageWire::PingReq {
+                seq: *seq,
+                target: target.as_str(),
+                target_addr,
+            },
+            Message::Nack { seq } => MessageWire::Nack { seq: *seq },
+            Message::Join => MessageWire::Join,
+            Message::JoinReply { members } => MessageWire::JoinReply {
+                members: list(members),
+            },
+            Message::JoinRefused { holder } => MessageWire::JoinRefused { holder },
+            Message::PushPull { members, reply } => MessageWire::PushPull {
+                members: list(members),
+                reply: *reply,
+            },
+        };
+        let wire = PacketWire {
+            version: WIRE_VERSION,
+            from: to_wire(&self.from),
+            message,
+            updates: list(&self.updates),
+        };
+        // Serialising into a Vec only fails on types postcard cannot
+        // express; these are all plain data.
+        postcard::to_allocvec(&wire).expect("membership packets always serialise")
+    }
+
+    /// Decodes a packet, validating every field.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError`] naming what was wrong; nothing is partially applied.
+    pub fn decode(bytes: &[u8]) -> Result<Packet, WireError> {
+        match bytes.first() {
+            Some(&WIRE_VERSION) => {}
+            Some(&got) => return Err(WireError::Version { got }),
+            None => return Err(WireError::Malformed("empty".to_owned())),
+        }
+        let (wire, rest): (PacketWire<'_>, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(WireError::Malformed(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+        let message = match &wire.message {
+            MessageWire::Ping { seq, target } => Message::Ping {
+                seq: *seq,
+                target: node_id(target, "target")?,
+            },
+            MessageWire::Ack { seq } => Message::Ack { seq: *seq },
+            MessageWire::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => Message::PingReq {
+                seq: *seq,
+                target: node_id(target, "target")?,
+                target_addr: label(target_addr, "target_addr")?,
+            },
+            MessageWire::Nack { seq } => Message::Nack { seq: *seq },
+            MessageWire::Join => Message::Join,
+            MessageWire::JoinReply { members } => Message::JoinReply {
+                members: list_from_wire(members)?,
+            },
+            MessageWire::JoinRefused { holder } => Message::JoinRefused {
+                holder: label(holder, "holder")?,
+            },
+            MessageWire::PushPull { members, reply } => Message::PushPull {
+                members: list_from_wire(members)?,
+                reply: *reply,
+            },
+        };
+        Ok(Packet {
+            from: from_wire(&wire.from)?,
+            message,
+            updates: list_from_wire(&wire.updates)?,
+        })
+    }
+}

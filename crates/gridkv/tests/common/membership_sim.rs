@@ -1,0 +1,451 @@
+//! A deterministic simulation of the membership layer alone: many
+//! [`Swim`] state machines, a virtual clock, and a network that delays,
+//! loses, partitions and holds packets, all from one seed.
+//!
+//! Shared by `tests/membership_sim.rs` and `benches/membership.rs`.
+#![allow(dead_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gridkv::membership::{Identity, Liveness, MemberEvent, Output, RingState, Swim, SwimConfig};
+use gridkv::{Generation, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A simulated cluster.
+pub struct Sim {
+    pub seed: u64,
+    pub now: Duration,
+    pub config: SwimConfig,
+    pub nodes: Vec<SimNode>,
+    queue: BinaryHeap<Reverse<(Duration, u64, usize, Bytes)>>,
+    sent: u64,
+    rng: StdRng,
+    /// Probability that a packet is lost.
+    pub loss: f64,
+    /// One-way latency range.
+    pub latency: (Duration, Duration),
+    /// Node pairs (both directions) that cannot talk.
+    blocked: BTreeSet<(usize, usize)>,
+    by_addr: BTreeMap<String, usize>,
+    /// Every event, with its time and node.
+    pub events: Vec<(Duration, usize, MemberEvent)>,
+    /// Bytes sent per node.
+    pub bytes_sent: Vec<u64>,
+    /// How long a joined node takes to "fill" its ranges before it marks
+    /// itself normal; `None` leaves it to the test.
+    pub fill_delay: Option<Duration>,
+}
+
+pub struct SimNode {
+    pub id: NodeId,
+    pub addr: String,
+    pub seeds: Vec<String>,
+    pub swim: Option<Swim>,
+    pub generation: u64,
+    pub paused: bool,
+    held: Vec<Bytes>,
+    fill_at: Option<Duration>,
+}
+
+impl SimNode {
+    pub fn running(&self) -> bool {
+        self.swim.is_some()
+    }
+}
+
+pub fn name(i: usize) -> NodeId {
+    NodeId::new(&format!("n{i}")).unwrap()
+}
+
+impl Sim {
+    /// `n` nodes, not started, each seeded with node 0's address.
+    pub fn new(seed: u64, n: usize, config: SwimConfig) -> Sim {
+        let mut sim = Sim {
+            seed,
+            now: Duration::ZERO,
+            config,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            sent: 0,
+            rng: StdRng::seed_from_u64(seed),
+            loss: 0.0,
+            latency: (Duration::from_micros(200), Duration::from_micros(1500)),
+            blocked: BTreeSet::new(),
+            by_addr: BTreeMap::new(),
+            events: Vec::new(),
+            bytes_sent: vec![0; n],
+            fill_delay: Some(Duration::ZERO),
+        };
+        for i in 0..n {
+            let addr = format!("10.0.{}.{}:7946", i / 250, i % 250);
+            sim.by_addr.insert(addr.clone(), i);
+            sim.nodes.push(SimNode {
+                id: name(i),
+                addr,
+                seeds: vec!["10.0.0.0:7946".to_owned()],
+                swim: None,
+                generation: 0,
+                paused: false,
+                held: Vec::new(),
+                fill_at: None,
+            });
+        }
+        sim
+    }
+
+    /// Starts (or restarts, with a later generation) node `i`.
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.generation += 1;
+        let identity = Identity::new(node.id, Generation::new(node.generation), node.addr.clone());
+        let rng_seed = self.seed ^ ((i as u64) << 32) ^ node.generation;
+        node.swim = Some(
+            Swim::new(
+                identity,
+                self.config.clone(),
+                node.seeds.clone(),
+                rng_seed,
+                self.now,
+            )
+            .expect("valid config"),
+        );
+        node.paused = false;
+        node.held.clear();
+        node.fill_at = None;
+        self.drain(i);
+    }
+
+    /// Starts every node, `stagger` apart.
+    pub fn start_all(&mut self, stagger: Duration) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+            self.run_for(stagger);
+        }
+    }
+
+    /// Starts a node under `i`'s id at another address (a duplicate).
+    pub fn start_impostor(&mut self, i: usize, addr: &str) -> usize {
+        let idx = self.nodes.len();
+        self.by_addr.insert(addr.to_owned(), idx);
+        self.bytes_sent.push(0);
+        self.nodes.push(SimNode {
+            id: self.nodes[i].id,
+            addr: addr.to_owned(),
+            seeds: self.nodes[i].seeds.clone(),
+            swim: None,
+            generation: self.nodes[i].generation + 100,
+            paused: false,
+            held: Vec::new(),
+            fill_at: None,
+        });
+        self.start(idx);
+        idx
+    }
+
+    /// Stops node `i` dead: no leave, packets to it are lost.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].swim = None;
+        self.nodes[i].held.clear();
+    }
+
+    /// Freezes node `i`: it runs no timers and handles no packets; packets
+    /// to it wait (like a stopped process's socket buffer).
+    pub fn pause(&mut self, i: usize) {
+        self.nodes[i].paused = true;
+    }
+
+    /// Unfreezes node `i` and hands it what arrived meanwhile.
+    pub fn resume(&mut self, i: usize) {
+        self.nodes[i].paused = false;
+        let held = std::mem::take(&mut self.nodes[i].held);
+        for p in held {
+            self.deliver(i, p);
+        }
+    }
+
+    /// Graceful leave of node `i`; it stops after sending its news.
+    pub fn leave(&mut self, i: usize) {
+        if let Some(s) = self.nodes[i].swim.as_mut() {
+            s.leave(self.now);
+        }
+        self.drain(i);
+        self.nodes[i].swim = None;
+    }
+
+    /// Cuts every pair across `groups` (nodes in no group keep all links).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for (gi, a) in groups.iter().enumerate() {
+            for b in groups.iter().skip(gi + 1) {
+                for &x in a.iter() {
+                    for &y in b.iter() {
+                        self.blocked.insert((x.min(y), x.max(y)));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn swim(&self, i: usize) -> &Swim {
+        self.nodes[i].swim.as_ref().expect("node running")
+    }
+
+    pub fn swim_mut(&mut self, i: usize) -> &mut Swim {
+        self.nodes[i].swim.as_mut().expect("node running")
+    }
+
+    /// Calls `f` on node `i`'s state machine and routes what it asks for.
+    pub fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Swim, Duration)) {
+        let now = self.now;
+        if let Some(s) = self.nodes[i].swim.as_mut() {
+            f(s, now);
+        }
+        self.drain(i);
+    }
+
+    /// What node `i` thinks of node `j`.
+    pub fn view(&self, i: usize, j: usize) -> Option<(Liveness, RingState, u64)> {
+        let s = self.nodes[i].swim.as_ref()?;
+        s.member(&self.nodes[j].id)
+            .map(|m| (m.liveness, m.ring, m.identity.generation.get()))
+    }
+
+    /// Whether every running node sees every running node alive at its
+    /// current generation, and every stopped node as not reachable (or
+    /// not at all).
+    pub fn converged(&self) -> bool {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].running() && !self.is_impostor(i))
+            .collect();
+        for &i in &running {
+            if self.nodes[i].paused {
+                return false;
+            }
+            for j in 0..self.nodes.len() {
+                if i == j || self.is_impostor(j) {
+                    continue;
+                }
+                let view = self.view(i, j);
+                if self.nodes[j].running() {
+                    match view {
+                        Some((Liveness::Alive, ring, gen))
+                            if gen == self.nodes[j].generation && ring.receives_writes() => {}
+                        _ => return false,
+                    }
+                } else if let Some((l, _, gen)) = view {
+                    if l.is_reachable() && gen == self.nodes[j].generation {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Every view that keeps [`Sim::converged`] false, for failure messages.
+    pub fn disagreements(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].running() || self.is_impostor(i) {
+                continue;
+            }
+            for j in 0..self.nodes.len() {
+                if i == j || self.is_impostor(j) {
+                    continue;
+                }
+                let view = self.view(i, j);
+                let ok = match view {
+                    Some((Liveness::Alive, ring, gen)) if self.nodes[j].running() => {
+                        gen == self.nodes[j].generation && ring.receives_writes()
+                    }
+                    Some((l, _, gen)) if !self.nodes[j].running() => {
+                        !(l.is_reachable() && gen == self.nodes[j].generation)
+                    }
+                    None => !self.nodes[j].running(),
+                    _ => false,
+                };
+                if !ok {
+                    out.push(format!(
+                        "n{i} sees n{j} as {view:?} (n{j} running: {}, gen {})",
+                        self.nodes[j].running(),
+                        self.nodes[j].generation
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn is_impostor(&self, i: usize) -> bool {
+        self.nodes[..i].iter().any(|n| n.id == self.nodes[i].id)
+    }
+
+    /// Runs until `pred` holds (checked after each step) or `limit`
+    /// passes; returns the time it took, if it held.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        let end = self.now + limit;
+        loop {
+            if pred(self) {
+                return Some(self.now - start);
+            }
+            if !self.step(end) {
+                return pred(self).then(|| self.now - start);
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.step(end) {}
+    }
+
+    /// Advances to the next thing that happens, if it is before `end`.
+    fn step(&mut self, end: Duration) -> bool {
+        let mut next = end;
+        if let Some(Reverse((t, ..))) = self.queue.peek() {
+            next = next.min(*t);
+        }
+        for n in &self.nodes {
+            if let (Some(s), false) = (&n.swim, n.paused) {
+                next = next.min(s.next_deadline());
+                if let Some(f) = n.fill_at {
+                    next = next.min(f);
+                }
+            }
+        }
+        if next >= end {
+            self.now = end;
+            return false;
+        }
+        self.now = self.now.max(next);
+        while let Some(Reverse((t, ..))) = self.queue.peek() {
+            if *t > self.now {
+                break;
+            }
+            let Reverse((_, _, to, packet)) = self.queue.pop().unwrap();
+            self.deliver(to, packet);
+        }
+        for i in 0..self.nodes.len() {
+            let now = self.now;
+            let node = &mut self.nodes[i];
+            if node.paused {
+                continue;
+            }
+            let Some(s) = node.swim.as_mut() else {
+                continue;
+            };
+            if node.fill_at.is_some_and(|f| f <= now) {
+                node.fill_at = None;
+                s.mark_filled(now);
+            }
+            if s.next_deadline() <= now {
+                s.handle_timers(now);
+            }
+            self.drain(i);
+        }
+        true
+    }
+
+    fn deliver(&mut self, to: usize, packet: Bytes) {
+        let node = &mut self.nodes[to];
+        if node.paused {
+            if node.swim.is_some() && node.held.len() < 100_000 {
+                node.held.push(packet);
+            }
+            return;
+        }
+        let now = self.now;
+        if let Some(s) = node.swim.as_mut() {
+            s.handle_packet(now, &packet).expect("valid packet");
+            self.drain(to);
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(s) = self.nodes[i].swim.as_mut() else {
+                return;
+            };
+            let Some(out) = s.poll_output() else { break };
+            match out {
+                Output::Send { to, packet } => {
+                    self.bytes_sent[i] += packet.len() as u64;
+                    let Some(&j) = self.by_addr.get(&to) else {
+                        continue;
+                    };
+                    if self.blocked.contains(&(i.min(j), i.max(j))) {
+                        continue;
+                    }
+                    if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+                        continue;
+                    }
+                    let (lo, hi) = self.latency;
+                    let delay = lo + (hi - lo).mul_f64(self.rng.random::<f64>());
+                    self.sent += 1;
+                    self.queue
+                        .push(Reverse((self.now + delay, self.sent, j, packet)));
+                }
+                Output::Event(e) => {
+                    self.events.push((self.now, i, e));
+                }
+            }
+        }
+        // A joined node that is joining fills its ranges after the delay.
+        let node = &mut self.nodes[i];
+        if let (Some(delay), Some(s)) = (self.fill_delay, node.swim.as_ref()) {
+            if s.is_joined() && s.local().ring == RingState::Joining && node.fill_at.is_none() {
+                node.fill_at = Some(self.now + delay);
+            }
+        }
+    }
+
+    /// Events about node `j` (by id) seen by any node, after `since`.
+    pub fn events_about(
+        &self,
+        j: usize,
+        since: Duration,
+    ) -> impl Iterator<Item = (Duration, usize, &gridkv::membership::Member)> + '_ {
+        let id = self.nodes[j].id;
+        self.events.iter().filter_map(move |(t, at, e)| match e {
+            MemberEvent::Changed { member, .. } if member.id() == id && *t >= since => {
+                Some((*t, *at, member))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Seeds to run: `GRIDKV_SEED` replays one, `GRIDKV_SIM_SEEDS` sets how
+/// many (default `default`).
+pub fn seeds(default: u64) -> Vec<u64> {
+    if let Ok(s) = std::env::var("GRIDKV_SEED") {
+        return vec![s.parse().expect("GRIDKV_SEED is a number")];
+    }
+    let n = std::env::var("GRIDKV_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=n).collect()
+}
+
+/// Runs `f` for one seed, printing the seed (and how to replay it) if it
+/// panics.
+pub fn with_seed(seed: u64, f: impl FnOnce(u64)) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seed)));
+    if let Err(e) = result {
+        eprintln!("failed with seed {seed}; replay with GRIDKV_SEED={seed}");
+        std::panic::resume_unwind(e);
+    }
+}
