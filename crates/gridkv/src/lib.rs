@@ -13,11 +13,13 @@
 //! - [`ring`]: consistent hashing with virtual nodes: who owns which key.
 //! - [`store`]: the sharded in-memory store with versions, TTLs, tombstones,
 //!   a memory budget and incremental range digests.
-//! - [`net`]: transport building blocks (RTT estimation, reconnect backoff);
-//!   the transport itself is in progress.
+//! - [`net`]: the cluster transport: framed, multiplexed TCP with bounded
+//!   queues, adaptive timeouts and reconnects.
+//! - [`membership`]: SWIM gossip with Lifeguard: who is in the cluster, who
+//!   is alive, and each member's ring state.
+//! - [`node`]: the [`GridKv`] handle that runs a node.
 //!
-//! Membership, transport, replication and the `GridKv` node handle build on
-//! these.
+//! Replication (the data operations on [`GridKv`]) builds on these.
 #![warn(missing_docs)]
 
 pub mod hlc;
@@ -25,11 +27,14 @@ pub mod id;
 pub mod keyspace;
 pub mod membership;
 pub mod net;
+pub mod node;
 pub mod ring;
 pub mod store;
 
 pub use hlc::{Hlc, Timestamp, Version};
 pub use id::{Generation, NodeId, NodeIdError};
+pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
+pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError};
 
 /// Compiles and runs the README's examples as doctests, so the quick start
 /// stays true.

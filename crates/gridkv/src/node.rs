@@ -1,0 +1,706 @@
+//! The node handle: [`GridKv`], its [`Config`], and the task that runs
+//! membership over the transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::id::{Generation, NodeId};
+use crate::membership::{
+    Identity, Liveness, Member, MemberEvent, Output, RingMembers, RingState, Swim, SwimConfig,
+};
+use crate::net::{Incoming, Lane, Transport, TransportConfig, TransportError};
+use crate::ring::Ring;
+
+/// A [`Config`] field that is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The field's name (as in [`ConfigBuilder`]'s methods).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Why [`GridKv::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport could not bind its listen address.
+    #[error("cannot start the transport: {0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Why a node did not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// A live member already uses this node's id; the node has stopped.
+    #[error("node id {id} is already used by the live member at {holder}")]
+    DuplicateId {
+        /// This node's id.
+        id: NodeId,
+        /// The address of the member holding it.
+        holder: String,
+    },
+    /// The node was shut down before it joined.
+    #[error("the node shut down before joining")]
+    ShuttingDown,
+}
+
+/// How a joining node's ranges get filled before it serves reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FillMode {
+    /// Become normal as soon as the node has joined. Until replication
+    /// streams data, nothing needs filling.
+    #[default]
+    Immediate,
+    /// Stay joining until [`GridKv::mark_filled`] is called.
+    Manual,
+}
+
+/// A node's configuration; build it with [`GridKv::builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id (stable across restarts).
+    pub node_id: NodeId,
+    /// This run's generation. Default: the wall clock at build time, so a
+    /// restart is later.
+    pub generation: Generation,
+    /// The cluster's name; nodes of other clusters are refused.
+    pub cluster: String,
+    /// Where the cluster transport listens.
+    pub listen: String,
+    /// The address peers dial, if not the listen address.
+    pub advertise: Option<String>,
+    /// Seed addresses to join through (may include this node's own).
+    pub seeds: Vec<String>,
+    /// The datacenter label.
+    pub datacenter: String,
+    /// Membership timers.
+    pub membership: SwimConfig,
+    /// How the node's ranges are filled when it joins.
+    pub fill: FillMode,
+    /// Seeds the node's randomness (probe order, jitter), so a run replays.
+    pub rng_seed: u64,
+    /// Transport tuning; `cluster`, `node_id`, `generation`, `listen` and
+    /// `advertise` are taken from this config.
+    pub transport: TransportConfig,
+}
+
+/// Builds a [`Config`], checking every field.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::{GridKv, SwimConfig};
+///
+/// let config = GridKv::builder("node-1")
+///     .cluster("prod")
+///     .listen("127.0.0.1:0")
+///     .seeds(["10.0.0.1:7946", "10.0.0.2:7946"])
+///     .datacenter("eu-west-1a")
+///     .membership(SwimConfig::wan())
+///     .build()?;
+/// assert_eq!(config.seeds.len(), 2);
+///
+/// let err = GridKv::builder("has space").build().unwrap_err();
+/// assert_eq!(err.field, "node_id");
+/// let err = GridKv::builder("n").listen("nowhere").build().unwrap_err();
+/// assert_eq!(err.field, "listen");
+/// # Ok::<(), gridkv::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    node_id: String,
+    generation: Option<Generation>,
+    cluster: String,
+    listen: String,
+    advertise: Option<String>,
+    seeds: Vec<String>,
+    datacenter: String,
+    membership: SwimConfig,
+    fill: FillMode,
+    rng_seed: Option<u64>,
+    transport: Option<TransportConfig>,
+}
+
+impl ConfigBuilder {
+    /// The cluster name (default `gridkv`).
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = name.into();
+        self
+    }
+
+    /// The listen address, `host:port` (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// The advertised address, when peers must dial another address than
+    /// the listen one (required for `0.0.0.0`).
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// Seed addresses (`host:port`; DNS names are resolved on every
+    /// attempt).
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The datacenter label (default `default`).
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = dc.into();
+        self
+    }
+
+    /// Membership timers (default [`SwimConfig::lan`]).
+    pub fn membership(mut self, config: SwimConfig) -> Self {
+        self.membership = config;
+        self
+    }
+
+    /// How ranges are filled on join (default [`FillMode::Immediate`]).
+    pub fn fill(mut self, mode: FillMode) -> Self {
+        self.fill = mode;
+        self
+    }
+
+    /// An explicit generation (tests, restores); default the wall clock.
+    pub fn generation(mut self, generation: Generation) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Seeds the node's randomness (default: from the generation).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Transport tuning (its identity and address fields are overwritten).
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.transport = Some(config);
+        self
+    }
+
+    /// Checks every field and builds the config.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first invalid field.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let err = |field, reason: String| ConfigError { field, reason };
+        let node_id = NodeId::new(&self.node_id).map_err(|e| err("node_id", e.to_string()))?;
+        check_addr(&self.listen).map_err(|r| err("listen", r))?;
+        if let Some(a) = &self.advertise {
+            check_addr(a).map_err(|r| err("advertise", r))?;
+        }
+        for s in &self.seeds {
+            check_addr(s).map_err(|r| err("seeds", format!("{s:?}: {r}")))?;
+        }
+        if self.datacenter.is_empty() || self.datacenter.len() > Identity::MAX_LABEL {
+            return Err(err("datacenter", "must be 1 to 255 bytes".into()));
+        }
+        self.membership.validate().map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason.to_owned(),
+        })?;
+        let generation = self.generation.unwrap_or_else(Generation::now);
+        let mut transport = self
+            .transport
+            .unwrap_or_else(|| TransportConfig::new(&self.cluster, node_id, generation));
+        transport.cluster = self.cluster.clone();
+        transport.node_id = node_id;
+        transport.generation = generation;
+        transport.listen = self.listen.clone();
+        transport.advertise = self.advertise.clone();
+        let rng_seed = self.rng_seed.unwrap_or(generation.get());
+        transport.seed = rng_seed;
+        transport.validate().map_err(|e| ConfigError {
+            field: if e.field == "cluster" { "cluster" } else { e.field },
+            reason: e.reason.to_string(),
+        })?;
+        Ok(Config {
+            node_id,
+            generation,
+            cluster: self.cluster,
+            listen: self.listen,
+            advertise: self.advertise,
+            seeds: self.seeds,
+            datacenter: self.datacenter,
+            membership: self.membership,
+            fill: self.fill,
+            rng_seed,
+            transport,
+        })
+    }
+}
+
+/// `host:port` with a numeric port.
+fn check_addr(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("expected host:port".into());
+    };
+    if host.is_empty() || addr.len() > Identity::MAX_LABEL {
+        return Err("expected host:port".into());
+    }
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("invalid port {port:?}"))
+}
+
+/// Where the node is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Joining,
+    Joined,
+    Refused(String),
+    Stopped,
+}
+
+enum Command {
+    Fill,
+    Leave(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Capacity of each event subscription; a subscriber that falls further
+/// behind gets [`broadcast::error::RecvError::Lagged`] and skips ahead.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// How long [`GridKv::shutdown`] waits for its leave to go out.
+const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+
+struct Inner {
+    id: NodeId,
+    transport: Transport,
+    members: ArcSwap<Vec<Member>>,
+    ring: ArcSwap<Ring>,
+    ring_members: ArcSwap<RingMembers>,
+    events: broadcast::Sender<MemberEvent>,
+    phase: watch::Sender<Phase>,
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop without a leave (like a crash);
+        // the transport stops when its own last handle drops.
+        self.cancel.cancel();
+    }
+}
+
+/// A running GridKv node: membership now; the data operations build on it.
+///
+/// Cheap to clone; every clone is the same node. Dropping the last clone
+/// stops the node without announcing a leave (peers see it fail); call
+/// [`GridKv::shutdown`] for a graceful leave.
+///
+/// # Examples
+///
+/// A two-node cluster on loopback:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use gridkv::GridKv;
+///
+/// let a = GridKv::start(GridKv::builder("a").build()?).await?;
+/// let b = GridKv::start(
+///     GridKv::builder("b").seeds([a.local_addr().to_string()]).build()?,
+/// ).await?;
+/// b.joined().await?;
+///
+/// // Wait until both see both.
+/// let mut events = a.subscribe();
+/// while a.members().len() < 2 {
+///     events.recv().await?;
+/// }
+/// assert!(a.members().iter().any(|m| m.id().as_str() == "b"));
+///
+/// b.shutdown().await;
+/// a.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct GridKv {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GridKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridKv")
+            .field("id", &self.inner.id)
+            .field("addr", &self.inner.transport.advertised_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GridKv {
+    /// A config builder for a node called `node_id`.
+    pub fn builder(node_id: impl Into<String>) -> ConfigBuilder {
+        ConfigBuilder {
+            node_id: node_id.into(),
+            generation: None,
+            cluster: "gridkv".to_owned(),
+            listen: "127.0.0.1:0".to_owned(),
+            advertise: None,
+            seeds: Vec::new(),
+            datacenter: "default".to_owned(),
+            membership: SwimConfig::lan(),
+            fill: FillMode::Immediate,
+            rng_seed: None,
+            transport: None,
+        }
+    }
+
+    /// Binds the transport and starts membership. Returns at once; the node
+    /// joins through its seeds in the background, retrying until it
+    /// succeeds (see [`GridKv::joined`]). A node with no seeds (other than
+    /// itself) is a one-node cluster.
+    ///
+    /// Must be called within a tokio runtime with time and I/O enabled.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`]: an invalid config or a listen address that cannot
+    /// be bound.
+    pub async fn start(config: Config) -> Result<GridKv, StartError> {
+        let (transport, incoming) = Transport::bind(config.transport.clone()).await?;
+        let mut identity = Identity::new(
+            config.node_id,
+            config.generation,
+            transport.advertised_addr().to_owned(),
+        );
+        identity.datacenter = config.datacenter.clone();
+        let origin = Instant::now();
+        let swim = Swim::new(
+            identity,
+            config.membership.clone(),
+            config.seeds.clone(),
+            config.rng_seed,
+            Duration::ZERO,
+        )
+        .map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason.to_owned(),
+        })?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (phase, _) = watch::channel(Phase::Joining);
+        let (commands, command_rx) = mpsc::channel(16);
+        let inner = Arc::new(Inner {
+            id: config.node_id,
+            transport: transport.clone(),
+            members: ArcSwap::from_pointee(swim.members().cloned().collect()),
+            ring: ArcSwap::from_pointee(Ring::new(0, []).expect("an empty ring is valid")),
+            ring_members: ArcSwap::from_pointee(RingMembers::default()),
+            events,
+            phase,
+            commands,
+            cancel: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        let driver = Driver {
+            swim,
+            origin,
+            transport,
+            fill: config.fill,
+            shared: Arc::downgrade(&inner),
+            cancel: inner.cancel.clone(),
+        };
+        let task = tokio::spawn(driver.run(incoming, command_rx));
+        *inner.task.lock() = Some(task);
+        Ok(GridKv { inner })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address the transport listens on (the real port when the config
+    /// said 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.inner.transport.local_addr()
+    }
+
+    /// The address peers dial.
+    pub fn advertised_addr(&self) -> &str {
+        self.inner.transport.advertised_addr()
+    }
+
+    /// Every known member (this node first), as of the last change.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        self.inner.members.load_full()
+    }
+
+    /// One member's state.
+    pub fn member(&self, id: &NodeId) -> Option<Member> {
+        self.members().iter().find(|m| m.id() == *id).cloned()
+    }
+
+    /// Events from now on. Each subscription buffers up to
+    /// [`EVENT_CAPACITY`] events; a slower subscriber skips ahead with
+    /// `Lagged` and can re-read [`GridKv::members`].
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The placement ring: designated owners (see [`RingMembers`]).
+    pub fn ring(&self) -> Arc<Ring> {
+        self.inner.ring.load_full()
+    }
+
+    /// Who holds ring slots now and after pending changes, with the ring's
+    /// version.
+    pub fn ring_members(&self) -> Arc<RingMembers> {
+        self.inner.ring_members.load_full()
+    }
+
+    /// The transport (for the replication layer and diagnostics).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Waits until the node has joined a cluster (at once for a node with
+    /// no seeds).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::DuplicateId`] when a seed refused the join (the node has
+    /// stopped), [`JoinError::ShuttingDown`] when it stopped first.
+    pub async fn joined(&self) -> Result<(), JoinError> {
+        let mut phase = self.inner.phase.subscribe();
+        loop {
+            match &*phase.borrow_and_update() {
+                Phase::Joined => return Ok(()),
+                Phase::Refused(holder) => {
+                    return Err(JoinError::DuplicateId {
+                        id: self.inner.id,
+                        holder: holder.clone(),
+                    })
+                }
+                Phase::Stopped => return Err(JoinError::ShuttingDown),
+                Phase::Joining => {}
+            }
+            if phase.changed().await.is_err() {
+                return Err(JoinError::ShuttingDown);
+            }
+        }
+    }
+
+    /// With [`FillMode::Manual`]: this node's ranges are filled, so it goes
+    /// from joining to normal and starts serving reads.
+    pub async fn mark_filled(&self) {
+        let _ = self.inner.commands.send(Command::Fill).await;
+    }
+
+    /// Leaves gracefully and stops: the cluster records this node as left
+    /// (not failed), then every task and socket is released. Bounded in
+    /// time: about half a second for the leave to go out, plus the
+    /// transport's shutdown.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.commands.send(Command::Leave(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(LEAVE_FLUSH * 2, rx).await;
+        }
+        self.stop().await;
+    }
+
+    /// Stops at once without announcing a leave: to the cluster this looks
+    /// like a crash (tests, fatal errors).
+    pub async fn kill(&self) {
+        self.stop().await;
+    }
+
+    async fn stop(&self) {
+        self.inner.cancel.cancel();
+        let task = self.inner.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.transport.shutdown().await;
+        self.inner.phase.send_replace(Phase::Stopped);
+    }
+
+    /// Tasks this node still runs (the transport's plus membership's); 0
+    /// after [`GridKv::shutdown`].
+    pub fn task_count(&self) -> usize {
+        let own = self
+            .inner
+            .task
+            .lock()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished());
+        self.inner.transport.task_count() + usize::from(own)
+    }
+}
+
+/// The membership task: feeds packets and time to [`Swim`], carries out
+/// its outputs.
+struct Driver {
+    swim: Swim,
+    origin: Instant,
+    transport: Transport,
+    fill: FillMode,
+    shared: std::sync::Weak<Inner>,
+    cancel: CancellationToken,
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    async fn run(mut self, mut incoming: Incoming, mut commands: mpsc::Receiver<Command>) {
+        let mut leave_done: Option<tokio::sync::oneshot::Sender<()>> = None;
+        loop {
+            self.flush();
+            if let Some(done) = leave_done.take() {
+                // Give the leave packets a moment on the wire.
+                let _ = tokio::time::timeout(LEAVE_FLUSH, self.wait_sent()).await;
+                let _ = done.send(());
+                return;
+            }
+            if self.swim.is_refused() {
+                return;
+            }
+            let deadline = self.swim.next_deadline();
+            let sleep = if deadline == Duration::MAX {
+                Duration::from_secs(3600)
+            } else {
+                deadline.saturating_sub(self.now())
+            };
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                command = commands.recv() => match command {
+                    Some(Command::Fill) => {
+                        let now = self.now();
+                        self.swim.mark_filled(now);
+                    }
+                    Some(Command::Leave(done)) => {
+                        let now = self.now();
+                        self.swim.start_leaving(now);
+                        self.swim.leave(now);
+                        leave_done = Some(done);
+                    }
+                    None => return,
+                },
+                inbound = incoming.control.recv() => {
+                    let Some(inbound) = inbound else { return };
+                    let now = self.now();
+                    if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
+                        tracing::warn!(from = %inbound.from, %error, "bad membership packet");
+                    }
+                }
+                // The data lane belongs to replication; until it listens,
+                // requests on it are answered NoAnswer at once.
+                inbound = incoming.data.recv() => drop(inbound),
+                _ = tokio::time::sleep(sleep) => {
+                    let now = self.now();
+                    self.swim.handle_timers(now);
+                }
+            }
+        }
+    }
+
+    /// Waits until the transport has written what is queued (polling the
+    /// queued-frame count; bounded by the caller).
+    async fn wait_sent(&self) {
+        while self.transport.stats().queued_frames > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut members_changed = false;
+        let mut ring_changed = false;
+        while let Some(output) = self.swim.poll_output() {
+            match output {
+                Output::Send { to, packet } => {
+                    if let Err(error) = self.transport.send(&to, Lane::Control, packet) {
+                        // Probes time out on their own; nothing to retry.
+                        tracing::trace!(%to, %error, "membership packet not sent");
+                    }
+                }
+                Output::Event(event) => {
+                    let Some(shared) = self.shared.upgrade() else {
+                        continue;
+                    };
+                    match &event {
+                        MemberEvent::Changed { member, .. } => {
+                            members_changed = true;
+                            if member.liveness == Liveness::Left
+                                || member.ring == RingState::Removed
+                            {
+                                if member.id() != self.swim.local().id() {
+                                    self.transport.forget(&member.identity.addr);
+                                }
+                            }
+                        }
+                        MemberEvent::Forgotten { .. } => members_changed = true,
+                        MemberEvent::RingChanged { .. } => ring_changed = true,
+                        MemberEvent::Joined => {
+                            shared.phase.send_replace(Phase::Joined);
+                        }
+                        MemberEvent::JoinRefused { holder } => {
+                            tracing::error!(
+                                id = %shared.id,
+                                %holder,
+                                "join refused: this node id is in use by a live member"
+                            );
+                            shared.phase.send_replace(Phase::Refused(holder.clone()));
+                        }
+                        MemberEvent::IdConflict { .. } => {}
+                    }
+                    let _ = shared.events.send(event);
+                }
+            }
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if members_changed {
+            shared
+                .members
+                .store(Arc::new(self.swim.members().cloned().collect()));
+        }
+        if ring_changed {
+            let rm = self.swim.ring_members().clone();
+            match Ring::new(rm.version, rm.placement.iter().copied()) {
+                Ok(ring) => shared.ring.store(Arc::new(ring)),
+                Err(error) => tracing::error!(%error, "cannot build the ring"),
+            }
+            shared.ring_members.store(Arc::new(rm));
+        }
+        // The stub filler: nothing to stream until replication exists.
+        if self.fill == FillMode::Immediate
+            && self.swim.is_joined()
+            && self.swim.local().ring == RingState::Joining
+        {
+            let now = self.now();
+            self.swim.mark_filled(now);
+            // Publish what the change produced.
+            self.flush();
+        }
+    }
+}
