@@ -234,7 +234,11 @@ impl ConfigBuilder {
         let rng_seed = self.rng_seed.unwrap_or(generation.get());
         transport.seed = rng_seed;
         transport.validate().map_err(|e| ConfigError {
-            field: if e.field == "cluster" { "cluster" } else { e.field },
+            field: if e.field == "cluster" {
+                "cluster"
+            } else {
+                e.field
+            },
             reason: e.reason.to_string(),
         })?;
         Ok(Config {
@@ -649,12 +653,10 @@ impl Driver {
                     match &event {
                         MemberEvent::Changed { member, .. } => {
                             members_changed = true;
-                            if member.liveness == Liveness::Left
-                                || member.ring == RingState::Removed
-                            {
-                                if member.id() != self.swim.local().id() {
-                                    self.transport.forget(&member.identity.addr);
-                                }
+                            let gone = member.liveness == Liveness::Left
+                                || member.ring == RingState::Removed;
+                            if gone && member.id() != self.swim.local().id() {
+                                self.transport.forget(&member.identity.addr);
                             }
                         }
                         MemberEvent::Forgotten { .. } => members_changed = true,

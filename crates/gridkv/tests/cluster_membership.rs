@@ -35,14 +35,19 @@ async fn wait_for(
             return start.elapsed();
         }
         let left = limit.checked_sub(start.elapsed()).unwrap_or_else(|| {
-            panic!("{} did not see {what} within {limit:?}: {:#?}", node.id(), node.members())
+            panic!(
+                "{} did not see {what} within {limit:?}: {:#?}",
+                node.id(),
+                node.members()
+            )
         });
         let _ = timeout(left.min(Duration::from_millis(100)), events.recv()).await;
     }
 }
 
 fn sees(node: &GridKv, who: &str, liveness: Liveness) -> bool {
-    node.member(&id(who)).is_some_and(|m| m.liveness == liveness)
+    node.member(&id(who))
+        .is_some_and(|m| m.liveness == liveness)
 }
 
 fn sees_all_alive(node: &GridKv, names: &[&str]) -> bool {
@@ -76,9 +81,17 @@ async fn cluster_nodes_join_through_a_seed_started_later() -> Result {
     let b = node("b", &seeds).await?;
     let c = node("c", &seeds).await?;
     sleep(Duration::from_millis(1500)).await;
-    assert!(timeout(Duration::from_millis(10), b.joined()).await.is_err(), "joined with no seed up");
+    assert!(
+        timeout(Duration::from_millis(10), b.joined())
+            .await
+            .is_err(),
+        "joined with no seed up"
+    );
     let a = GridKv::start(
-        GridKv::builder("a").listen(seed_addr.clone()).seeds(seeds.clone()).build()?,
+        GridKv::builder("a")
+            .listen(seed_addr.clone())
+            .seeds(seeds.clone())
+            .build()?,
     )
     .await?;
     a.joined().await?;
@@ -148,12 +161,21 @@ async fn cluster_graceful_leave_is_left_not_down() -> Result {
     let seeds = vec![a.advertised_addr().to_owned()];
     let b = node("b", &seeds).await?;
     let c = node("c", &seeds).await?;
-    wait_for(&a, Duration::from_secs(5), "b and c", |n| sees_all_alive(n, &["b", "c"])).await;
+    wait_for(&a, Duration::from_secs(5), "b and c", |n| {
+        sees_all_alive(n, &["b", "c"])
+    })
+    .await;
     let mut events = a.subscribe();
     c.shutdown().await;
     assert_eq!(c.task_count(), 0);
-    wait_for(&a, Duration::from_secs(3), "c left", |n| sees(n, "c", Liveness::Left)).await;
-    wait_for(&b, Duration::from_secs(3), "c left", |n| sees(n, "c", Liveness::Left)).await;
+    wait_for(&a, Duration::from_secs(3), "c left", |n| {
+        sees(n, "c", Liveness::Left)
+    })
+    .await;
+    wait_for(&b, Duration::from_secs(3), "c left", |n| {
+        sees(n, "c", Liveness::Left)
+    })
+    .await;
     while let Ok(event) = events.try_recv() {
         if let MemberEvent::Changed { member, .. } = event {
             if member.id() == id("c") {
@@ -174,7 +196,10 @@ async fn cluster_duplicate_id_is_refused() -> Result {
     let a = node("a", &[]).await?;
     let seeds = vec![a.advertised_addr().to_owned()];
     let b = node("b", &seeds).await?;
-    wait_for(&a, Duration::from_secs(5), "b", |n| sees_all_alive(n, &["b"])).await;
+    wait_for(&a, Duration::from_secs(5), "b", |n| {
+        sees_all_alive(n, &["b"])
+    })
+    .await;
     let b_gen = a.member(&id("b")).unwrap().identity.generation;
     // A second process calling itself b, elsewhere.
     let impostor = node("b", &seeds).await?;
@@ -186,7 +211,10 @@ async fn cluster_duplicate_id_is_refused() -> Result {
     // The holder keeps its id.
     sleep(Duration::from_millis(500)).await;
     let seen = a.member(&id("b")).unwrap();
-    assert_eq!((seen.identity.generation, seen.liveness), (b_gen, Liveness::Alive));
+    assert_eq!(
+        (seen.identity.generation, seen.liveness),
+        (b_gen, Liveness::Alive)
+    );
     impostor.kill().await;
     assert_eq!(impostor.task_count(), 0);
     shutdown_clean(&[a, b]).await;
@@ -199,7 +227,10 @@ async fn cluster_restart_under_the_same_id_is_accepted() -> Result {
     let seeds = vec![a.advertised_addr().to_owned()];
     let b = node("b", &seeds).await?;
     let c = node("c", &seeds).await?;
-    wait_for(&a, Duration::from_secs(5), "b and c", |n| sees_all_alive(n, &["b", "c"])).await;
+    wait_for(&a, Duration::from_secs(5), "b and c", |n| {
+        sees_all_alive(n, &["b", "c"])
+    })
+    .await;
     let old_gen = a.member(&id("c")).unwrap().identity.generation;
     c.kill().await;
     // Restart at once, before anyone noticed the crash.
@@ -207,9 +238,8 @@ async fn cluster_restart_under_the_same_id_is_accepted() -> Result {
     timeout(Duration::from_secs(5), c2.joined()).await??;
     for n in [&a, &b] {
         wait_for(n, Duration::from_secs(5), "c's new run", |n| {
-            n.member(&id("c")).is_some_and(|m| {
-                m.identity.generation > old_gen && m.liveness == Liveness::Alive
-            })
+            n.member(&id("c"))
+                .is_some_and(|m| m.identity.generation > old_gen && m.liveness == Liveness::Alive)
         })
         .await;
     }
@@ -235,7 +265,10 @@ async fn cluster_joining_serves_no_reads_until_filled() -> Result {
     assert_eq!(a.ring().len(), 1, "a joining node holds no slots yet");
     assert!(a.ring_members().future.contains(&id("b")));
     b.mark_filled().await;
-    wait_for(&a, Duration::from_secs(3), "b normal", |n| sees_all_alive(n, &["b"])).await;
+    wait_for(&a, Duration::from_secs(3), "b normal", |n| {
+        sees_all_alive(n, &["b"])
+    })
+    .await;
     assert_eq!(a.ring().len(), 2);
     shutdown_clean(&[a, b]).await;
     Ok(())
@@ -251,7 +284,10 @@ async fn cluster_ten_percent_loss_declares_no_one_down() -> Result {
     }
     let names = ["a", "b", "c", "d", "e"];
     for n in &nodes {
-        wait_for(n, Duration::from_secs(5), "everyone", |n| sees_all_alive(n, &names)).await;
+        wait_for(n, Duration::from_secs(5), "everyone", |n| {
+            sees_all_alive(n, &names)
+        })
+        .await;
     }
     let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
     // 10% of frames lost on every link, both ways, at the transport hook.
@@ -275,7 +311,13 @@ async fn cluster_ten_percent_loss_declares_no_one_down() -> Result {
     for (n, rx) in nodes.iter().zip(&mut events) {
         while let Ok(event) = rx.try_recv() {
             if let MemberEvent::Changed { member, .. } = event {
-                assert_ne!(member.liveness, Liveness::Down, "{} declared down by {}", member.id(), n.id());
+                assert_ne!(
+                    member.liveness,
+                    Liveness::Down,
+                    "{} declared down by {}",
+                    member.id(),
+                    n.id()
+                );
             }
         }
     }

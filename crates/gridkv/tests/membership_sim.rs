@@ -410,3 +410,57 @@ fn random_fault_schedules_converge_after_faults_end() {
         });
     }
 }
+
+/// Suspicions of healthy members raised by `by`, after `since`.
+fn suspicions_by(sim: &Sim, by: usize, since: Duration) -> usize {
+    sim.events
+        .iter()
+        .filter(|(t, at, e)| {
+            *t >= since
+                && *at == by
+                && matches!(e, MemberEvent::Changed { member, .. }
+                    if member.liveness == Liveness::Suspect && member.id() != sim.nodes[by].id)
+        })
+        .count()
+}
+
+/// Lifeguard: a node whose packets are slow (its probes time out because
+/// *it* is slow) raises its local health and suspects others far less; no
+/// healthy member is ever declared down because of it.
+#[test]
+fn slow_node_backs_off_instead_of_accusing_healthy_members() {
+    for seed in seeds(5) {
+        with_seed(seed, |seed| {
+            let mut counts = Vec::new();
+            for lifeguard in [true, false] {
+                let mut config = SwimConfig::lan();
+                if !lifeguard {
+                    config.max_local_health = 0;
+                }
+                let mut sim = Sim::new(seed, 10, config);
+                sim.start_all(10 * MS);
+                sim.run_until(30 * S, |s| s.converged()).expect("converges");
+                let t0 = sim.now;
+                sim.slow.insert(9, 100 * MS);
+                let mut max_health = 0;
+                for _ in 0..60 {
+                    sim.run_for(S);
+                    max_health = max_health.max(sim.swim(9).local_health());
+                }
+                let by_slow = suspicions_by(&sim, 9, t0);
+                println!("lifeguard {lifeguard}: slow node raised {by_slow} suspicions, health up to {max_health}");
+                if lifeguard {
+                    assert!(max_health > 0, "local health never rose");
+                    for j in 0..9 {
+                        assert!(never_down(&sim, j, t0), "healthy n{j} declared down");
+                    }
+                }
+                counts.push(by_slow);
+            }
+            assert!(
+                counts[0] * 2 <= counts[1],
+                "Lifeguard should at least halve the slow node's suspicions: {counts:?}"
+            );
+        });
+    }
+}

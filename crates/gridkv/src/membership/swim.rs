@@ -29,6 +29,9 @@ const TABLE_CHUNK: usize = 1024;
 const MAX_FORWARDS: usize = 256;
 
 /// Something the state machine asks its driver to do.
+// Events are rare and short-lived; boxing them would cost an allocation
+// each for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send `packet` to the member at `to` (one-way, control lane).
@@ -60,6 +63,7 @@ pub enum Output {
 /// }
 /// assert_eq!(describe(&MemberEvent::RingChanged { version: 3 }), "ring v3");
 /// ```
+#[allow(clippy::large_enum_variant)] // as for `Output`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberEvent {
     /// A member was seen for the first time (`previous` is `None`), or its
@@ -497,7 +501,7 @@ impl Swim {
         }
         let from = packet.from;
         if from.identity.id == self.me.identity.id {
-            self.from_own_id(&from, &packet.message);
+            self.on_own_id(&from, &packet.message);
             return;
         }
         if matches!(packet.message, Message::Join) && self.check_join_conflict(now, &from) {
@@ -578,7 +582,7 @@ impl Swim {
 
     /// A packet signed with this node's own id: our own (a seed list that
     /// names us through another address), or another process using our id.
-    fn from_own_id(&mut self, from: &Update, message: &Message) {
+    fn on_own_id(&mut self, from: &Update, message: &Message) {
         if from.identity.generation == self.me.identity.generation {
             return;
         }
@@ -1298,5 +1302,100 @@ impl Swim {
             let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
             items.swap(i, j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suspicion(confirmers: usize) -> Suspicion {
+        let mut suspectors = BTreeSet::new();
+        for i in 0..=confirmers {
+            suspectors.insert(NodeId::new(&format!("s{i}")).unwrap());
+        }
+        Suspicion {
+            incarnation: 0,
+            start: Duration::from_secs(10),
+            min: Duration::from_millis(800),
+            max: Duration::from_millis(1800),
+            suspectors,
+        }
+    }
+
+    #[test]
+    fn suspicion_timeout_shrinks_from_max_to_min_with_confirmations() {
+        let t = |c| suspicion(c).deadline(3) - Duration::from_secs(10);
+        assert_eq!(t(0), Duration::from_millis(1800));
+        assert!(t(1) < t(0) && t(2) < t(1) && t(3) < t(2));
+        assert_eq!(t(3), Duration::from_millis(800));
+        assert_eq!(t(10), Duration::from_millis(800));
+    }
+
+    fn swim(name: &str, seeds: &[&str]) -> Swim {
+        let id = Identity::new(
+            NodeId::new(name).unwrap(),
+            Generation::new(1),
+            format!("{name}:1"),
+        );
+        let seeds = seeds.iter().map(|s| s.to_string()).collect();
+        Swim::new(id, SwimConfig::lan(), seeds, 7, Duration::ZERO).unwrap()
+    }
+
+    #[test]
+    fn no_seeds_is_a_one_node_cluster_and_own_address_is_skipped() {
+        let mut a = swim("a", &["a:1"]);
+        assert!(a.is_joined());
+        assert_eq!(a.poll_output(), Some(Output::Event(MemberEvent::Joined)));
+        a.handle_timers(Duration::from_secs(5));
+        // Nothing to send to: it never dials itself.
+        while let Some(out) = a.poll_output() {
+            assert!(!matches!(out, Output::Send { .. }), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn own_suspicion_is_refuted_with_a_higher_incarnation() {
+        let mut a = swim("a", &[]);
+        let mut rumour = Update::of(a.local());
+        rumour.liveness = Liveness::Suspect;
+        let b = swim("b", &[]);
+        let packet = Packet {
+            from: Update::of(b.local()),
+            message: Message::Ping {
+                seq: 1,
+                target: a.local().id(),
+            },
+            updates: vec![rumour],
+        };
+        a.handle_packet(Duration::from_secs(1), &packet.encode())
+            .unwrap();
+        assert_eq!(a.local().incarnation, 1);
+        assert_eq!(a.local().liveness, Liveness::Alive);
+        assert_eq!(a.local_health(), 1, "having to refute raises local health");
+        // The ack carries the refutation.
+        let ack = std::iter::from_fn(|| a.poll_output())
+            .find_map(|o| match o {
+                Output::Send { packet, .. } => Some(Packet::decode(&packet).unwrap()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(ack.message, Message::Ack { seq: 1 });
+        assert!(ack
+            .updates
+            .iter()
+            .chain([&ack.from])
+            .any(|u| u.identity.id == a.local().id()
+                && u.incarnation == 1
+                && u.liveness == Liveness::Alive));
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_changes_nothing() {
+        let mut a = swim("a", &[]);
+        while a.poll_output().is_some() {}
+        assert!(a.handle_packet(Duration::ZERO, b"\x01garbage").is_err());
+        assert!(a.poll_output().is_none());
+        assert_eq!(a.members().count(), 1);
     }
 }

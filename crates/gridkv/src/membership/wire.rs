@@ -447,3 +447,92 @@ impl Packet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Member {
+        let mut m = Member::new(Identity::new(
+            NodeId::new("x").unwrap(),
+            Generation::new(gen),
+            "h:1",
+        ));
+        m.incarnation = inc;
+        m.liveness = liveness;
+        m.ring = ring;
+        m
+    }
+
+    fn update(gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Update {
+        Update::of(&member(gen, inc, liveness, ring))
+    }
+
+    use Liveness::*;
+    use RingState::*;
+
+    #[test]
+    fn precedence_within_a_generation() {
+        let alive = member(1, 3, Alive, Normal);
+        // Same incarnation: stronger claims win, weaker do not.
+        assert!(update(1, 3, Suspect, Normal).overrides(&alive));
+        assert!(update(1, 3, Down, Normal).overrides(&alive));
+        assert!(!update(1, 3, Alive, Normal).overrides(&alive));
+        assert!(!update(1, 3, Alive, Normal).overrides(&member(1, 3, Suspect, Normal)));
+        // Refutation: a higher incarnation beats suspicion and down.
+        assert!(update(1, 4, Alive, Normal).overrides(&member(1, 3, Suspect, Normal)));
+        assert!(update(1, 4, Alive, Normal).overrides(&member(1, 3, Down, Normal)));
+        // Stale news loses.
+        assert!(!update(1, 2, Down, Normal).overrides(&alive));
+        // Removal is a stronger claim at the same incarnation.
+        assert!(update(1, 3, Down, Removed).overrides(&member(1, 3, Down, Normal)));
+    }
+
+    #[test]
+    fn left_is_final_and_removal_needs_the_member_itself() {
+        let left = member(1, 5, Liveness::Left, RingState::Left);
+        assert!(!update(1, 9, Alive, Normal).overrides(&left));
+        let removed = member(1, 5, Down, Removed);
+        assert!(!update(1, 5, Alive, Joining).overrides(&removed));
+        assert!(!update(1, 6, Suspect, Normal).overrides(&removed));
+        assert!(update(1, 6, Alive, Joining).overrides(&removed));
+    }
+
+    #[test]
+    fn a_later_generation_replaces_everything() {
+        assert!(update(2, 0, Alive, Joining).overrides(&member(
+            1,
+            9,
+            Liveness::Left,
+            RingState::Left
+        )));
+        assert!(update(2, 0, Alive, Joining).overrides(&member(1, 9, Alive, Normal)));
+        assert!(!update(1, 99, Alive, Normal).overrides(&member(2, 0, Alive, Joining)));
+    }
+
+    #[test]
+    fn decoding_rejects_bad_fields_and_versions() {
+        let p = Packet {
+            from: update(1, 0, Alive, Joining),
+            message: Message::JoinReply {
+                members: vec![update(1, 2, Down, Normal)],
+            },
+            updates: vec![],
+        };
+        let bytes = p.encode();
+        assert_eq!(Packet::decode(&bytes).unwrap(), p);
+        let mut wrong = bytes.clone();
+        wrong[0] = 9;
+        assert_eq!(Packet::decode(&wrong), Err(WireError::Version { got: 9 }));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            Packet::decode(&trailing),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(Packet::decode(&[]), Err(WireError::Malformed(_))));
+        for cut in 1..bytes.len() {
+            assert!(Packet::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

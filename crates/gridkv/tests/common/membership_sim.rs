@@ -28,6 +28,9 @@ pub struct Sim {
     pub loss: f64,
     /// One-way latency range.
     pub latency: (Duration, Duration),
+    /// Extra one-way latency on every packet to or from these nodes (a
+    /// slow, overloaded node).
+    pub slow: BTreeMap<usize, Duration>,
     /// Node pairs (both directions) that cannot talk.
     blocked: BTreeSet<(usize, usize)>,
     by_addr: BTreeMap<String, usize>,
@@ -75,6 +78,7 @@ impl Sim {
             loss: 0.0,
             latency: (Duration::from_micros(200), Duration::from_micros(1500)),
             blocked: BTreeSet::new(),
+            slow: BTreeMap::new(),
             by_addr: BTreeMap::new(),
             events: Vec::new(),
             bytes_sent: vec![0; n],
@@ -392,7 +396,10 @@ impl Sim {
                         continue;
                     }
                     let (lo, hi) = self.latency;
-                    let delay = lo + (hi - lo).mul_f64(self.rng.random::<f64>());
+                    let mut delay = lo + (hi - lo).mul_f64(self.rng.random::<f64>());
+                    for k in [i, j] {
+                        delay += self.slow.get(&k).copied().unwrap_or_default();
+                    }
                     self.sent += 1;
                     self.queue
                         .push(Reverse((self.now + delay, self.sent, j, packet)));
