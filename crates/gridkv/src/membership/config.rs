@@ -70,7 +70,8 @@ pub struct SwimConfig {
     /// Most updates piggybacked on one probe packet.
     pub max_piggyback: usize,
     /// Time between full member-table exchanges with a random member (and
-    /// with a random down member, which heals partitions).
+    /// with a random down member, which heals partitions). Above 32
+    /// members it is multiplied by `1 + ⌈log2(n / 32)⌉`, as the table grows.
     pub push_pull_interval: Duration,
     /// Time between join attempts to the seeds while not joined, and while
     /// every other member is down.

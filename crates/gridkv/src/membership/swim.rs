@@ -478,7 +478,8 @@ impl Swim {
         }
         if now >= self.next_push_pull {
             self.push_pull(now);
-            let jitter = self.jitter(self.config.push_pull_interval);
+            let interval = self.config.push_pull_interval * self.push_pull_scale();
+            let jitter = self.jitter(interval);
             self.next_push_pull = now + jitter;
         }
         let lonely = !self
@@ -1280,6 +1281,16 @@ impl Swim {
                     version: self.ring.version,
                 }));
         }
+    }
+
+    /// Full-table exchanges grow with the table, so above 32 members they
+    /// slow down: ×(1 + ⌈log2(n / 32)⌉), like memberlist.
+    fn push_pull_scale(&self) -> u32 {
+        let n = self.members.len() + 1;
+        if n <= 32 {
+            return 1;
+        }
+        1 + (n as f64 / 32.0).log2().ceil() as u32
     }
 
     fn next_seq(&mut self) -> u64 {
