@@ -21,10 +21,19 @@ use membership_sim::Sim;
 const S: Duration = Duration::from_secs(1);
 
 /// Runs in steps of `step` until `pred`, up to `limit`; the time taken.
-fn run_until(sim: &mut Sim, step: Duration, limit: Duration, pred: impl Fn(&Sim) -> bool) -> Duration {
+fn run_until(
+    sim: &mut Sim,
+    step: Duration,
+    limit: Duration,
+    pred: impl Fn(&Sim) -> bool,
+) -> Duration {
     let start = sim.now;
     while !pred(sim) {
-        assert!(sim.now - start < limit, "no convergence within {limit:?} (seed {})", sim.seed);
+        assert!(
+            sim.now - start < limit,
+            "no convergence within {limit:?} (seed {})",
+            sim.seed
+        );
         sim.run_for(step);
     }
     sim.now - start
@@ -41,15 +50,28 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![10, 100, 1000] } else { sizes };
-    let seed: u64 = std::env::var("GRIDKV_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let sizes = if sizes.is_empty() {
+        vec![10, 100, 1000]
+    } else {
+        sizes
+    };
+    let seed: u64 = std::env::var("GRIDKV_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let config = SwimConfig::lan();
     let round = config.probe_interval;
     let step = round / 4;
     println!("membership simulation, LAN profile (probe {round:?}), seed {seed}");
     println!(
         "{:>6} | {:>22} | {:>10} | {:>10} | {:>14} | {:>16} | {:>8}",
-        "nodes", "join: rounds (time)", "suspected", "first down", "down everywhere", "gossip B/node/s", "wall s"
+        "nodes",
+        "join: rounds (time)",
+        "suspected",
+        "first down",
+        "down everywhere",
+        "gossip B/node/s",
+        "wall s"
     );
     for n in sizes {
         let wall = Instant::now();
@@ -61,7 +83,11 @@ fn main() {
         let everyone_normal = |sim: &Sim| {
             (0..sim.nodes.len())
                 .filter(|&j| sim.nodes[j].running())
-                .all(|j| all_see(sim, j, |l, r| l == Liveness::Alive && r == RingState::Normal))
+                .all(|j| {
+                    all_see(sim, j, |l, r| {
+                        l == Liveness::Alive && r == RingState::Normal
+                    })
+                })
         };
         run_until(&mut sim, round, 600 * S, everyone_normal);
         sim.run_for(10 * S);
@@ -76,8 +102,14 @@ fn main() {
         let new = n - 1;
         sim.start(new);
         let joined = run_until(&mut sim, step, 300 * S, |sim| {
-            all_see(sim, new, |l, r| l == Liveness::Alive && r == RingState::Normal)
-                && sim.swim(new).members().filter(|m| m.liveness == Liveness::Alive).count() == n
+            all_see(sim, new, |l, r| {
+                l == Liveness::Alive && r == RingState::Normal
+            }) && sim
+                .swim(new)
+                .members()
+                .filter(|m| m.liveness == Liveness::Alive)
+                .count()
+                == n
         });
 
         // A crash.

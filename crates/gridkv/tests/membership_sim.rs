@@ -485,7 +485,10 @@ fn a_seed_replays_exactly() {
             let (a, b) = (run(seed), run(seed));
             assert_eq!(a.0.len(), b.0.len());
             assert!(a == b, "two runs of one seed differ");
-            assert!(run(seed + 1_000_000) != a, "different seeds gave identical runs");
+            assert!(
+                run(seed + 1_000_000) != a,
+                "different seeds gave identical runs"
+            );
         });
     }
 }
