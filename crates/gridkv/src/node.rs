@@ -585,6 +585,9 @@ impl Driver {
                 return;
             }
             if self.swim.is_refused() {
+                // Another live node holds our id: stop for good, releasing
+                // the transport's sockets and tasks.
+                self.transport.shutdown().await;
                 return;
             }
             let deadline = self.swim.next_deadline();
@@ -614,6 +617,11 @@ impl Driver {
                     let now = self.now();
                     if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
                         tracing::warn!(from = %inbound.from, %error, "bad membership packet");
+                    }
+                    // Under a steady stream of packets the sleep branch
+                    // below may never be polled: run due timers here too.
+                    if now >= self.swim.next_deadline() {
+                        self.swim.handle_timers(now);
                     }
                 }
                 // The data lane belongs to replication; until it listens,

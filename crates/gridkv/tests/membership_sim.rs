@@ -492,3 +492,67 @@ fn a_seed_replays_exactly() {
         });
     }
 }
+
+/// A node paused past `remove_after` is removed by the majority; when it
+/// resumes it must learn that (even though it first refutes the suspicions
+/// it finds queued) and come back as a joiner that refills, never straight
+/// back to normal with stale data.
+#[test]
+fn removed_node_comes_back_as_joiner() {
+    for seed in seeds(10) {
+        with_seed(seed, |seed| {
+            let mut sim = converged_cluster(seed, 5);
+            sim.pause(2);
+            sim.run_until(60 * S, |s| {
+                (0..5)
+                    .filter(|&i| i != 2)
+                    .all(|i| matches!(s.view(i, 2), Some((_, RingState::Removed, _))))
+            })
+            .expect("the paused node is removed");
+            let t1 = sim.now;
+            sim.resume(2);
+            sim.run_until(20 * S, |s| {
+                s.converged() && (0..5).all(|i| s.swim(i).ring_members().placement.len() == 5)
+            })
+            .expect("the removed node rejoins and refills");
+            let own: Vec<RingState> = sim
+                .events_about(2, t1)
+                .filter(|(_, at, _)| *at == 2)
+                .map(|(_, _, m)| m.ring)
+                .collect();
+            assert!(
+                own.contains(&RingState::Joining),
+                "n2 never went back to joining: {own:?}"
+            );
+        });
+    }
+}
+
+/// Forgotten (left) members are not re-created by other nodes' tables.
+#[test]
+fn forgotten_members_stay_forgotten() {
+    for seed in seeds(5) {
+        with_seed(seed, |seed| {
+            let config = SwimConfig {
+                remove_after: 3 * S,
+                forget_after: 3 * S,
+                push_pull_interval: S,
+                ..SwimConfig::lan()
+            };
+            let mut sim = Sim::new(seed, 6, config);
+            sim.start_all(10 * MS);
+            sim.run_until(30 * S, |s| s.converged()).unwrap();
+            sim.leave(5);
+            sim.run_for(30 * S);
+            let forgotten = sim
+                .events
+                .iter()
+                .filter(|(_, _, e)| matches!(e, MemberEvent::Forgotten { .. }))
+                .count();
+            assert_eq!(forgotten, 5, "each of 5 nodes forgets the leaver once");
+            for i in 0..5 {
+                assert!(sim.view(i, 5).is_none(), "n{i} still lists the leaver");
+            }
+        });
+    }
+}

@@ -134,6 +134,24 @@ impl SwimConfig {
     /// [`SwimConfigError`] naming the first field out of range.
     pub fn validate(&self) -> Result<(), SwimConfigError> {
         let err = |field, reason| Err(SwimConfigError { field, reason });
+        const MINUTE: Duration = Duration::from_secs(60);
+        const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+        // Upper bounds keep every scaled timer (×65 local health, ×log n)
+        // far from `Duration` overflow.
+        for (field, value, max) in [
+            ("probe_interval", self.probe_interval, MINUTE),
+            ("probe_timeout", self.probe_timeout, MINUTE),
+            ("suspicion_min", self.suspicion_min, 10 * MINUTE),
+            ("suspicion_max", self.suspicion_max, 10 * MINUTE),
+            ("push_pull_interval", self.push_pull_interval, 60 * MINUTE),
+            ("join_retry", self.join_retry, 10 * MINUTE),
+            ("remove_after", self.remove_after, WEEK),
+            ("forget_after", self.forget_after, WEEK),
+        ] {
+            if value > max {
+                return err(field, "too long");
+            }
+        }
         if self.probe_interval.is_zero() {
             return err("probe_interval", "must be positive");
         }

@@ -23,6 +23,9 @@ use crate::net::backoff::{JitterSource, SplitMix64};
 /// Most member-table entries one join reply or push-pull packet carries;
 /// larger tables go in several packets.
 const TABLE_CHUNK: usize = 1024;
+/// Largest membership packet accepted, checked before decoding. A full
+/// table chunk with the longest labels is about 640 KiB.
+pub const MAX_PACKET_BYTES: usize = 1 << 20;
 /// Most indirect probes run for others at once, and most duplicate-id
 /// checks pending at once; requests beyond are dropped (the requester
 /// treats silence as a failed probe).
@@ -418,7 +421,7 @@ impl Swim {
             return;
         }
         let previous = self.me.clone();
-        self.me.incarnation += 1;
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
         self.me.liveness = Liveness::Left;
         self.me.ring = RingState::Left;
         self.me.since = now;
@@ -452,6 +455,11 @@ impl Swim {
     ///
     /// [`WireError`] for a packet that does not decode; nothing is applied.
     pub fn handle_packet(&mut self, now: Duration, bytes: &[u8]) -> Result<(), WireError> {
+        if bytes.len() > MAX_PACKET_BYTES {
+            return Err(WireError::Invalid {
+                field: "packet size",
+            });
+        }
         let packet = Packet::decode(bytes)?;
         self.handle(now, packet);
         self.refresh_ring();
@@ -716,6 +724,12 @@ impl Swim {
             if self.members.len() + 1 >= self.config.max_members {
                 return;
             }
+            if update.liveness == Liveness::Left || update.ring == RingState::Removed {
+                // News that a member we never knew (or already forgot) is
+                // gone: nothing to do, and re-creating it would undo
+                // forgetting.
+                return;
+            }
             let mut member = Member {
                 identity: update.identity.clone(),
                 incarnation: update.incarnation,
@@ -818,12 +832,21 @@ impl Swim {
         if self.me.liveness == Liveness::Left {
             return;
         }
-        let refutes = update.incarnation >= self.me.incarnation
-            && (update.liveness != Liveness::Alive || update.ring == RingState::Removed);
+        // A removal is refuted whatever its incarnation unless we already
+        // came back as a joiner: a node that raised its incarnation while
+        // away (refuting a suspicion it found queued) must still learn that
+        // the majority took it off the ring.
+        let removed = update.ring == RingState::Removed
+            && (update.incarnation >= self.me.incarnation || self.me.ring != RingState::Joining);
+        let refutes = removed
+            || (update.incarnation >= self.me.incarnation && update.liveness != Liveness::Alive);
         if refutes {
             let previous = self.me.clone();
-            self.me.incarnation = update.incarnation + 1;
-            if update.ring == RingState::Removed {
+            self.me.incarnation = update
+                .incarnation
+                .max(self.me.incarnation)
+                .saturating_add(1);
+            if removed {
                 // The majority took us off the ring while we were away: our
                 // data is stale, so come back as a joiner that refills.
                 self.me.ring = RingState::Joining;
@@ -834,13 +857,13 @@ impl Swim {
             self.local_health = (self.local_health + 1).min(self.config.max_local_health);
             self.broadcasts.push(Update::of(&self.me));
         } else if update.incarnation > self.me.incarnation {
-            self.me.incarnation = update.incarnation + 1;
+            self.me.incarnation = update.incarnation.saturating_add(1);
             self.broadcasts.push(Update::of(&self.me));
         } else if update.holds_slots && !self.me.holds_slots && self.me.ring == RingState::Joining {
             // A seed tells us our previous run held slots: keep them.
             let previous = self.me.clone();
             self.me.holds_slots = true;
-            self.me.incarnation += 1;
+            self.me.incarnation = self.me.incarnation.saturating_add(1);
             self.ring_dirty = true;
             self.broadcasts.push(Update::of(&self.me));
             self.changed(Some(previous), self.me.clone());
@@ -877,7 +900,7 @@ impl Swim {
         let n = self.members.len() + 1;
         let scale = (n as f64).log10().max(1.0);
         let health = 1 + self.local_health;
-        let min = self.config.suspicion_min.mul_f64(scale);
+        let min = self.config.suspicion_min.mul_f64(scale) * health;
         let max = self.config.suspicion_max.mul_f64(scale) * health;
         let Some(entry) = self.members.get_mut(&id) else {
             return;
@@ -912,8 +935,21 @@ impl Swim {
         update.liveness = Liveness::Suspect;
         update.suspector = Some(me);
         if m.liveness == Liveness::Suspect {
-            self.start_suspicion(now, id, m.incarnation, me);
-            self.confirm_suspicion(now, &update);
+            // Our failed probe confirms a suspicion we heard of: count it and
+            // pass it on, so others shorten their timeouts too.
+            let incarnation = m.incarnation;
+            let known = entry
+                .suspicion
+                .as_ref()
+                .map(|s| (s.incarnation, s.suspectors.contains(&me)));
+            match known {
+                Some((inc, true)) if inc == incarnation => {}
+                Some((inc, false)) if inc == incarnation => self.confirm_suspicion(now, &update),
+                _ => {
+                    self.start_suspicion(now, id, update.incarnation, me);
+                    self.broadcasts.push(update);
+                }
+            }
             return;
         }
         tracing::debug!(node = %me, suspect = %id, "probe failed; suspecting");
@@ -980,6 +1016,9 @@ impl Swim {
     fn add_to_probe_order(&mut self, id: NodeId) {
         // At a random place in the rest of this round, so a new member is
         // probed within one round.
+        if self.probe_order[self.probe_pos..].contains(&id) {
+            return;
+        }
         let rest = self.probe_order.len() - self.probe_pos;
         let at = self.probe_pos + (self.rng.next_u64() % (rest as u64 + 1)) as usize;
         self.probe_order.insert(at, id);
@@ -1188,12 +1227,17 @@ impl Swim {
     /// Sends the whole member table (this node included) in chunks.
     fn send_table(&mut self, to: String, reply: bool, join_reply: bool) {
         let all: Vec<Update> = self.members().map(Update::of).collect();
-        for chunk in all.chunks(TABLE_CHUNK) {
+        let chunks = all.chunks(TABLE_CHUNK).count();
+        for (i, chunk) in all.chunks(TABLE_CHUNK).enumerate() {
             let members = chunk.to_vec();
             let message = if join_reply {
                 Message::JoinReply { members }
             } else {
-                Message::PushPull { members, reply }
+                // One answer per exchange: only the last chunk asks.
+                Message::PushPull {
+                    members,
+                    reply: reply && i + 1 == chunks,
+                }
             };
             self.send_raw(to.clone(), message, Vec::new());
         }
@@ -1237,7 +1281,7 @@ impl Swim {
 
     fn set_own_ring(&mut self, now: Duration, ring: RingState) {
         let previous = self.me.clone();
-        self.me.incarnation += 1;
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
         self.me.ring = ring;
         if ring != RingState::Joining {
             self.me.holds_slots = false;
@@ -1400,6 +1444,113 @@ mod tests {
                 && u.incarnation == 1
                 && u.liveness == Liveness::Alive));
     }
+
+    /// `a`, knowing `x` and `y` (from a join reply sent by `x`).
+    fn a_knowing_x_and_y() -> (Swim, Update, Update) {
+        let mut a = swim("a", &["x:1"]);
+        let x = Update::of(swim("x", &[]).local());
+        let y = Update::of(swim("y", &[]).local());
+        let reply = Packet {
+            from: x.clone(),
+            message: Message::JoinReply {
+                members: vec![x.clone(), y.clone()],
+            },
+            updates: vec![],
+        };
+        a.handle_packet(Duration::ZERO, &reply.encode()).unwrap();
+        (a, x, y)
+    }
+
+    fn sent(a: &mut Swim) -> Vec<(String, Packet)> {
+        std::iter::from_fn(|| a.poll_output())
+            .filter_map(|o| match o {
+                Output::Send { to, packet } => Some((to, Packet::decode(&packet).unwrap())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn own_failed_probe_of_a_suspect_is_gossiped_as_a_confirmation() {
+        let (mut a, x, y) = a_knowing_x_and_y();
+        let mut rumour = y.clone();
+        rumour.liveness = Liveness::Suspect;
+        rumour.suspector = Some(x.identity.id);
+        let gossip = Packet {
+            from: x.clone(),
+            message: Message::Ack { seq: 0 },
+            updates: vec![rumour],
+        };
+        a.handle_packet(Duration::ZERO, &gossip.encode()).unwrap();
+        // Nothing answers: a's probes of y (and x) fail.
+        let mut confirmed = false;
+        let mut now = Duration::ZERO;
+        while now < Duration::from_secs(2) && !confirmed {
+            now += Duration::from_millis(10);
+            a.handle_timers(now);
+            confirmed = sent(&mut a).iter().any(|(_, p)| {
+                p.updates.iter().any(|u| {
+                    u.identity.id == y.identity.id
+                        && u.liveness == Liveness::Suspect
+                        && u.suspector == Some(a.local().id())
+                })
+            });
+        }
+        assert!(confirmed, "a never passed on its own confirmation");
+    }
+
+    #[test]
+    fn flapping_news_does_not_starve_probes_of_others() {
+        let (mut a, x, y) = a_knowing_x_and_y();
+        let mut updates = Vec::new();
+        for inc in 1..2000u64 {
+            for liveness in [Liveness::Down, Liveness::Alive] {
+                let mut u = y.clone();
+                u.incarnation = inc + u64::from(liveness == Liveness::Alive);
+                u.liveness = liveness;
+                updates.push(u);
+            }
+        }
+        let flood = Packet {
+            from: x.clone(),
+            message: Message::PushPull {
+                members: updates,
+                reply: false,
+            },
+            updates: vec![],
+        };
+        a.handle_packet(Duration::ZERO, &flood.encode()).unwrap();
+        let _ = sent(&mut a);
+        let mut targets = Vec::new();
+        let mut now = Duration::ZERO;
+        while now < Duration::from_secs(3) {
+            now += Duration::from_millis(10);
+            a.handle_timers(now);
+            for (_, p) in sent(&mut a) {
+                if let Message::Ping { target, .. } = p.message {
+                    targets.push(target);
+                }
+            }
+        }
+        assert!(
+            targets.contains(&x.identity.id),
+            "x never probed: {targets:?}"
+        );
+    }
+
+    #[test]
+    fn oversized_packets_are_refused_before_decoding() {
+        let mut a = swim("a", &[]);
+        let huge = vec![WIRE_VERSION_FOR_TESTS; MAX_PACKET_BYTES + 1];
+        assert_eq!(
+            a.handle_packet(Duration::ZERO, &huge),
+            Err(WireError::Invalid {
+                field: "packet size"
+            })
+        );
+    }
+
+    const WIRE_VERSION_FOR_TESTS: u8 = super::super::wire::WIRE_VERSION;
 
     #[test]
     fn garbage_is_an_error_and_changes_nothing() {

@@ -99,11 +99,14 @@ impl Update {
         }
         if current.liveness == Liveness::Left || current.ring == RingState::Removed {
             // Final for this generation; only the member itself can come
-            // back from a removal, by raising its incarnation.
+            // back from a removal: alive at a higher incarnation, and as a
+            // joiner holding no slots (its data is stale; it must refill).
             return self.incarnation > current.incarnation
                 && current.ring == RingState::Removed
                 && current.liveness != Liveness::Left
-                && self.liveness == Liveness::Alive;
+                && self.liveness == Liveness::Alive
+                && self.ring == RingState::Joining
+                && !self.holds_slots;
         }
         if self.incarnation != current.incarnation {
             return self.incarnation > current.incarnation;
@@ -307,6 +310,13 @@ fn from_wire(w: &UpdateWire<'_>) -> Result<Update, WireError> {
         4 => RingState::Removed,
         _ => return Err(WireError::Invalid { field: "ring" }),
     };
+    if w.incarnation == u64::MAX {
+        // Nothing could refute it: a member's incarnation must leave room
+        // to be raised.
+        return Err(WireError::Invalid {
+            field: "incarnation",
+        });
+    }
     Ok(Update {
         identity: Identity {
             id: node_id(w.identity.id, "id")?,
@@ -495,6 +505,8 @@ mod tests {
         let removed = member(1, 5, Down, Removed);
         assert!(!update(1, 5, Alive, Joining).overrides(&removed));
         assert!(!update(1, 6, Suspect, Normal).overrides(&removed));
+        // Back only as a joiner that refills, never straight to normal.
+        assert!(!update(1, 6, Alive, Normal).overrides(&removed));
         assert!(update(1, 6, Alive, Joining).overrides(&removed));
     }
 
@@ -531,6 +543,16 @@ mod tests {
             Err(WireError::Malformed(_))
         ));
         assert!(matches!(Packet::decode(&[]), Err(WireError::Malformed(_))));
+        let max = Packet {
+            updates: vec![update(1, u64::MAX, Alive, Normal)],
+            ..p.clone()
+        };
+        assert_eq!(
+            Packet::decode(&max.encode()),
+            Err(WireError::Invalid {
+                field: "incarnation"
+            })
+        );
         for cut in 1..bytes.len() {
             assert!(Packet::decode(&bytes[..cut]).is_err());
         }
