@@ -215,7 +215,7 @@ fn partition_only_the_majority_removes_then_views_converge() {
 
 #[test]
 fn ten_percent_loss_for_ten_minutes_declares_no_one_down() {
-    for seed in seeds(3) {
+    for seed in seeds(10) {
         with_seed(seed, |seed| {
             let mut sim = converged_cluster(seed, 10);
             let t0 = sim.now;
