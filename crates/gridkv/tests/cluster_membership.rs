@@ -66,6 +66,20 @@ async fn shutdown_clean(nodes: &[GridKv]) {
     }
 }
 
+/// Nodes a, b and c, with b and c joined through a and a seeing both; the
+/// seed list is returned for restarts.
+async fn three_nodes() -> Result<(GridKv, GridKv, GridKv, Vec<String>)> {
+    let a = node("a", &[]).await?;
+    let seeds = vec![a.advertised_addr().to_owned()];
+    let b = node("b", &seeds).await?;
+    let c = node("c", &seeds).await?;
+    wait_for(&a, Duration::from_secs(5), "b and c", |n| {
+        sees_all_alive(n, &["b", "c"])
+    })
+    .await;
+    Ok((a, b, c, seeds))
+}
+
 /// A free loopback port, for a seed that starts after the node naming it.
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -157,14 +171,7 @@ async fn cluster_crashed_node_is_suspected_then_down() -> Result {
 
 #[tokio::test]
 async fn cluster_graceful_leave_is_left_not_down() -> Result {
-    let a = node("a", &[]).await?;
-    let seeds = vec![a.advertised_addr().to_owned()];
-    let b = node("b", &seeds).await?;
-    let c = node("c", &seeds).await?;
-    wait_for(&a, Duration::from_secs(5), "b and c", |n| {
-        sees_all_alive(n, &["b", "c"])
-    })
-    .await;
+    let (a, b, c, _) = three_nodes().await?;
     let mut events = a.subscribe();
     c.shutdown().await;
     assert_eq!(c.task_count(), 0);
@@ -231,14 +238,7 @@ async fn cluster_duplicate_id_is_refused() -> Result {
 
 #[tokio::test]
 async fn cluster_restart_under_the_same_id_is_accepted() -> Result {
-    let a = node("a", &[]).await?;
-    let seeds = vec![a.advertised_addr().to_owned()];
-    let b = node("b", &seeds).await?;
-    let c = node("c", &seeds).await?;
-    wait_for(&a, Duration::from_secs(5), "b and c", |n| {
-        sees_all_alive(n, &["b", "c"])
-    })
-    .await;
+    let (a, b, c, seeds) = three_nodes().await?;
     let old_gen = a.member(&id("c")).unwrap().identity.generation;
     c.kill().await;
     // Restart at once, before anyone noticed the crash.

@@ -186,6 +186,19 @@ struct IdCheck {
     deadline: Duration,
 }
 
+/// The sequence numbers in `pending` whose deadline has passed.
+fn expired<T>(
+    pending: &BTreeMap<u64, T>,
+    now: Duration,
+    deadline: impl Fn(&T) -> Duration,
+) -> Vec<u64> {
+    pending
+        .iter()
+        .filter(|(_, p)| deadline(p) <= now)
+        .map(|(seq, _)| *seq)
+        .collect()
+}
+
 /// The SWIM membership protocol of one node, with Lifeguard's local health
 /// and dynamic suspicion timeouts, a member table with ring states, and
 /// joins through seeds.
@@ -1077,13 +1090,7 @@ impl Swim {
     }
 
     fn forward_timers(&mut self, now: Duration) {
-        let expired: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for seq in expired {
+        for seq in expired(&self.forwards, now, |f| f.deadline) {
             if let Some(f) = self.forwards.remove(&seq) {
                 self.send(f.requester, Message::Nack { seq: f.seq });
             }
@@ -1091,13 +1098,7 @@ impl Swim {
     }
 
     fn id_check_timers(&mut self, now: Duration) {
-        let expired: Vec<u64> = self
-            .id_checks
-            .iter()
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for seq in expired {
+        for seq in expired(&self.id_checks, now, |c| c.deadline) {
             if let Some(check) = self.id_checks.remove(&seq) {
                 // The holder did not answer: the joiner is its restart.
                 self.accept_join(now, check.joiner);
