@@ -17,9 +17,9 @@
 //!   queues, adaptive timeouts and reconnects.
 //! - [`membership`]: SWIM gossip with Lifeguard: who is in the cluster, who
 //!   is alive, and each member's ring state.
+//! - [`replication`]: quorum writes and reads over the key's owners, with
+//!   re-stamping past newer versions and read repair.
 //! - [`node`]: the [`GridKv`] handle that runs a node.
-//!
-//! Replication (the data operations on [`GridKv`]) builds on these.
 #![warn(missing_docs)]
 
 pub mod hlc;
@@ -28,6 +28,7 @@ pub mod keyspace;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod replication;
 pub mod ring;
 pub mod store;
 
@@ -35,6 +36,7 @@ pub use hlc::{Hlc, Timestamp, Version};
 pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
 pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError};
+pub use replication::{Error, ReadOptions, ReplicationConfig, WriteOptions};
 
 /// Compiles and runs the README's examples as doctests, so the quick start
 /// stays true.

@@ -11,12 +11,18 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::hlc::{Clock, Hlc, SystemClock};
 use crate::id::{Generation, NodeId};
 use crate::membership::{
     Identity, Liveness, Member, MemberEvent, Output, RingMembers, RingState, Swim, SwimConfig,
 };
-use crate::net::{Incoming, Lane, Transport, TransportConfig, TransportError};
+use crate::net::{Inbound, Lane, Transport, TransportConfig, TransportError};
+use crate::replication::coordinator::{Placement, WriteData};
+use crate::replication::{
+    Coordinator, Error, ReadOptions, Replica, ReplicationConfig, ReplicationStatus, WriteOptions,
+};
 use crate::ring::Ring;
+use crate::store::{Lookup, Store, StoreConfig};
 
 /// A [`Config`] field that is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +99,14 @@ pub struct Config {
     /// Transport tuning; `cluster`, `node_id`, `generation`, `listen` and
     /// `advertise` are taken from this config.
     pub transport: TransportConfig,
+    /// Replication factor, quorums and timeouts.
+    pub replication: ReplicationConfig,
+    /// The local store's bounds (key and value sizes, memory budget,
+    /// tombstone grace).
+    pub store: StoreConfig,
+    /// The wall clock versions and expiries are read from (tests inject a
+    /// skewed one).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Builds a [`Config`], checking every field.
@@ -131,9 +145,30 @@ pub struct ConfigBuilder {
     fill: FillMode,
     rng_seed: Option<u64>,
     transport: Option<TransportConfig>,
+    replication: ReplicationConfig,
+    store: StoreConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl ConfigBuilder {
+    /// Replication factor and quorums (default N=3, W=2, R=2).
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        self.replication = config;
+        self
+    }
+
+    /// The local store's bounds.
+    pub fn store(mut self, config: StoreConfig) -> Self {
+        self.store = config;
+        self
+    }
+
+    /// The wall clock for versions and expiries (default the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The cluster name (default `gridkv`).
     pub fn cluster(mut self, name: impl Into<String>) -> Self {
         self.cluster = name.into();
@@ -222,6 +257,13 @@ impl ConfigBuilder {
             field: e.field,
             reason: e.reason.to_owned(),
         })?;
+        self.replication
+            .validate()
+            .map_err(|(field, reason)| err(field, reason.to_owned()))?;
+        self.store.validate().map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason,
+        })?;
         let generation = self.generation.unwrap_or_else(Generation::now);
         let mut transport = self
             .transport
@@ -253,6 +295,9 @@ impl ConfigBuilder {
             fill: self.fill,
             rng_seed,
             transport,
+            replication: self.replication,
+            store: self.store,
+            clock: self.clock,
         })
     }
 }
@@ -301,7 +346,8 @@ struct Inner {
     phase: watch::Sender<Phase>,
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    coordinator: Coordinator,
 }
 
 impl Drop for Inner {
@@ -312,7 +358,8 @@ impl Drop for Inner {
     }
 }
 
-/// A running GridKv node: membership now; the data operations build on it.
+/// A running GridKv node: membership, and the data operations (quorum
+/// reads and writes over the key's owners).
 ///
 /// Cheap to clone; every clone is the same node. Dropping the last clone
 /// stops the node without announcing a leave (peers see it fail); call
@@ -338,6 +385,13 @@ impl Drop for Inner {
 ///     events.recv().await?;
 /// }
 /// assert!(a.members().iter().any(|m| m.id().as_str() == "b"));
+///
+/// // Written through one node, read through the other (N=3, W=2, R=2 are
+/// // capped at the two members there are).
+/// a.set("user:1", "alice").await?;
+/// assert_eq!(b.get("user:1").await?.as_deref(), Some(&b"alice"[..]));
+/// assert!(b.delete("user:1").await?);
+/// assert_eq!(a.get("user:1").await?, None);
 ///
 /// b.shutdown().await;
 /// a.shutdown().await;
@@ -373,6 +427,9 @@ impl GridKv {
             fill: FillMode::Immediate,
             rng_seed: None,
             transport: None,
+            replication: ReplicationConfig::default(),
+            store: StoreConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -407,6 +464,28 @@ impl GridKv {
             field: e.field,
             reason: e.reason.to_owned(),
         })?;
+        let store = Arc::new(
+            Store::with_clock(config.store.clone(), config.clock.clone()).map_err(|e| {
+                ConfigError {
+                    field: e.field,
+                    reason: e.reason,
+                }
+            })?,
+        );
+        let hlc = Arc::new(Hlc::new(
+            config.node_id,
+            config.generation,
+            config.clock.clone(),
+        ));
+        let replica = Arc::new(Replica { store, hlc });
+        let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
+        let coordinator = Coordinator {
+            me: config.node_id,
+            transport: transport.clone(),
+            replica: replica.clone(),
+            config: config.replication.clone(),
+            placement: placement.clone(),
+        };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
         let (commands, command_rx) = mpsc::channel(16);
@@ -420,7 +499,8 @@ impl GridKv {
             phase,
             commands,
             cancel: CancellationToken::new(),
-            task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            coordinator,
         });
         let driver = Driver {
             swim,
@@ -429,9 +509,11 @@ impl GridKv {
             fill: config.fill,
             shared: Arc::downgrade(&inner),
             cancel: inner.cancel.clone(),
+            placement,
         };
-        let task = tokio::spawn(driver.run(incoming, command_rx));
-        *inner.task.lock() = Some(task);
+        let membership = tokio::spawn(driver.run(incoming.control, command_rx));
+        let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
+        inner.tasks.lock().extend([membership, data]);
         Ok(GridKv { inner })
     }
 
@@ -537,8 +619,8 @@ impl GridKv {
 
     async fn stop(&self) {
         self.inner.cancel.cancel();
-        let task = self.inner.task.lock().take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+        for task in tasks {
             let _ = task.await;
         }
         self.inner.transport.shutdown().await;
@@ -550,11 +632,12 @@ impl GridKv {
     pub fn task_count(&self) -> usize {
         let own = self
             .inner
-            .task
+            .tasks
             .lock()
-            .as_ref()
-            .is_some_and(|t| !t.is_finished());
-        self.inner.transport.task_count() + usize::from(own)
+            .iter()
+            .filter(|t| !t.is_finished())
+            .count();
+        self.inner.transport.task_count() + own
     }
 }
 
@@ -567,6 +650,7 @@ struct Driver {
     fill: FillMode,
     shared: std::sync::Weak<Inner>,
     cancel: CancellationToken,
+    placement: Arc<ArcSwap<Placement>>,
 }
 
 impl Driver {
@@ -574,7 +658,11 @@ impl Driver {
         self.origin.elapsed()
     }
 
-    async fn run(mut self, mut incoming: Incoming, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
         let mut leave_done: Option<tokio::sync::oneshot::Sender<()>> = None;
         loop {
             self.flush();
@@ -612,7 +700,7 @@ impl Driver {
                     }
                     None => return,
                 },
-                inbound = incoming.control.recv() => {
+                inbound = control.recv() => {
                     let Some(inbound) = inbound else { return };
                     let now = self.now();
                     if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
@@ -624,15 +712,35 @@ impl Driver {
                         self.swim.handle_timers(now);
                     }
                 }
-                // The data lane belongs to replication; until it listens,
-                // requests on it are answered NoAnswer at once.
-                inbound = incoming.data.recv() => drop(inbound),
                 _ = tokio::time::sleep(sleep) => {
                     let now = self.now();
                     self.swim.handle_timers(now);
                 }
             }
         }
+    }
+
+    /// Gives the coordinator the current rings and member table.
+    fn publish_placement(&self, shared: &Inner) {
+        let rm = shared.ring_members.load();
+        let ring = shared.ring.load_full();
+        let future = if rm.future == rm.placement {
+            ring.clone()
+        } else {
+            match Ring::new(rm.version, rm.future.iter().copied()) {
+                Ok(future) => Arc::new(future),
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the future ring");
+                    ring.clone()
+                }
+            }
+        };
+        let members = self.swim.members().map(|m| (m.id(), m.clone())).collect();
+        self.placement.store(Arc::new(Placement {
+            ring,
+            future,
+            members,
+        }));
     }
 
     /// Waits until the transport has written what is queued (polling the
@@ -702,6 +810,9 @@ impl Driver {
             }
             shared.ring_members.store(Arc::new(rm));
         }
+        if members_changed || ring_changed {
+            self.publish_placement(&shared);
+        }
         // The stub filler: nothing to stream until replication exists.
         if self.fill == FillMode::Immediate
             && self.swim.is_joined()
@@ -711,6 +822,280 @@ impl Driver {
             self.swim.mark_filled(now);
             // Publish what the change produced.
             self.flush();
+        }
+    }
+}
+
+/// How often the store's coarse clock is refreshed (expiry resolution).
+const STORE_TICK: Duration = Duration::from_millis(5);
+/// How often the store sweeps expired values and old tombstones.
+const STORE_MAINTAIN: Duration = Duration::from_millis(100);
+
+/// The replica task: answers data-lane requests from the local store, and
+/// keeps the store's clock and sweeping going.
+async fn serve_data(
+    mut data: mpsc::Receiver<Inbound>,
+    replica: Arc<Replica>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(STORE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_maintain = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            inbound = data.recv() => {
+                let Some(inbound) = inbound else { return };
+                let response = replica.handle(&inbound.body);
+                if let Some(reply) = inbound.reply {
+                    let _ = reply.respond(response.encode().into());
+                }
+            }
+            _ = tick.tick() => {
+                replica.store.tick();
+                if last_maintain.elapsed() >= STORE_MAINTAIN {
+                    last_maintain = Instant::now();
+                    // Bounded work per round, so requests are not starved.
+                    for _ in 0..16 {
+                        if !replica.store.maintain().more {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The data operations.
+impl GridKv {
+    /// Stores `value` under `key` on the key's owners (W of N must apply it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`]; a failed write is indeterminate (see [`Error`]).
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+    ) -> Result<(), Error> {
+        self.set_with(key, value, None, WriteOptions::default())
+            .await
+    }
+
+    /// As [`GridKv::set`], expiring after `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn set_with_ttl(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.set_with(key, value, Some(ttl), WriteOptions::default())
+            .await
+    }
+
+    /// A set with an optional TTL and per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn set_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+        ttl: Option<Duration>,
+        options: WriteOptions,
+    ) -> Result<(), Error> {
+        let expires_at = ttl.map(|ttl| self.expiry(ttl));
+        self.write(key.as_ref(), Some((value.into(), expires_at)), options)
+            .await
+            .map(|_| ())
+    }
+
+    /// The value of `key` (quorum read; `None` if absent, deleted or
+    /// expired).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`]: never a partial result.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<bytes::Bytes>, Error> {
+        self.get_with(key, ReadOptions::default()).await
+    }
+
+    /// A read with per-call options ([`ReadOptions::local`] for a local
+    /// read).
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: ReadOptions,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        Ok(self.lookup(key.as_ref(), options).await?.value().cloned())
+    }
+
+    /// Deletes `key`; returns whether a live value was there (as far as the
+    /// owners that applied the delete know).
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        self.delete_with(key, WriteOptions::default()).await
+    }
+
+    /// A delete with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: WriteOptions,
+    ) -> Result<bool, Error> {
+        self.write(key.as_ref(), None, options).await
+    }
+
+    /// Whether `key` has a live value.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// The time `key` has left: `None` if absent, `Some(None)` if it has no
+    /// expiry.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Option<Duration>>, Error> {
+        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        Ok(
+            match self.lookup(key.as_ref(), ReadOptions::default()).await? {
+                Lookup::Live(item) => Some(
+                    item.expires_at
+                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                ),
+                _ => None,
+            },
+        )
+    }
+
+    /// Sets `key` to expire after `ttl`; returns whether it existed. A read
+    /// then a write of the same value at a new version: a concurrent write
+    /// of the key wins if it is stamped later.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
+        let expires_at = self.expiry(ttl);
+        self.rewrite_expiry(key.as_ref(), Some(expires_at)).await
+    }
+
+    /// Removes `key`'s expiry; returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        self.rewrite_expiry(key.as_ref(), None).await
+    }
+
+    /// Reads several keys at once; one result per key, in order.
+    pub async fn get_many<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+    ) -> Vec<Result<Option<bytes::Bytes>, Error>> {
+        let calls = keys.iter().map(|k| {
+            let node = self.clone();
+            let key = bytes::Bytes::copy_from_slice(k.as_ref());
+            tokio::spawn(async move { node.get(key).await })
+        });
+        let handles: Vec<_> = calls.collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or(Err(Error::ShuttingDown)));
+        }
+        out
+    }
+
+    /// Writes several keys at once; one result per pair, in order.
+    pub async fn set_many<K: AsRef<[u8]>, V: Clone + Into<bytes::Bytes>>(
+        &self,
+        pairs: &[(K, V)],
+    ) -> Vec<Result<(), Error>> {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|(k, v)| {
+                let node = self.clone();
+                let key = bytes::Bytes::copy_from_slice(k.as_ref());
+                let value: bytes::Bytes = v.clone().into();
+                tokio::spawn(async move { node.set(key, value).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or(Err(Error::ShuttingDown)));
+        }
+        out
+    }
+
+    /// The replication factor and quorums in force (smaller than
+    /// configured while the cluster has fewer members than N).
+    pub fn replication_status(&self) -> ReplicationStatus {
+        self.inner.coordinator.status()
+    }
+
+    /// The local store (for metrics and diagnostics; writes to it bypass
+    /// replication).
+    pub fn store(&self) -> &Store {
+        &self.inner.coordinator.replica.store
+    }
+
+    fn expiry(&self, ttl: Duration) -> u64 {
+        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    async fn write(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        options: WriteOptions,
+    ) -> Result<bool, Error> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        self.inner.coordinator.write(key, data, options).await
+    }
+
+    async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        self.inner.coordinator.read(key, options).await
+    }
+
+    async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
+        match self.lookup(key, ReadOptions::default()).await? {
+            Lookup::Live(item) => {
+                self.write(key, Some((item.value, expires_at)), WriteOptions::default())
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 }

@@ -1,2 +1,3 @@
 //! Helpers shared by integration tests and benches.
+pub mod history;
 pub mod membership_sim;

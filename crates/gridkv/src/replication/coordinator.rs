@@ -1,0 +1,445 @@
+//! The coordinator: runs one data operation against a key's owners.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::replica::{repair_write, Replica};
+use super::wire::{DataRequest, DataResponse, RefusalCode};
+use super::{Error, ReadOptions, ReplicationConfig, ReplicationStatus, WriteOptions};
+use crate::hlc::Version;
+use crate::id::NodeId;
+use crate::keyspace::key_hash;
+use crate::membership::Member;
+use crate::net::{Lane, Transport, TransportError};
+use crate::ring::Ring;
+use crate::store::{Lookup, Write};
+
+/// What the coordinator knows of the cluster: the placement ring, the ring
+/// after pending changes, and the member table. Swapped as a whole when
+/// membership changes.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    pub(crate) ring: Arc<Ring>,
+    pub(crate) future: Arc<Ring>,
+    pub(crate) members: BTreeMap<NodeId, Member>,
+}
+
+impl Placement {
+    pub(crate) fn empty() -> Self {
+        let ring = Arc::new(Ring::new(0, []).expect("an empty ring is valid"));
+        Self {
+            future: ring.clone(),
+            ring,
+            members: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where one owner is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Local,
+    Remote(String),
+}
+
+pub(crate) use super::replica::WriteData;
+
+#[derive(Debug)]
+pub(crate) struct Coordinator {
+    pub(crate) me: NodeId,
+    pub(crate) transport: Transport,
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) config: ReplicationConfig,
+    pub(crate) placement: Arc<ArcSwap<Placement>>,
+}
+
+/// One owner's answer: whether it is a designated owner, and what it said.
+type Answer = (usize, Result<DataResponse, TransportError>);
+
+impl Coordinator {
+    pub(crate) fn status(&self) -> ReplicationStatus {
+        let members = self.placement.load().ring.len();
+        let n = self.config.replicas.min(members);
+        ReplicationStatus {
+            replicas: self.config.replicas,
+            write_quorum: self.config.write_quorum,
+            read_quorum: self.config.read_quorum,
+            effective_replicas: n,
+            effective_write_quorum: self.config.write_quorum.min(n),
+            effective_read_quorum: self.config.read_quorum.min(n),
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Error> {
+        let max = self.replica.store.config().max_key_len;
+        if key.is_empty() {
+            return Err(Error::InvalidKey("key is empty".into()));
+        }
+        if key.len() > max {
+            return Err(Error::InvalidKey(format!(
+                "key is {} bytes, the maximum is {max}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// How an owner is reached, or `None` if it is known unreachable.
+    fn target(&self, p: &Placement, id: &NodeId) -> Option<Target> {
+        if *id == self.me {
+            return Some(Target::Local);
+        }
+        let m = p.members.get(id)?;
+        m.liveness
+            .is_reachable()
+            .then(|| Target::Remote(m.identity.addr.clone()))
+    }
+
+    fn serves_reads(&self, p: &Placement, id: &NodeId) -> bool {
+        p.members.get(id).is_some_and(Member::serves_reads)
+    }
+
+    /// Sends `body` to `addr` in a task of its own (so that it completes
+    /// even when the caller returns once a quorum answered), reporting to
+    /// `tx` under `slot`.
+    fn spawn_request(
+        &self,
+        addr: String,
+        body: Bytes,
+        timeout: Duration,
+        slot: usize,
+        tx: mpsc::Sender<Answer>,
+    ) {
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            let answer = transport
+                .peer(&addr)
+                .request_with_timeout(Lane::Data, body, timeout)
+                .await
+                .and_then(|frame| {
+                    DataResponse::decode(&frame).map_err(|e| TransportError::ConnectionLost {
+                        peer: addr.clone(),
+                        reason: format!("undecodable answer: {e}"),
+                    })
+                });
+            let _ = tx.send((slot, answer)).await;
+        });
+    }
+
+    /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
+    /// live value was there before, as far as the owners that applied it
+    /// know.
+    pub(crate) async fn write(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        opts: WriteOptions,
+    ) -> Result<bool, Error> {
+        self.check_key(key)?;
+        if let Some((value, _)) = &data {
+            let max = self.replica.store.config().max_value_len;
+            if value.len() > max {
+                return Err(Error::ValueTooLarge {
+                    len: value.len(),
+                    max,
+                });
+            }
+        }
+        if opts.quorum == Some(0) {
+            return Err(Error::InvalidOptions("write quorum must be at least 1"));
+        }
+        let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
+        let p = self.placement.load_full();
+        let n = self.config.replicas.min(p.ring.len());
+        let w = opts
+            .quorum
+            .unwrap_or(self.config.write_quorum)
+            .min(n.max(1));
+        if n == 0 {
+            return Err(Error::QuorumNotReached {
+                answered: 0,
+                required: w,
+            });
+        }
+        let hash = key_hash(key);
+        let designated: Vec<NodeId> = p.ring.preference_list(hash, n).iter().copied().collect();
+        let pending: Vec<NodeId> = p
+            .future
+            .preference_list(hash, n)
+            .iter()
+            .filter(|id| !designated.contains(id))
+            .copied()
+            .collect();
+        let owners: Vec<(NodeId, bool)> = designated
+            .iter()
+            .map(|id| (*id, true))
+            .chain(pending.iter().map(|id| (*id, false)))
+            .collect();
+
+        let mut attempt = 0;
+        loop {
+            let version = self.replica.hlc.new_version();
+            let write = match &data {
+                Some((value, expires_at)) => Write::set(version, value, *expires_at),
+                None => Write::delete(version),
+            };
+            let body = Bytes::from(DataRequest::encode_write(key, &write));
+            let (tx, mut rx) = mpsc::channel::<Answer>(owners.len());
+            let mut tally = Tally::default();
+            let mut outstanding = 0;
+            for (slot, (id, _)) in owners.iter().enumerate() {
+                match self.target(&p, id) {
+                    Some(Target::Local) => {
+                        let response = self.replica.apply(key, write);
+                        tally.add(owners[slot].1, Ok(response));
+                    }
+                    Some(Target::Remote(addr)) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        self.spawn_request(addr, body.clone(), left, slot, tx.clone());
+                        outstanding += 1;
+                    }
+                    None => tally.add(owners[slot].1, Err(unreachable())),
+                }
+            }
+            drop(tx);
+            while tally.applied < w && outstanding > 0 {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some((slot, answer))) => {
+                        outstanding -= 1;
+                        tally.add(owners[slot].1, answer);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            answered: tally.applied,
+                            required: w,
+                        })
+                    }
+                }
+            }
+            if tally.applied >= w {
+                return Ok(tally.was_live);
+            }
+            match tally.superseded {
+                Some(current) if attempt < self.config.max_restamps => {
+                    // A replica holds a newer version (clock skew, or a
+                    // concurrent write): move our clock past it and
+                    // re-stamp, so this write, once acknowledged, is the
+                    // newest.
+                    let _ = self.replica.hlc.update(current.ts);
+                    attempt += 1;
+                }
+                _ if tally.backpressure && tally.applied == 0 => return Err(Error::Backpressure),
+                _ => {
+                    return Err(Error::QuorumNotReached {
+                        answered: tally.applied,
+                        required: w,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads `key`: the highest version among R owners' answers, with
+    /// background repair of owners that answered older.
+    pub(crate) async fn read(&self, key: &[u8], opts: ReadOptions) -> Result<Lookup, Error> {
+        self.check_key(key)?;
+        if opts.quorum == Some(0) {
+            return Err(Error::InvalidOptions("read quorum must be at least 1"));
+        }
+        let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
+        let p = self.placement.load_full();
+        let n = self.config.replicas.min(p.ring.len());
+        let mut r = opts.quorum.unwrap_or(self.config.read_quorum).min(n.max(1));
+        let hash = key_hash(key);
+        // Owners that serve reads, this node first.
+        let mut candidates: Vec<NodeId> = p
+            .ring
+            .preference_list(hash, n)
+            .iter()
+            .filter(|id| self.serves_reads(&p, id))
+            .copied()
+            .collect();
+        if let Some(i) = candidates.iter().position(|id| *id == self.me) {
+            candidates[..=i].rotate_right(1);
+            if opts.local {
+                return self
+                    .replica
+                    .store
+                    .get(key)
+                    .map(|lookup| resolve_evicted(vec![(self.me, lookup)]).0)
+                    .map_err(Error::from);
+            }
+        }
+        if opts.local {
+            r = 1;
+        }
+        let body = Bytes::from(DataRequest::encode_read(key));
+        let (tx, mut rx) = mpsc::channel::<Answer>(candidates.len().max(1));
+        let mut answers: Vec<(NodeId, Lookup)> = Vec::with_capacity(r);
+        let mut next = 0;
+        let mut outstanding = 0;
+        let mut backpressure = false;
+        loop {
+            // Keep r requests in flight while candidates remain.
+            while answers.len() + outstanding < r && next < candidates.len() {
+                let id = candidates[next];
+                match self.target(&p, &id) {
+                    Some(Target::Local) => {
+                        if let DataResponse::Value(lookup) = self.replica.read(key) {
+                            answers.push((id, lookup));
+                        }
+                    }
+                    Some(Target::Remote(addr)) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        self.spawn_request(addr, body.clone(), left, next, tx.clone());
+                        outstanding += 1;
+                    }
+                    None => {}
+                }
+                next += 1;
+            }
+            if answers.len() >= r {
+                break;
+            }
+            if outstanding == 0 {
+                if backpressure && answers.is_empty() {
+                    return Err(Error::Backpressure);
+                }
+                return Err(Error::QuorumNotReached {
+                    answered: answers.len(),
+                    required: r,
+                });
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((slot, answer))) => {
+                    outstanding -= 1;
+                    match answer {
+                        Ok(DataResponse::Value(lookup)) => answers.push((candidates[slot], lookup)),
+                        Err(TransportError::Backpressure { .. })
+                        | Err(TransportError::Overloaded { .. }) => backpressure = true,
+                        _ => {}
+                    }
+                }
+                Ok(None) => unreachable!("the coordinator holds a sender"),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        answered: answers.len(),
+                        required: r,
+                    })
+                }
+            }
+        }
+        let (result, stale) = resolve_evicted(answers);
+        if !stale.is_empty() {
+            self.repair(key, &result, &p, stale);
+        }
+        Ok(result)
+    }
+
+    /// Sends the winning version to owners that answered with older ones,
+    /// in the background.
+    fn repair(&self, key: &[u8], winner: &Lookup, p: &Placement, stale: Vec<NodeId>) {
+        let Some((version, data)) = repair_write(winner) else {
+            return;
+        };
+        let write = match &data {
+            Some((value, expires_at)) => Write::set(version, value, *expires_at),
+            None => Write::delete(version),
+        };
+        let body = Bytes::from(DataRequest::encode_write(key, &write));
+        for id in stale {
+            match self.target(p, &id) {
+                Some(Target::Local) => {
+                    let _ = self.replica.apply(key, write);
+                }
+                Some(Target::Remote(addr)) => {
+                    let transport = self.transport.clone();
+                    let body = body.clone();
+                    let timeout = self.config.timeout;
+                    tokio::spawn(async move {
+                        let _ = transport
+                            .peer(&addr)
+                            .request_with_timeout(Lane::Data, body, timeout)
+                            .await;
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// The "answer" of an owner known to be down: not asked at all.
+fn unreachable() -> TransportError {
+    TransportError::Unreachable {
+        peer: String::new(),
+        reason: "down".to_owned(),
+        retry_in: Duration::ZERO,
+    }
+}
+
+/// Counts a write's answers.
+#[derive(Debug, Default)]
+struct Tally {
+    applied: usize,
+    was_live: bool,
+    superseded: Option<Version>,
+    backpressure: bool,
+}
+
+impl Tally {
+    fn add(&mut self, designated: bool, answer: Result<DataResponse, TransportError>) {
+        match answer {
+            // Only designated owners count towards the quorum; pending
+            // owners get the write for their future ranges.
+            Ok(DataResponse::Applied { was_live }) if designated => {
+                self.applied += 1;
+                self.was_live |= was_live;
+            }
+            Ok(DataResponse::Superseded { current }) => {
+                self.superseded = self.superseded.max(Some(current));
+            }
+            Ok(DataResponse::Refused {
+                code: RefusalCode::ClockDrift,
+                reason,
+            }) => {
+                tracing::warn!(%reason, "a replica refused a write: clock drift");
+            }
+            Err(TransportError::Backpressure { .. }) | Err(TransportError::Overloaded { .. }) => {
+                self.backpressure = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Picks the newest answer and the owners that need repair. An evicted
+/// value is unavailable unless another owner holds it at that version; it
+/// then reads as absent (a cache miss) and is not repaired.
+fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<NodeId>) {
+    let newest = answers.iter().map(|(_, l)| l.version()).max().flatten();
+    let Some(newest) = newest else {
+        return (Lookup::Missing, Vec::new());
+    };
+    let winner = answers
+        .iter()
+        .map(|(_, l)| l)
+        .find(|l| l.version() == Some(newest) && !matches!(l, Lookup::Evicted { .. }))
+        .cloned();
+    let Some(winner) = winner else {
+        return (Lookup::Missing, Vec::new());
+    };
+    let stale = answers
+        .iter()
+        .filter(|(_, l)| l.version() < Some(newest))
+        .map(|(id, _)| *id)
+        .collect();
+    (winner, stale)
+}

@@ -1,0 +1,271 @@
+//! Quorum replication: the coordinator that runs every data operation, and
+//! the replica side that applies and serves them.
+//!
+//! - **Owners.** The replicas of a key are its first N distinct nodes on the
+//!   placement ring (see [`RingMembers`](crate::membership::RingMembers)):
+//!   designated owners, down or not. Only they count towards a quorum.
+//!   Members joining the ring (pending owners) also receive every write for
+//!   the ranges they will own.
+//! - **Writes.** Any node coordinates: it stamps an HLC version and sends the
+//!   write to every owner at once, and answers once W designated owners have
+//!   *applied* it. A replica holding a newer version answers "superseded by
+//!   v": the coordinator merges v into its clock and re-stamps, so clock skew
+//!   cannot order a write acknowledged later before one acknowledged
+//!   earlier. Superseded never counts as applied.
+//! - **Reads.** Ask R designated owners that serve reads (the local node
+//!   first), more if some fail; answer with the highest version (tombstones
+//!   and expired values read as absent); repair owners that answered with
+//!   something older, in the background.
+//! - **Failure is indeterminate.** An error from a write means fewer than W
+//!   owners were known to apply it, not that none did: a failed write may
+//!   have reached some replicas and may appear later, as in every
+//!   Dynamo-style store.
+//!
+//! Any node coordinates its own calls, instead of forwarding to the key's
+//! first owner: that saves a network hop on every call from a non-owner, and
+//! the superseded/re-stamp rule gives the ordering guarantee that a single
+//! coordinator per key would.
+//!
+//! **A cluster smaller than N** (one `cargo add gridkv` node, or two): the
+//! effective replication factor is the number of placement members, and W
+//! and R are capped at it. [`ReplicationStatus`] reports both the configured
+//! and the effective values, so the reduction is visible (the server shows
+//! it in `/health` and a metric).
+
+pub(crate) mod coordinator;
+mod replica;
+pub mod wire;
+
+pub(crate) use coordinator::Coordinator;
+pub(crate) use replica::Replica;
+
+use std::time::Duration;
+
+/// Replication factor and quorums, validated at build time.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::replication::ReplicationConfig;
+///
+/// let config = ReplicationConfig { replicas: 5, write_quorum: 3, read_quorum: 3, ..Default::default() };
+/// assert!(config.validate().is_ok());
+/// let bad = ReplicationConfig { write_quorum: 4, ..Default::default() };
+/// assert_eq!(bad.validate().unwrap_err().0, "write_quorum");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// Copies of each key (N). Default 3.
+    pub replicas: usize,
+    /// Owners that must apply a write before it succeeds (W). Default 2.
+    pub write_quorum: usize,
+    /// Owners that must answer a read (R). Default 2.
+    pub read_quorum: usize,
+    /// How long an operation may take before it fails with
+    /// [`Error::Timeout`], unless the call gives its own deadline.
+    /// Default 2 s.
+    pub timeout: Duration,
+    /// How often a write superseded by a newer version on a replica is
+    /// re-stamped and retried before it fails. Default 3.
+    pub max_restamps: u32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            write_quorum: 2,
+            read_quorum: 2,
+            timeout: Duration::from_secs(2),
+            max_restamps: 3,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    /// Checks the fields; the error names the first invalid one and why.
+    ///
+    /// # Errors
+    ///
+    /// `(field, reason)` for the first invalid field.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.replicas == 0 || self.replicas > crate::ring::Ring::MAX_REPLICAS {
+            return Err(("replicas", "must be 1 to 16"));
+        }
+        if self.write_quorum == 0 || self.write_quorum > self.replicas {
+            return Err(("write_quorum", "must be 1 to replicas"));
+        }
+        if self.read_quorum == 0 || self.read_quorum > self.replicas {
+            return Err(("read_quorum", "must be 1 to replicas"));
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(3600) {
+            return Err(("timeout", "must be positive and at most an hour"));
+        }
+        if self.max_restamps > 100 {
+            return Err(("max_restamps", "at most 100"));
+        }
+        Ok(())
+    }
+}
+
+/// The replication factor and quorums in force, next to the configured
+/// ones: smaller when the cluster has fewer placement members than N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationStatus {
+    /// Configured N.
+    pub replicas: usize,
+    /// Configured W.
+    pub write_quorum: usize,
+    /// Configured R.
+    pub read_quorum: usize,
+    /// N in force: `min(N, placement members)`.
+    pub effective_replicas: usize,
+    /// W in force: `min(W, effective N)`.
+    pub effective_write_quorum: usize,
+    /// R in force: `min(R, effective N)`.
+    pub effective_read_quorum: usize,
+}
+
+impl ReplicationStatus {
+    /// Whether the cluster is too small for the configured N.
+    pub fn is_reduced(&self) -> bool {
+        self.effective_replicas < self.replicas
+    }
+}
+
+/// Per-call options for writes.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use gridkv::replication::WriteOptions;
+///
+/// let all = WriteOptions::default().quorum(3).timeout(Duration::from_millis(200));
+/// assert_eq!(all.quorum, Some(3));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Owners that must apply the write (default the node's W; capped at
+    /// the effective N).
+    pub quorum: Option<usize>,
+    /// How long the call may take (default the node's timeout).
+    pub timeout: Option<Duration>,
+}
+
+impl WriteOptions {
+    /// Requires `w` owners to apply the write.
+    pub fn quorum(mut self, w: usize) -> Self {
+        self.quorum = Some(w);
+        self
+    }
+
+    /// Fails with [`Error::Timeout`] after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Per-call options for reads.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::replication::ReadOptions;
+///
+/// let fast = ReadOptions::local();
+/// assert!(fast.local);
+/// assert_eq!(ReadOptions::default().quorum(3).quorum, Some(3));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Owners that must answer (default the node's R; capped at the
+    /// effective N).
+    pub quorum: Option<usize>,
+    /// How long the call may take (default the node's timeout).
+    pub timeout: Option<Duration>,
+    /// Serve from the local store with no network when this node is an
+    /// owner that serves reads; otherwise a read with R = 1. Weaker than a
+    /// quorum read: it may miss the latest acknowledged write.
+    pub local: bool,
+}
+
+impl ReadOptions {
+    /// An explicit local read (see [`ReadOptions::local`] the field).
+    pub fn local() -> Self {
+        Self {
+            local: true,
+            ..Self::default()
+        }
+    }
+
+    /// Requires `r` owners to answer.
+    pub fn quorum(mut self, r: usize) -> Self {
+        self.quorum = Some(r);
+        self
+    }
+
+    /// Fails with [`Error::Timeout`] after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Why a data operation failed.
+///
+/// A failed **write** is indeterminate: fewer than the required owners are
+/// known to have applied it, but some may have, and the value may appear
+/// later (by read repair or anti-entropy). Retry with the same intent, or
+/// read to find out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Too few owners answered (reads) or applied the write (writes).
+    #[error("quorum not reached: {answered} of {required} required owners")]
+    QuorumNotReached {
+        /// Owners that answered (or applied).
+        answered: usize,
+        /// Owners required.
+        required: usize,
+    },
+    /// The deadline passed before enough owners answered.
+    #[error("timed out with {answered} of {required} required owners")]
+    Timeout {
+        /// Owners that answered (or applied) in time.
+        answered: usize,
+        /// Owners required.
+        required: usize,
+    },
+    /// A replica's queue is full; retry later.
+    #[error("backpressure: a replica's queue is full")]
+    Backpressure,
+    /// The key is empty or too long.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The value is longer than the store accepts.
+    #[error("value is {len} bytes, the maximum is {max}")]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A per-call option is out of range.
+    #[error("invalid option: {0}")]
+    InvalidOptions(&'static str),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::ValueTooLarge { len, max } => {
+                Error::ValueTooLarge { len, max }
+            }
+            other => Error::InvalidKey(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The replica side: applies writes and answers reads from the local store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::wire::{DataRequest, DataResponse, RefusalCode};
+use crate::hlc::{Hlc, Version};
+use crate::store::{ApplyOutcome, Lookup, Store, Write};
+
+/// This node's store and clock, as a replica.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) store: Arc<Store>,
+    pub(crate) hlc: Arc<Hlc>,
+}
+
+impl Replica {
+    /// Applies a write stamped elsewhere (or here): merges its timestamp
+    /// into the clock (refusing one too far ahead), then stores it if newer.
+    pub(crate) fn apply(&self, key: &[u8], write: Write<'_>) -> DataResponse {
+        if let Err(e) = self.hlc.update(write.version.ts) {
+            return DataResponse::Refused {
+                code: RefusalCode::ClockDrift,
+                reason: e.to_string(),
+            };
+        }
+        match self.store.apply(key, write) {
+            Ok(ApplyOutcome::Applied { was_live }) => DataResponse::Applied { was_live },
+            // The same version is in place: counts as applied. Whether a
+            // value was there before is not known any more.
+            Ok(ApplyOutcome::Duplicate) => DataResponse::Applied { was_live: false },
+            Ok(ApplyOutcome::Superseded { current }) => DataResponse::Superseded { current },
+            Err(e) => DataResponse::Refused {
+                code: RefusalCode::Invalid,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Reads a key.
+    pub(crate) fn read(&self, key: &[u8]) -> DataResponse {
+        match self.store.get(key) {
+            Ok(lookup) => DataResponse::Value(lookup),
+            Err(e) => DataResponse::Refused {
+                code: RefusalCode::Invalid,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Answers one data-lane request.
+    pub(crate) fn handle(&self, frame: &Bytes) -> DataResponse {
+        match DataRequest::decode(frame) {
+            Err(e) => DataResponse::Refused {
+                code: RefusalCode::Invalid,
+                reason: e.to_string(),
+            },
+            Ok(DataRequest::Read { key }) => self.read(&key),
+            Ok(DataRequest::Write { key, version, set }) => {
+                let write = match &set {
+                    Some((value, expires_at)) => Write::set(version, value, *expires_at),
+                    None => Write::delete(version),
+                };
+                self.apply(&key, write)
+            }
+        }
+    }
+}
+
+/// What a write stores: `Some((value, expiry))` for a set, `None` for a
+/// delete.
+pub(crate) type WriteData = Option<(Bytes, Option<u64>)>;
+
+/// The write that makes a replica match `lookup` (for read repair), if it
+/// carries enough to do so (an evicted value does not).
+pub(crate) fn repair_write(lookup: &Lookup) -> Option<(Version, WriteData)> {
+    match lookup {
+        Lookup::Live(item) => Some((item.version, Some((item.value.clone(), item.expires_at)))),
+        Lookup::Dead {
+            version,
+            expired_at: Some(at),
+        } => Some((*version, Some((Bytes::new(), Some(*at))))),
+        Lookup::Dead {
+            version,
+            expired_at: None,
+        } => Some((*version, None)),
+        Lookup::Missing | Lookup::Evicted { .. } => None,
+    }
+}

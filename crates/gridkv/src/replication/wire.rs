@@ -1,0 +1,350 @@
+//! Data-lane messages between a coordinator and the replicas (postcard).
+//!
+//! A request is a write (set, delete, or a tombstone carried by repair) or a
+//! read of one key; the answer says what the replica did or holds. Values
+//! travel as borrowed slices on encode and as [`Bytes`] sliced out of the
+//! received frame on decode, so a value is copied once, into the store.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::{Timestamp, Version};
+use crate::id::Generation;
+use crate::store::{Item, Lookup, Write, WriteOp};
+
+/// The format this build writes and reads.
+pub const DATA_WIRE_VERSION: u8 = 1;
+
+/// Why a data-lane message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataWireError {
+    /// Not valid postcard for the expected message.
+    #[error("malformed data message: {0}")]
+    Malformed(String),
+    /// A format version this build does not read.
+    #[error("data message version {got}, this node reads {DATA_WIRE_VERSION}")]
+    Version {
+        /// The version the message claims.
+        got: u8,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct VersionWire {
+    ts: u64,
+    writer: u64,
+    generation: u64,
+}
+
+impl From<Version> for VersionWire {
+    fn from(v: Version) -> Self {
+        Self {
+            ts: v.ts.as_u64(),
+            writer: v.writer,
+            generation: v.generation.get(),
+        }
+    }
+}
+
+impl From<VersionWire> for Version {
+    fn from(v: VersionWire) -> Self {
+        Version {
+            ts: Timestamp::from_u64(v.ts),
+            writer: v.writer,
+            generation: Generation::new(v.generation),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum RequestWire<'a> {
+    Set {
+        key: &'a [u8],
+        version: VersionWire,
+        value: &'a [u8],
+        expires_at: Option<u64>,
+    },
+    Delete {
+        key: &'a [u8],
+        version: VersionWire,
+    },
+    Read {
+        key: &'a [u8],
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum ResponseWire<'a> {
+    Applied {
+        was_live: bool,
+    },
+    Superseded {
+        current: VersionWire,
+    },
+    Missing,
+    Live {
+        value: &'a [u8],
+        version: VersionWire,
+        expires_at: Option<u64>,
+    },
+    Dead {
+        version: VersionWire,
+        expired_at: Option<u64>,
+    },
+    Evicted {
+        version: VersionWire,
+    },
+    Refused {
+        code: u16,
+        reason: &'a str,
+    },
+}
+
+/// A request to a replica, decoded. Keys and values are slices of the
+/// received frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataRequest {
+    /// Apply a write if it is newer than what the replica holds.
+    Write {
+        /// The key.
+        key: Bytes,
+        /// The write's version.
+        version: Version,
+        /// `Some` for a set (value, absolute expiry in ms), `None` for a
+        /// delete.
+        set: Option<(Bytes, Option<u64>)>,
+    },
+    /// Read one key.
+    Read {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+/// Why a replica refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum RefusalCode {
+    /// The key or value is out of the replica's bounds.
+    Invalid = 1,
+    /// The write's timestamp is too far ahead of the replica's clock.
+    ClockDrift = 2,
+    /// The replica is shutting down.
+    ShuttingDown = 3,
+    /// A code this build does not know.
+    Unknown = 0xffff,
+}
+
+impl RefusalCode {
+    fn from_u16(code: u16) -> Self {
+        match code {
+            1 => RefusalCode::Invalid,
+            2 => RefusalCode::ClockDrift,
+            3 => RefusalCode::ShuttingDown,
+            _ => RefusalCode::Unknown,
+        }
+    }
+}
+
+/// A replica's answer, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataResponse {
+    /// The write is now (or already was) the stored version.
+    Applied {
+        /// Whether a live value was there before.
+        was_live: bool,
+    },
+    /// A newer version is stored; nothing changed.
+    Superseded {
+        /// The stored version.
+        current: Version,
+    },
+    /// The answer to a read.
+    Value(Lookup),
+    /// The request was refused.
+    Refused {
+        /// Why.
+        code: RefusalCode,
+        /// Detail for logs.
+        reason: String,
+    },
+}
+
+fn encode<T: Serialize>(wire: &T) -> Vec<u8> {
+    // Plain data always serialises.
+    postcard::to_extend(wire, vec![DATA_WIRE_VERSION]).expect("data messages always serialise")
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DataWireError> {
+    match bytes.first() {
+        Some(&DATA_WIRE_VERSION) => {}
+        Some(&got) => return Err(DataWireError::Version { got }),
+        None => return Err(DataWireError::Malformed("empty".to_owned())),
+    }
+    let (wire, rest) = postcard::take_from_bytes(&bytes[1..])
+        .map_err(|e| DataWireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DataWireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(wire)
+}
+
+/// `sub` as a slice of `frame` (zero copy); `sub` must point into it.
+fn slice_of(frame: &Bytes, sub: &[u8]) -> Bytes {
+    frame.slice_ref(sub)
+}
+
+impl DataRequest {
+    /// Encodes a write of `write` to `key`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::replication::wire::DataRequest;
+    /// use gridkv::store::Write;
+    ///
+    /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
+    /// let frame = Bytes::from(DataRequest::encode_write(b"k", &Write::set(v, b"hello", None)));
+    /// match DataRequest::decode(&frame).unwrap() {
+    ///     DataRequest::Write { key, version, set } => {
+    ///         assert_eq!((&key[..], version), (&b"k"[..], v));
+    ///         assert_eq!(set.unwrap().0, Bytes::from_static(b"hello"));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn encode_write(key: &[u8], write: &Write<'_>) -> Vec<u8> {
+        let version = write.version.into();
+        encode(&match write.op {
+            WriteOp::Set { value, expires_at } => RequestWire::Set {
+                key,
+                version,
+                value,
+                expires_at,
+            },
+            WriteOp::Delete => RequestWire::Delete { key, version },
+        })
+    }
+
+    /// Encodes a read of `key`.
+    pub fn encode_read(key: &[u8]) -> Vec<u8> {
+        encode(&RequestWire::Read { key })
+    }
+
+    /// Decodes a request from a received frame (keys and values are
+    /// slices of it).
+    ///
+    /// # Errors
+    ///
+    /// [`DataWireError`] for anything but a valid request.
+    pub fn decode(frame: &Bytes) -> Result<DataRequest, DataWireError> {
+        Ok(match decode::<RequestWire<'_>>(frame)? {
+            RequestWire::Set {
+                key,
+                version,
+                value,
+                expires_at,
+            } => DataRequest::Write {
+                key: slice_of(frame, key),
+                version: version.into(),
+                set: Some((slice_of(frame, value), expires_at)),
+            },
+            RequestWire::Delete { key, version } => DataRequest::Write {
+                key: slice_of(frame, key),
+                version: version.into(),
+                set: None,
+            },
+            RequestWire::Read { key } => DataRequest::Read {
+                key: slice_of(frame, key),
+            },
+        })
+    }
+}
+
+impl DataResponse {
+    /// Encodes the response.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::replication::wire::DataResponse;
+    /// use gridkv::store::Lookup;
+    ///
+    /// let r = DataResponse::Value(Lookup::Missing);
+    /// assert_eq!(DataResponse::decode(&Bytes::from(r.encode())).unwrap(), r);
+    /// ```
+    pub fn encode(&self) -> Vec<u8> {
+        encode(&match self {
+            DataResponse::Applied { was_live } => ResponseWire::Applied {
+                was_live: *was_live,
+            },
+            DataResponse::Superseded { current } => ResponseWire::Superseded {
+                current: (*current).into(),
+            },
+            DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
+            DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
+                value: &item.value,
+                version: item.version.into(),
+                expires_at: item.expires_at,
+            },
+            DataResponse::Value(Lookup::Dead {
+                version,
+                expired_at,
+            }) => ResponseWire::Dead {
+                version: (*version).into(),
+                expired_at: *expired_at,
+            },
+            DataResponse::Value(Lookup::Evicted { version }) => ResponseWire::Evicted {
+                version: (*version).into(),
+            },
+            DataResponse::Refused { code, reason } => ResponseWire::Refused {
+                code: *code as u16,
+                reason,
+            },
+        })
+    }
+
+    /// Decodes a response from a received frame.
+    ///
+    /// # Errors
+    ///
+    /// [`DataWireError`] for anything but a valid response.
+    pub fn decode(frame: &Bytes) -> Result<DataResponse, DataWireError> {
+        Ok(match decode::<ResponseWire<'_>>(frame)? {
+            ResponseWire::Applied { was_live } => DataResponse::Applied { was_live },
+            ResponseWire::Superseded { current } => DataResponse::Superseded {
+                current: current.into(),
+            },
+            ResponseWire::Missing => DataResponse::Value(Lookup::Missing),
+            ResponseWire::Live {
+                value,
+                version,
+                expires_at,
+            } => DataResponse::Value(Lookup::Live(Item {
+                value: slice_of(frame, value),
+                version: version.into(),
+                expires_at,
+            })),
+            ResponseWire::Dead {
+                version,
+                expired_at,
+            } => DataResponse::Value(Lookup::Dead {
+                version: version.into(),
+                expired_at,
+            }),
+            ResponseWire::Evicted { version } => DataResponse::Value(Lookup::Evicted {
+                version: version.into(),
+            }),
+            ResponseWire::Refused { code, reason } => DataResponse::Refused {
+                code: RefusalCode::from_u16(code),
+                reason: reason.to_owned(),
+            },
+        })
+    }
+}
