@@ -18,6 +18,7 @@ use crate::membership::{
 };
 use crate::net::{Inbound, Lane, Transport, TransportConfig, TransportError};
 use crate::replication::coordinator::{Placement, WriteData};
+use crate::replication::rebalance::Rebalancer;
 use crate::replication::{
     Coordinator, Error, ReadOptions, Replica, ReplicationConfig, ReplicationStatus, WriteOptions,
 };
@@ -64,11 +65,12 @@ pub enum JoinError {
 /// How a joining node's ranges get filled before it serves reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FillMode {
-    /// Become normal as soon as the node has joined. Until replication
-    /// streams data, nothing needs filling.
+    /// Stream the ranges this node will own from their current owners,
+    /// then become normal (see [`crate::replication`]'s rebalancing).
     #[default]
-    Immediate,
-    /// Stay joining until [`GridKv::mark_filled`] is called.
+    Automatic,
+    /// Stream as [`FillMode::Automatic`] does, but stay joining until
+    /// [`GridKv::mark_filled`] is called.
     Manual,
 }
 
@@ -211,7 +213,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// How ranges are filled on join (default [`FillMode::Immediate`]).
+    /// How ranges are filled on join (default [`FillMode::Automatic`]).
     pub fn fill(mut self, mode: FillMode) -> Self {
         self.fill = mode;
         self
@@ -326,6 +328,7 @@ enum Phase {
 
 enum Command {
     Fill,
+    StartLeaving,
     Leave(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -335,6 +338,14 @@ pub const EVENT_CAPACITY: usize = 1024;
 
 /// How long [`GridKv::shutdown`] waits for its leave to go out.
 const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+
+/// The longest [`GridKv::shutdown`] waits for the members gaining this
+/// node's ranges to hold its data before it leaves anyway.
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a node waits after joining before it streams its ranges, so
+/// that the cluster has heard it is joining and sends it new writes.
+const SETTLE: Duration = Duration::from_millis(1000);
 
 struct Inner {
     id: NodeId,
@@ -348,6 +359,31 @@ struct Inner {
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     coordinator: Coordinator,
+}
+
+impl Inner {
+    fn placement_view(&self) -> Arc<Placement> {
+        self.coordinator.placement.load_full()
+    }
+
+    fn rebalancer(&self) -> Rebalancer {
+        let c = &self.coordinator;
+        Rebalancer {
+            me: self.id,
+            replicas: c.config.replicas,
+            sources: c.config.replicas - c.config.write_quorum + 1,
+            transport: self.transport.clone(),
+            replica: c.replica.clone(),
+            placement: c.placement.clone(),
+            filled: Arc::new(Ring::new(0, []).expect("an empty ring is valid")),
+            timeout: c.config.timeout,
+        }
+    }
+
+    /// A rebalancer used only to check a leaving node's handoff.
+    fn handoff(&self) -> Rebalancer {
+        self.rebalancer()
+    }
 }
 
 impl Drop for Inner {
@@ -424,7 +460,7 @@ impl GridKv {
             seeds: Vec::new(),
             datacenter: "default".to_owned(),
             membership: SwimConfig::lan(),
-            fill: FillMode::Immediate,
+            fill: FillMode::Automatic,
             rng_seed: None,
             transport: None,
             replication: ReplicationConfig::default(),
@@ -489,6 +525,7 @@ impl GridKv {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
         let (commands, command_rx) = mpsc::channel(16);
+        let (changes_tx, changes_rx) = watch::channel(0u64);
         let inner = Arc::new(Inner {
             id: config.node_id,
             transport: transport.clone(),
@@ -506,14 +543,22 @@ impl GridKv {
             swim,
             origin,
             transport,
-            fill: config.fill,
             shared: Arc::downgrade(&inner),
             cancel: inner.cancel.clone(),
             placement,
+            changes: changes_tx,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
-        inner.tasks.lock().extend([membership, data]);
+        let rebalance = tokio::spawn(rebalance(
+            inner.rebalancer(),
+            changes_rx,
+            inner.phase.subscribe(),
+            inner.commands.clone(),
+            config.fill,
+            inner.cancel.clone(),
+        ));
+        inner.tasks.lock().extend([membership, data, rebalance]);
         Ok(GridKv { inner })
     }
 
@@ -599,11 +644,35 @@ impl GridKv {
         let _ = self.inner.commands.send(Command::Fill).await;
     }
 
-    /// Leaves gracefully and stops: the cluster records this node as left
-    /// (not failed), then every task and socket is released. Bounded in
-    /// time: about half a second for the leave to go out, plus the
-    /// transport's shutdown.
+    /// Leaves gracefully and stops: the node announces it is leaving,
+    /// waits until the members that gain its ranges hold its data (compared
+    /// by range digests; they pull it), is recorded as left (not failed),
+    /// and releases every task and socket. Bounded in time: at most
+    /// [`HANDOFF_TIMEOUT`] for the handoff, about half a second for the
+    /// leave to go out, plus the transport's shutdown.
     pub async fn shutdown(&self) {
+        if self
+            .inner
+            .commands
+            .send(Command::StartLeaving)
+            .await
+            .is_ok()
+        {
+            let deadline = Instant::now() + HANDOFF_TIMEOUT;
+            let handoff = self.inner.handoff();
+            while Instant::now() < deadline && !self.inner.cancel.is_cancelled() {
+                let leaving = self
+                    .inner
+                    .placement_view()
+                    .members
+                    .get(&self.inner.id)
+                    .is_some_and(|m| m.ring == RingState::Leaving);
+                if leaving && handoff.handed_off().await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.inner.commands.send(Command::Leave(tx)).await.is_ok() {
             let _ = tokio::time::timeout(LEAVE_FLUSH * 2, rx).await;
@@ -647,10 +716,11 @@ struct Driver {
     swim: Swim,
     origin: Instant,
     transport: Transport,
-    fill: FillMode,
     shared: std::sync::Weak<Inner>,
     cancel: CancellationToken,
     placement: Arc<ArcSwap<Placement>>,
+    /// Bumped whenever the placement changes (wakes the rebalancer).
+    changes: watch::Sender<u64>,
 }
 
 impl Driver {
@@ -674,7 +744,8 @@ impl Driver {
             }
             if self.swim.is_refused() {
                 // Another live node holds our id: stop for good, releasing
-                // the transport's sockets and tasks.
+                // the transport's sockets and every task.
+                self.cancel.cancel();
                 self.transport.shutdown().await;
                 return;
             }
@@ -691,6 +762,10 @@ impl Driver {
                     Some(Command::Fill) => {
                         let now = self.now();
                         self.swim.mark_filled(now);
+                    }
+                    Some(Command::StartLeaving) => {
+                        let now = self.now();
+                        self.swim.start_leaving(now);
                     }
                     Some(Command::Leave(done)) => {
                         let now = self.now();
@@ -741,6 +816,7 @@ impl Driver {
             future,
             members,
         }));
+        self.changes.send_modify(|v| *v += 1);
     }
 
     /// Waits until the transport has written what is queued (polling the
@@ -813,15 +889,76 @@ impl Driver {
         if members_changed || ring_changed {
             self.publish_placement(&shared);
         }
-        // The stub filler: nothing to stream until replication exists.
-        if self.fill == FillMode::Immediate
-            && self.swim.is_joined()
-            && self.swim.local().ring == RingState::Joining
-        {
-            let now = self.now();
-            self.swim.mark_filled(now);
-            // Publish what the change produced.
-            self.flush();
+    }
+}
+
+/// The rebalancing task: after each placement change, pulls the ranges
+/// this node gains; a joining node becomes normal once they are in.
+async fn rebalance(
+    mut rebalancer: Rebalancer,
+    mut changes: watch::Receiver<u64>,
+    mut phase: watch::Receiver<Phase>,
+    commands: mpsc::Sender<Command>,
+    fill: FillMode,
+    cancel: CancellationToken,
+) {
+    // Nothing to fill before the node has joined (its view would be of a
+    // cluster of one).
+    loop {
+        if *phase.borrow_and_update() == Phase::Joined {
+            break;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = phase.changed() => if changed.is_err() { return },
+        }
+    }
+    let mut settled = false;
+    loop {
+        changes.borrow_and_update();
+        let p = rebalancer.placement.load_full();
+        let alone = p.ring.nodes().iter().all(|id| *id == rebalancer.me);
+        if !settled && !alone {
+            // Let the cluster hear that we are joining before streaming.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(SETTLE) => {}
+            }
+            settled = true;
+            changes.borrow_and_update();
+        }
+        let report = tokio::select! {
+            _ = cancel.cancelled() => return,
+            report = rebalancer.fill() => report,
+        };
+        if report.pieces > 0 {
+            tracing::info!(
+                node = %rebalancer.me,
+                pieces = report.pieces,
+                entries = report.entries,
+                bytes = report.bytes,
+                complete = report.complete,
+                "filled gained ranges"
+            );
+        }
+        let joining = rebalancer
+            .placement
+            .load()
+            .members
+            .get(&rebalancer.me)
+            .is_some_and(|m| m.ring == RingState::Joining);
+        if report.complete && joining && fill == FillMode::Automatic {
+            let _ = commands.send(Command::Fill).await;
+        }
+        let retry = if report.complete {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(retry) => {}
         }
     }
 }

@@ -368,3 +368,177 @@ async fn cluster_clock_skew_never_orders_a_later_acknowledged_write_first() -> R
     shutdown(&nodes).await;
     Ok(())
 }
+
+/// Starts `name` joined through `seed`, with `remove_after` shortened.
+async fn join(name: &str, seed: &GridKv) -> Result<GridKv> {
+    let membership = gridkv::SwimConfig {
+        remove_after: Duration::from_secs(3),
+        ..gridkv::SwimConfig::lan()
+    };
+    let config = GridKv::builder(name)
+        .seeds([seed.advertised_addr().to_owned()])
+        .membership(membership)
+        .build()?;
+    Ok(GridKv::start(config).await?)
+}
+
+async fn wait_normal(nodes: &[GridKv], who: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes.iter().all(|n| {
+        n.ring().len() == count
+            && n.member(&id(who))
+                .is_some_and(|m| m.ring == RingState::Normal && m.liveness == Liveness::Alive)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{who} never became normal everywhere"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_a_joining_node_under_load_misses_no_acknowledged_key() -> Result {
+    let mut nodes = cluster(&["a", "b", "c", "d"], &[]).await?;
+    for i in 0..2000u32 {
+        nodes[i as usize % 4]
+            .set(format!("pre-{i}"), format!("v{i}"))
+            .await?;
+    }
+    let old_ring = nodes[0].ring();
+    let owners_before = |key: &str| -> Vec<NodeId> {
+        old_ring
+            .preference_list(gridkv::keyspace::key_hash(key.as_bytes()), 3)
+            .iter()
+            .copied()
+            .collect()
+    };
+    // Writers keep going while e joins.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (w, node) in nodes.iter().enumerate() {
+        let node = node.clone();
+        let acked = acked.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("live-{w}-{i}");
+                if node.set(&key, "x").await.is_ok() {
+                    acked.lock().unwrap().push(key);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let e = join("e", &nodes[0]).await?;
+    nodes.push(e);
+    wait_normal(&nodes, "e", 5).await;
+    sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await?;
+    }
+    // Every acknowledged key is readable through every node.
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "the load was too light: {}", acked.len());
+    for key in acked.iter().chain(
+        (0..2000)
+            .map(|i| format!("pre-{i}"))
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        assert!(
+            nodes[4].get(key).await?.is_some(),
+            "{key} missing after the join"
+        );
+    }
+    // e holds about N / (M + 1) = 3/5 of the keys; none moved between the
+    // old nodes.
+    let mut on_e = 0;
+    for i in 0..2000 {
+        let key = format!("pre-{i}");
+        if nodes[4].store().get(key.as_bytes())?.value().is_some() {
+            on_e += 1;
+        }
+        for (j, old) in nodes[..4].iter().enumerate() {
+            let holds = old.store().get(key.as_bytes())?.value().is_some();
+            let owned = owners_before(&key).contains(&old.id());
+            assert!(!holds || owned, "{key} moved onto old node {j}");
+        }
+    }
+    let share = on_e as f64 / 2000.0;
+    println!("the new node holds {share:.3} of the keys (expected about 0.6)");
+    assert!((0.45..=0.75).contains(&share), "share {share}");
+    shutdown(&nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_restarted_node_refills_before_serving_reads() -> Result {
+    let mut nodes = cluster(&["a", "b", "c"], &[]).await?;
+    for i in 0..500u32 {
+        nodes[0].set(format!("k{i}"), format!("v{i}")).await?;
+    }
+    nodes[2].kill().await;
+    let c = join("c", &nodes[0]).await?;
+    nodes[2] = c;
+    wait_normal(&nodes, "c", 3).await;
+    // Normal means filled: every key it owns (all of them, N = 3 of 3) is
+    // in its own store.
+    for i in 0..500u32 {
+        let local = nodes[2]
+            .get_with(format!("k{i}"), ReadOptions::local())
+            .await?;
+        assert_eq!(local.as_deref(), Some(format!("v{i}").as_bytes()), "k{i}");
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_removed_node_has_its_copies_restored() -> Result {
+    let a = GridKv::start(
+        GridKv::builder("a")
+            .membership(gridkv::SwimConfig {
+                remove_after: Duration::from_secs(3),
+                ..gridkv::SwimConfig::lan()
+            })
+            .build()?,
+    )
+    .await?;
+    let mut nodes = vec![a];
+    for name in ["b", "c", "d"] {
+        let n = join(name, &nodes[0]).await?;
+        nodes.push(n);
+        wait_normal(&nodes, name, nodes.len()).await;
+    }
+    for i in 0..1000u32 {
+        nodes[0].set(format!("k{i}"), "v").await?;
+    }
+    let d = nodes.pop().unwrap();
+    d.kill().await;
+    // Down, then removed after 3 s; the survivors (N = 3 of 3 now) fill
+    // what d held.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let full = nodes
+            .iter()
+            .all(|n| n.ring().len() == 3 && n.store().stats().live == 1000);
+        if full {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copies not restored: {:?}",
+            nodes
+                .iter()
+                .map(|n| (n.ring().len(), n.store().stats().live))
+                .collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}

@@ -33,10 +33,12 @@
 //! it in `/health` and a metric).
 
 pub(crate) mod coordinator;
+pub(crate) mod rebalance;
 mod replica;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
+pub use rebalance::FillReport;
 pub(crate) use replica::Replica;
 
 use std::time::Duration;

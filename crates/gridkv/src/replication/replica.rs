@@ -57,6 +57,19 @@ impl Replica {
                 reason: e.to_string(),
             },
             Ok(DataRequest::Read { key }) => self.read(&key),
+            Ok(DataRequest::Scan { range, after }) => {
+                let batch = self.store.scan(
+                    range,
+                    after.as_ref(),
+                    super::wire::MAX_BATCH_ENTRIES,
+                    super::wire::MAX_BATCH_BYTES,
+                );
+                DataResponse::Batch {
+                    entries: batch.entries,
+                    next: batch.next,
+                }
+            }
+            Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
             Ok(DataRequest::Write { key, version, set }) => {
                 let write = match &set {
                     Some((value, expires_at)) => Write::set(version, value, *expires_at),

@@ -10,7 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::{Timestamp, Version};
 use crate::id::Generation;
-use crate::store::{Item, Lookup, Write, WriteOp};
+use crate::keyspace::RingRange;
+use crate::store::{EntryData, Item, Lookup, RangeDigest, RangeEntry, ScanCursor, Write, WriteOp};
+
+/// Most bytes of entries one scan batch carries (well under the frame
+/// limit).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Most entries one scan batch carries.
+pub const MAX_BATCH_ENTRIES: usize = 4096;
 
 /// The format this build writes and reads.
 pub const DATA_WIRE_VERSION: u8 = 1;
@@ -71,6 +78,26 @@ enum RequestWire<'a> {
     Read {
         key: &'a [u8],
     },
+    Scan {
+        start: u64,
+        end: u64,
+        after: Option<(u64, &'a [u8])>,
+    },
+    Digest {
+        start: u64,
+        end: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryWire<'a> {
+    key: &'a [u8],
+    hash: u64,
+    version: VersionWire,
+    /// `Some` for a value, `None` for a tombstone.
+    value: Option<&'a [u8]>,
+    /// The value's expiry, or the tombstone's time of expiry.
+    expires_at: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +125,15 @@ enum ResponseWire<'a> {
         code: u16,
         reason: &'a str,
     },
+    Batch {
+        #[serde(borrow)]
+        entries: Vec<EntryWire<'a>>,
+        next: Option<(u64, &'a [u8])>,
+    },
+    Digest {
+        hash: u64,
+        count: u64,
+    },
 }
 
 /// A request to a replica, decoded. Keys and values are slices of the
@@ -118,6 +154,18 @@ pub enum DataRequest {
     Read {
         /// The key.
         key: Bytes,
+    },
+    /// Stream a ring range: the next batch of entries after `after`.
+    Scan {
+        /// The range.
+        range: RingRange,
+        /// Where the previous batch stopped.
+        after: Option<ScanCursor>,
+    },
+    /// The digest of a ring range.
+    Digest {
+        /// The range.
+        range: RingRange,
     },
 }
 
@@ -168,6 +216,16 @@ pub enum DataResponse {
         /// Detail for logs.
         reason: String,
     },
+    /// One batch of a scan (evicted values are left out: their holder
+    /// cannot send them).
+    Batch {
+        /// The entries, in scan order.
+        entries: Vec<RangeEntry>,
+        /// Where to continue, or `None` when the range is done.
+        next: Option<ScanCursor>,
+    },
+    /// A range's digest.
+    Digest(RangeDigest),
 }
 
 fn encode<T: Serialize>(wire: &T) -> Vec<u8> {
@@ -236,6 +294,23 @@ impl DataRequest {
         encode(&RequestWire::Read { key })
     }
 
+    /// Encodes a scan of `range` continuing after `after`.
+    pub fn encode_scan(range: RingRange, after: Option<&ScanCursor>) -> Vec<u8> {
+        encode(&RequestWire::Scan {
+            start: range.start,
+            end: range.end,
+            after: after.map(ScanCursor::parts),
+        })
+    }
+
+    /// Encodes a digest request for `range`.
+    pub fn encode_digest(range: RingRange) -> Vec<u8> {
+        encode(&RequestWire::Digest {
+            start: range.start,
+            end: range.end,
+        })
+    }
+
     /// Decodes a request from a received frame (keys and values are
     /// slices of it).
     ///
@@ -261,6 +336,13 @@ impl DataRequest {
             },
             RequestWire::Read { key } => DataRequest::Read {
                 key: slice_of(frame, key),
+            },
+            RequestWire::Scan { start, end, after } => DataRequest::Scan {
+                range: RingRange::new(start, end),
+                after: after.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+            },
+            RequestWire::Digest { start, end } => DataRequest::Digest {
+                range: RingRange::new(start, end),
             },
         })
     }
@@ -307,6 +389,32 @@ impl DataResponse {
                 code: *code as u16,
                 reason,
             },
+            DataResponse::Batch { entries, next } => ResponseWire::Batch {
+                entries: entries
+                    .iter()
+                    .filter_map(|e| {
+                        let (value, expires_at) = match &e.data {
+                            EntryData::Value { value, expires_at } => {
+                                (Some(&value[..]), *expires_at)
+                            }
+                            EntryData::Tombstone { expired_at } => (None, *expired_at),
+                            EntryData::Evicted => return None,
+                        };
+                        Some(EntryWire {
+                            key: &e.key,
+                            hash: e.hash,
+                            version: e.version.into(),
+                            value,
+                            expires_at,
+                        })
+                    })
+                    .collect(),
+                next: next.as_ref().map(ScanCursor::parts),
+            },
+            DataResponse::Digest(d) => ResponseWire::Digest {
+                hash: d.hash,
+                count: d.count,
+            },
         })
     }
 
@@ -345,6 +453,34 @@ impl DataResponse {
                 code: RefusalCode::from_u16(code),
                 reason: reason.to_owned(),
             },
+            ResponseWire::Batch { entries, next } => {
+                if entries.len() > MAX_BATCH_ENTRIES {
+                    return Err(DataWireError::Malformed("batch too long".to_owned()));
+                }
+                DataResponse::Batch {
+                    entries: entries
+                        .into_iter()
+                        .map(|e| RangeEntry {
+                            key: slice_of(frame, e.key),
+                            hash: e.hash,
+                            version: e.version.into(),
+                            data: match e.value {
+                                Some(value) => EntryData::Value {
+                                    value: slice_of(frame, value),
+                                    expires_at: e.expires_at,
+                                },
+                                None => EntryData::Tombstone {
+                                    expired_at: e.expires_at,
+                                },
+                            },
+                        })
+                        .collect(),
+                    next: next.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                }
+            }
+            ResponseWire::Digest { hash, count } => {
+                DataResponse::Digest(RangeDigest { hash, count })
+            }
         })
     }
 }

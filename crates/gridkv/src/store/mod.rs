@@ -268,10 +268,38 @@ impl RangeDigest {
 }
 
 /// Where a [`Store::scan`] stopped; pass it back to continue.
+///
+/// A cursor can cross the network ([`ScanCursor::parts`],
+/// [`ScanCursor::from_parts`]): a replica streaming a range answers batch by
+/// batch, and the receiver sends the cursor back for the next one.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::store::ScanCursor;
+///
+/// let c = ScanCursor::from_parts(7, bytes::Bytes::from_static(b"k"));
+/// assert_eq!(c.parts(), (7, &b"k"[..]));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanCursor {
     rel: u64,
     key: Bytes,
+}
+
+impl ScanCursor {
+    /// The cursor's position: the last entry's ring offset from the range's
+    /// start, and its key.
+    pub fn parts(&self) -> (u64, &[u8]) {
+        (self.rel, &self.key)
+    }
+
+    /// Rebuilds a cursor from [`ScanCursor::parts`]. A cursor that does not
+    /// come from a scan of the same range only skips or repeats entries; it
+    /// cannot corrupt anything.
+    pub fn from_parts(rel: u64, key: Bytes) -> Self {
+        Self { rel, key }
+    }
 }
 
 /// One batch of a [`Store::scan`].
