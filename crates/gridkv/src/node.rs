@@ -359,6 +359,9 @@ struct Inner {
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     coordinator: Coordinator,
+    /// Set when the node stops: data calls check it without the
+    /// cancellation token's lock.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -538,6 +541,7 @@ impl GridKv {
             cancel: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             coordinator,
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let driver = Driver {
             swim,
@@ -687,6 +691,9 @@ impl GridKv {
     }
 
     async fn stop(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.inner.cancel.cancel();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock());
         for task in tasks {
@@ -745,6 +752,11 @@ impl Driver {
             if self.swim.is_refused() {
                 // Another live node holds our id: stop for good, releasing
                 // the transport's sockets and every task.
+                if let Some(shared) = self.shared.upgrade() {
+                    shared
+                        .closed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
                 self.cancel.cancel();
                 self.transport.shutdown().await;
                 return;
@@ -815,6 +827,7 @@ impl Driver {
             ring,
             future,
             members,
+            local_serves_reads: self.swim.local().serves_reads(),
         }));
         self.changes.send_modify(|v| *v += 1);
     }
@@ -1075,7 +1088,14 @@ impl GridKv {
         key: impl AsRef<[u8]>,
         options: ReadOptions,
     ) -> Result<Option<bytes::Bytes>, Error> {
-        Ok(self.lookup(key.as_ref(), options).await?.value().cloned())
+        let key = key.as_ref();
+        if options.local && !self.is_closed() {
+            // Answered before any future of the network path is built.
+            if let Some(result) = self.inner.coordinator.read_local(key) {
+                return Ok(result?.value().cloned());
+            }
+        }
+        Ok(self.lookup(key, options).await?.value().cloned())
     }
 
     /// Deletes `key`; returns whether a live value was there (as far as the
@@ -1201,6 +1221,10 @@ impl GridKv {
         &self.inner.coordinator.replica.store
     }
 
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn expiry(&self, ttl: Duration) -> u64 {
         let now = self.inner.coordinator.replica.hlc.clock().now_ms();
         now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
@@ -1212,17 +1236,24 @@ impl GridKv {
         data: WriteData,
         options: WriteOptions,
     ) -> Result<bool, Error> {
-        if self.inner.cancel.is_cancelled() {
+        if self.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        self.inner.coordinator.write(key, data, options).await
+        Box::pin(self.inner.coordinator.write(key, data, options)).await
     }
 
     async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
-        if self.inner.cancel.is_cancelled() {
+        if self.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        self.inner.coordinator.read(key, options).await
+        if options.local {
+            if let Some(result) = self.inner.coordinator.read_local(key) {
+                return result;
+            }
+        }
+        // Boxed: the network path's state is large, and callers' futures
+        // stay small.
+        Box::pin(self.inner.coordinator.read(key, options)).await
     }
 
     async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {

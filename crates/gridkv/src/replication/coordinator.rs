@@ -28,6 +28,8 @@ pub(crate) struct Placement {
     pub(crate) ring: Arc<Ring>,
     pub(crate) future: Arc<Ring>,
     pub(crate) members: BTreeMap<NodeId, Member>,
+    /// Whether this node serves reads (the local-read fast path).
+    pub(crate) local_serves_reads: bool,
 }
 
 impl Placement {
@@ -37,6 +39,7 @@ impl Placement {
             future: ring.clone(),
             ring,
             members: BTreeMap::new(),
+            local_serves_reads: false,
         }
     }
 }
@@ -246,6 +249,21 @@ impl Coordinator {
         }
     }
 
+    /// A local read, if this node is an owner of `key` that serves reads:
+    /// no network, no allocation, no clone of the placement.
+    pub(crate) fn read_local(&self, key: &[u8]) -> Option<Result<Lookup, Error>> {
+        let p = self.placement.load();
+        let n = self.config.replicas.min(p.ring.len());
+        if !(p.local_serves_reads && p.ring.preference_list(key_hash(key), n).contains(&self.me)) {
+            return None;
+        }
+        Some(match self.replica.store.get(key) {
+            Ok(Lookup::Evicted { .. }) => Ok(Lookup::Missing),
+            Ok(lookup) => Ok(lookup),
+            Err(e) => Err(e.into()),
+        })
+    }
+
     /// Reads `key`: the highest version among R owners' answers, with
     /// background repair of owners that answered older.
     pub(crate) async fn read(&self, key: &[u8], opts: ReadOptions) -> Result<Lookup, Error> {
@@ -253,11 +271,16 @@ impl Coordinator {
         if opts.quorum == Some(0) {
             return Err(Error::InvalidOptions("read quorum must be at least 1"));
         }
+        let hash = key_hash(key);
+        if opts.local {
+            if let Some(result) = self.read_local(key) {
+                return result;
+            }
+        }
         let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
         let n = self.config.replicas.min(p.ring.len());
         let mut r = opts.quorum.unwrap_or(self.config.read_quorum).min(n.max(1));
-        let hash = key_hash(key);
         // Owners that serve reads, this node first.
         let mut candidates: Vec<NodeId> = p
             .ring
@@ -268,14 +291,6 @@ impl Coordinator {
             .collect();
         if let Some(i) = candidates.iter().position(|id| *id == self.me) {
             candidates[..=i].rotate_right(1);
-            if opts.local {
-                return self
-                    .replica
-                    .store
-                    .get(key)
-                    .map(|lookup| resolve_evicted(vec![(self.me, lookup)]).0)
-                    .map_err(Error::from);
-            }
         }
         if opts.local {
             r = 1;

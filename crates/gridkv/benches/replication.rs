@@ -1,0 +1,239 @@
+//! Quorum operations on a 3-node cluster on loopback (one process, 2 worker
+//! threads), side by side with a raw TCP ping-pong in the same run.
+//!
+//!     cargo bench -p gridkv --bench replication
+//!
+//! Measured, in interleaved rounds (raw, cluster, raw, ...), medians
+//! printed:
+//! - raw RTT: one 16-byte frame echoed over TCP, one at a time;
+//! - set (W = 2) and get (R = 2) latency with one caller, from a node that
+//!   is an owner (every node is, N = 3 of 3), 100-byte values;
+//! - throughput with 64 concurrent callers (half sets, half gets);
+//! - a local read (R = 1 on an owner, no network) against `Store::get`.
+//!
+//! `GRIDKV_BENCH_ROUNDS` (default 3) and `GRIDKV_BENCH_SECS` (per round and
+//! side, default 1) scale the run.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gridkv::replication::ReadOptions;
+use gridkv::{GridKv, Liveness, RingState};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn raw_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn raw_rtt(addr: &str, secs: u64) -> Histogram<u64> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let frame = [7u8; 20];
+    let mut answer = [0u8; 20];
+    let mut h = Histogram::new(3).unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        stream.write_all(&frame).await.unwrap();
+        stream.read_exact(&mut answer).await.unwrap();
+        h.record(t.elapsed().as_nanos() as u64).unwrap();
+    }
+    h
+}
+
+async fn cluster() -> Vec<GridKv> {
+    let a = GridKv::start(GridKv::builder("a").build().unwrap())
+        .await
+        .unwrap();
+    let seed = a.advertised_addr().to_owned();
+    let mut nodes = vec![a];
+    for name in ["b", "c"] {
+        let n = GridKv::start(GridKv::builder(name).seeds([seed.clone()]).build().unwrap())
+            .await
+            .unwrap();
+        nodes.push(n);
+    }
+    loop {
+        let ready = nodes.iter().all(|n| {
+            n.ring().len() == 3
+                && n.members()
+                    .iter()
+                    .all(|m| m.liveness == Liveness::Alive && m.ring == RingState::Normal)
+        });
+        if ready {
+            return nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const VALUE: [u8; 100] = [b'x'; 100];
+
+async fn one_caller(node: &GridKv, secs: u64, set: bool) -> Histogram<u64> {
+    let mut h = Histogram::new(3).unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut i = 0u64;
+    while Instant::now() < end {
+        let key = format!("key-{}", i % 10_000);
+        let t = Instant::now();
+        if set {
+            node.set(key, &VALUE[..]).await.unwrap();
+        } else {
+            node.get(key).await.unwrap();
+        }
+        h.record(t.elapsed().as_nanos() as u64).unwrap();
+        i += 1;
+    }
+    h
+}
+
+async fn throughput(nodes: &[GridKv], secs: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..64u64 {
+        let node = nodes[c as usize % nodes.len()].clone();
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("key-{}", i % 10_000);
+                let ok = if i % 2 == 0 {
+                    node.set(key, &VALUE[..]).await.is_ok()
+                } else {
+                    node.get(key).await.is_ok()
+                };
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 64;
+            }
+        }));
+    }
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = done.load(Ordering::Relaxed);
+    let elapsed = t.elapsed().as_secs_f64();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    ops as f64 / elapsed
+}
+
+/// Local reads and store gets, nanoseconds per op (median of batches).
+async fn local_reads(node: &GridKv, secs: u64) -> (f64, f64) {
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
+    let mut local = Vec::new();
+    let mut store = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        for k in &keys {
+            std::hint::black_box(node.get_with(k, ReadOptions::local()).await.unwrap());
+        }
+        local.push(t.elapsed().as_nanos() as f64 / keys.len() as f64);
+        let t = Instant::now();
+        for k in &keys {
+            std::hint::black_box(node.store().get(k.as_bytes()).unwrap());
+        }
+        store.push(t.elapsed().as_nanos() as f64 / keys.len() as f64);
+    }
+    (median(&mut local), median(&mut store))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn main() {
+    let rounds = env("GRIDKV_BENCH_ROUNDS", 3);
+    let secs = env("GRIDKV_BENCH_SECS", 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let raw = raw_server().await;
+        let nodes = cluster().await;
+        // Fill the key space so gets find values.
+        for i in 0..10_000 {
+            nodes[0].set(format!("key-{i}"), &VALUE[..]).await.unwrap();
+        }
+        let (mut raw50, mut raw99, mut set50, mut set99, mut get50, mut get99) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut tput = vec![];
+        let mut local = vec![];
+        let mut store = vec![];
+        for round in 0..rounds {
+            let r = raw_rtt(&raw, secs).await;
+            let s = one_caller(&nodes[0], secs, true).await;
+            let g = one_caller(&nodes[0], secs, false).await;
+            raw50.push(us(r.value_at_quantile(0.5)));
+            raw99.push(us(r.value_at_quantile(0.99)));
+            set50.push(us(s.value_at_quantile(0.5)));
+            set99.push(us(s.value_at_quantile(0.99)));
+            get50.push(us(g.value_at_quantile(0.5)));
+            get99.push(us(g.value_at_quantile(0.99)));
+            tput.push(throughput(&nodes, secs).await);
+            let (l, st) = local_reads(&nodes[1], secs).await;
+            local.push(l);
+            store.push(st);
+            println!(
+                "round {round}: raw p50 {:.1} µs | set p50 {:.1} p99 {:.1} µs | get p50 {:.1} p99 {:.1} µs | {:.0} ops/s | local {:.0} ns vs store {:.0} ns",
+                raw50[round as usize], set50[round as usize], set99[round as usize],
+                get50[round as usize], get99[round as usize], tput[round as usize],
+                l, st
+            );
+        }
+        let (r50, r99) = (median(&mut raw50), median(&mut raw99));
+        let (s50, s99, g50, g99) = (median(&mut set50), median(&mut set99), median(&mut get50), median(&mut get99));
+        let (t, l, st) = (median(&mut tput), median(&mut local), median(&mut store));
+        println!("\nmedians over {rounds} rounds of {secs} s:");
+        println!("raw TCP RTT       p50 {r50:8.1} µs  p99 {r99:8.1} µs");
+        println!("set (W=2)         p50 {s50:8.1} µs  p99 {s99:8.1} µs  p50 = {:.2}× raw", s50 / r50);
+        println!("get (R=2)         p50 {g50:8.1} µs  p99 {g99:8.1} µs  p50 = {:.2}× raw", g50 / r50);
+        println!("64 callers        {t:8.0} ops/s (half sets, half gets)");
+        println!("local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×", l / st);
+        for n in &nodes {
+            n.shutdown().await;
+        }
+    });
+}
