@@ -380,6 +380,7 @@ impl Inner {
             placement: c.placement.clone(),
             filled: Arc::new(Ring::new(0, []).expect("an empty ring is valid")),
             timeout: c.config.timeout,
+            counters: c.counters.clone(),
         }
     }
 
@@ -524,6 +525,7 @@ impl GridKv {
             replica: replica.clone(),
             config: config.replication.clone(),
             placement: placement.clone(),
+            counters: Arc::default(),
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
@@ -560,6 +562,7 @@ impl GridKv {
             inner.phase.subscribe(),
             inner.commands.clone(),
             config.fill,
+            config.replication.anti_entropy_interval,
             inner.cancel.clone(),
         ));
         inner.tasks.lock().extend([membership, data, rebalance]);
@@ -913,6 +916,7 @@ async fn rebalance(
     mut phase: watch::Receiver<Phase>,
     commands: mpsc::Sender<Command>,
     fill: FillMode,
+    anti_entropy: Duration,
     cancel: CancellationToken,
 ) {
     // Nothing to fill before the node has joined (its view would be of a
@@ -963,15 +967,30 @@ async fn rebalance(
         if report.complete && joining && fill == FillMode::Automatic {
             let _ = commands.send(Command::Fill).await;
         }
-        let retry = if report.complete {
-            Duration::from_secs(3600)
-        } else {
-            Duration::from_secs(1)
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(retry) => {}
+        if !report.complete {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        // Filled: anti-entropy rounds until the placement changes again.
+        loop {
+            let jitter = rebalancer.jitter(anti_entropy);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() { return }
+                    break;
+                }
+                _ = tokio::time::sleep(jitter) => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = rebalancer.anti_entropy() => {}
+                    }
+                }
+            }
         }
     }
 }
@@ -1207,6 +1226,11 @@ impl GridKv {
             out.push(h.await.unwrap_or(Err(Error::ShuttingDown)));
         }
         out
+    }
+
+    /// This node's replication counters.
+    pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
+        self.inner.coordinator.counters.snapshot()
     }
 
     /// The replication factor and quorums in force (smaller than

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::replica::{repair_write, Replica};
+use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
 use super::{Error, ReadOptions, ReplicationConfig, ReplicationStatus, WriteOptions};
 use crate::hlc::Version;
@@ -60,6 +61,7 @@ pub(crate) struct Coordinator {
     pub(crate) replica: Arc<Replica>,
     pub(crate) config: ReplicationConfig,
     pub(crate) placement: Arc<ArcSwap<Placement>>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// One owner's answer: whether it is a designated owner, and what it said.
@@ -139,6 +141,27 @@ impl Coordinator {
     /// live value was there before, as far as the owners that applied it
     /// know.
     pub(crate) async fn write(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        opts: WriteOptions,
+    ) -> Result<bool, Error> {
+        let result = self.write_inner(key, data, opts).await;
+        self.count(&result, &self.counters.writes);
+        result
+    }
+
+    fn count<T>(&self, result: &Result<T, Error>, ok: &std::sync::atomic::AtomicU64) {
+        match result {
+            Ok(_) => Counters::add(ok, 1),
+            Err(Error::QuorumNotReached { .. } | Error::Timeout { .. }) => {
+                Counters::add(&self.counters.quorum_failures, 1)
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn write_inner(
         &self,
         key: &[u8],
         data: WriteData,
@@ -236,6 +259,7 @@ impl Coordinator {
                     // re-stamp, so this write, once acknowledged, is the
                     // newest.
                     let _ = self.replica.hlc.update(current.ts);
+                    Counters::add(&self.counters.restamps, 1);
                     attempt += 1;
                 }
                 _ if tally.backpressure && tally.applied == 0 => return Err(Error::Backpressure),
@@ -267,6 +291,12 @@ impl Coordinator {
     /// Reads `key`: the highest version among R owners' answers, with
     /// background repair of owners that answered older.
     pub(crate) async fn read(&self, key: &[u8], opts: ReadOptions) -> Result<Lookup, Error> {
+        let result = self.read_inner(key, opts).await;
+        self.count(&result, &self.counters.reads);
+        result
+    }
+
+    async fn read_inner(&self, key: &[u8], opts: ReadOptions) -> Result<Lookup, Error> {
         self.check_key(key)?;
         if opts.quorum == Some(0) {
             return Err(Error::InvalidOptions("read quorum must be at least 1"));
@@ -369,6 +399,7 @@ impl Coordinator {
             None => Write::delete(version),
         };
         let body = Bytes::from(DataRequest::encode_write(key, &write));
+        Counters::add(&self.counters.read_repairs, stale.len() as u64);
         for id in stale {
             match self.target(p, &id) {
                 Some(Target::Local) => {

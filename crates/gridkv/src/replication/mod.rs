@@ -35,11 +35,13 @@
 pub(crate) mod coordinator;
 pub(crate) mod rebalance;
 mod replica;
+mod stats;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
 pub use rebalance::FillReport;
 pub(crate) use replica::Replica;
+pub use stats::ReplicationStats;
 
 use std::time::Duration;
 
@@ -70,6 +72,10 @@ pub struct ReplicationConfig {
     /// How often a write superseded by a newer version on a replica is
     /// re-stamped and retried before it fails. Default 3.
     pub max_restamps: u32,
+    /// Time between anti-entropy rounds: each node compares the digests of
+    /// the ranges it owns with their other owners and pulls what differs.
+    /// Default 30 s.
+    pub anti_entropy_interval: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -80,6 +86,7 @@ impl Default for ReplicationConfig {
             read_quorum: 2,
             timeout: Duration::from_secs(2),
             max_restamps: 3,
+            anti_entropy_interval: Duration::from_secs(30),
         }
     }
 }
@@ -105,6 +112,11 @@ impl ReplicationConfig {
         }
         if self.max_restamps > 100 {
             return Err(("max_restamps", "at most 100"));
+        }
+        if self.anti_entropy_interval < Duration::from_millis(100)
+            || self.anti_entropy_interval > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(("anti_entropy_interval", "must be 100 ms to a week"));
         }
         Ok(())
     }

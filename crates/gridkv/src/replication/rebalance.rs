@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::coordinator::Placement;
 use super::replica::Replica;
+use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
@@ -55,6 +56,38 @@ pub(crate) struct Rebalancer {
     /// The ring this node's data reflects (empty until the first fill).
     pub(crate) filled: Arc<Ring>,
     pub(crate) timeout: Duration,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Ranges holding at most this many entries are pulled whole by
+/// anti-entropy; larger differing ranges are split and compared again.
+const AE_LEAF_ENTRIES: u64 = 4;
+/// Sub-ranges per split.
+const AE_FANOUT: u64 = 8;
+/// Deepest split (8^12 sub-ranges of one arc is far below one key each).
+const AE_MAX_DEPTH: u32 = 12;
+/// Bytes a digest request and answer cost on the wire, roughly.
+const DIGEST_BYTES: u64 = 48;
+
+/// `range` cut into `parts` equal spans of the hash space.
+fn subdivide(range: RingRange, parts: u64) -> Vec<RingRange> {
+    let span: u128 = if range.is_full() {
+        1u128 << 64
+    } else {
+        range.end.wrapping_sub(range.start) as u128
+    };
+    if span < parts as u128 {
+        return vec![range];
+    }
+    (0..parts as u128)
+        .map(|i| {
+            let lo = range.start.wrapping_add((span * i / parts as u128) as u64);
+            let hi = range
+                .start
+                .wrapping_add((span * (i + 1) / parts as u128) as u64);
+            RingRange::new(lo, hi)
+        })
+        .collect()
 }
 
 /// `arc` cut at `ring`'s tokens, each piece with its owners on `ring` (one
@@ -198,7 +231,71 @@ impl Rebalancer {
             self.filled = p.future.clone();
         }
         report.complete = complete;
+        Counters::add(&self.counters.fill_entries, report.entries);
+        Counters::add(&self.counters.fill_bytes, report.bytes);
         report
+    }
+
+    /// `d` scaled by a factor in [0.75, 1.25), so nodes' rounds spread out.
+    pub(crate) fn jitter(&self, d: Duration) -> Duration {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        let f = 0.75 + (nanos ^ (self.me.tag() as u32)) as f64 / u32::MAX as f64 * 0.5;
+        d.mul_f64(f)
+    }
+
+    /// One anti-entropy round: for each range this node owns, compare
+    /// digests with each other owner that serves reads, descend into the
+    /// sub-ranges that differ, and pull the small ones that still differ.
+    /// Only pulls: the other owners pull from this one in their rounds.
+    /// Returns the bytes exchanged.
+    pub(crate) async fn anti_entropy(&self) -> u64 {
+        let p = self.placement.load_full();
+        let n = self.replicas.min(p.ring.len());
+        let mut bytes = 0;
+        let mut entries = 0;
+        let arcs: Vec<(RingRange, Vec<NodeId>)> = p
+            .ring
+            .ranges_of(&self.me, n)
+            .map(|(range, owners)| (range, owners.iter().copied().collect()))
+            .collect();
+        for (range, owners) in arcs {
+            for id in owners.iter().filter(|id| **id != self.me) {
+                let Some(m) = p.members.get(id).filter(|m| m.serves_reads()) else {
+                    continue;
+                };
+                let addr = m.identity.addr.clone();
+                let mut pending = vec![(range, 0u32)];
+                while let Some((range, depth)) = pending.pop() {
+                    bytes += DIGEST_BYTES;
+                    let theirs = match self.ask(&addr, DataRequest::encode_digest(range)).await {
+                        Some(DataResponse::Digest(d)) => d,
+                        _ => break,
+                    };
+                    if theirs == self.replica.store.digest(range) {
+                        continue;
+                    }
+                    if theirs.count <= AE_LEAF_ENTRIES || depth >= AE_MAX_DEPTH {
+                        let mut report = FillReport::default();
+                        self.stream(&addr, range, &mut report).await;
+                        bytes += report.bytes;
+                        entries += report.entries;
+                    } else {
+                        pending.extend(
+                            subdivide(range, AE_FANOUT)
+                                .into_iter()
+                                .map(|r| (r, depth + 1)),
+                        );
+                    }
+                }
+            }
+        }
+        Counters::add(&self.counters.anti_entropy_rounds, 1);
+        Counters::add(&self.counters.anti_entropy_bytes, bytes);
+        Counters::add(&self.counters.anti_entropy_entries, entries);
+        bytes
     }
 
     /// For a leaving node: whether every member that gains one of this
@@ -231,6 +328,28 @@ impl Rebalancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subdivide_tiles_the_range() {
+        for range in [
+            RingRange::FULL,
+            RingRange::new(10, 1_000_000),
+            RingRange::new(u64::MAX - 5, 100),
+        ] {
+            let parts = subdivide(range, 8);
+            assert_eq!(parts.len(), 8);
+            assert_eq!(parts[0].start, range.start);
+            assert_eq!(parts[7].end, range.end);
+            for w in parts.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+            }
+        }
+        // Too narrow to split: kept whole.
+        assert_eq!(
+            subdivide(RingRange::new(5, 9), 8),
+            vec![RingRange::new(5, 9)]
+        );
+    }
 
     #[test]
     fn split_covers_the_arc_exactly_once() {

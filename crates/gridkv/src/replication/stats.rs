@@ -1,0 +1,64 @@
+//! Replication counters of one node.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of one node's replication counters (see
+/// [`GridKv::replication_stats`](crate::GridKv::replication_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicationStats {
+    /// Writes acknowledged (quorum reached).
+    pub writes: u64,
+    /// Reads answered (quorum reached, or local).
+    pub reads: u64,
+    /// Operations that failed for lack of a quorum (or its deadline).
+    pub quorum_failures: u64,
+    /// Writes re-stamped because a replica held a newer version.
+    pub restamps: u64,
+    /// Read-repair writes sent to stale owners.
+    pub read_repairs: u64,
+    /// Entries received while filling gained ranges.
+    pub fill_entries: u64,
+    /// Bytes of keys and values received while filling.
+    pub fill_bytes: u64,
+    /// Anti-entropy rounds run.
+    pub anti_entropy_rounds: u64,
+    /// Bytes anti-entropy exchanged (digests and pulled entries).
+    pub anti_entropy_bytes: u64,
+    /// Entries anti-entropy pulled.
+    pub anti_entropy_entries: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) writes: AtomicU64,
+    pub(crate) reads: AtomicU64,
+    pub(crate) quorum_failures: AtomicU64,
+    pub(crate) restamps: AtomicU64,
+    pub(crate) read_repairs: AtomicU64,
+    pub(crate) fill_entries: AtomicU64,
+    pub(crate) fill_bytes: AtomicU64,
+    pub(crate) anti_entropy_rounds: AtomicU64,
+    pub(crate) anti_entropy_bytes: AtomicU64,
+    pub(crate) anti_entropy_entries: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> ReplicationStats {
+        ReplicationStats {
+            writes: self.writes.load(Relaxed),
+            reads: self.reads.load(Relaxed),
+            quorum_failures: self.quorum_failures.load(Relaxed),
+            restamps: self.restamps.load(Relaxed),
+            read_repairs: self.read_repairs.load(Relaxed),
+            fill_entries: self.fill_entries.load(Relaxed),
+            fill_bytes: self.fill_bytes.load(Relaxed),
+            anti_entropy_rounds: self.anti_entropy_rounds.load(Relaxed),
+            anti_entropy_bytes: self.anti_entropy_bytes.load(Relaxed),
+            anti_entropy_entries: self.anti_entropy_entries.load(Relaxed),
+        }
+    }
+}
