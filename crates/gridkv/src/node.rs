@@ -18,6 +18,7 @@ use crate::membership::{
 };
 use crate::net::{Inbound, Lane, Transport, TransportConfig, TransportError};
 use crate::replication::coordinator::{Placement, WriteData};
+use crate::replication::hints::{HintLimits, Hints};
 use crate::replication::rebalance::Rebalancer;
 use crate::replication::{
     Coordinator, Error, ReadOptions, Replica, ReplicationConfig, ReplicationStatus, WriteOptions,
@@ -526,6 +527,14 @@ impl GridKv {
             config: config.replication.clone(),
             placement: placement.clone(),
             counters: Arc::default(),
+            hints: Arc::new(Hints::new(HintLimits {
+                max_hints: config.replication.max_hints,
+                max_bytes: config.replication.max_hint_bytes,
+                ttl: config
+                    .replication
+                    .hint_ttl
+                    .min(config.store.tombstone_grace / 2),
+            })),
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
@@ -565,7 +574,11 @@ impl GridKv {
             config.replication.anti_entropy_interval,
             inner.cancel.clone(),
         ));
-        inner.tasks.lock().extend([membership, data, rebalance]);
+        let hints = tokio::spawn(deliver_hints(Arc::downgrade(&inner), inner.cancel.clone()));
+        inner
+            .tasks
+            .lock()
+            .extend([membership, data, rebalance, hints]);
         Ok(GridKv { inner })
     }
 
@@ -995,6 +1008,27 @@ async fn rebalance(
     }
 }
 
+/// How often waiting hints are offered to owners that are back.
+const HINT_DELIVERY: Duration = Duration::from_millis(500);
+
+/// The hinted-handoff task.
+async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(HINT_DELIVERY) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.coordinator.hints.len() == 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = inner.coordinator.deliver_hints() => {}
+        }
+    }
+}
+
 /// How often the store's coarse clock is refreshed (expiry resolution).
 const STORE_TICK: Duration = Duration::from_millis(5);
 /// How often the store sweeps expired values and old tombstones.
@@ -1230,7 +1264,9 @@ impl GridKv {
 
     /// This node's replication counters.
     pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
-        self.inner.coordinator.counters.snapshot()
+        let mut stats = self.inner.coordinator.counters.snapshot();
+        stats.hints_pending = self.inner.coordinator.hints.len() as u64;
+        stats
     }
 
     /// The replication factor and quorums in force (smaller than

@@ -635,3 +635,88 @@ async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
     shutdown(&nodes).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn cluster_hints_deliver_missed_writes_when_the_owner_is_back() -> Result {
+    // Anti-entropy off (an hour), no reads: only hints can bring c the
+    // writes it missed.
+    let replication = gridkv::ReplicationConfig {
+        anti_entropy_interval: Duration::from_secs(3600),
+        timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let mut nodes: Vec<GridKv> = Vec::new();
+    for name in ["a", "b", "c"] {
+        let seeds: Vec<String> = nodes
+            .first()
+            .map(|n| n.advertised_addr().to_owned())
+            .into_iter()
+            .collect();
+        let config = GridKv::builder(name)
+            .seeds(seeds)
+            .replication(replication.clone())
+            .build()?;
+        nodes.push(GridKv::start(config).await?);
+    }
+    wait_normal(&nodes, "c", 3).await;
+    wait_normal(&nodes, "b", 3).await;
+    let cut = |on: bool| {
+        for (i, n) in nodes.iter().enumerate() {
+            for (j, other) in ["a", "b", "c"].iter().enumerate() {
+                if (i == 2) != (j == 2) {
+                    if on {
+                        n.transport()
+                            .faults()
+                            .set(id(other), LinkFaults::partitioned());
+                    } else {
+                        n.transport().faults().clear(&id(other));
+                    }
+                }
+            }
+        }
+    };
+    cut(true);
+    for i in 0..50 {
+        nodes[i % 2].set(format!("h{i}"), "x").await?;
+    }
+    // The requests to c time out (500 ms) and become hints.
+    sleep(Duration::from_millis(800)).await;
+    let stored: u64 = nodes[..2]
+        .iter()
+        .map(|n| n.replication_stats().hints_stored)
+        .sum();
+    assert!(stored >= 50, "only {stored} hints stored");
+    cut(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let have = (0..50)
+            .filter(|i| {
+                nodes[2]
+                    .store()
+                    .get(format!("h{i}").as_bytes())
+                    .unwrap()
+                    .value()
+                    .is_some()
+            })
+            .count();
+        if have == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c got {have} of 50 writes");
+        sleep(Duration::from_millis(100)).await;
+    }
+    let delivered: u64 = nodes[..2]
+        .iter()
+        .map(|n| n.replication_stats().hints_delivered)
+        .sum();
+    assert!(delivered >= 50);
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n.replication_stats().anti_entropy_entries)
+            .sum::<u64>(),
+        0
+    );
+    shutdown(&nodes).await;
+    Ok(())
+}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::hints::Hints;
 use super::replica::{repair_write, Replica};
 use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
@@ -62,6 +63,7 @@ pub(crate) struct Coordinator {
     pub(crate) config: ReplicationConfig,
     pub(crate) placement: Arc<ArcSwap<Placement>>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) hints: Arc<Hints>,
 }
 
 /// One owner's answer: whether it is a designated owner, and what it said.
@@ -120,9 +122,12 @@ impl Coordinator {
         timeout: Duration,
         slot: usize,
         tx: mpsc::Sender<Answer>,
+        hint_for: Option<NodeId>,
     ) {
         let transport = self.transport.clone();
+        let hints = hint_for.map(|owner| (owner, self.hints.clone(), self.counters.clone()));
         tokio::spawn(async move {
+            let hint_body = hints.as_ref().map(|_| body.clone());
             let answer = transport
                 .peer(&addr)
                 .request_with_timeout(Lane::Data, body, timeout)
@@ -133,8 +138,34 @@ impl Coordinator {
                         reason: format!("undecodable answer: {e}"),
                     })
                 });
+            // A write the owner did not get (it may still have applied it:
+            // the hint is then a harmless duplicate).
+            if let (Some((owner, hints, counters)), Some(body), Err(_)) =
+                (hints, hint_body, &answer)
+            {
+                let stored = hints.add(owner, body);
+                Counters::add(
+                    if stored {
+                        &counters.hints_stored
+                    } else {
+                        &counters.hints_dropped
+                    },
+                    1,
+                );
+            }
             let _ = tx.send((slot, answer)).await;
         });
+    }
+
+    /// Keeps a write for a designated owner known to be down.
+    fn hint(&self, owner: NodeId, body: &Bytes) {
+        let stored = self.hints.add(owner, body.clone());
+        let counter = if stored {
+            &self.counters.hints_stored
+        } else {
+            &self.counters.hints_dropped
+        };
+        Counters::add(counter, 1);
     }
 
     /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
@@ -227,10 +258,13 @@ impl Coordinator {
                     }
                     Some(Target::Remote(addr)) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        self.spawn_request(addr, body.clone(), left, slot, tx.clone());
+                        self.spawn_request(addr, body.clone(), left, slot, tx.clone(), Some(*id));
                         outstanding += 1;
                     }
-                    None => tally.add(owners[slot].1, Err(unreachable())),
+                    None => {
+                        self.hint(*id, &body);
+                        tally.add(owners[slot].1, Err(unreachable()));
+                    }
                 }
             }
             drop(tx);
@@ -343,7 +377,7 @@ impl Coordinator {
                     }
                     Some(Target::Remote(addr)) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        self.spawn_request(addr, body.clone(), left, next, tx.clone());
+                        self.spawn_request(addr, body.clone(), left, next, tx.clone(), None);
                         outstanding += 1;
                     }
                     None => {}
@@ -386,6 +420,50 @@ impl Coordinator {
             self.repair(key, &result, &p, stale);
         }
         Ok(result)
+    }
+
+    /// Delivers waiting hints to owners that are reachable again. Returns
+    /// how many were delivered.
+    pub(crate) async fn deliver_hints(&self) -> usize {
+        let p = self.placement.load_full();
+        let mut delivered = 0;
+        for owner in self.hints.owners() {
+            let Some(m) = p.members.get(&owner) else {
+                continue;
+            };
+            if m.liveness != crate::membership::Liveness::Alive {
+                continue;
+            }
+            let addr = m.identity.addr.clone();
+            let (batch, expired) = self.hints.take(&owner, 256);
+            Counters::add(&self.counters.hints_dropped, expired as u64);
+            let mut left = batch.into_iter();
+            while let Some(body) = left.next() {
+                let sent = self
+                    .transport
+                    .peer(&addr)
+                    .request_with_timeout(Lane::Data, body.clone(), self.config.timeout)
+                    .await;
+                match sent.map(|frame| DataResponse::decode(&frame)) {
+                    // Applied, or superseded by something newer: either
+                    // way the owner no longer needs it.
+                    Ok(Ok(DataResponse::Applied { .. } | DataResponse::Superseded { .. })) => {
+                        delivered += 1;
+                    }
+                    Ok(Ok(DataResponse::Refused { .. })) | Ok(Err(_)) => {
+                        Counters::add(&self.counters.hints_dropped, 1);
+                    }
+                    _ => {
+                        let mut rest = vec![body];
+                        rest.extend(left);
+                        self.hints.requeue(owner, rest);
+                        break;
+                    }
+                }
+            }
+        }
+        Counters::add(&self.counters.hints_delivered, delivered as u64);
+        delivered
     }
 
     /// Sends the winning version to owners that answered with older ones,

@@ -33,6 +33,7 @@
 //! it in `/health` and a metric).
 
 pub(crate) mod coordinator;
+pub(crate) mod hints;
 pub(crate) mod rebalance;
 mod replica;
 mod stats;
@@ -72,6 +73,15 @@ pub struct ReplicationConfig {
     /// How often a write superseded by a newer version on a replica is
     /// re-stamped and retried before it fails. Default 3.
     pub max_restamps: u32,
+    /// Most hints (writes kept for an unreachable owner) held at once.
+    /// Default 100,000.
+    pub max_hints: usize,
+    /// Most bytes of hints held at once. Default 64 MiB.
+    pub max_hint_bytes: usize,
+    /// How long a hint is kept before it is dropped; capped below half the
+    /// store's tombstone grace period, so a hint never outlives the
+    /// tombstones that protect its key. Default 10 minutes.
+    pub hint_ttl: Duration,
     /// Time between anti-entropy rounds: each node compares the digests of
     /// the ranges it owns with their other owners and pulls what differs.
     /// Default 30 s.
@@ -87,6 +97,9 @@ impl Default for ReplicationConfig {
             timeout: Duration::from_secs(2),
             max_restamps: 3,
             anti_entropy_interval: Duration::from_secs(30),
+            max_hints: 100_000,
+            max_hint_bytes: 64 << 20,
+            hint_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -112,6 +125,9 @@ impl ReplicationConfig {
         }
         if self.max_restamps > 100 {
             return Err(("max_restamps", "at most 100"));
+        }
+        if self.hint_ttl > Duration::from_secs(7 * 24 * 3600) {
+            return Err(("hint_ttl", "at most a week"));
         }
         if self.anti_entropy_interval < Duration::from_millis(100)
             || self.anti_entropy_interval > Duration::from_secs(7 * 24 * 3600)

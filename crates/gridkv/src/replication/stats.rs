@@ -26,6 +26,14 @@ pub struct ReplicationStats {
     pub anti_entropy_bytes: u64,
     /// Entries anti-entropy pulled.
     pub anti_entropy_entries: u64,
+    /// Hints stored for unreachable owners.
+    pub hints_stored: u64,
+    /// Hints delivered to their owner.
+    pub hints_delivered: u64,
+    /// Hints dropped: the store was full, or they expired.
+    pub hints_dropped: u64,
+    /// Hints held now.
+    pub hints_pending: u64,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +48,9 @@ pub(crate) struct Counters {
     pub(crate) anti_entropy_rounds: AtomicU64,
     pub(crate) anti_entropy_bytes: AtomicU64,
     pub(crate) anti_entropy_entries: AtomicU64,
+    pub(crate) hints_stored: AtomicU64,
+    pub(crate) hints_delivered: AtomicU64,
+    pub(crate) hints_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +70,10 @@ impl Counters {
             anti_entropy_rounds: self.anti_entropy_rounds.load(Relaxed),
             anti_entropy_bytes: self.anti_entropy_bytes.load(Relaxed),
             anti_entropy_entries: self.anti_entropy_entries.load(Relaxed),
+            hints_stored: self.hints_stored.load(Relaxed),
+            hints_delivered: self.hints_delivered.load(Relaxed),
+            hints_dropped: self.hints_dropped.load(Relaxed),
+            hints_pending: 0,
         }
     }
 }

@@ -1,0 +1,160 @@
+//! Hinted handoff: writes an owner missed, kept for it and delivered when
+//! it is reachable again.
+//!
+//! A hint is the encoded write request, kept per owner in arrival order.
+//! The store is bounded in count and bytes (a full store drops the new
+//! hint, counted) and every hint expires after a time shorter than the
+//! tombstone grace period, so a hint can never carry a write past the point
+//! where its key's tombstone may have been collected elsewhere. Hints never
+//! count towards a write quorum.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::id::NodeId;
+
+/// Bounds of the hint store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HintLimits {
+    pub(crate) max_hints: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) ttl: Duration,
+}
+
+#[derive(Debug)]
+struct Hint {
+    body: Bytes,
+    created: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_owner: BTreeMap<NodeId, VecDeque<Hint>>,
+    count: usize,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Hints {
+    limits: HintLimits,
+    inner: Mutex<Inner>,
+}
+
+impl Hints {
+    pub(crate) fn new(limits: HintLimits) -> Self {
+        Self {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Keeps `body` (an encoded write) for `owner`; false if the store is
+    /// full.
+    pub(crate) fn add(&self, owner: NodeId, body: Bytes) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.count >= self.limits.max_hints || inner.bytes + body.len() > self.limits.max_bytes
+        {
+            return false;
+        }
+        inner.count += 1;
+        inner.bytes += body.len();
+        inner.by_owner.entry(owner).or_default().push_back(Hint {
+            body,
+            created: Instant::now(),
+        });
+        true
+    }
+
+    /// Owners with hints waiting.
+    pub(crate) fn owners(&self) -> Vec<NodeId> {
+        self.inner.lock().by_owner.keys().copied().collect()
+    }
+
+    /// Up to `max` of `owner`'s oldest unexpired hints, removed from the
+    /// store; also returns how many expired ones were dropped.
+    pub(crate) fn take(&self, owner: &NodeId, max: usize) -> (Vec<Bytes>, usize) {
+        let mut inner = self.inner.lock();
+        let ttl = self.limits.ttl;
+        let Some(queue) = inner.by_owner.get_mut(owner) else {
+            return (Vec::new(), 0);
+        };
+        let mut out = Vec::new();
+        let mut expired = 0;
+        let mut freed = 0;
+        while out.len() < max {
+            let Some(hint) = queue.pop_front() else { break };
+            freed += hint.body.len();
+            if hint.created.elapsed() > ttl {
+                expired += 1;
+            } else {
+                out.push(hint.body);
+            }
+        }
+        if queue.is_empty() {
+            inner.by_owner.remove(owner);
+        }
+        inner.count -= out.len() + expired;
+        inner.bytes -= freed;
+        (out, expired)
+    }
+
+    /// Puts undelivered hints back at the front of `owner`'s queue (their
+    /// age restarts; they still expire after the ttl from now).
+    pub(crate) fn requeue(&self, owner: NodeId, bodies: Vec<Bytes>) {
+        let mut inner = self.inner.lock();
+        let now = Instant::now();
+        inner.count += bodies.len();
+        inner.bytes += bodies.iter().map(Bytes::len).sum::<usize>();
+        let queue = inner.by_owner.entry(owner).or_default();
+        for body in bodies.into_iter().rev() {
+            queue.push_front(Hint { body, created: now });
+        }
+    }
+
+    /// Hints held now.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HintLimits {
+        HintLimits {
+            max_hints: 3,
+            max_bytes: 10,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn bounded_in_count_and_bytes_and_delivered_in_order() {
+        let hints = Hints::new(limits());
+        let a = NodeId::new("a").unwrap();
+        assert!(hints.add(a, Bytes::from_static(b"1234")));
+        assert!(hints.add(a, Bytes::from_static(b"5678")));
+        assert!(
+            !hints.add(a, Bytes::from_static(b"abc")),
+            "over the byte bound"
+        );
+        assert!(hints.add(a, Bytes::from_static(b"ab")));
+        assert!(!hints.add(a, Bytes::new()), "over the count bound");
+        let (first, expired) = hints.take(&a, 2);
+        assert_eq!((first.len(), expired), (2, 0));
+        assert_eq!(&first[0][..], b"1234");
+        hints.requeue(a, vec![first[1].clone()]);
+        let (rest, _) = hints.take(&a, 10);
+        assert_eq!(
+            rest.iter().map(|b| &b[..]).collect::<Vec<_>>(),
+            [&b"5678"[..], b"ab"]
+        );
+        assert_eq!(hints.len(), 0);
+        assert!(hints.owners().is_empty());
+    }
+}
