@@ -418,7 +418,7 @@ impl Drop for Inner {
 /// let b = GridKv::start(
 ///     GridKv::builder("b").seeds([a.local_addr().to_string()]).build()?,
 /// ).await?;
-/// b.joined().await?;
+/// b.ready().await?; // joined, ranges filled, normal
 ///
 /// // Wait until both see both.
 /// let mut events = a.subscribe();
@@ -656,6 +656,32 @@ impl GridKv {
                 return Err(JoinError::ShuttingDown);
             }
         }
+    }
+
+    /// Whether this node is ready to serve: joined, its ranges filled, and
+    /// normal on the ring (what `/health` reports).
+    pub fn is_ready(&self) -> bool {
+        self.inner.placement_view().local_serves_reads
+    }
+
+    /// Waits until [`GridKv::is_ready`]: the node has joined and filled its
+    /// ranges. Data calls work before that too (any node coordinates), but a
+    /// cluster still forming may have no normal owner yet and answer
+    /// `QuorumNotReached`.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::joined`].
+    pub async fn ready(&self) -> Result<(), JoinError> {
+        self.joined().await?;
+        let mut events = self.subscribe();
+        while !self.is_ready() {
+            if self.is_closed() {
+                return Err(JoinError::ShuttingDown);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
+        }
+        Ok(())
     }
 
     /// With [`FillMode::Manual`]: this node's ranges are filled, so it goes
