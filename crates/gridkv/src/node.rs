@@ -363,6 +363,7 @@ struct Inner {
     /// Set when the node stops: data calls check it without the
     /// cancellation token's lock.
     closed: std::sync::atomic::AtomicBool,
+    rng_seed: u64,
 }
 
 impl Inner {
@@ -382,6 +383,7 @@ impl Inner {
             filled: Arc::new(Ring::new(0, []).expect("an empty ring is valid")),
             timeout: c.config.timeout,
             counters: c.counters.clone(),
+            rng: crate::net::backoff::SplitMix64::new(self.rng_seed ^ 0xa5a5),
         }
     }
 
@@ -486,7 +488,21 @@ impl GridKv {
     /// [`StartError`]: an invalid config or a listen address that cannot
     /// be bound.
     pub async fn start(config: Config) -> Result<GridKv, StartError> {
-        let (transport, incoming) = Transport::bind(config.transport.clone()).await?;
+        Self::start_with(config, Arc::new(crate::net::io::Tcp::default())).await
+    }
+
+    /// As [`GridKv::start`], over any [`Network`](crate::net::io::Network):
+    /// a simulator (the tests run whole clusters under turmoil), or a
+    /// custom socket layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::start`].
+    pub async fn start_with(
+        config: Config,
+        network: Arc<dyn crate::net::io::Network>,
+    ) -> Result<GridKv, StartError> {
+        let (transport, incoming) = Transport::bind_with(config.transport.clone(), network).await?;
         let mut identity = Identity::new(
             config.node_id,
             config.generation,
@@ -535,6 +551,7 @@ impl GridKv {
                     .hint_ttl
                     .min(config.store.tombstone_grace / 2),
             })),
+            write_barrier: std::sync::atomic::AtomicU64::new(0),
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
@@ -553,6 +570,7 @@ impl GridKv {
             tasks: Mutex::new(Vec::new()),
             coordinator,
             closed: std::sync::atomic::AtomicBool::new(false),
+            rng_seed: config.rng_seed,
         });
         let driver = Driver {
             swim,
@@ -562,6 +580,8 @@ impl GridKv {
             cancel: inner.cancel.clone(),
             placement,
             changes: changes_tx,
+            started_ms: config.clock.now_ms(),
+            restart_noted: false,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
@@ -770,6 +790,9 @@ struct Driver {
     placement: Arc<ArcSwap<Placement>>,
     /// Bumped whenever the placement changes (wakes the rebalancer).
     changes: watch::Sender<u64>,
+    /// Wall-clock ms at start.
+    started_ms: u64,
+    restart_noted: bool,
 }
 
 impl Driver {
@@ -944,6 +967,17 @@ impl Driver {
         if members_changed || ring_changed {
             self.publish_placement(&shared);
         }
+        if self.swim.saw_previous_run() && !self.restart_noted {
+            self.restart_noted = true;
+            let hlc = &shared.coordinator.replica.hlc;
+            let until = self.started_ms + Hlc::DEFAULT_MAX_DRIFT.as_millis() as u64;
+            tracing::info!(
+                node = %shared.id,
+                wait_ms = until.saturating_sub(hlc.clock().now_ms()),
+                "restart of a known node: writes wait until the clock passes the previous run's"
+            );
+            shared.coordinator.hold_writes_until(until);
+        }
     }
 }
 
@@ -1056,7 +1090,7 @@ async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken)
 }
 
 /// How often the store's coarse clock is refreshed (expiry resolution).
-const STORE_TICK: Duration = Duration::from_millis(5);
+const STORE_TICK: Duration = Duration::from_millis(10);
 /// How often the store sweeps expired values and old tombstones.
 const STORE_MAINTAIN: Duration = Duration::from_millis(100);
 

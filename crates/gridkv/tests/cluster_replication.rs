@@ -5,14 +5,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::history::{History, Op};
 use gridkv::hlc::{Clock, SystemClock};
 use gridkv::net::faults::LinkFaults;
 use gridkv::replication::{ReadOptions, WriteOptions};
 use gridkv::{Error, GridKv, Liveness, NodeId, RingState};
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, timeout, Instant};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -171,7 +171,7 @@ async fn cluster_one_owner_down_keeps_acknowledged_writes_readable() -> Result {
         let history = history.clone();
         tokio::spawn(async move {
             for value in 1..=200u64 {
-                let start = Instant::now();
+                let start = common::history::now();
                 let ok = node.set("register", value.to_string()).await.is_ok();
                 history.record(start, Op::Write { value, ok });
             }
@@ -182,7 +182,7 @@ async fn cluster_one_owner_down_keeps_acknowledged_writes_readable() -> Result {
         let history = history.clone();
         tokio::spawn(async move {
             for _ in 0..300 {
-                let start = Instant::now();
+                let start = common::history::now();
                 if let Ok(v) = node.get("register").await {
                     let value = v
                         .map(|b| std::str::from_utf8(&b).unwrap().parse().unwrap())

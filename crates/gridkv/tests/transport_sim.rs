@@ -6,54 +6,16 @@
 //! Each run is seeded; a failure prints its seed. `GRIDKV_SIM_SEEDS=<n>`
 //! runs more seeds (default 8), `GRIDKV_SEED=<seed>` replays one.
 
-use std::io;
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gridkv::net::io::{BoxFuture, Listener, Network, Stream};
+use common::turmoil_net::SimNet;
 use gridkv::net::{Incoming, Lane, Transport, TransportConfig, TransportError};
 use gridkv::{Generation, NodeId};
 use tokio::time::Instant;
-
-/// turmoil's sockets behind the transport's seam.
-struct SimNet;
-
-struct SimListener(turmoil::net::TcpListener);
-
-fn split(stream: turmoil::net::TcpStream) -> io::Result<Stream> {
-    let peer_addr = stream.peer_addr()?;
-    let (read, write) = stream.into_split();
-    Ok(Stream {
-        read: Box::new(read),
-        write: Box::new(write),
-        peer_addr,
-    })
-}
-
-impl Network for SimNet {
-    fn bind<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
-        Box::pin(async move {
-            let listener = turmoil::net::TcpListener::bind(addr).await?;
-            Ok(Box::new(SimListener(listener)) as Box<dyn Listener>)
-        })
-    }
-
-    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Stream>> {
-        Box::pin(async move { split(turmoil::net::TcpStream::connect(addr).await?) })
-    }
-}
-
-impl Listener for SimListener {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-
-    fn accept(&self) -> BoxFuture<'_, io::Result<Stream>> {
-        Box::pin(async move { split(self.0.accept().await?.0) })
-    }
-}
 
 fn config(name: &str, generation: u64, seed: u64) -> TransportConfig {
     let mut config = TransportConfig::new(

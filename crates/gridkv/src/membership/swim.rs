@@ -266,6 +266,7 @@ pub struct Swim {
     outputs: VecDeque<Output>,
     ring: RingMembers,
     ring_dirty: bool,
+    saw_previous_run: bool,
 }
 
 impl Swim {
@@ -320,6 +321,7 @@ impl Swim {
             outputs: VecDeque::new(),
             ring: RingMembers::default(),
             ring_dirty: true,
+            saw_previous_run: false,
         };
         if swim.joined {
             swim.outputs.push_back(Output::Event(MemberEvent::Joined));
@@ -355,6 +357,13 @@ impl Swim {
     /// Whether a seed refused this node (its id is in use).
     pub fn is_refused(&self) -> bool {
         self.refused
+    }
+
+    /// Whether this node has seen its own id under an earlier generation:
+    /// it is a restart of a node the cluster knew (recently enough to still
+    /// be in some member's table).
+    pub fn saw_previous_run(&self) -> bool {
+        self.saw_previous_run
     }
 
     /// Lifeguard's local health multiplier: 0 when this node's probes are
@@ -839,6 +848,8 @@ impl Swim {
         if gen != self.me.identity.generation {
             if gen > self.me.identity.generation {
                 self.report_conflict(&update.identity);
+            } else {
+                self.saw_previous_run = true;
             }
             return;
         }
@@ -874,6 +885,7 @@ impl Swim {
             self.broadcasts.push(Update::of(&self.me));
         } else if update.holds_slots && !self.me.holds_slots && self.me.ring == RingState::Joining {
             // A seed tells us our previous run held slots: keep them.
+            self.saw_previous_run = true;
             let previous = self.me.clone();
             self.me.holds_slots = true;
             self.me.incarnation = self.me.incarnation.saturating_add(1);

@@ -64,6 +64,9 @@ pub(crate) struct Coordinator {
     pub(crate) placement: Arc<ArcSwap<Placement>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) hints: Arc<Hints>,
+    /// Wall-clock ms before which this node stamps no write (see
+    /// [`Coordinator::hold_writes_until`]); 0 for none.
+    pub(crate) write_barrier: std::sync::atomic::AtomicU64,
 }
 
 /// One owner's answer: whether it is a designated owner, and what it said.
@@ -192,6 +195,16 @@ impl Coordinator {
         }
     }
 
+    /// A restarted node's clock may be behind the versions its previous
+    /// run stamped (that run's clock could have been pulled up to the drift
+    /// limit ahead by faster peers). Its writes wait until the wall clock
+    /// passes `ms`, so none is stamped below a version of the previous run,
+    /// even one that only reached a replica that is unreachable now.
+    pub(crate) fn hold_writes_until(&self, ms: u64) {
+        self.write_barrier
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn write_inner(
         &self,
         key: &[u8],
@@ -199,6 +212,20 @@ impl Coordinator {
         opts: WriteOptions,
     ) -> Result<bool, Error> {
         self.check_key(key)?;
+        let barrier = self
+            .write_barrier
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.replica.hlc.clock().now_ms();
+        if now < barrier {
+            let wait = Duration::from_millis(barrier - now);
+            if wait > opts.timeout.unwrap_or(self.config.timeout) {
+                return Err(Error::Timeout {
+                    answered: 0,
+                    required: opts.quorum.unwrap_or(self.config.write_quorum),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
         if let Some((value, _)) = &data {
             let max = self.replica.store.config().max_value_len;
             if value.len() > max {

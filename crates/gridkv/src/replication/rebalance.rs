@@ -27,6 +27,7 @@ use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
+use crate::net::backoff::{JitterSource, SplitMix64};
 use crate::net::{Lane, Transport};
 use crate::ring::Ring;
 use crate::store::ScanCursor;
@@ -57,6 +58,7 @@ pub(crate) struct Rebalancer {
     pub(crate) filled: Arc<Ring>,
     pub(crate) timeout: Duration,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) rng: SplitMix64,
 }
 
 /// Ranges holding at most this many entries are pulled whole by
@@ -236,13 +238,10 @@ impl Rebalancer {
         report
     }
 
-    /// `d` scaled by a factor in [0.75, 1.25), so nodes' rounds spread out.
-    pub(crate) fn jitter(&self, d: Duration) -> Duration {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.subsec_nanos())
-            .unwrap_or(0);
-        let f = 0.75 + (nanos ^ (self.me.tag() as u32)) as f64 / u32::MAX as f64 * 0.5;
+    /// `d` scaled by a factor in [0.75, 1.25), so nodes' rounds spread out
+    /// (seeded: a simulation replays).
+    pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
+        let f = 0.75 + (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
         d.mul_f64(f)
     }
 

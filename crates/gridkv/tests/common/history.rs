@@ -8,8 +8,18 @@
 //! flight: a failed write is indeterminate).
 #![allow(dead_code)]
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// A point in time, comparable across every node of a test: simulated
+/// time under turmoil (where each host's tokio clock has its own origin),
+/// else time since the first call.
+pub type Instant = Duration;
+
+pub fn now() -> Instant {
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    turmoil::sim_elapsed().unwrap_or_else(|| BASE.get_or_init(std::time::Instant::now).elapsed())
+}
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -34,8 +44,33 @@ pub struct History {
 
 impl History {
     pub fn record(&self, start: Instant, op: Op) {
-        let end = Instant::now();
+        let end = now();
         self.events.lock().unwrap().push(Event { start, end, op });
+    }
+
+    /// Records a write as started (and so "maybe applied", should its
+    /// caller never finish, e.g. crash); returns its index for
+    /// [`History::finish_write`].
+    pub fn begin_write(&self, value: u64) -> usize {
+        let start = now();
+        let mut events = self.events.lock().unwrap();
+        events.push(Event {
+            start,
+            // Unfinished: it may take effect at any time from now on.
+            end: start + Duration::from_secs(1 << 30),
+            op: Op::Write { value, ok: false },
+        });
+        events.len() - 1
+    }
+
+    /// Records the outcome of a write begun with [`History::begin_write`].
+    pub fn finish_write(&self, index: usize, ok: bool) {
+        let mut events = self.events.lock().unwrap();
+        let e = &mut events[index];
+        e.end = now();
+        if let Op::Write { ok: o, .. } = &mut e.op {
+            *o = ok;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -60,13 +95,24 @@ impl History {
                 .max()
                 .unwrap_or(0);
             if value < floor {
+                let when = |v: u64| {
+                    events
+                        .iter()
+                        .find(|w| matches!(w.op, Op::Write { value, .. } if value == v))
+                        .map(|w| format!("{:?}", w))
+                        .unwrap_or_default()
+                };
                 out.push(format!(
-                    "read returned {value} but {floor} was acknowledged before the read started"
+                    "read returned {value} but {floor} was acknowledged before the read started \
+                     (read {read:?}; write of {value}: {}; write of {floor}: {})",
+                    when(value),
+                    when(floor)
                 ));
             }
             if value != 0 {
                 let written = events.iter().any(|w| {
-                    matches!(w.op, Op::Write { value: v, .. } if v == value) && w.start < read.end
+                    // `<=`: under virtual time both can fall in one tick.
+                    matches!(w.op, Op::Write { value: v, .. } if v == value) && w.start <= read.end
                 });
                 if !written {
                     out.push(format!("read returned {value}, which no write (yet) wrote"));

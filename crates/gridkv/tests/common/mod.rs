@@ -1,3 +1,4 @@
 //! Helpers shared by integration tests and benches.
 pub mod history;
 pub mod membership_sim;
+pub mod turmoil_net;

