@@ -27,6 +27,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const HOSTS: usize = 5;
+/// Faults start after this much simulated time (the cluster forms first).
+const WARM_UP: Duration = Duration::from_secs(4);
 /// Virtual wall clock: a fixed epoch plus simulated time, plus skew.
 #[derive(Debug)]
 struct SimClock {
@@ -94,7 +96,8 @@ async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::
         // The workload starts once the cluster has formed: while it forms,
         // the effective N is the number of normal members (documented), so
         // early writes are only as safe as the few nodes there were.
-        while node.ring().len() < HOSTS {
+        let formed = |n: &GridKv| n.ring().len() == HOSTS;
+        while !formed(&node) && turmoil::sim_elapsed().unwrap_or_default() < WARM_UP {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -143,10 +146,10 @@ fn run(seed: u64) -> (Vec<String>, usize) {
         tokio::time::sleep(Duration::from_secs(24)).await;
         Ok(())
     });
-    // Faults for 14 s after a 3 s warm-up, then 7 s to heal and check.
+    // Faults for 13 s after the warm-up, then 7 s to heal and check.
     let mut crashed: Vec<usize> = Vec::new();
     let mut cut: Vec<(usize, usize)> = Vec::new();
-    let mut next_fault = Duration::from_secs(3);
+    let mut next_fault = WARM_UP;
     loop {
         let elapsed = sim.elapsed();
         if elapsed >= next_fault && elapsed < Duration::from_secs(17) {
