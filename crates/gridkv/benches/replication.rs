@@ -22,38 +22,17 @@ use gridkv::replication::ReadOptions;
 use gridkv::{GridKv, Liveness, RingState};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "common/raw_echo.rs"]
+mod raw_echo;
+use raw_echo::raw_server;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-async fn raw_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.into_split();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match read.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    if write.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 async fn raw_rtt(addr: &str, secs: u64) -> Histogram<u64> {

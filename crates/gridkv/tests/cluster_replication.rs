@@ -32,6 +32,15 @@ impl Clock for Skewed {
 
 /// `names.len()` nodes joined through the first, all normal in every view.
 async fn cluster(names: &[&str], clocks: &[i64]) -> Result<Vec<GridKv>> {
+    cluster_with(names, clocks, gridkv::ReplicationConfig::default()).await
+}
+
+/// As [`cluster`], with a replication config.
+async fn cluster_with(
+    names: &[&str],
+    clocks: &[i64],
+    replication: gridkv::ReplicationConfig,
+) -> Result<Vec<GridKv>> {
     let mut nodes: Vec<GridKv> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let seeds: Vec<String> = nodes
@@ -43,6 +52,7 @@ async fn cluster(names: &[&str], clocks: &[i64]) -> Result<Vec<GridKv>> {
         let config = GridKv::builder(*name)
             .seeds(seeds)
             .clock(Arc::new(Skewed(skew)))
+            .replication(replication.clone())
             .build()?;
         nodes.push(GridKv::start(config).await?);
     }
@@ -61,6 +71,24 @@ async fn cluster(names: &[&str], clocks: &[i64]) -> Result<Vec<GridKv>> {
         }
         assert!(Instant::now() < deadline, "cluster did not form");
         sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Cuts node `victim` off from every other node (both directions, at the
+/// transport's fault hooks), or heals that.
+fn isolate(nodes: &[GridKv], victim: usize, on: bool) {
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, other) in nodes.iter().enumerate() {
+            if (i == victim) != (j == victim) {
+                if on {
+                    n.transport()
+                        .faults()
+                        .set(other.id(), LinkFaults::partitioned());
+                } else {
+                    n.transport().faults().clear(&other.id());
+                }
+            }
+        }
     }
 }
 
@@ -264,19 +292,9 @@ async fn cluster_partitioned_owner_is_repaired_and_deletes_stay_deleted() -> Res
     let nodes = cluster(&["a", "b", "c"], &[]).await?;
     nodes[0].set("doomed", "v1").await?;
     // Cut c off in both directions.
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in ["a", "b", "c"].iter().enumerate() {
-            if (i == 2) != (j == 2) {
-                n.transport()
-                    .faults()
-                    .set(id(other), LinkFaults::partitioned());
-            }
-        }
-    }
+    isolate(&nodes, 2, true);
     assert!(nodes[0].delete("doomed").await?);
-    for n in &nodes {
-        n.transport().faults().clear_all();
-    }
+    isolate(&nodes, 2, false);
     // c still holds the old value locally...
     assert!(nodes[2]
         .get_with("doomed", ReadOptions::local())
@@ -549,21 +567,7 @@ async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
         anti_entropy_interval: Duration::from_millis(500),
         ..Default::default()
     };
-    let mut nodes: Vec<GridKv> = Vec::new();
-    for name in ["a", "b", "c"] {
-        let seeds: Vec<String> = nodes
-            .first()
-            .map(|n| n.advertised_addr().to_owned())
-            .into_iter()
-            .collect();
-        let config = GridKv::builder(name)
-            .seeds(seeds)
-            .replication(replication.clone())
-            .build()?;
-        nodes.push(GridKv::start(config).await?);
-    }
-    wait_normal(&nodes, "c", 3).await;
-    wait_normal(&nodes, "b", 3).await;
+    let nodes = cluster_with(&["a", "b", "c"], &[], replication).await?;
     // 20,000 keys of 1 KiB: a 20 MB dataset.
     let pairs: Vec<(String, bytes::Bytes)> = (0..20_000)
         .map(|i| (format!("k{i}"), bytes::Bytes::from(vec![b'v'; 1024])))
@@ -580,22 +584,12 @@ async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
         .collect();
     // c misses 10 writes (partitioned), then the partition heals; nobody
     // reads them, so only anti-entropy can bring them to c.
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in ["a", "b", "c"].iter().enumerate() {
-            if (i == 2) != (j == 2) {
-                n.transport()
-                    .faults()
-                    .set(id(other), LinkFaults::partitioned());
-            }
-        }
-    }
+    isolate(&nodes, 2, true);
     for i in 0..10 {
         nodes[0].set(format!("missed-{i}"), "x").await?;
         nodes[0].set(format!("k{i}"), "changed").await?;
     }
-    for n in &nodes {
-        n.transport().faults().clear_all();
-    }
+    isolate(&nodes, 2, false);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut missing = 0;
@@ -645,37 +639,8 @@ async fn cluster_hints_deliver_missed_writes_when_the_owner_is_back() -> Result 
         timeout: Duration::from_millis(500),
         ..Default::default()
     };
-    let mut nodes: Vec<GridKv> = Vec::new();
-    for name in ["a", "b", "c"] {
-        let seeds: Vec<String> = nodes
-            .first()
-            .map(|n| n.advertised_addr().to_owned())
-            .into_iter()
-            .collect();
-        let config = GridKv::builder(name)
-            .seeds(seeds)
-            .replication(replication.clone())
-            .build()?;
-        nodes.push(GridKv::start(config).await?);
-    }
-    wait_normal(&nodes, "c", 3).await;
-    wait_normal(&nodes, "b", 3).await;
-    let cut = |on: bool| {
-        for (i, n) in nodes.iter().enumerate() {
-            for (j, other) in ["a", "b", "c"].iter().enumerate() {
-                if (i == 2) != (j == 2) {
-                    if on {
-                        n.transport()
-                            .faults()
-                            .set(id(other), LinkFaults::partitioned());
-                    } else {
-                        n.transport().faults().clear(&id(other));
-                    }
-                }
-            }
-        }
-    };
-    cut(true);
+    let nodes = cluster_with(&["a", "b", "c"], &[], replication).await?;
+    isolate(&nodes, 2, true);
     for i in 0..50 {
         nodes[i % 2].set(format!("h{i}"), "x").await?;
     }
@@ -686,7 +651,7 @@ async fn cluster_hints_deliver_missed_writes_when_the_owner_is_back() -> Result 
         .map(|n| n.replication_stats().hints_stored)
         .sum();
     assert!(stored >= 50, "only {stored} hints stored");
-    cut(false);
+    isolate(&nodes, 2, false);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let have = (0..50)
