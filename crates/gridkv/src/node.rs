@@ -344,6 +344,11 @@ const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 /// node's ranges to hold its data before it leaves anyway.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long after a placement change writes also need a quorum of the
+/// previous owners: longer than a change takes to reach every node, so a
+/// reader still on the old ring meets every write.
+const TRANSITION_GRACE: Duration = Duration::from_secs(3);
+
 /// How long a node waits after joining before it streams its ranges, so
 /// that the cluster has heard it is joining and sends it new writes.
 const SETTLE: Duration = Duration::from_millis(1000);
@@ -888,11 +893,18 @@ impl Driver {
             }
         };
         let members = self.swim.members().map(|m| (m.id(), m.clone())).collect();
+        let old = self.placement.load_full();
+        let previous = if old.ring.nodes() != ring.nodes() && !old.ring.is_empty() {
+            Some((old.ring.clone(), Instant::now() + TRANSITION_GRACE))
+        } else {
+            old.previous.clone()
+        };
         self.placement.store(Arc::new(Placement {
             ring,
             future,
             members,
             local_serves_reads: self.swim.local().serves_reads(),
+            previous,
         }));
         self.changes.send_modify(|v| *v += 1);
     }

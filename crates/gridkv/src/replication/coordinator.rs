@@ -32,6 +32,9 @@ pub(crate) struct Placement {
     pub(crate) members: BTreeMap<NodeId, Member>,
     /// Whether this node serves reads (the local-read fast path).
     pub(crate) local_serves_reads: bool,
+    /// The placement ring before the last change, and until when writes
+    /// also need a quorum of its owners.
+    pub(crate) previous: Option<(Arc<Ring>, Instant)>,
 }
 
 impl Placement {
@@ -42,6 +45,7 @@ impl Placement {
             ring,
             members: BTreeMap::new(),
             local_serves_reads: false,
+            previous: None,
         }
     }
 }
@@ -252,19 +256,53 @@ impl Coordinator {
             });
         }
         let hash = key_hash(key);
-        let designated: Vec<NodeId> = p.ring.preference_list(hash, n).iter().copied().collect();
-        let pending: Vec<NodeId> = p
-            .future
+        // Joint quorums while the ring changes: W of the current owners,
+        // and W of the owners after pending changes (joins, leaves), and,
+        // for a while after a change, W of the owners before it, so that a
+        // reader whose view is a step behind or ahead still meets this write.
+        let mut sets = vec![p
+            .ring
             .preference_list(hash, n)
             .iter()
-            .filter(|id| !designated.contains(id))
+            .copied()
+            .collect::<Vec<_>>()];
+        let future_n = self.config.replicas.min(p.future.len());
+        let future: Vec<NodeId> = p
+            .future
+            .preference_list(hash, future_n)
+            .iter()
             .copied()
             .collect();
-        let owners: Vec<(NodeId, bool)> = designated
-            .iter()
-            .map(|id| (*id, true))
-            .chain(pending.iter().map(|id| (*id, false)))
-            .collect();
+        if !same_members(&future, &sets[0]) && !future.is_empty() {
+            sets.push(future);
+        }
+        if let Some(previous) = p
+            .previous
+            .as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+        {
+            let previous_n = self.config.replicas.min(previous.0.len());
+            let before: Vec<NodeId> = previous
+                .0
+                .preference_list(hash, previous_n)
+                .iter()
+                .copied()
+                .collect();
+            if !before.is_empty() && sets.iter().all(|s| !same_members(s, &before)) {
+                sets.push(before);
+            }
+        }
+        let required: Vec<usize> = sets.iter().map(|s| w.min(s.len())).collect();
+        // Every owner of any set, with the sets it belongs to (bit i: set i).
+        let mut owners: Vec<(NodeId, u8)> = Vec::new();
+        for (i, set) in sets.iter().enumerate() {
+            for id in set {
+                match owners.iter_mut().find(|(o, _)| o == id) {
+                    Some((_, mask)) => *mask |= 1 << i,
+                    None => owners.push((*id, 1 << i)),
+                }
+            }
+        }
 
         let mut attempt = 0;
         loop {
@@ -275,7 +313,7 @@ impl Coordinator {
             };
             let body = Bytes::from(DataRequest::encode_write(key, &write));
             let (tx, mut rx) = mpsc::channel::<Answer>(owners.len());
-            let mut tally = Tally::default();
+            let mut tally = Tally::new(required.clone());
             let mut outstanding = 0;
             for (slot, (id, _)) in owners.iter().enumerate() {
                 match self.target(&p, id) {
@@ -295,7 +333,7 @@ impl Coordinator {
                 }
             }
             drop(tx);
-            while tally.applied < w && outstanding > 0 {
+            while !tally.satisfied() && outstanding > 0 {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some((slot, answer))) => {
                         outstanding -= 1;
@@ -310,7 +348,7 @@ impl Coordinator {
                     }
                 }
             }
-            if tally.applied >= w {
+            if tally.satisfied() {
                 return Ok(tally.was_live);
             }
             match tally.superseded {
@@ -536,9 +574,17 @@ fn unreachable() -> TransportError {
     }
 }
 
-/// Counts a write's answers.
+/// Whether two owner lists hold the same members.
+fn same_members(a: &[NodeId], b: &[NodeId]) -> bool {
+    a.len() == b.len() && a.iter().all(|id| b.contains(id))
+}
+
+/// Counts a write's answers against each owner set's quorum. `applied` is
+/// the count in the first set (the current owners), the one errors report.
 #[derive(Debug, Default)]
 struct Tally {
+    required: Vec<usize>,
+    per_set: Vec<usize>,
     applied: usize,
     was_live: bool,
     superseded: Option<Version>,
@@ -546,13 +592,33 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, designated: bool, answer: Result<DataResponse, TransportError>) {
+    fn new(required: Vec<usize>) -> Self {
+        Self {
+            per_set: vec![0; required.len()],
+            required,
+            ..Self::default()
+        }
+    }
+
+    fn satisfied(&self) -> bool {
+        self.per_set
+            .iter()
+            .zip(&self.required)
+            .all(|(have, need)| have >= need)
+    }
+
+    fn add(&mut self, sets: u8, answer: Result<DataResponse, TransportError>) {
         match answer {
-            // Only designated owners count towards the quorum; pending
-            // owners get the write for their future ranges.
-            Ok(DataResponse::Applied { was_live }) if designated => {
-                self.applied += 1;
-                self.was_live |= was_live;
+            Ok(DataResponse::Applied { was_live }) => {
+                for (i, count) in self.per_set.iter_mut().enumerate() {
+                    if sets & (1 << i) != 0 {
+                        *count += 1;
+                    }
+                }
+                if sets & 1 != 0 {
+                    self.applied += 1;
+                    self.was_live |= was_live;
+                }
             }
             Ok(DataResponse::Superseded { current }) => {
                 self.superseded = self.superseded.max(Some(current));
