@@ -539,7 +539,11 @@ impl GridKv {
             config.generation,
             config.clock.clone(),
         ));
-        let replica = Arc::new(Replica { store, hlc });
+        let replica = Arc::new(Replica {
+            store,
+            hlc,
+            serves_reads: std::sync::atomic::AtomicBool::new(false),
+        });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let coordinator = Coordinator {
             me: config.node_id,
@@ -899,11 +903,17 @@ impl Driver {
         } else {
             old.previous.clone()
         };
+        let serves_reads = self.swim.local().serves_reads();
+        shared
+            .coordinator
+            .replica
+            .serves_reads
+            .store(serves_reads, std::sync::atomic::Ordering::Release);
         self.placement.store(Arc::new(Placement {
             ring,
             future,
             members,
-            local_serves_reads: self.swim.local().serves_reads(),
+            local_serves_reads: serves_reads,
             previous,
         }));
         self.changes.send_modify(|v| *v += 1);

@@ -162,6 +162,9 @@ fn run(seed: u64) -> (Vec<String>, usize) {
             match choice {
                 0 if crashed.is_empty() => {
                     let v = rng.random_range(0..HOSTS);
+                    if trace {
+                        eprintln!("  crash n{v}");
+                    }
                     sim.crash(name(v).as_str());
                     crashed.push(v);
                 }

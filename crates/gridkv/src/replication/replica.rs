@@ -13,6 +13,11 @@ use crate::store::{ApplyOutcome, Lookup, Store, Write};
 pub(crate) struct Replica {
     pub(crate) store: Arc<Store>,
     pub(crate) hlc: Arc<Hlc>,
+    /// Whether this node serves reads (normal or leaving): until then its
+    /// store may lack what it owns, so remote reads, scans and digests are
+    /// refused rather than answered stale (a coordinator with an old view
+    /// of a restarted node would otherwise count an empty answer).
+    pub(crate) serves_reads: std::sync::atomic::AtomicBool,
 }
 
 impl Replica {
@@ -51,7 +56,18 @@ impl Replica {
 
     /// Answers one data-lane request.
     pub(crate) fn handle(&self, frame: &Bytes) -> DataResponse {
-        match DataRequest::decode(frame) {
+        let request = DataRequest::decode(frame);
+        if matches!(
+            request,
+            Ok(DataRequest::Read { .. } | DataRequest::Scan { .. } | DataRequest::Digest { .. })
+        ) && !self.serves_reads.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return DataResponse::Refused {
+                code: RefusalCode::NotReady,
+                reason: "not serving reads yet (joining)".to_owned(),
+            };
+        }
+        match request {
             Err(e) => DataResponse::Refused {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),

@@ -179,6 +179,9 @@ pub enum RefusalCode {
     ClockDrift = 2,
     /// The replica is shutting down.
     ShuttingDown = 3,
+    /// The replica does not serve reads yet (joining, not filled): its
+    /// answer could be stale.
+    NotReady = 4,
     /// A code this build does not know.
     Unknown = 0xffff,
 }
@@ -189,6 +192,7 @@ impl RefusalCode {
             1 => RefusalCode::Invalid,
             2 => RefusalCode::ClockDrift,
             3 => RefusalCode::ShuttingDown,
+            4 => RefusalCode::NotReady,
             _ => RefusalCode::Unknown,
         }
     }
