@@ -70,7 +70,7 @@ fn main() {
         let load = Instant::now();
         let value = bytes::Bytes::from_static(b"0123456789abcdef");
         let batch: Vec<String> = (0..keys).map(|i| format!("key-{i:08}")).collect();
-        for chunk in batch.chunks(2000) {
+        for chunk in batch.chunks(256) {
             let pairs: Vec<(&String, bytes::Bytes)> = chunk.iter().map(|k| (k, value.clone())).collect();
             for r in nodes[0].set_many(&pairs).await {
                 r.unwrap();
