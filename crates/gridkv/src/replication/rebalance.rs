@@ -170,24 +170,37 @@ impl Rebalancer {
         DataResponse::decode(&frame).ok()
     }
 
-    /// Streams `range` from `addr` into the local store.
-    async fn stream(&self, addr: &str, range: RingRange, report: &mut FillReport) -> bool {
+    /// Streams `range` from `addr` into the local store (only tombstones
+    /// if `tombstones_only`). Counts entries that changed the store.
+    async fn stream(
+        &self,
+        addr: &str,
+        range: RingRange,
+        tombstones_only: bool,
+        report: &mut FillReport,
+    ) -> bool {
         let mut after: Option<ScanCursor> = None;
         loop {
             let Some(DataResponse::Batch { entries, next }) = self
-                .ask(addr, DataRequest::encode_scan(range, after.as_ref()))
+                .ask(
+                    addr,
+                    DataRequest::encode_scan(range, after.as_ref(), tombstones_only),
+                )
                 .await
             else {
                 return false;
             };
             for entry in &entries {
+                report.bytes += entry.key.len() as u64;
+                if let crate::store::EntryData::Value { value, .. } = &entry.data {
+                    report.bytes += value.len() as u64;
+                }
                 if let Some(write) = entry.write() {
-                    report.entries += 1;
-                    report.bytes += entry.key.len() as u64;
-                    if let crate::store::EntryData::Value { value, .. } = &entry.data {
-                        report.bytes += value.len() as u64;
+                    if let Ok(crate::store::ApplyOutcome::Applied { .. }) =
+                        self.replica.store.apply(&entry.key, write)
+                    {
+                        report.entries += 1;
                     }
-                    let _ = self.replica.store.apply(&entry.key, write);
                 }
             }
             match next {
@@ -195,6 +208,15 @@ impl Rebalancer {
                 None => return true,
             }
         }
+    }
+
+    /// Whether the local store is near its memory budget: values pulled in
+    /// would only be evicted again, so anti-entropy pulls tombstones only
+    /// (a value missing here is a cache miss that quorum reads cover; a
+    /// missing tombstone could resurrect a key).
+    fn under_memory_pressure(&self) -> bool {
+        let stats = self.replica.store.stats();
+        stats.bytes.saturating_mul(10) >= stats.budget.saturating_mul(9)
     }
 
     /// One fill pass: stream every gained piece, then re-stream the pieces
@@ -208,7 +230,7 @@ impl Rebalancer {
         };
         for piece in &pieces {
             for (_, addr) in &piece.sources {
-                complete &= self.stream(addr, piece.range, &mut report).await;
+                complete &= self.stream(addr, piece.range, false, &mut report).await;
             }
         }
         // Catch-up: writes that raced the first pass.
@@ -225,7 +247,7 @@ impl Rebalancer {
                     }
                 };
                 if theirs != self.replica.store.digest(piece.range) {
-                    complete &= self.stream(addr, piece.range, &mut report).await;
+                    complete &= self.stream(addr, piece.range, false, &mut report).await;
                 }
             }
         }
@@ -278,7 +300,9 @@ impl Rebalancer {
                     }
                     if theirs.count <= AE_LEAF_ENTRIES || depth >= AE_MAX_DEPTH {
                         let mut report = FillReport::default();
-                        self.stream(&addr, range, &mut report).await;
+                        let tombstones_only = self.under_memory_pressure();
+                        self.stream(&addr, range, tombstones_only, &mut report)
+                            .await;
                         bytes += report.bytes;
                         entries += report.entries;
                     } else {

@@ -73,13 +73,22 @@ impl Replica {
                 reason: e.to_string(),
             },
             Ok(DataRequest::Read { key }) => self.read(&key),
-            Ok(DataRequest::Scan { range, after }) => {
-                let batch = self.store.scan(
+            Ok(DataRequest::Scan {
+                range,
+                after,
+                tombstones_only,
+            }) => {
+                let mut batch = self.store.scan(
                     range,
                     after.as_ref(),
                     super::wire::MAX_BATCH_ENTRIES,
                     super::wire::MAX_BATCH_BYTES,
                 );
+                if tombstones_only {
+                    batch
+                        .entries
+                        .retain(|e| matches!(e.data, crate::store::EntryData::Tombstone { .. }));
+                }
                 DataResponse::Batch {
                     entries: batch.entries,
                     next: batch.next,

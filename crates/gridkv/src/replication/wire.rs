@@ -82,6 +82,7 @@ enum RequestWire<'a> {
         start: u64,
         end: u64,
         after: Option<(u64, &'a [u8])>,
+        tombstones_only: bool,
     },
     Digest {
         start: u64,
@@ -161,6 +162,9 @@ pub enum DataRequest {
         range: RingRange,
         /// Where the previous batch stopped.
         after: Option<ScanCursor>,
+        /// Send only tombstones (a receiver under memory pressure wants
+        /// deletes, not values it would evict again).
+        tombstones_only: bool,
     },
     /// The digest of a ring range.
     Digest {
@@ -298,12 +302,18 @@ impl DataRequest {
         encode(&RequestWire::Read { key })
     }
 
-    /// Encodes a scan of `range` continuing after `after`.
-    pub fn encode_scan(range: RingRange, after: Option<&ScanCursor>) -> Vec<u8> {
+    /// Encodes a scan of `range` continuing after `after`, of every entry
+    /// or only of tombstones.
+    pub fn encode_scan(
+        range: RingRange,
+        after: Option<&ScanCursor>,
+        tombstones_only: bool,
+    ) -> Vec<u8> {
         encode(&RequestWire::Scan {
             start: range.start,
             end: range.end,
             after: after.map(ScanCursor::parts),
+            tombstones_only,
         })
     }
 
@@ -341,9 +351,15 @@ impl DataRequest {
             RequestWire::Read { key } => DataRequest::Read {
                 key: slice_of(frame, key),
             },
-            RequestWire::Scan { start, end, after } => DataRequest::Scan {
+            RequestWire::Scan {
+                start,
+                end,
+                after,
+                tombstones_only,
+            } => DataRequest::Scan {
                 range: RingRange::new(start, end),
                 after: after.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                tombstones_only,
             },
             RequestWire::Digest { start, end } => DataRequest::Digest {
                 range: RingRange::new(start, end),
