@@ -391,11 +391,6 @@ impl Inner {
             rng: crate::net::backoff::SplitMix64::new(self.rng_seed ^ 0xa5a5),
         }
     }
-
-    /// A rebalancer used only to check a leaving node's handoff.
-    fn handoff(&self) -> Rebalancer {
-        self.rebalancer()
-    }
 }
 
 impl Drop for Inner {
@@ -734,7 +729,8 @@ impl GridKv {
             .is_ok()
         {
             let deadline = Instant::now() + HANDOFF_TIMEOUT;
-            let handoff = self.inner.handoff();
+            // A rebalancer of its own, used only for the digest checks.
+            let handoff = self.inner.rebalancer();
             while Instant::now() < deadline && !self.inner.cancel.is_cancelled() {
                 let leaving = self
                     .inner

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::hints::Hints;
-use super::replica::{repair_write, Replica};
+use super::replica::Replica;
 use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
 use super::{Error, ReadOptions, ReplicationConfig, ReplicationStatus, WriteOptions};
@@ -534,12 +534,15 @@ impl Coordinator {
     /// Sends the winning version to owners that answered with older ones,
     /// in the background.
     fn repair(&self, key: &[u8], winner: &Lookup, p: &Placement, stale: Vec<NodeId>) {
-        let Some((version, data)) = repair_write(winner) else {
-            return;
-        };
-        let write = match &data {
-            Some((value, expires_at)) => Write::set(version, value, *expires_at),
-            None => Write::delete(version),
+        // The write that makes a replica match the winner; the store's own
+        // tombstone rule covers deletes and expiries alike.
+        let write = match winner {
+            Lookup::Live(item) => Write::set(item.version, &item.value, item.expires_at),
+            Lookup::Dead {
+                version,
+                expired_at,
+            } => Write::tombstone(*version, *expired_at),
+            Lookup::Missing | Lookup::Evicted { .. } => return,
         };
         let body = Bytes::from(DataRequest::encode_write(key, &write));
         Counters::add(&self.counters.read_repairs, stale.len() as u64);

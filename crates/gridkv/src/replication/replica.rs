@@ -5,8 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::wire::{DataRequest, DataResponse, RefusalCode};
-use crate::hlc::{Hlc, Version};
-use crate::store::{ApplyOutcome, Lookup, Store, Write};
+use crate::hlc::Hlc;
+use crate::store::{ApplyOutcome, Store, Write};
 
 /// This node's store and clock, as a replica.
 #[derive(Debug)]
@@ -109,20 +109,3 @@ impl Replica {
 /// What a write stores: `Some((value, expiry))` for a set, `None` for a
 /// delete.
 pub(crate) type WriteData = Option<(Bytes, Option<u64>)>;
-
-/// The write that makes a replica match `lookup` (for read repair), if it
-/// carries enough to do so (an evicted value does not).
-pub(crate) fn repair_write(lookup: &Lookup) -> Option<(Version, WriteData)> {
-    match lookup {
-        Lookup::Live(item) => Some((item.version, Some((item.value.clone(), item.expires_at)))),
-        Lookup::Dead {
-            version,
-            expired_at: Some(at),
-        } => Some((*version, Some((Bytes::new(), Some(*at))))),
-        Lookup::Dead {
-            version,
-            expired_at: None,
-        } => Some((*version, None)),
-        Lookup::Missing | Lookup::Evicted { .. } => None,
-    }
-}
