@@ -20,12 +20,14 @@
 //! - [`replication`]: quorum writes and reads over the key's owners, with
 //!   re-stamping past newer versions and read repair.
 //! - [`node`]: the [`GridKv`] handle that runs a node.
+//! - [`metrics`]: per-node latency histograms of data operations.
 #![warn(missing_docs)]
 
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
 pub mod membership;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod replication;

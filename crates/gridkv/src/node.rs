@@ -369,6 +369,7 @@ struct Inner {
     /// cancellation token's lock.
     closed: std::sync::atomic::AtomicBool,
     rng_seed: u64,
+    metrics: crate::metrics::NodeMetrics,
 }
 
 impl Inner {
@@ -575,6 +576,7 @@ impl GridKv {
             coordinator,
             closed: std::sync::atomic::AtomicBool::new(false),
             rng_seed: config.rng_seed,
+            metrics: crate::metrics::NodeMetrics::default(),
         });
         let driver = Driver {
             swim,
@@ -1223,6 +1225,7 @@ impl GridKv {
         if options.local && !self.is_closed() {
             // Answered before any future of the network path is built.
             if let Some(result) = self.inner.coordinator.read_local(key) {
+                self.count_local_read();
                 return Ok(result?.value().cloned());
             }
         }
@@ -1377,7 +1380,42 @@ impl GridKv {
         if self.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        Box::pin(self.inner.coordinator.write(key, data, options)).await
+        let histogram = match data {
+            Some(_) => &self.inner.metrics.writes,
+            None => &self.inner.metrics.deletes,
+        };
+        let started = Instant::now();
+        let result = Box::pin(self.inner.coordinator.write(key, data, options)).await;
+        histogram.record(started.elapsed());
+        result
+    }
+
+    fn count_local_read(&self) {
+        self.inner
+            .metrics
+            .local_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This node's operation latencies (see [`crate::metrics`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("m1").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("k", "v").await?;
+    /// node.get("k").await?;
+    /// assert_eq!(node.metrics().writes.snapshot().count, 1);
+    /// assert_eq!(node.metrics().reads.snapshot().count, 1);
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        &self.inner.metrics
     }
 
     async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
@@ -1386,12 +1424,16 @@ impl GridKv {
         }
         if options.local {
             if let Some(result) = self.inner.coordinator.read_local(key) {
+                self.count_local_read();
                 return result;
             }
         }
         // Boxed: the network path's state is large, and callers' futures
         // stay small.
-        Box::pin(self.inner.coordinator.read(key, options)).await
+        let started = Instant::now();
+        let result = Box::pin(self.inner.coordinator.read(key, options)).await;
+        self.inner.metrics.reads.record(started.elapsed());
+        result
     }
 
     async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {

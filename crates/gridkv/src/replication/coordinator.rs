@@ -311,9 +311,16 @@ impl Coordinator {
                 Some((value, expires_at)) => Write::set(version, value, *expires_at),
                 None => Write::delete(version),
             };
-            let body = Bytes::from(DataRequest::encode_write(key, &write));
-            let (tx, mut rx) = mpsc::channel::<Answer>(owners.len());
+            // The encoded request and the answer channel are built only
+            // when some owner is remote (a one-node cluster needs neither).
+            let mut body: Option<Bytes> = None;
+            let encoded = |body: &mut Option<Bytes>| {
+                body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, &write)))
+                    .clone()
+            };
+            let mut channel: Option<(mpsc::Sender<Answer>, mpsc::Receiver<Answer>)> = None;
             let mut tally = Tally::new(required.clone());
+            tally.mine = Some(version);
             let mut outstanding = 0;
             for (slot, (id, _)) in owners.iter().enumerate() {
                 match self.target(&p, id) {
@@ -323,17 +330,24 @@ impl Coordinator {
                     }
                     Some(Target::Remote(addr)) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        self.spawn_request(addr, body.clone(), left, slot, tx.clone(), Some(*id));
+                        let tx = channel
+                            .get_or_insert_with(|| mpsc::channel::<Answer>(owners.len()))
+                            .0
+                            .clone();
+                        self.spawn_request(addr, encoded(&mut body), left, slot, tx, Some(*id));
                         outstanding += 1;
                     }
                     None => {
-                        self.hint(*id, &body);
+                        self.hint(*id, &encoded(&mut body));
                         tally.add(owners[slot].1, Err(unreachable()));
                     }
                 }
             }
-            drop(tx);
-            while !tally.satisfied() && outstanding > 0 {
+            let mut rx = channel.map(|(tx, rx)| {
+                drop(tx);
+                rx
+            });
+            while let (false, true, Some(rx)) = (tally.satisfied(), outstanding > 0, rx.as_mut()) {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some((slot, answer))) => {
                         outstanding -= 1;
@@ -424,8 +438,11 @@ impl Coordinator {
         if opts.local {
             r = 1;
         }
-        let body = Bytes::from(DataRequest::encode_read(key));
-        let (tx, mut rx) = mpsc::channel::<Answer>(candidates.len().max(1));
+        // Built on the first remote request (an answer from the local store
+        // alone needs neither).
+        let mut body: Option<Bytes> = None;
+        let mut channel: (Option<mpsc::Sender<Answer>>, Option<mpsc::Receiver<Answer>>) =
+            (None, None);
         let mut answers: Vec<(NodeId, Lookup)> = Vec::with_capacity(r);
         let mut next = 0;
         let mut outstanding = 0;
@@ -442,7 +459,15 @@ impl Coordinator {
                     }
                     Some(Target::Remote(addr)) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        self.spawn_request(addr, body.clone(), left, next, tx.clone(), None);
+                        let body = body
+                            .get_or_insert_with(|| Bytes::from(DataRequest::encode_read(key)))
+                            .clone();
+                        if channel.0.is_none() {
+                            let (tx, rx) = mpsc::channel::<Answer>(candidates.len().max(1));
+                            channel = (Some(tx), Some(rx));
+                        }
+                        let tx = channel.0.clone().expect("created above");
+                        self.spawn_request(addr, body, left, next, tx, None);
                         outstanding += 1;
                     }
                     None => {}
@@ -461,6 +486,7 @@ impl Coordinator {
                     required: r,
                 });
             }
+            let rx = channel.1.as_mut().expect("a request is outstanding");
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((slot, answer))) => {
                     outstanding -= 1;
@@ -592,6 +618,8 @@ struct Tally {
     was_live: bool,
     superseded: Option<Version>,
     backpressure: bool,
+    /// This attempt's version.
+    mine: Option<Version>,
 }
 
 impl Tally {
@@ -610,6 +638,15 @@ impl Tally {
             .all(|(have, need)| have >= need)
     }
 
+    /// Whether `current` was stamped by this node's current run after
+    /// this attempt's version: its HLC is monotonic, so a larger version
+    /// from it was stamped later.
+    fn overtaken_by_own(&self, current: Version) -> bool {
+        self.mine.is_some_and(|mine| {
+            current.writer == mine.writer && current.generation == mine.generation && current > mine
+        })
+    }
+
     fn add(&mut self, sets: u8, answer: Result<DataResponse, TransportError>) {
         match answer {
             Ok(DataResponse::Applied { was_live }) => {
@@ -622,6 +659,16 @@ impl Tally {
                     self.applied += 1;
                     self.was_live |= was_live;
                 }
+            }
+            Ok(DataResponse::Superseded { current }) if self.overtaken_by_own(current) => {
+                // A later write stamped by this same run of this node got
+                // there first. It began after this one was stamped, so the
+                // two are concurrent and ordering this one just before it
+                // is a valid history: the owner holds a version at least
+                // as new, which is what a later reader needs. (Re-stamping
+                // instead would let writers hammering one key starve each
+                // other into failures.)
+                self.add(sets, Ok(DataResponse::Applied { was_live: false }));
             }
             Ok(DataResponse::Superseded { current }) => {
                 self.superseded = self.superseded.max(Some(current));

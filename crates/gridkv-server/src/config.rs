@@ -1,0 +1,488 @@
+//! The `gridkv node` configuration: command-line flags, `GRIDKV_*`
+//! environment variables and a TOML file, merged in that order of
+//! precedence (a flag beats its variable, which beats the file, which
+//! beats the default).
+//!
+//! | flag | variable | file key | default |
+//! |---|---|---|---|
+//! | `--id` | `GRIDKV_ID` | `id` | (required) |
+//! | `--listen` | `GRIDKV_LISTEN` | `listen` | `127.0.0.1:7380` |
+//! | `--advertise` | `GRIDKV_ADVERTISE` | `advertise` | the listen address |
+//! | `--seeds` | `GRIDKV_SEEDS` | `seeds` | none (a one-node cluster) |
+//! | `--resp` | `GRIDKV_RESP` | `resp` | `127.0.0.1:6380` |
+//! | `--http` | `GRIDKV_HTTP` | `http` | `127.0.0.1:8080` |
+//! | `--dc` | `GRIDKV_DC` | `dc` | `default` |
+//! | `--replicas` | `GRIDKV_REPLICAS` | `replicas` | 3 |
+//! | `--write-quorum` | `GRIDKV_WRITE_QUORUM` | `write_quorum` | 2 |
+//! | `--read-quorum` | `GRIDKV_READ_QUORUM` | `read_quorum` | 2 |
+//! | `--max-memory` | `GRIDKV_MAX_MEMORY` | `max_memory` | `1gb` |
+//! | `--max-clients` | `GRIDKV_MAX_CLIENTS` | `max_clients` | 10000 |
+//! | `--cluster` | `GRIDKV_CLUSTER` | `cluster` | `gridkv` |
+//! | `--config` | `GRIDKV_CONFIG` | | none |
+//!
+//! # Examples
+//!
+//! ```
+//! use gridkv_server::config::{FileConfig, NodeArgs, ServerConfig};
+//!
+//! let file: FileConfig = toml::from_str(r#"
+//!     id = "n1"
+//!     replicas = 1
+//!     write_quorum = 1
+//!     read_quorum = 1
+//!     max_memory = "64mb"
+//! "#).unwrap();
+//! let args = NodeArgs { resp: Some("127.0.0.1:0".into()), ..NodeArgs::default() };
+//! let config = ServerConfig::merge(args, file).unwrap();
+//! assert_eq!(config.resp, "127.0.0.1:0"); // from the flag
+//! assert_eq!(config.max_memory, 64 << 20); // from the file
+//! assert_eq!(config.http, "127.0.0.1:8080"); // the default
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `gridkv node`. Every one is optional here so that the
+/// environment and the config file can supply it; see the module docs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// This node's id: stable across restarts, unique in the cluster.
+    #[arg(long, env = "GRIDKV_ID")]
+    pub id: Option<String>,
+    /// Cluster transport address to bind (port 0: any free port).
+    #[arg(long, env = "GRIDKV_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Cluster address peers dial, if not the listen address.
+    #[arg(long, env = "GRIDKV_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Seed addresses to join through, comma-separated (may include this
+    /// node's own).
+    #[arg(
+        long,
+        env = "GRIDKV_SEEDS",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
+    pub seeds: Option<Vec<String>>,
+    /// Redis protocol (RESP) address to bind.
+    #[arg(long, env = "GRIDKV_RESP", value_name = "HOST:PORT")]
+    pub resp: Option<String>,
+    /// HTTP admin address to bind (`/health`, `/metrics`, `/cluster`).
+    #[arg(long, env = "GRIDKV_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+    /// Datacenter label.
+    #[arg(long, env = "GRIDKV_DC", value_name = "NAME")]
+    pub dc: Option<String>,
+    /// Copies of each key (N).
+    #[arg(long, env = "GRIDKV_REPLICAS", value_name = "N")]
+    pub replicas: Option<usize>,
+    /// Owners that must apply a write (W).
+    #[arg(long, env = "GRIDKV_WRITE_QUORUM", value_name = "W")]
+    pub write_quorum: Option<usize>,
+    /// Owners that must answer a read (R).
+    #[arg(long, env = "GRIDKV_READ_QUORUM", value_name = "R")]
+    pub read_quorum: Option<usize>,
+    /// Memory budget of the local store (`1073741824`, `512mb`, `1gb`);
+    /// beyond it values are evicted.
+    #[arg(long, env = "GRIDKV_MAX_MEMORY", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+    /// Most RESP clients connected at once; more are refused with an error.
+    #[arg(long, env = "GRIDKV_MAX_CLIENTS", value_name = "N")]
+    pub max_clients: Option<usize>,
+    /// Cluster name: nodes of other clusters are refused.
+    #[arg(long, env = "GRIDKV_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// TOML config file (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "GRIDKV_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML config file. Unknown keys are an error, so a typo is not
+/// silently ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`NodeArgs::id`].
+    pub id: Option<String>,
+    /// See [`NodeArgs::listen`].
+    pub listen: Option<String>,
+    /// See [`NodeArgs::advertise`].
+    pub advertise: Option<String>,
+    /// See [`NodeArgs::seeds`]: a list, or one comma-separated string.
+    pub seeds: Option<Seeds>,
+    /// See [`NodeArgs::resp`].
+    pub resp: Option<String>,
+    /// See [`NodeArgs::http`].
+    pub http: Option<String>,
+    /// See [`NodeArgs::dc`].
+    pub dc: Option<String>,
+    /// See [`NodeArgs::replicas`].
+    pub replicas: Option<usize>,
+    /// See [`NodeArgs::write_quorum`].
+    pub write_quorum: Option<usize>,
+    /// See [`NodeArgs::read_quorum`].
+    pub read_quorum: Option<usize>,
+    /// See [`NodeArgs::max_memory`]: a number of bytes or a string with a
+    /// unit.
+    pub max_memory: Option<Bytes>,
+    /// See [`NodeArgs::max_clients`].
+    pub max_clients: Option<usize>,
+    /// See [`NodeArgs::cluster`].
+    pub cluster: Option<String>,
+}
+
+/// Seeds in a config file: `["a:1", "b:2"]` or `"a:1,b:2"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Seeds {
+    /// A TOML array.
+    List(Vec<String>),
+    /// A comma-separated string.
+    Joined(String),
+}
+
+impl Seeds {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Seeds::List(v) => v,
+            Seeds::Joined(s) => split_list(&s),
+        }
+    }
+}
+
+/// A byte count in a config file: `1048576` or `"1mb"`.
+#[derive(Debug, Clone)]
+pub struct Bytes(pub u64);
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Bytes(n)),
+            Raw::S(s) => parse_bytes(&s).map(Bytes).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Parses a byte count: digits with an optional unit `b`, `kb`, `mb`,
+/// `gb`, `tb` (powers of 1024, as Redis reads `maxmemory`; `k`/`m`/`g`/`t`
+/// and `kib`/`mib`/`gib`/`tib` also accepted), case-insensitive.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv_server::config::parse_bytes;
+///
+/// assert_eq!(parse_bytes("512mb"), Ok(512 << 20));
+/// assert_eq!(parse_bytes("1GB"), Ok(1 << 30));
+/// assert_eq!(parse_bytes("4096"), Ok(4096));
+/// assert!(parse_bytes("lots").is_err());
+/// ```
+///
+/// # Errors
+///
+/// A message saying what was expected.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: expected a byte count such as 1073741824, 512mb or 1gb"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a byte count such as 1073741824, 512mb or 1gb"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+/// The resolved configuration of one `gridkv node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Node id.
+    pub id: String,
+    /// Cluster transport bind address.
+    pub listen: String,
+    /// Address peers dial.
+    pub advertise: Option<String>,
+    /// Seeds.
+    pub seeds: Vec<String>,
+    /// RESP bind address.
+    pub resp: String,
+    /// HTTP admin bind address.
+    pub http: String,
+    /// Datacenter.
+    pub dc: String,
+    /// N.
+    pub replicas: usize,
+    /// W.
+    pub write_quorum: usize,
+    /// R.
+    pub read_quorum: usize,
+    /// Store memory budget in bytes.
+    pub max_memory: u64,
+    /// Most RESP clients at once.
+    pub max_clients: usize,
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// A setting that is missing or invalid, named as flag, variable and file
+/// key so whoever set it finds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} (--{flag}, {env}): {reason}", flag = setting.replace('_', "-"), env = format!("GRIDKV_{}", setting.to_ascii_uppercase()))]
+pub struct ConfigError {
+    /// The setting's config-file key (`write_quorum`, ...).
+    pub setting: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, reason: impl Into<String>) -> Self {
+        Self {
+            setting: setting.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Loads the file named by `--config` (if any) and merges it under the
+    /// flags and variables.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`]: an unreadable or invalid file, or an invalid value.
+    pub fn load(args: NodeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    ConfigError::new("config", format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    /// Merges flags (and variables, which clap has already folded into
+    /// them) over a parsed file, then checks the result.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first missing or invalid setting.
+    pub fn merge(args: NodeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let id = args.id.or(file.id).ok_or_else(|| {
+            ConfigError::new("id", "required: every node needs a stable, unique id")
+        })?;
+        let config = ServerConfig {
+            id,
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:7380".into()),
+            advertise: args.advertise.or(file.advertise),
+            seeds: args
+                .seeds
+                .map(|v| {
+                    v.into_iter()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .or(file.seeds.map(Seeds::into_vec))
+                .unwrap_or_default(),
+            resp: args
+                .resp
+                .or(file.resp)
+                .unwrap_or_else(|| "127.0.0.1:6380".into()),
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            dc: args.dc.or(file.dc).unwrap_or_else(|| "default".into()),
+            replicas: args.replicas.or(file.replicas).unwrap_or(3),
+            write_quorum: args.write_quorum.or(file.write_quorum).unwrap_or(2),
+            read_quorum: args.read_quorum.or(file.read_quorum).unwrap_or(2),
+            max_memory: args
+                .max_memory
+                .or(file.max_memory.map(|b| b.0))
+                .unwrap_or(1 << 30),
+            max_clients: args.max_clients.or(file.max_clients).unwrap_or(10_000),
+            cluster: args
+                .cluster
+                .or(file.cluster)
+                .unwrap_or_else(|| "gridkv".into()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        for (key, addr) in [("resp", &self.resp), ("http", &self.http)] {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|_| ConfigError::new(key, format!("{addr:?}: expected IP:PORT")))?;
+        }
+        if self.max_clients == 0 {
+            return Err(ConfigError::new("max_clients", "must be at least 1"));
+        }
+        // Everything else is checked by the library's builder.
+        self.node_config().map(|_| ())
+    }
+
+    /// The library config this server config describes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the setting the library refused.
+    pub fn node_config(&self) -> Result<gridkv::Config, ConfigError> {
+        let replication = gridkv::ReplicationConfig {
+            replicas: self.replicas,
+            write_quorum: self.write_quorum,
+            read_quorum: self.read_quorum,
+            ..Default::default()
+        };
+        let store = gridkv::store::StoreConfig {
+            memory_budget: self.max_memory,
+            ..Default::default()
+        };
+        let mut builder = gridkv::GridKv::builder(self.id.clone())
+            .cluster(self.cluster.clone())
+            .listen(self.listen.clone())
+            .seeds(self.seeds.clone())
+            .datacenter(self.dc.clone())
+            .replication(replication)
+            .store(store);
+        if let Some(a) = &self.advertise {
+            builder = builder.advertise(a.clone());
+        }
+        builder.build().map_err(|e| {
+            let setting = match e.field {
+                "node_id" => "id",
+                "datacenter" => "dc",
+                "memory_budget" => "max_memory",
+                other => other,
+            };
+            ConfigError::new(setting, e.reason)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(id: &str) -> NodeArgs {
+        NodeArgs {
+            id: Some(id.into()),
+            ..NodeArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            "id = \"from-file\"\nseeds = \"a:1, b:2\"\nreplicas = 5\nwrite_quorum = 3\nread_quorum = 3\ndc = \"eu\"",
+        )
+        .unwrap();
+        let c = ServerConfig::merge(
+            NodeArgs {
+                replicas: Some(4),
+                ..args("from-flag")
+            },
+            file,
+        )
+        .unwrap();
+        assert_eq!(c.id, "from-flag");
+        assert_eq!(c.replicas, 4);
+        assert_eq!(c.write_quorum, 3);
+        assert_eq!(c.seeds, vec!["a:1", "b:2"]);
+        assert_eq!(c.dc, "eu");
+        assert_eq!(c.cluster, "gridkv");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = ServerConfig::merge(NodeArgs::default(), FileConfig::default()).unwrap_err();
+        assert_eq!(e.setting, "id");
+        let e = ServerConfig::merge(
+            NodeArgs {
+                write_quorum: Some(4),
+                ..args("n")
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "write_quorum");
+        assert!(e.to_string().contains("--write-quorum"), "{e}");
+        assert!(e.to_string().contains("GRIDKV_WRITE_QUORUM"), "{e}");
+        let e = ServerConfig::merge(
+            NodeArgs {
+                resp: Some("localhost".into()),
+                ..args("n")
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "resp");
+        let e = ServerConfig::merge(
+            NodeArgs {
+                seeds: Some(vec!["nowhere".into()]),
+                ..args("n")
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "seeds");
+        let e = ServerConfig::merge(args("bad id"), FileConfig::default()).unwrap_err();
+        assert_eq!(e.setting, "id");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let e = toml::from_str::<FileConfig>("id = \"n\"\nreplicaz = 3").unwrap_err();
+        assert!(e.to_string().contains("replicaz"), "{e}");
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("2k"), Ok(2048));
+        assert_eq!(parse_bytes("3 MiB"), Ok(3 << 20));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("-1mb").is_err());
+        assert!(parse_bytes("99999999999tb").is_err());
+        let f: FileConfig = toml::from_str("max_memory = 1024").unwrap();
+        assert_eq!(f.max_memory.unwrap().0, 1024);
+        let f: FileConfig = toml::from_str("max_memory = \"1kb\"").unwrap();
+        assert_eq!(f.max_memory.unwrap().0, 1024);
+    }
+}

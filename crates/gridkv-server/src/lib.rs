@@ -1,0 +1,27 @@
+//! The `gridkv` server: a GridKV node run standalone, speaking the Redis
+//! protocol (RESP2) so any Redis client and tool can use a cluster, with
+//! an HTTP admin API, a one-command local cluster (`gridkv demo`) and a
+//! load generator (`gridkv bench`).
+//!
+//! The library crate `gridkv` does not depend on anything here.
+//!
+//! - [`config`]: flags, `GRIDKV_*` variables and a TOML file, merged.
+//! - [`resp`]: the RESP2 parser and reply writer.
+//! - [`commands`]: the Redis commands, on the node's quorum API.
+//! - [`server`]: the RESP listener and per-client connections.
+//! - [`info`]: the `INFO` text.
+//! - [`http`]: `/health`, `/metrics` (Prometheus), `/cluster` (JSON).
+//! - [`node`]: `gridkv node`, a node with both front ends.
+//! - [`demo`]: `gridkv demo`.
+//! - [`bench`]: `gridkv bench`.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod info;
+pub mod node;
+pub mod resp;
+pub mod server;

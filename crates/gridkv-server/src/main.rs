@@ -1,0 +1,53 @@
+//! The `gridkv` binary: see `gridkv --help`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// GridKV: a distributed key-value cache speaking the Redis protocol.
+#[derive(Debug, Parser)]
+#[command(name = "gridkv", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node of a cluster (RESP and HTTP admin).
+    Node(gridkv_server::config::NodeArgs),
+    /// Start a local cluster in this process and walk through it.
+    Demo(gridkv_server::demo::DemoArgs),
+    /// Load-generate against a running cluster over RESP.
+    Bench(gridkv_server::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => gridkv_server::node::run(args).await,
+            Command::Demo(args) => gridkv_server::demo::run(args).await,
+            Command::Bench(args) => gridkv_server::bench::run(args)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `gridkv node`: one node with its RESP and HTTP front ends, until SIGINT
+//! or SIGTERM; then a graceful leave (its ranges are handed to the other
+//! owners first) and exit 0.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{NodeArgs, ServerConfig};
+use crate::server::Shared;
+
+/// A node serving RESP and HTTP.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), String> {
+/// use gridkv_server::config::{FileConfig, NodeArgs, ServerConfig};
+/// use gridkv_server::node::RunningNode;
+///
+/// let args = NodeArgs { id: Some("n1".into()), resp: Some("127.0.0.1:0".into()),
+///     http: Some("127.0.0.1:0".into()), listen: Some("127.0.0.1:0".into()), ..Default::default() };
+/// let config = ServerConfig::merge(args, FileConfig::default()).map_err(|e| e.to_string())?;
+/// let node = RunningNode::start(&config).await?;
+/// println!("RESP on {}", node.resp_addr);
+/// node.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RunningNode {
+    /// State shared with the front ends.
+    pub shared: Arc<Shared>,
+    /// Where RESP listens.
+    pub resp_addr: SocketAddr,
+    /// Where HTTP admin listens.
+    pub http_addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RunningNode {
+    /// Binds the RESP and HTTP addresses and starts the node (which joins
+    /// through its seeds in the background).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the address that could not be bound, or the
+    /// setting the library refused.
+    pub async fn start(config: &ServerConfig) -> Result<Self, String> {
+        let node_config = config.node_config().map_err(|e| e.to_string())?;
+        let resp = TcpListener::bind(&config.resp)
+            .await
+            .map_err(|e| format!("resp (--resp): cannot bind {}: {e}", config.resp))?;
+        let http = TcpListener::bind(&config.http)
+            .await
+            .map_err(|e| format!("http (--http): cannot bind {}: {e}", config.http))?;
+        let node = gridkv::GridKv::start(node_config)
+            .await
+            .map_err(|e| format!("listen (--listen): {e}"))?;
+        let resp_addr = resp.local_addr().map_err(|e| e.to_string())?;
+        let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared::new(node, config.max_clients));
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(crate::server::serve_resp(
+            resp,
+            shared.clone(),
+            cancel.clone(),
+        ));
+        tasks.spawn(crate::http::serve_http(
+            http,
+            shared.clone(),
+            cancel.clone(),
+        ));
+        Ok(Self {
+            shared,
+            resp_addr,
+            http_addr,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &gridkv::GridKv {
+        &self.shared.node
+    }
+
+    /// The line `gridkv node` prints once everything is bound.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "gridkv ready: id={} cluster={} resp={} http={}",
+            self.node().id(),
+            self.node().local_addr(),
+            self.resp_addr,
+            self.http_addr
+        )
+    }
+
+    /// Graceful stop: `/health` turns 503, the node hands its ranges to
+    /// the other owners and leaves, then the front ends close.
+    pub async fn stop(&self) {
+        self.shared.leaving.store(true, Relaxed);
+        self.shared.node.shutdown().await;
+        self.close_front_ends().await;
+    }
+
+    /// Stops at once, as a crash would: no leave, no handoff.
+    pub async fn kill(&self) {
+        self.shared.leaving.store(true, Relaxed);
+        self.shared.node.kill().await;
+        self.close_front_ends().await;
+    }
+
+    async fn close_front_ends(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Logs to stderr; `GRIDKV_LOG` (or `RUST_LOG`) sets the filter, default
+/// `info` for GridKV and `warn` for the rest.
+pub fn init_logging() {
+    let filter = std::env::var("GRIDKV_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn,gridkv=info,gridkv_server=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `gridkv node`.
+///
+/// # Errors
+///
+/// A message for an invalid configuration or an address that cannot be
+/// bound (the process then exits non-zero).
+pub async fn run(args: NodeArgs) -> Result<(), String> {
+    init_logging();
+    let config = ServerConfig::load(args).map_err(|e| e.to_string())?;
+    let running = RunningNode::start(&config).await?;
+    println!("{}", running.ready_line());
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    signal().await;
+    tracing::info!("signal received: leaving the cluster (a second signal stops at once)");
+    tokio::select! {
+        _ = running.stop() => {}
+        _ = signal() => {
+            tracing::warn!("second signal: stopping without handoff");
+            running.kill().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The RESP listener: accepts clients (up to a limit), reads pipelined
+//! commands, runs them in order and writes the replies back in batches.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use gridkv_server::server::{serve_resp, Shared};
+//!
+//! let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
+//! let shared = Arc::new(Shared::new(node, 10_000));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:6380").await?;
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! serve_resp(listener, shared, cancel).await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use gridkv::GridKv;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::{execute, Flow, Session};
+use crate::resp::{parse_command, Limits, Reply};
+
+/// Replies are written once this many bytes are waiting, even in the middle
+/// of a pipeline, so a pipeline of large reads holds a bounded buffer.
+const FLUSH_AT: usize = 64 << 10;
+/// Bytes read from the socket at a time (the buffer grows past it only for
+/// one large bulk, bounded by [`Limits::max_bulk`]).
+const READ_CHUNK: usize = 16 << 10;
+
+/// Server-wide counters (shown by `INFO` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Clients connected now.
+    pub connected_clients: AtomicU64,
+    /// Clients accepted since start.
+    pub total_connections: AtomicU64,
+    /// Clients refused because `max_clients` were connected.
+    pub rejected_connections: AtomicU64,
+    /// Commands run.
+    pub total_commands: AtomicU64,
+    /// Error replies sent.
+    pub error_replies: AtomicU64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+}
+
+/// What the RESP and HTTP front ends of one node share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The node.
+    pub node: GridKv,
+    /// Counters.
+    pub stats: ServerStats,
+    /// When the server started.
+    pub started: Instant,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Parser bounds.
+    pub limits: Limits,
+    /// Set when the node begins to leave: `/health` turns 503.
+    pub leaving: AtomicBool,
+    /// The RESP address clients connect to (for INFO).
+    pub resp_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    next_client_id: AtomicU64,
+    clients: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// State for a node's front ends, with at most `max_clients` RESP
+    /// clients at once.
+    pub fn new(node: GridKv, max_clients: usize) -> Self {
+        let max_value = node.store().config().max_value_len;
+        Self {
+            node,
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            max_clients,
+            // A bulk may be twice the value limit before the parser refuses
+            // to buffer it; between the two the store refuses it with a
+            // clear error and the connection stays usable.
+            limits: Limits {
+                max_bulk: max_value.saturating_mul(2).max(Limits::default().max_bulk),
+                ..Limits::default()
+            },
+            leaving: AtomicBool::new(false),
+            resp_addr: std::sync::OnceLock::new(),
+            next_client_id: AtomicU64::new(1),
+            clients: Arc::new(Semaphore::new(max_clients)),
+        }
+    }
+}
+
+/// Accepts RESP clients on `listener` until `cancel` fires; then waits for
+/// open connections to finish the command they are running.
+pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = shared.resp_addr.set(addr);
+    }
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                tracing::warn!("RESP accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.clients.clone().try_acquire_owned() else {
+            shared.stats.rejected_connections.fetch_add(1, Relaxed);
+            tracker.spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            shared.stats.connected_clients.fetch_add(1, Relaxed);
+            shared.stats.total_connections.fetch_add(1, Relaxed);
+            let id = shared.next_client_id.fetch_add(1, Relaxed);
+            let mut session = Session::new(id, peer);
+            if let Err(e) = connection(stream, &shared, &mut session, &cancel).await {
+                tracing::debug!("client {peer}: {e}");
+            }
+            shared.stats.connected_clients.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let mut out = BytesMut::new();
+    Reply::error(&mut out, "ERR max number of clients reached");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    shared: &Shared,
+    session: &mut Session,
+    cancel: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        // Run every complete command in the buffer, in order.
+        loop {
+            let args = match parse_command(&mut input, &shared.limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                    shared.stats.error_replies.fetch_add(1, Relaxed);
+                    Reply::error(&mut out, &format!("ERR {e}"));
+                    write_out(&mut stream, &mut out, shared).await?;
+                    return Ok(());
+                }
+            };
+            shared.stats.total_commands.fetch_add(1, Relaxed);
+            let flow = execute(shared, session, &args, &mut out).await;
+            if flow == Flow::Close {
+                write_out(&mut stream, &mut out, shared).await?;
+                return Ok(());
+            }
+            if out.len() >= FLUSH_AT {
+                write_out(&mut stream, &mut out, shared).await?;
+            }
+        }
+        if !out.is_empty() {
+            write_out(&mut stream, &mut out, shared).await?;
+        }
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            n = stream.read_buf(&mut input) => n?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        shared.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+    }
+}
+
+async fn write_out(
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    shared
+        .stats
+        .net_output_bytes
+        .fetch_add(out.len() as u64, Relaxed);
+    stream.write_all(out).await?;
+    out.clear();
+    // A large reply's buffer is not kept for the rest of the connection.
+    if out.capacity() > 4 * FLUSH_AT {
+        *out = BytesMut::with_capacity(READ_CHUNK);
+    }
+    Ok(())
+}
