@@ -221,7 +221,9 @@ async fn dispatch(
                     if cmd == b"PTTL" {
                         ms
                     } else {
-                        (ms + 500) / 1000
+                        // Rounded to the nearest second, as Redis; saturating
+                        // because a TTL set near i64::MAX ms would overflow.
+                        ms.saturating_add(500) / 1000
                     },
                 )
             }

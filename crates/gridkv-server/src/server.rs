@@ -135,19 +135,35 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
         let shared = shared.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
-            shared.stats.connected_clients.fetch_add(1, Relaxed);
             shared.stats.total_connections.fetch_add(1, Relaxed);
+            let _connected = Connected::new(&shared.stats.connected_clients);
             let id = shared.next_client_id.fetch_add(1, Relaxed);
             let mut session = Session::new(id, peer);
             if let Err(e) = connection(stream, &shared, &mut session, &cancel).await {
                 tracing::debug!("client {peer}: {e}");
             }
-            shared.stats.connected_clients.fetch_sub(1, Relaxed);
             drop(permit);
         });
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Counts a client as connected while it lives (a panicking connection
+/// task still uncounts itself).
+struct Connected<'a>(&'a AtomicU64);
+
+impl<'a> Connected<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 async fn refuse(mut stream: TcpStream) {

@@ -115,6 +115,28 @@ impl Coordinator {
             .then(|| Target::Remote(m.identity.addr.clone()))
     }
 
+    /// Whether an owner in a transitional owner set (the ring before or
+    /// after a change) must count toward that set's quorum: not once it
+    /// has left or been removed, and, in the ring before the change, not
+    /// while it is down.
+    fn guards_transition(&self, p: &Placement, id: &NodeId, before_change: bool) -> bool {
+        if *id == self.me {
+            return true;
+        }
+        let Some(m) = p.members.get(id) else {
+            return false;
+        };
+        let gone = matches!(
+            m.ring,
+            crate::membership::RingState::Left | crate::membership::RingState::Removed
+        );
+        let down = matches!(
+            m.liveness,
+            crate::membership::Liveness::Down | crate::membership::Liveness::Left
+        );
+        !gone && !(before_change && down)
+    }
+
     fn serves_reads(&self, p: &Placement, id: &NodeId) -> bool {
         p.members.get(id).is_some_and(Member::serves_reads)
     }
@@ -276,6 +298,7 @@ impl Coordinator {
         if !same_members(&future, &sets[0]) && !future.is_empty() {
             sets.push(future);
         }
+        let mut previous_set = None;
         if let Some(previous) = p
             .previous
             .as_ref()
@@ -289,10 +312,30 @@ impl Coordinator {
                 .copied()
                 .collect();
             if !before.is_empty() && sets.iter().all(|s| !same_members(s, &before)) {
+                previous_set = Some(sets.len());
                 sets.push(before);
             }
         }
-        let required: Vec<usize> = sets.iter().map(|s| w.min(s.len())).collect();
+        // The current owners count in full: W of them, reachable or not.
+        // The other sets guard readers whose view is a step away; an owner
+        // that has left the ring (or, for the view before the change, is
+        // down) cannot serve such a reader either, so it is not waited
+        // for: otherwise every write to its keys would fail until the
+        // transition ends.
+        let required: Vec<usize> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                let eligible = if i == 0 {
+                    set.len()
+                } else {
+                    set.iter()
+                        .filter(|id| self.guards_transition(&p, id, previous_set == Some(i)))
+                        .count()
+                };
+                w.min(eligible)
+            })
+            .collect();
         // Every owner of any set, with the sets it belongs to (bit i: set i).
         let mut owners: Vec<(NodeId, u8)> = Vec::new();
         for (i, set) in sets.iter().enumerate() {
@@ -355,10 +398,8 @@ impl Coordinator {
                     }
                     Ok(None) => break,
                     Err(_) => {
-                        return Err(Error::Timeout {
-                            answered: tally.applied,
-                            required: w,
-                        })
+                        let (answered, required) = tally.shortfall(w);
+                        return Err(Error::Timeout { answered, required });
                     }
                 }
             }
@@ -377,10 +418,8 @@ impl Coordinator {
                 }
                 _ if tally.backpressure && tally.applied == 0 => return Err(Error::Backpressure),
                 _ => {
-                    return Err(Error::QuorumNotReached {
-                        answered: tally.applied,
-                        required: w,
-                    })
+                    let (answered, required) = tally.shortfall(w);
+                    return Err(Error::QuorumNotReached { answered, required });
                 }
             }
         }
@@ -629,6 +668,16 @@ impl Tally {
             required,
             ..Self::default()
         }
+    }
+
+    /// `(applied, required)` of the first owner set short of its quorum
+    /// (the current owners first), for the error; `(applied, w)` if none.
+    fn shortfall(&self, w: usize) -> (usize, usize) {
+        self.per_set
+            .iter()
+            .zip(&self.required)
+            .find(|(have, need)| have < need)
+            .map_or((self.applied, w), |(&have, &need)| (have, need))
     }
 
     fn satisfied(&self) -> bool {
