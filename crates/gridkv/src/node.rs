@@ -941,12 +941,27 @@ impl Driver {
                         continue;
                     };
                     match &event {
-                        MemberEvent::Changed { member, .. } => {
+                        MemberEvent::Changed { member, previous } => {
                             members_changed = true;
                             let gone = member.liveness == Liveness::Left
                                 || member.ring == RingState::Removed;
-                            if gone && member.id() != self.swim.local().id() {
+                            let me = member.id() == self.swim.local().id();
+                            if gone && !me {
                                 self.transport.forget(&member.identity.addr);
+                            }
+                            let was_serving =
+                                previous.as_ref().is_some_and(|p| p.ring.serves_reads());
+                            if me && was_serving && member.ring == RingState::Joining {
+                                // The majority took this node off the ring
+                                // while it was away: keys deleted meanwhile
+                                // may have had their tombstones collected,
+                                // so what it holds could resurrect them. It
+                                // starts empty and refills, as a new node.
+                                tracing::warn!(
+                                    node = %member.id(),
+                                    "removed from the ring while away: dropping local data and refilling"
+                                );
+                                shared.coordinator.replica.store.clear();
                             }
                         }
                         MemberEvent::Forgotten { .. } => members_changed = true,

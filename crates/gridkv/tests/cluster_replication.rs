@@ -776,3 +776,117 @@ async fn cluster_eviction_causes_no_repair_thrash_or_resurrection() -> Result {
     shutdown(&nodes).await;
     Ok(())
 }
+
+/// A node cut off long enough to be removed, while keys it holds are
+/// deleted and their tombstones collected, must not bring them back when
+/// the partition heals: it rejoins empty and refills.
+#[tokio::test]
+async fn cluster_node_removed_while_away_rejoins_empty_and_deletes_stay_deleted() -> Result {
+    let node = |name: &str, seed: Option<&GridKv>| -> Result<gridkv::Config> {
+        Ok(GridKv::builder(name)
+            .seeds(seed.map(|s| s.advertised_addr().to_owned()))
+            .membership(gridkv::SwimConfig {
+                remove_after: Duration::from_secs(3),
+                ..gridkv::SwimConfig::lan()
+            })
+            .store(gridkv::store::StoreConfig {
+                tombstone_grace: Duration::from_secs(2),
+                ..Default::default()
+            })
+            .replication(gridkv::ReplicationConfig {
+                // Anti-entropy often, so a resurrection would show.
+                anti_entropy_interval: Duration::from_millis(500),
+                hint_ttl: Duration::from_millis(500),
+                ..Default::default()
+            })
+            .build()?)
+    };
+    let mut nodes = vec![GridKv::start(node("a", None)?).await?];
+    for name in ["b", "c", "d"] {
+        let n = GridKv::start(node(name, Some(&nodes[0]))?).await?;
+        nodes.push(n);
+        wait_normal(&nodes, name, nodes.len()).await;
+    }
+    sleep(Duration::from_millis(3500)).await;
+    for i in 0..200u32 {
+        nodes[0].set(format!("k{i}"), "v").await?;
+    }
+    let d_held_before = nodes[3].store().stats().live;
+    assert!(d_held_before > 50, "d holds its share: {d_held_before}");
+
+    isolate(&nodes, 3, true);
+    for i in 0..100u32 {
+        nodes[0].delete(format!("k{i}")).await?;
+    }
+    // d is removed by the majority; the deletes' tombstones are collected
+    // after their 2 s grace.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let removed = nodes[..3].iter().all(|n| n.ring().len() == 3);
+        let collected = nodes[..3].iter().all(|n| n.store().stats().tombstones == 0);
+        if removed && collected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "d not removed or tombstones kept"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    // While away, d still holds the keys deleted meanwhile.
+    let stale = (0..100u32)
+        .filter(|i| {
+            nodes[3]
+                .store()
+                .get(format!("k{i}").as_bytes())
+                .is_ok_and(|l| l.value().is_some())
+        })
+        .count();
+    assert!(stale > 0, "d kept some deleted keys while cut off");
+
+    isolate(&nodes, 3, false);
+    wait_normal(&nodes, "d", 4).await;
+    // Several anti-entropy rounds: nothing deleted comes back, anywhere.
+    sleep(Duration::from_secs(3)).await;
+    let back: Vec<(NodeId, usize)> = nodes
+        .iter()
+        .map(|n| {
+            let held = (0..100u32)
+                .filter(|i| {
+                    n.store()
+                        .get(format!("k{i}").as_bytes())
+                        .is_ok_and(|l| l.value().is_some())
+                })
+                .count();
+            (n.id(), held)
+        })
+        .collect();
+    assert!(
+        back.iter().all(|(_, held)| *held == 0),
+        "deleted keys held again: {back:?}"
+    );
+    for i in 0..100u32 {
+        let key = format!("k{i}");
+        for n in &nodes {
+            assert_eq!(
+                n.get(&key).await?,
+                None,
+                "{key} resurrected (read on {})",
+                n.id()
+            );
+            assert!(
+                n.store().get(key.as_bytes())?.value().is_none(),
+                "{key} is back in {}'s store",
+                n.id()
+            );
+        }
+    }
+    for i in 100..200u32 {
+        assert_eq!(
+            nodes[3].get(format!("k{i}")).await?.as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}

@@ -160,6 +160,17 @@ impl Rebalancer {
         (pieces, complete)
     }
 
+    /// Whether `id` may still be pulled from, by the placement in force
+    /// now (not the one a long round started with): it is in the ring and
+    /// serves reads. A round that outlives a change (requests to a
+    /// partitioned peer time out one by one) must not pull from a member
+    /// removed meanwhile: its data may hold keys whose tombstones were
+    /// collected while it was away.
+    fn still_source(&self, id: &NodeId) -> bool {
+        let now = self.placement.load();
+        now.ring.contains(id) && now.members.get(id).is_some_and(|m| m.serves_reads())
+    }
+
     async fn ask(&self, addr: &str, body: Vec<u8>) -> Option<DataResponse> {
         let frame = self
             .transport
@@ -229,13 +240,21 @@ impl Rebalancer {
             ..FillReport::default()
         };
         for piece in &pieces {
-            for (_, addr) in &piece.sources {
+            for (id, addr) in &piece.sources {
+                if !self.still_source(id) {
+                    complete = false;
+                    continue;
+                }
                 complete &= self.stream(addr, piece.range, false, &mut report).await;
             }
         }
         // Catch-up: writes that raced the first pass.
         for piece in &pieces {
-            for (_, addr) in &piece.sources {
+            for (id, addr) in &piece.sources {
+                if !self.still_source(id) {
+                    complete = false;
+                    continue;
+                }
                 let theirs = match self
                     .ask(addr, DataRequest::encode_digest(piece.range))
                     .await
@@ -290,6 +309,9 @@ impl Rebalancer {
                 let addr = m.identity.addr.clone();
                 let mut pending = vec![(range, 0u32)];
                 while let Some((range, depth)) = pending.pop() {
+                    if !self.still_source(id) {
+                        break;
+                    }
                     bytes += DIGEST_BYTES;
                     let theirs = match self.ask(&addr, DataRequest::encode_digest(range)).await {
                         Some(DataResponse::Digest(d)) => d,

@@ -213,6 +213,25 @@ impl Shard {
         }
     }
 
+    /// Drops every entry (values, stubs and tombstones) and returns the
+    /// bytes they were charged. Cumulative counters are kept; gauges and
+    /// digests return to empty.
+    pub fn clear(&mut self) -> u64 {
+        let freed = self.counts.bytes;
+        self.table = HashTable::new();
+        self.queue = VecDeque::new();
+        self.expiries = BinaryHeap::new();
+        self.collections = BinaryHeap::new();
+        self.leaves.iter_mut().for_each(|l| *l = Leaf::default());
+        let c = &mut self.counts;
+        c.bytes = 0;
+        c.tombstone_bytes = 0;
+        c.live = 0;
+        c.evicted = 0;
+        c.tombstones = 0;
+        freed
+    }
+
     #[inline]
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
         self.table
