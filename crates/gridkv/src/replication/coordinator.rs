@@ -134,7 +134,7 @@ impl Coordinator {
             m.liveness,
             crate::membership::Liveness::Down | crate::membership::Liveness::Left
         );
-        !gone && !(before_change && down)
+        !(gone || (before_change && down))
     }
 
     fn serves_reads(&self, p: &Placement, id: &NodeId) -> bool {
