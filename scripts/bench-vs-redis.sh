@@ -58,20 +58,22 @@ server_cpu() { if [ "$placement" = split ]; then taskset -c 1 "$@"; else "$@"; f
 client_cpu() { if [ "$placement" = split ]; then taskset -c 0 "$@"; else "$@"; fi; }
 threads_env() { if [ "$placement" = split ]; then echo 1; else nproc; fi; }
 
-# start_gridkv NAME ARGS...: starts a node, waits for its ready line, prints
-# "resp cluster" addresses.
+# start_gridkv NAME ARGS...: starts a node, waits for its ready line, sets
+# RESP_PORT and CLUSTER_ADDR. (Not in a subshell: the pid must reach
+# cleanup, and the node must not hold a pipe open.)
 start_gridkv() {
     local name=$1
     shift
     local out=$work/$name.out
     TOKIO_WORKER_THREADS=$(threads_env) GRIDKV_LOG=warn server_cpu "$bin" node --id "$name" \
-        --listen 127.0.0.1:0 --resp 127.0.0.1:0 --http 127.0.0.1:0 "$@" >"$out" 2>"$work/$name.err" &
+        --listen 127.0.0.1:0 --resp 127.0.0.1:0 --http 127.0.0.1:0 "$@" >"$out" 2>"$work/$name.err" </dev/null &
     pids+=($!)
+    local line
     for _ in $(seq 1 200); do
-        if grep -q '^gridkv ready:' "$out"; then
-            local line
-            line=$(grep '^gridkv ready:' "$out")
-            echo "$(sed -E 's/.* resp=([^ ]+).*/\1/' <<<"$line") $(sed -E 's/.* cluster=([^ ]+).*/\1/' <<<"$line")"
+        line=$(grep -m1 '^gridkv ready:' "$out" || true)
+        if [ -n "$line" ]; then
+            RESP_PORT=$(sed -E 's/.* resp=[^ ]*:([0-9]+).*/\1/' <<<"$line")
+            CLUSTER_ADDR=$(sed -E 's/.* cluster=([^ ]+).*/\1/' <<<"$line")
             return 0
         fi
         sleep 0.05
@@ -92,22 +94,25 @@ wait_health() { # wait_health PORT_OF_RESP: until INFO says ready
 
 redis_port=6501
 server_cpu redis-server --port $redis_port --save '' --appendonly no --daemonize no \
-    --logfile "$work/redis.log" &
+    --logfile "$work/redis.log" </dev/null &
 pids+=($!)
 
-read -r g1_resp _ < <(start_gridkv bench-single --replicas 1 --write-quorum 1 --read-quorum 1)
-read -r c1_resp c1_cluster < <(start_gridkv bench-c1)
-read -r _ _ < <(start_gridkv bench-c2 --seeds "$c1_cluster")
-read -r _ _ < <(start_gridkv bench-c3 --seeds "$c1_cluster")
-wait_health "${g1_resp##*:}"
+start_gridkv bench-single --replicas 1 --write-quorum 1 --read-quorum 1
+single_port=$RESP_PORT
+start_gridkv bench-c1
+cluster_port=$RESP_PORT
+seed=$CLUSTER_ADDR
+start_gridkv bench-c2 --seeds "$seed"
+start_gridkv bench-c3 --seeds "$seed"
+wait_health "$single_port"
 for _ in $(seq 1 300); do
-    if redis-cli -p "${c1_resp##*:}" info cluster | grep -q 'cluster_placement_nodes:3'; then break; fi
+    if redis-cli -p "$cluster_port" info cluster | grep -q 'cluster_placement_nodes:3'; then break; fi
     sleep 0.1
 done
-wait_health "${c1_resp##*:}"
+wait_health "$cluster_port"
 sleep 2 # let the 3-node cluster settle (rings converged on every node)
 
-declare -A port=([redis]=$redis_port [gridkv-1]=${g1_resp##*:} [gridkv-3]=${c1_resp##*:})
+declare -A port=([redis]=$redis_port [gridkv-1]=$single_port [gridkv-3]=$cluster_port)
 targets=(redis gridkv-1 gridkv-3)
 declare -A results
 

@@ -34,7 +34,7 @@ use crate::resp::Reply;
 use crate::server::Shared;
 
 /// Per-connection state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Session {
     /// Client id (`CLIENT ID`).
     pub id: u64,

@@ -129,8 +129,12 @@ pub fn init_logging() {
     let filter = std::env::var("GRIDKV_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn,gridkv=info,gridkv_server=info".into());
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        // Colours only for a person at a terminal, not in files or
+        // `docker logs` (NO_COLOR is honoured too).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gridkv::GridKv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +37,29 @@ const FLUSH_AT: usize = 64 << 10;
 /// Bytes read from the socket at a time (the buffer grows past it only for
 /// one large bulk, bounded by [`Limits::max_bulk`]).
 const READ_CHUNK: usize = 16 << 10;
+
+/// Most pipelined commands run at once on one connection.
+const MAX_GROUP: usize = 64;
+
+/// Whether a command may run concurrently with the commands around it in
+/// a pipeline: a single-key read or write (`GET`, `SET`, `DEL`, `EXISTS`
+/// of one key). A group holds such commands on distinct keys only, so
+/// running them at once cannot reorder anything a client could observe:
+/// commands on the same key, and every other command, still run one after
+/// another in the order sent. Only clusters with more than one copy group
+/// commands (each waits for the network); a one-copy node answers from its
+/// store at once.
+fn groupable(args: &[Bytes]) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    let is = |w: &str| name.eq_ignore_ascii_case(w.as_bytes());
+    match args.len() {
+        2 => is("GET") || is("DEL") || is("EXISTS"),
+        3 | 5 => is("SET"),
+        _ => false,
+    }
+}
 
 /// Server-wide counters (shown by `INFO` and `/metrics`).
 #[derive(Debug, Default)]
@@ -180,23 +203,73 @@ async fn connection(
 ) -> std::io::Result<()> {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
+    // A command parsed but held for the next group.
+    let mut held: Option<Vec<Bytes>> = None;
     loop {
-        // Run every complete command in the buffer, in order.
+        // Run every complete command in the buffer, in order: a group of
+        // independent ones at a time (see `groupable`).
         loop {
-            let args = match parse_command(&mut input, &shared.limits) {
-                Ok(Some(args)) => args,
-                Ok(None) => break,
-                Err(e) => {
-                    shared.stats.protocol_errors.fetch_add(1, Relaxed);
-                    shared.stats.error_replies.fetch_add(1, Relaxed);
-                    Reply::error(&mut out, &format!("ERR {e}"));
+            let mut group: Vec<Vec<Bytes>> = Vec::new();
+            let mut failure = None;
+            let concurrent = shared.node.replication_status().effective_replicas > 1;
+            loop {
+                let args = match held.take() {
+                    Some(args) => args,
+                    None => match parse_command(&mut input, &shared.limits) {
+                        Ok(Some(args)) => args,
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    },
+                };
+                let joins = group.is_empty()
+                    || (concurrent
+                        && group.len() < MAX_GROUP
+                        && groupable(&args)
+                        && groupable(&group[0])
+                        && group.iter().all(|g| g[1] != args[1]));
+                if joins {
+                    group.push(args);
+                    if !concurrent || !groupable(&group[0]) {
+                        break;
+                    }
+                } else {
+                    held = Some(args);
+                    break;
+                }
+            }
+            if group.is_empty() && failure.is_none() {
+                break;
+            }
+            shared
+                .stats
+                .total_commands
+                .fetch_add(group.len() as u64, Relaxed);
+            if group.len() == 1 {
+                if execute(shared, session, &group[0], &mut out).await == Flow::Close {
                     write_out(&mut stream, &mut out, shared).await?;
                     return Ok(());
                 }
-            };
-            shared.stats.total_commands.fetch_add(1, Relaxed);
-            let flow = execute(shared, session, &args, &mut out).await;
-            if flow == Flow::Close {
+            } else if !group.is_empty() {
+                // Independent keys: run at once, answer in order.
+                let runs = group.iter().map(|args| {
+                    let mut own = session.clone();
+                    async move {
+                        let mut reply = BytesMut::new();
+                        execute(shared, &mut own, args, &mut reply).await;
+                        reply
+                    }
+                });
+                for reply in futures_util::future::join_all(runs).await {
+                    out.extend_from_slice(&reply);
+                }
+            }
+            if let Some(e) = failure {
+                shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                shared.stats.error_replies.fetch_add(1, Relaxed);
+                Reply::error(&mut out, &format!("ERR {e}"));
                 write_out(&mut stream, &mut out, shared).await?;
                 return Ok(());
             }

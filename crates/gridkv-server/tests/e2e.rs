@@ -819,6 +819,45 @@ fn cluster_three_nodes_serve_every_key_from_every_node() {
         let v: String = redis::from_redis_value(r).unwrap();
         assert_eq!(v, format!("v{i}"), "GET {i}");
     }
+    // Pipelined commands on independent keys run concurrently; those on
+    // one key keep the order they were sent in.
+    let mut pipe = redis::pipe();
+    for round in 0..20 {
+        pipe.cmd("SET").arg("same").arg(format!("a{round}"));
+        pipe.cmd("SET").arg(format!("other:{round}")).arg("x");
+        pipe.cmd("GET").arg("same");
+        pipe.cmd("SET").arg("same").arg(format!("b{round}"));
+        pipe.cmd("GET").arg("same");
+        pipe.cmd("DEL").arg("same");
+        pipe.cmd("GET").arg("same");
+        pipe.cmd("EXISTS").arg(format!("other:{round}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut con3).unwrap();
+    for (round, r) in replies.chunks(8).enumerate() {
+        let got: Vec<Option<String>> = r
+            .iter()
+            .map(|v| match v {
+                Value::Nil => None,
+                Value::Okay => Some("OK".into()),
+                Value::Int(n) => Some(n.to_string()),
+                other => Some(redis::from_redis_value::<String>(other).unwrap()),
+            })
+            .collect();
+        let a = format!("a{round}");
+        let b = format!("b{round}");
+        let want = [
+            Some("OK"),
+            Some("OK"),
+            Some(a.as_str()),
+            Some("OK"),
+            Some(b.as_str()),
+            Some("1"),
+            None,
+            Some("1"),
+        ];
+        assert_eq!(got, want.map(|w| w.map(str::to_owned)), "round {round}");
+    }
+
     // ... and read on node 1 in one MGET.
     let keys: Vec<String> = (0..1000).map(|i| format!("p:{i}")).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(&mut con1).unwrap();
