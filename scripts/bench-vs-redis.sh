@@ -53,8 +53,10 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
-server_cpu() { if [ "$placement" = split ]; then taskset -c 1 "$@"; else "$@"; fi; }
+# Run as `server_cpu CMD &`: exec keeps the server's pid the one `$!` names.
+server_cpu() { if [ "$placement" = split ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
 client_cpu() { if [ "$placement" = split ]; then taskset -c 0 "$@"; else "$@"; fi; }
 threads_env() { if [ "$placement" = split ]; then echo 1; else nproc; fi; }
 
@@ -125,9 +127,14 @@ for round in $(seq 1 "$rounds"); do
         for t in "${targets[@]}"; do
             # --csv lines: "SET","98039.22",...
             out=$(client_cpu redis-benchmark -p "${port[$t]}" -t set,get -n "$n" -c 50 -d 100 \
-                -r 100000 -P "$pipeline" --csv 2>/dev/null)
+                -r 100000 -P "$pipeline" --csv 2>"$work/bench.err" || true)
             for test in SET GET; do
-                rps=$(grep "^\"$test\"" <<<"$out" | cut -d, -f2 | tr -d '"')
+                rps=$(grep "^\"$test\"" <<<"$out" | cut -d, -f2 | tr -d '"' || true)
+                if [ -z "$rps" ]; then
+                    # redis-benchmark stops at the first error reply.
+                    echo "  $t $test -P $pipeline: no result: $(tr '\r' '\n' <"$work/bench.err" | grep -v '^\s*$' | tail -n 1)"
+                    rps=0
+                fi
                 results["$t|$test|$pipeline"]+="$rps "
                 printf 'round %d  %-9s %-3s -P %-2d %12s req/s\n' "$round" "$t" "$test" "$pipeline" "$rps"
             done

@@ -601,64 +601,40 @@ fn max_clients_refuses_the_extra_connection() {
     });
 }
 
+/// Runs `gridkv node` with `flags` and the bind addresses set to port 0
+/// (unless `flags` sets them), expecting a refusal whose message names
+/// every word of `named`.
+fn refused(flags: &[&str], named: &[&str]) {
+    let mut args = vec!["node"];
+    args.extend_from_slice(flags);
+    for (flag, value) in [
+        ("--listen", "127.0.0.1:0"),
+        ("--resp", "127.0.0.1:0"),
+        ("--http", "127.0.0.1:0"),
+    ] {
+        if !flags.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    let (status, stdout, stderr) = run_to_exit(&args, Duration::from_secs(30));
+    assert!(!status.success(), "{args:?}: {status}");
+    for word in named {
+        assert!(
+            stderr.contains(word),
+            "{args:?}: stderr lacks {word:?}: {stderr}"
+        );
+    }
+    assert!(!stdout.contains("gridkv ready"), "{args:?}: {stdout}");
+}
+
 #[test]
 fn bad_flags_exit_nonzero_naming_the_setting() {
-    let (status, stdout, stderr) = run_to_exit(
-        &[
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--resp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
+    refused(&[], &["--id", "GRIDKV_ID"]);
+    refused(
+        &["--id", "n1", "--write-quorum", "5"],
+        &["write_quorum", "--write-quorum"],
     );
-    assert!(!status.success(), "{status}");
-    assert!(
-        stderr.contains("--id") && stderr.contains("GRIDKV_ID"),
-        "{stderr}"
-    );
-    assert!(!stdout.contains("gridkv ready"), "{stdout}");
-
-    let (status, stdout, stderr) = run_to_exit(
-        &[
-            "node",
-            "--id",
-            "n1",
-            "--write-quorum",
-            "5",
-            "--listen",
-            "127.0.0.1:0",
-            "--resp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(!status.success(), "{status}");
-    assert!(
-        stderr.contains("write_quorum") && stderr.contains("--write-quorum"),
-        "{stderr}"
-    );
-    assert!(!stdout.contains("gridkv ready"), "{stdout}");
-
-    let (status, _, stderr) = run_to_exit(
-        &[
-            "node",
-            "--id",
-            "n1",
-            "--resp",
-            "not-an-address",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(!status.success(), "{status}");
-    assert!(stderr.contains("--resp"), "{stderr}");
+    refused(&["--id", "n1", "--resp", "not-an-address"], &["--resp"]);
 }
 
 /// A node that has not joined says so: `/health` 503, data commands an
