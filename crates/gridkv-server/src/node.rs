@@ -123,12 +123,13 @@ impl RunningNode {
     }
 }
 
-/// Logs to stderr; `GRIDKV_LOG` (or `RUST_LOG`) sets the filter, default
-/// `info` for GridKV and `warn` for the rest.
-pub fn init_logging() {
+/// Logs to stderr; `GRIDKV_LOG` (or `RUST_LOG`) sets the filter, else
+/// `default` (an `EnvFilter` directive such as
+/// `warn,gridkv=info,gridkv_server=info`, what `gridkv node` uses).
+pub fn init_logging(default: &str) {
     let filter = std::env::var("GRIDKV_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn,gridkv=info,gridkv_server=info".into());
+        .unwrap_or_else(|_| default.to_owned());
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -166,7 +167,7 @@ pub async fn signal() {
 /// A message for an invalid configuration or an address that cannot be
 /// bound (the process then exits non-zero).
 pub async fn run(args: NodeArgs) -> Result<(), String> {
-    init_logging();
+    init_logging("warn,gridkv=info,gridkv_server=info");
     let config = ServerConfig::load(args).map_err(|e| e.to_string())?;
     let running = RunningNode::start(&config).await?;
     println!("{}", running.ready_line());

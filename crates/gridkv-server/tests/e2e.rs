@@ -923,9 +923,12 @@ fn cluster_survives_a_killed_node() {
             "2",
         ],
     );
-    // No pause after the last join: within its transition window writes
-    // also need a quorum of the owners before the join, which n1 and n2
-    // (both alive) give.
+    // The steady state is what this test is about: let the last join's
+    // transition window pass. Within it (3 s) a write also needs a quorum
+    // of the owners before the join, and a crash there can fail writes
+    // until the node is detected down (a known gap, docs/REPLICATION.md;
+    // seen here once in CI without this pause).
+    std::thread::sleep(Duration::from_secs(5));
     {
         let mut con = c.node(3).con();
         for i in 0..100 {
