@@ -170,28 +170,28 @@ async fn dispatch(
         b"ECHO" if n == 2 => Reply::bulk(out, Some(&args[1])),
         b"DEL" if n >= 2 => {
             let results = join_all(args[1..].iter().map(|k| node.delete(k)).collect()).await;
-            match count_or_error(&results, "DEL", |&live| live) {
+            match count_or_error(&results, "DEL") {
                 Ok(c) => Reply::integer(out, c),
                 Err(msg) => Reply::error(out, &msg),
             }
         }
         b"EXISTS" if n >= 2 => {
             let results = join_all(args[1..].iter().map(|k| node.exists(k)).collect()).await;
-            match count_or_error(&results, "EXISTS", |&live| live) {
+            match count_or_error(&results, "EXISTS") {
                 Ok(c) => Reply::integer(out, c),
                 Err(msg) => Reply::error(out, &msg),
             }
         }
         b"MGET" if n >= 2 => {
             let results = join_all(args[1..].iter().map(|k| node.get(k)).collect()).await;
-            match count_or_error(&results, "MGET", |_| false) {
-                Ok(_) => {
+            match failure(&results, "MGET") {
+                Some(msg) => Reply::error(out, &msg),
+                None => {
                     Reply::array(out, results.len());
                     for r in &results {
                         Reply::bulk(out, r.as_ref().ok().and_then(|v| v.as_deref()));
                     }
                 }
-                Err(msg) => Reply::error(out, &msg),
             }
         }
         b"MSET" if n >= 3 && n % 2 == 1 => {
@@ -202,9 +202,9 @@ async fn dispatch(
                     .collect(),
             )
             .await;
-            match count_or_error(&results, "MSET", |_| false) {
-                Ok(_) => Reply::ok(out),
-                Err(msg) => Reply::error(out, &msg),
+            match failure(&results, "MSET") {
+                Some(msg) => Reply::error(out, &msg),
+                None => Reply::ok(out),
             }
         }
         b"EXPIRE" | b"PEXPIRE" if n >= 3 => {
@@ -296,30 +296,28 @@ where
         .await
 }
 
-/// How many results satisfy `counts`, or an error reply naming how many
-/// keys failed and the first failure.
-fn count_or_error<T>(
-    results: &[Result<T, Error>],
-    name: &str,
-    counts: impl Fn(&T) -> bool,
-) -> Result<i64, String> {
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
-        let reply = error_reply(first);
-        let (code, why) = reply.split_once(' ').unwrap_or(("ERR", &reply));
-        return Err(if results.len() == 1 {
-            reply.clone()
-        } else {
-            format!(
-                "{code} {name} failed for {failed} of {} keys (the others succeeded); first: {why}",
-                results.len()
-            )
-        });
+/// The error reply for a multi-key command if any key failed: how many
+/// failed, and why the first did (one key: that key's reply as is).
+fn failure<T>(results: &[Result<T, Error>], name: &str) -> Option<String> {
+    let first = results.iter().find_map(|r| r.as_ref().err())?;
+    let reply = error_reply(first);
+    if results.len() == 1 {
+        return Some(reply);
     }
-    Ok(results
-        .iter()
-        .filter(|r| r.as_ref().is_ok_and(&counts))
-        .count() as i64)
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let (code, why) = reply.split_once(' ').unwrap_or(("ERR", &reply));
+    Some(format!(
+        "{code} {name} failed for {failed} of {} keys (the others succeeded); first: {why}",
+        results.len()
+    ))
+}
+
+/// How many results are `Ok(true)`, or [`failure`]'s reply.
+fn count_or_error(results: &[Result<bool, Error>], name: &str) -> Result<i64, String> {
+    match failure(results, name) {
+        Some(msg) => Err(msg),
+        None => Ok(results.iter().filter(|r| matches!(r, Ok(true))).count() as i64),
+    }
 }
 
 async fn set(shared: &Shared, args: &[Bytes], out: &mut BytesMut) {
@@ -590,13 +588,17 @@ mod tests {
             }),
             Ok(false),
         ];
-        let msg = count_or_error(&results, "DEL", |&b| b).unwrap_err();
+        let msg = count_or_error(&results, "DEL").unwrap_err();
         assert!(
             msg.starts_with("NOQUORUM DEL failed for 1 of 3 keys"),
             "{msg}"
         );
         let ok: Vec<Result<bool, Error>> = vec![Ok(true), Ok(false), Ok(true)];
-        assert_eq!(count_or_error(&ok, "DEL", |&b| b), Ok(2));
+        assert_eq!(count_or_error(&ok, "DEL"), Ok(2));
+        let one: Vec<Result<(), Error>> = vec![Err(Error::Backpressure)];
+        assert!(failure(&one, "MSET")
+            .unwrap()
+            .starts_with("BUSY backpressure"));
     }
 
     #[tokio::test]
