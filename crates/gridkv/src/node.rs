@@ -1241,10 +1241,10 @@ impl GridKv {
             // Answered before any future of the network path is built.
             if let Some(result) = self.inner.coordinator.read_local(key) {
                 self.count_local_read();
-                return Ok(result?.value().cloned());
+                return Ok(result?.into_value());
             }
         }
-        Ok(self.lookup(key, options).await?.value().cloned())
+        Ok(self.lookup(key, options).await?.into_value())
     }
 
     /// Deletes `key`; returns whether a live value was there (as far as the

@@ -67,9 +67,6 @@ async fn cluster_with(
                 })
         });
         if ready {
-            // For 3 s after a ring change, writes also need a quorum of the
-            // previous ring's owners; tests that cut nodes off start after.
-            sleep(Duration::from_millis(3500)).await;
             return Ok(nodes);
         }
         assert!(Instant::now() < deadline, "cluster did not form");
@@ -233,6 +230,55 @@ async fn cluster_one_owner_down_keeps_acknowledged_writes_readable() -> Result {
         Some(&b"200"[..])
     );
     shutdown(&nodes[..2]).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_an_owner_crashing_right_after_a_join_fails_no_write() -> Result {
+    // The third node has just become normal: for a few seconds writes also
+    // guard readers still on the two-node ring. One owner crashing then,
+    // before anyone detects it, must not fail writes that the two live
+    // owners can acknowledge.
+    let nodes = cluster(&["a", "b", "c"], &[]).await?;
+    nodes[1].kill().await;
+    let started = Instant::now();
+    let history = History::default();
+    for value in 1..=100u64 {
+        let node = &nodes[if value % 2 == 0 { 0 } else { 2 }];
+        let start = common::history::now();
+        let result = node.set("register", value.to_string()).await;
+        history.record(
+            start,
+            Op::Write {
+                value,
+                ok: result.is_ok(),
+            },
+        );
+        if let Err(e) = result {
+            panic!(
+                "write {value} failed {:?} after the crash: {e}",
+                started.elapsed()
+            );
+        }
+    }
+    // Otherwise the test did not exercise the transition window.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the writes outlasted the transition window: {:?}",
+        started.elapsed()
+    );
+    for node in [&nodes[0], &nodes[2]] {
+        let start = common::history::now();
+        let value = node
+            .get("register")
+            .await?
+            .map(|b| std::str::from_utf8(&b).unwrap().parse().unwrap())
+            .unwrap_or(0);
+        history.record(start, Op::Read { value });
+    }
+    let violations = history.violations();
+    assert!(violations.is_empty(), "{violations:#?}");
+    shutdown(&[nodes[0].clone(), nodes[2].clone()]).await;
     Ok(())
 }
 

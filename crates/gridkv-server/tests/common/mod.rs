@@ -386,11 +386,6 @@ impl Cluster {
         }
         let cluster = Cluster { nodes };
         cluster.wait_converged();
-        // For 3 s after the last join, writes also need a quorum of the
-        // ring before it (as the library's loopback tests, this waits that
-        // window out: a write through the newest node inside it failed
-        // once in CI, a gap noted in docs/REPLICATION.md).
-        std::thread::sleep(std::time::Duration::from_millis(3500));
         cluster
     }
 

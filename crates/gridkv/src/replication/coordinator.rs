@@ -317,23 +317,20 @@ impl Coordinator {
             }
         }
         // The current owners count in full: W of them, reachable or not.
-        // The other sets guard readers whose view is a step away; an owner
-        // that has left the ring (or, for the view before the change, is
-        // down) cannot serve such a reader either, so it is not waited
-        // for: otherwise every write to its keys would fail until the
-        // transition ends.
+        // The other sets only guard readers whose view is a step away, so
+        // each needs just enough to meet such a reader's quorum.
         let required: Vec<usize> = sets
             .iter()
             .enumerate()
             .map(|(i, set)| {
-                let eligible = if i == 0 {
-                    set.len()
-                } else {
-                    set.iter()
-                        .filter(|id| self.guards_transition(&p, id, previous_set == Some(i)))
-                        .count()
-                };
-                w.min(eligible)
+                if i == 0 {
+                    return w;
+                }
+                let eligible = set
+                    .iter()
+                    .filter(|id| self.guards_transition(&p, id, previous_set == Some(i)))
+                    .count();
+                transition_quorum(w, self.config.read_quorum, set.len(), eligible)
             })
             .collect();
         // Every owner of any set, with the sets it belongs to (bit i: set i).
@@ -430,10 +427,11 @@ impl Coordinator {
     pub(crate) fn read_local(&self, key: &[u8]) -> Option<Result<Lookup, Error>> {
         let p = self.placement.load();
         let n = self.config.replicas.min(p.ring.len());
-        if !(p.local_serves_reads && p.ring.preference_list(key_hash(key), n).contains(&self.me)) {
+        let hash = key_hash(key);
+        if !(p.local_serves_reads && p.ring.preference_list(hash, n).contains(&self.me)) {
             return None;
         }
-        Some(match self.replica.store.get(key) {
+        Some(match self.replica.store.get_hashed(key, hash) {
             Ok(Lookup::Evicted { .. }) => Ok(Lookup::Missing),
             Ok(lookup) => Ok(lookup),
             Err(e) => Err(e.into()),
@@ -642,6 +640,20 @@ fn unreachable() -> TransportError {
     }
 }
 
+/// How many owners of a transitional owner set (the ring before or after a
+/// change) a write needs: enough that every read quorum of a reader with
+/// that view meets it, `n − r + 1` where `n` is the set's size and `r` that
+/// reader's read quorum (capped at `n`, as reads cap it), and never more
+/// than the write quorum `w` itself. A two-owner set seen before a third
+/// node joined, read with R = 2, needs one of its owners, not both: so one
+/// owner crashing right after a join, before it is detected, fails no
+/// write. Owners that cannot serve such a reader (left, or down in the ring
+/// before the change; `eligible` excludes them) are not waited for.
+fn transition_quorum(w: usize, read_quorum: usize, n: usize, eligible: usize) -> usize {
+    let r = read_quorum.clamp(1, n.max(1));
+    w.min(n + 1 - r).min(eligible)
+}
+
 /// Whether two owner lists hold the same members.
 fn same_members(a: &[NodeId], b: &[NodeId]) -> bool {
     a.len() == b.len() && a.iter().all(|id| b.contains(id))
@@ -758,4 +770,25 @@ fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<NodeId>) {
         .map(|(id, _)| *id)
         .collect();
     (winner, stale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transition_quorum;
+
+    #[test]
+    fn transitional_sets_need_only_what_meets_their_readers() {
+        // N = 3, W = 2, R = 2 on three owners: the same as W.
+        assert_eq!(transition_quorum(2, 2, 3, 3), 2);
+        // The two-node ring before a third node joined: its readers read
+        // both owners, so one applied copy meets them.
+        assert_eq!(transition_quorum(2, 2, 2, 2), 1);
+        // R = 1 readers need every owner, but never more than W.
+        assert_eq!(transition_quorum(3, 1, 3, 3), 3);
+        assert_eq!(transition_quorum(2, 1, 3, 3), 2);
+        // Owners that left or are down are not waited for.
+        assert_eq!(transition_quorum(2, 2, 3, 1), 1);
+        // A one-owner view: that owner.
+        assert_eq!(transition_quorum(2, 2, 1, 1), 1);
+    }
 }

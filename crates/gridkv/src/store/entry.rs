@@ -193,6 +193,29 @@ impl Lookup {
         }
     }
 
+    /// The live value, if any, taken out of the lookup (no reference-count
+    /// traffic, unlike `value().cloned()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default())?;
+    /// let v = Version { ts: Timestamp::new(1, 0), ..Version::ZERO };
+    /// store.apply(b"k", Write::set(v, b"v", None))?;
+    /// assert_eq!(store.get(b"k")?.into_value().as_deref(), Some(&b"v"[..]));
+    /// assert_eq!(store.get(b"other")?.into_value(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_value(self) -> Option<Bytes> {
+        match self {
+            Lookup::Live(item) => Some(item.value),
+            _ => None,
+        }
+    }
+
     /// The version known here (`None` if the key is unknown).
     pub fn version(&self) -> Option<Version> {
         match self {

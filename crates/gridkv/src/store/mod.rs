@@ -487,8 +487,14 @@ impl Store {
     /// read as [`Lookup::Dead`].
     #[inline]
     pub fn get(&self, key: &[u8]) -> Result<Lookup, StoreError> {
+        self.get_hashed(key, key_hash(key))
+    }
+
+    /// [`Store::get`] for a caller that has already hashed the key with
+    /// [`key_hash`] (the coordinator's local reads), so it is hashed once.
+    #[inline]
+    pub(crate) fn get_hashed(&self, key: &[u8], hash: u64) -> Result<Lookup, StoreError> {
         self.check_key(key)?;
-        let hash = key_hash(key);
         let now = self.clock.now_ms();
         let shard = self.shards[self.shard_index(hash)].0.read();
         shard.reads.gets.fetch_add(1, Relaxed);
