@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `-NOQUORUM ...` | too few owners answered (reads) or applied (writes); a failed write is indeterminate: it may have reached some owners and appear later |
 //! | `-TIMEOUT ...` | the deadline passed first (also indeterminate for writes) |
-//! | `-BUSY ...` | a replica's queue is full: retry later |
+//! | `-BUSY ...` | owners are overloaded: retry later |
 //! | `-SHUTDOWN ...` | the node is leaving |
 //! | `-ERR ...` | a bad command, key or value (nothing was stored) |
 //!

@@ -9,7 +9,8 @@
 //!   hold the change, against the dataset's size.
 //! - Rebalancing: a fourth node joins while one caller keeps reading and
 //!   writing; keys per second streamed into it, and the caller's p99
-//!   before and during the join.
+//!   before and during the join. `GRIDKV_BENCH_FILL_RATE` sets the fill
+//!   rate limit in MiB/s (0 for none; default the library's, 16).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,8 +29,18 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 async fn start(name: &str, seed: Option<&GridKv>) -> GridKv {
+    // `GRIDKV_BENCH_FILL_RATE`: the fill rate limit in MiB/s, 0 for none
+    // (default: the library's default).
+    let fill_rate = match std::env::var("GRIDKV_BENCH_FILL_RATE") {
+        Ok(v) => match v.parse::<u64>().expect("GRIDKV_BENCH_FILL_RATE: MiB/s") {
+            0 => None,
+            mib => Some(mib << 20),
+        },
+        Err(_) => ReplicationConfig::default().fill_rate,
+    };
     let replication = ReplicationConfig {
         anti_entropy_interval: Duration::from_secs(1),
+        fill_rate,
         ..ReplicationConfig::default()
     };
     let mut b = GridKv::builder(name).replication(replication);

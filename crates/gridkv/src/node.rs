@@ -390,6 +390,7 @@ impl Inner {
             timeout: c.config.timeout,
             counters: c.counters.clone(),
             rng: crate::net::backoff::SplitMix64::new(self.rng_seed ^ 0xa5a5),
+            pace: crate::replication::rebalance::Pace::new(c.config.fill_rate),
         }
     }
 }
@@ -539,6 +540,7 @@ impl GridKv {
             store,
             hlc,
             serves_reads: std::sync::atomic::AtomicBool::new(false),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let coordinator = Coordinator {
@@ -590,6 +592,12 @@ impl GridKv {
             restart_noted: false,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
+        // Data requests are answered in the connections' readers: a hop to
+        // the replica task and back would cost a task wake-up each way.
+        let inline = replica.clone();
+        inner.transport.answer_inline(Lane::Data, move |body| {
+            bytes::Bytes::from(inline.handle(body).encode())
+        });
         let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
         let rebalance = tokio::spawn(rebalance(
             inner.rebalancer(),
@@ -762,6 +770,11 @@ impl GridKv {
     async fn stop(&self) {
         self.inner
             .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner
+            .coordinator
+            .replica
+            .stopped
             .store(true, std::sync::atomic::Ordering::Release);
         self.inner.cancel.cancel();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock());

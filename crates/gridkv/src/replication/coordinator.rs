@@ -1,12 +1,14 @@
 //! The coordinator: runs one data operation against a key's owners.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::hints::Hints;
@@ -73,8 +75,79 @@ pub(crate) struct Coordinator {
     pub(crate) write_barrier: std::sync::atomic::AtomicU64,
 }
 
-/// One owner's answer: whether it is a designated owner, and what it said.
+/// One owner's answer: its slot (an index the caller chose), and what it
+/// said.
 type Answer = (usize, Result<DataResponse, TransportError>);
+
+/// One request to an owner, as [`Coordinator::request`] builds it.
+type RequestFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The requests of one operation, polled by its caller. There are at most
+/// a few (one per owner), so each wake-up polls them all.
+struct InFlight {
+    requests: Vec<RequestFuture>,
+    /// Whether requests left when this is dropped run on in a task of
+    /// their own (writes: every owner must get them) or are dropped
+    /// (reads).
+    finish_on_drop: bool,
+}
+
+impl InFlight {
+    fn new(finish_on_drop: bool) -> Self {
+        Self {
+            requests: Vec::new(),
+            finish_on_drop,
+        }
+    }
+
+    fn push(&mut self, request: RequestFuture) {
+        self.requests.push(request);
+    }
+
+    fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// The next answer, in completion order; `None` when none is left.
+    async fn next(&mut self) -> Option<Answer> {
+        std::future::poll_fn(|cx| {
+            if self.requests.is_empty() {
+                return Poll::Ready(None);
+            }
+            for i in 0..self.requests.len() {
+                if let Poll::Ready(answer) = self.requests[i].as_mut().poll(cx) {
+                    drop(self.requests.swap_remove(i));
+                    return Poll::Ready(Some(answer));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.finish_on_drop || self.requests.is_empty() {
+            return;
+        }
+        // Also when the caller's future is dropped mid-write (a timeout
+        // around it): the requests already started still reach their owners
+        // and keep hints for those that fail.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = InFlight {
+            requests: std::mem::take(&mut self.requests),
+            finish_on_drop: false,
+        };
+        runtime.spawn(async move { while rest.next().await.is_some() {} });
+    }
+}
 
 impl Coordinator {
     pub(crate) fn status(&self) -> ReplicationStatus {
@@ -141,21 +214,21 @@ impl Coordinator {
         p.members.get(id).is_some_and(Member::serves_reads)
     }
 
-    /// Sends `body` to `addr` in a task of its own (so that it completes
-    /// even when the caller returns once a quorum answered), reporting to
-    /// `tx` under `slot`.
-    fn spawn_request(
+    /// A request of `body` to `addr`, answering under `slot`; if it fails
+    /// and `hint_for` names an owner, the write is kept as a hint for it.
+    /// The caller polls it ([`InFlight`]), so the common case needs no task
+    /// of its own (each would cost a wake-up on another thread).
+    fn request(
         &self,
         addr: String,
         body: Bytes,
         timeout: Duration,
         slot: usize,
-        tx: mpsc::Sender<Answer>,
         hint_for: Option<NodeId>,
-    ) {
+    ) -> RequestFuture {
         let transport = self.transport.clone();
         let hints = hint_for.map(|owner| (owner, self.hints.clone(), self.counters.clone()));
-        tokio::spawn(async move {
+        Box::pin(async move {
             let hint_body = hints.as_ref().map(|_| body.clone());
             let answer = transport
                 .peer(&addr)
@@ -182,8 +255,8 @@ impl Coordinator {
                     1,
                 );
             }
-            let _ = tx.send((slot, answer)).await;
-        });
+            (slot, answer)
+        })
     }
 
     /// Keeps a write for a designated owner known to be down.
@@ -351,17 +424,18 @@ impl Coordinator {
                 Some((value, expires_at)) => Write::set(version, value, *expires_at),
                 None => Write::delete(version),
             };
-            // The encoded request and the answer channel are built only
+            // The encoded request is built only
             // when some owner is remote (a one-node cluster needs neither).
             let mut body: Option<Bytes> = None;
             let encoded = |body: &mut Option<Bytes>| {
                 body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, &write)))
                     .clone()
             };
-            let mut channel: Option<(mpsc::Sender<Answer>, mpsc::Receiver<Answer>)> = None;
+            // Requests still running when the caller has its answer (or
+            // gives up) finish in the background: every owner gets the write.
+            let mut in_flight = InFlight::new(true);
             let mut tally = Tally::new(required.clone());
             tally.mine = Some(version);
-            let mut outstanding = 0;
             for (slot, (id, _)) in owners.iter().enumerate() {
                 match self.target(&p, id) {
                     Some(Target::Local) => {
@@ -370,12 +444,13 @@ impl Coordinator {
                     }
                     Some(Target::Remote(addr)) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        let tx = channel
-                            .get_or_insert_with(|| mpsc::channel::<Answer>(owners.len()))
-                            .0
-                            .clone();
-                        self.spawn_request(addr, encoded(&mut body), left, slot, tx, Some(*id));
-                        outstanding += 1;
+                        in_flight.push(self.request(
+                            addr,
+                            encoded(&mut body),
+                            left,
+                            slot,
+                            Some(*id),
+                        ));
                     }
                     None => {
                         self.hint(*id, &encoded(&mut body));
@@ -383,16 +458,9 @@ impl Coordinator {
                     }
                 }
             }
-            let mut rx = channel.map(|(tx, rx)| {
-                drop(tx);
-                rx
-            });
-            while let (false, true, Some(rx)) = (tally.satisfied(), outstanding > 0, rx.as_mut()) {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some((slot, answer))) => {
-                        outstanding -= 1;
-                        tally.add(owners[slot].1, answer);
-                    }
+            while !tally.satisfied() && !in_flight.is_empty() {
+                match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                    Ok(Some((slot, answer))) => tally.add(owners[slot].1, answer),
                     Ok(None) => break,
                     Err(_) => {
                         let (answered, required) = tally.shortfall(w);
@@ -413,11 +481,7 @@ impl Coordinator {
                     Counters::add(&self.counters.restamps, 1);
                     attempt += 1;
                 }
-                _ if tally.backpressure && tally.applied == 0 => return Err(Error::Backpressure),
-                _ => {
-                    let (answered, required) = tally.shortfall(w);
-                    return Err(Error::QuorumNotReached { answered, required });
-                }
+                _ => return Err(tally.failure(w)),
             }
         }
     }
@@ -478,15 +542,16 @@ impl Coordinator {
         // Built on the first remote request (an answer from the local store
         // alone needs neither).
         let mut body: Option<Bytes> = None;
-        let mut channel: (Option<mpsc::Sender<Answer>>, Option<mpsc::Receiver<Answer>>) =
-            (None, None);
+        // Reads change nothing: one the caller no longer waits for is
+        // dropped, not finished.
+        let mut in_flight = InFlight::new(false);
         let mut answers: Vec<(NodeId, Lookup)> = Vec::with_capacity(r);
         let mut next = 0;
-        let mut outstanding = 0;
-        let mut backpressure = false;
+        // Owners that shed the read (overloaded).
+        let mut shed = 0;
         loop {
             // Keep r requests in flight while candidates remain.
-            while answers.len() + outstanding < r && next < candidates.len() {
+            while answers.len() + in_flight.len() < r && next < candidates.len() {
                 let id = candidates[next];
                 match self.target(&p, &id) {
                     Some(Target::Local) => {
@@ -499,13 +564,7 @@ impl Coordinator {
                         let body = body
                             .get_or_insert_with(|| Bytes::from(DataRequest::encode_read(key)))
                             .clone();
-                        if channel.0.is_none() {
-                            let (tx, rx) = mpsc::channel::<Answer>(candidates.len().max(1));
-                            channel = (Some(tx), Some(rx));
-                        }
-                        let tx = channel.0.clone().expect("created above");
-                        self.spawn_request(addr, body, left, next, tx, None);
-                        outstanding += 1;
+                        in_flight.push(self.request(addr, body, left, next, None));
                     }
                     None => {}
                 }
@@ -514,8 +573,10 @@ impl Coordinator {
             if answers.len() >= r {
                 break;
             }
-            if outstanding == 0 {
-                if backpressure && answers.is_empty() {
+            if in_flight.is_empty() {
+                if shed > 0 && answers.len() + shed >= r {
+                    // Overload is why: the owners that shed it would have
+                    // made up the quorum.
                     return Err(Error::Backpressure);
                 }
                 return Err(Error::QuorumNotReached {
@@ -523,18 +584,14 @@ impl Coordinator {
                     required: r,
                 });
             }
-            let rx = channel.1.as_mut().expect("a request is outstanding");
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((slot, answer))) => {
-                    outstanding -= 1;
-                    match answer {
-                        Ok(DataResponse::Value(lookup)) => answers.push((candidates[slot], lookup)),
-                        Err(TransportError::Backpressure { .. })
-                        | Err(TransportError::Overloaded { .. }) => backpressure = true,
-                        _ => {}
-                    }
-                }
-                Ok(None) => unreachable!("the coordinator holds a sender"),
+            match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                Ok(Some((slot, answer))) => match answer {
+                    Ok(DataResponse::Value(lookup)) => answers.push((candidates[slot], lookup)),
+                    Err(TransportError::Backpressure { .. })
+                    | Err(TransportError::Overloaded { .. }) => shed += 1,
+                    _ => {}
+                },
+                Ok(None) => unreachable!("a request is in flight"),
                 Err(_) => {
                     return Err(Error::Timeout {
                         answered: answers.len(),
@@ -668,7 +725,8 @@ struct Tally {
     applied: usize,
     was_live: bool,
     superseded: Option<Version>,
-    backpressure: bool,
+    /// Per set, the owners that shed the write (overloaded).
+    shed: Vec<usize>,
     /// This attempt's version.
     mine: Option<Version>,
 }
@@ -677,8 +735,27 @@ impl Tally {
     fn new(required: Vec<usize>) -> Self {
         Self {
             per_set: vec![0; required.len()],
+            shed: vec![0; required.len()],
             required,
             ..Self::default()
+        }
+    }
+
+    /// The error for a write that fell short: [`Error::Backpressure`] when
+    /// the owners that shed it would have made up the shortfall (overload
+    /// is the cause: retry later), else [`Error::QuorumNotReached`].
+    fn failure(&self, w: usize) -> Error {
+        let (answered, required) = self.shortfall(w);
+        let overloaded = self
+            .per_set
+            .iter()
+            .zip(&self.required)
+            .zip(&self.shed)
+            .any(|((have, need), shed)| have < need && *shed > 0 && have + shed >= *need);
+        if overloaded {
+            Error::Backpressure
+        } else {
+            Error::QuorumNotReached { answered, required }
         }
     }
 
@@ -741,7 +818,11 @@ impl Tally {
                 tracing::warn!(%reason, "a replica refused a write: clock drift");
             }
             Err(TransportError::Backpressure { .. }) | Err(TransportError::Overloaded { .. }) => {
-                self.backpressure = true;
+                for (i, count) in self.shed.iter_mut().enumerate() {
+                    if sets & (1 << i) != 0 {
+                        *count += 1;
+                    }
+                }
             }
             _ => {}
         }
@@ -774,7 +855,56 @@ fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<NodeId>) {
 
 #[cfg(test)]
 mod tests {
-    use super::transition_quorum;
+    use super::{transition_quorum, DataResponse, Error, Tally, TransportError};
+
+    fn shed() -> Result<DataResponse, TransportError> {
+        Err(TransportError::Overloaded {
+            peer: "b".to_owned(),
+        })
+    }
+
+    fn applied() -> Result<DataResponse, TransportError> {
+        Ok(DataResponse::Applied { was_live: false })
+    }
+
+    #[test]
+    fn a_shortfall_made_of_shed_requests_is_backpressure() {
+        // W = 2 of three current owners: one applied, one shed, one lost.
+        let mut tally = Tally::new(vec![2]);
+        tally.add(1, applied());
+        tally.add(1, shed());
+        tally.add(1, Err(super::unreachable()));
+        assert!(!tally.satisfied());
+        assert_eq!(tally.failure(2), Error::Backpressure);
+        // Nothing shed: the owners are missing, not busy.
+        let mut tally = Tally::new(vec![2]);
+        tally.add(1, applied());
+        tally.add(1, Err(super::unreachable()));
+        assert_eq!(
+            tally.failure(2),
+            Error::QuorumNotReached {
+                answered: 1,
+                required: 2
+            }
+        );
+        // W = 3: one shed request cannot make up two missing owners.
+        let mut tally = Tally::new(vec![3]);
+        tally.add(1, applied());
+        tally.add(1, shed());
+        tally.add(1, Err(super::unreachable()));
+        assert_eq!(
+            tally.failure(3),
+            Error::QuorumNotReached {
+                answered: 1,
+                required: 3
+            }
+        );
+        // A transitional set (bit 1) short because its owner shed it.
+        let mut tally = Tally::new(vec![1, 1]);
+        tally.add(1, applied());
+        tally.add(2, shed());
+        assert_eq!(tally.failure(1), Error::Backpressure);
+    }
 
     #[test]
     fn transitional_sets_need_only_what_meets_their_readers() {

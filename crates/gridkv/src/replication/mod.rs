@@ -86,6 +86,13 @@ pub struct ReplicationConfig {
     /// the ranges it owns with their other owners and pulls what differs.
     /// Default 30 s.
     pub anti_entropy_interval: Duration,
+    /// The most bytes (keys and values) per second this node pulls when it
+    /// fills ranges it gained (join, restart, removal, a member leaving)
+    /// or repairs them by anti-entropy; `None` for no limit. Streaming
+    /// competes with foreground requests for the sources' CPU and the
+    /// network, so a limit bounds their latency while a node fills, at
+    /// the cost of a longer fill. Default 16 MiB/s.
+    pub fill_rate: Option<u64>,
 }
 
 impl Default for ReplicationConfig {
@@ -100,6 +107,7 @@ impl Default for ReplicationConfig {
             max_hints: 100_000,
             max_hint_bytes: 64 << 20,
             hint_ttl: Duration::from_secs(600),
+            fill_rate: Some(16 << 20),
         }
     }
 }
@@ -133,6 +141,9 @@ impl ReplicationConfig {
             || self.anti_entropy_interval > Duration::from_secs(7 * 24 * 3600)
         {
             return Err(("anti_entropy_interval", "must be 100 ms to a week"));
+        }
+        if self.fill_rate.is_some_and(|rate| rate < 64 << 10) {
+            return Err(("fill_rate", "at least 64 KiB/s (or none for no limit)"));
         }
         Ok(())
     }
@@ -267,8 +278,12 @@ pub enum Error {
         /// Owners required.
         required: usize,
     },
-    /// A replica's queue is full; retry later.
-    #[error("backpressure: a replica's queue is full")]
+    /// Owners shed the request because they (or the connections to them)
+    /// are overloaded, and had they taken it the quorum would have been
+    /// met: overload, not missing owners, is why it failed. Retry later,
+    /// with backoff. For a write this is indeterminate like any failure:
+    /// the owners that did apply it keep it.
+    #[error("backpressure: owners are overloaded; retry later")]
     Backpressure,
     /// The key is empty or too long.
     #[error("invalid key: {0}")]

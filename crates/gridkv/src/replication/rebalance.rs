@@ -8,7 +8,8 @@
 //! - Each gained piece is streamed from `N − W + 1` current owners that serve
 //!   reads, so that every acknowledged write (applied by W of the N owners)
 //!   is on at least one of them. Batches are bounded (4,096 entries or
-//!   1 MiB) and pulled one at a time, which throttles the stream.
+//!   1 MiB) and pulled one at a time, paced to at most `fill_rate` bytes
+//!   per second ([`super::ReplicationConfig::fill_rate`]).
 //! - A second pass compares range digests with the sources and re-streams
 //!   any piece that still differs: writes that raced the first pass (from a
 //!   coordinator that did not yet know this node was joining) are caught.
@@ -59,6 +60,48 @@ pub(crate) struct Rebalancer {
     pub(crate) timeout: Duration,
     pub(crate) counters: Arc<Counters>,
     pub(crate) rng: SplitMix64,
+    /// Paces what fills and anti-entropy pull (`fill_rate`).
+    pub(crate) pace: Pace,
+}
+
+/// Paces a stream to at most `rate` bytes per second: after each batch the
+/// stream waits until the bytes received so far are within the rate. Idle
+/// time does not bank a burst larger than one second's worth.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    rate: Option<u64>,
+    /// When the bytes received so far are "paid for".
+    next: parking_lot::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pace {
+    pub(crate) fn new(rate: Option<u64>) -> Self {
+        Self {
+            rate,
+            next: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Accounts `bytes` just received; waits if over the rate.
+    async fn take(&self, bytes: u64) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        let until = {
+            let mut next = self.next.lock();
+            let start = next
+                .unwrap_or(now)
+                .max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+            let until = start + cost;
+            *next = Some(until);
+            until
+        };
+        if until > now {
+            tokio::time::sleep_until(until).await;
+        }
+    }
 }
 
 /// Ranges holding at most this many entries are pulled whole by
@@ -201,10 +244,11 @@ impl Rebalancer {
             else {
                 return false;
             };
+            let mut batch_bytes = 0;
             for entry in &entries {
-                report.bytes += entry.key.len() as u64;
+                batch_bytes += entry.key.len() as u64;
                 if let crate::store::EntryData::Value { value, .. } = &entry.data {
-                    report.bytes += value.len() as u64;
+                    batch_bytes += value.len() as u64;
                 }
                 if let Some(write) = entry.write() {
                     if let Ok(crate::store::ApplyOutcome::Applied { .. }) =
@@ -214,6 +258,8 @@ impl Rebalancer {
                     }
                 }
             }
+            report.bytes += batch_bytes;
+            self.pace.take(batch_bytes).await;
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => return true,
@@ -373,6 +419,38 @@ impl Rebalancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_holds_streams_to_the_rate() {
+        // 1 MiB/s: ten 256 KiB batches take 2.5 s.
+        let pace = Pace::new(Some(1 << 20));
+        let start = tokio::time::Instant::now();
+        for _ in 0..10 {
+            pace.take(256 << 10).await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(2500) && took < Duration::from_millis(2600),
+            "{took:?}"
+        );
+        // After a pause, up to a second's worth goes without waiting, and
+        // no more.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = tokio::time::Instant::now();
+        pace.take(512 << 10).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        pace.take(1 << 20).await;
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(510),
+            "{took:?}"
+        );
+        // No limit: no wait.
+        let free = Pace::new(None);
+        let start = tokio::time::Instant::now();
+        free.take(1 << 30).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn subdivide_tiles_the_range() {

@@ -18,6 +18,9 @@ pub(crate) struct Replica {
     /// refused rather than answered stale (a coordinator with an old view
     /// of a restarted node would otherwise count an empty answer).
     pub(crate) serves_reads: std::sync::atomic::AtomicBool,
+    /// Set when the node stops: requests still arriving before its
+    /// connections close are refused, as a stopped node answers nothing.
+    pub(crate) stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Replica {
@@ -56,6 +59,12 @@ impl Replica {
 
     /// Answers one data-lane request.
     pub(crate) fn handle(&self, frame: &Bytes) -> DataResponse {
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return DataResponse::Refused {
+                code: RefusalCode::ShuttingDown,
+                reason: "the node is stopping".to_owned(),
+            };
+        }
         let request = DataRequest::decode(frame);
         if matches!(
             request,
