@@ -386,7 +386,6 @@ impl Inner {
             transport: self.transport.clone(),
             replica: c.replica.clone(),
             placement: c.placement.clone(),
-            filled: Arc::new(Ring::new(0, []).expect("an empty ring is valid")),
             timeout: c.config.timeout,
             counters: c.counters.clone(),
             rng: crate::net::backoff::SplitMix64::new(self.rng_seed ^ 0xa5a5),
@@ -541,6 +540,10 @@ impl GridKv {
             hlc,
             serves_reads: std::sync::atomic::AtomicBool::new(false),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            holdings: crate::replication::Holdings::new(
+                config.node_id,
+                config.replication.replicas,
+            ),
         });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let coordinator = Coordinator {
@@ -920,6 +923,8 @@ impl Driver {
             .replica
             .serves_reads
             .store(serves_reads, std::sync::atomic::Ordering::Release);
+        let rings_changed =
+            old.ring.nodes() != ring.nodes() || old.future.nodes() != future.nodes();
         self.placement.store(Arc::new(Placement {
             ring,
             future,
@@ -927,6 +932,11 @@ impl Driver {
             local_serves_reads: serves_reads,
             previous,
         }));
+        if rings_changed {
+            // After the store: a fill that reads this epoch sees this
+            // placement or a newer one.
+            shared.coordinator.replica.holdings.ring_changed();
+        }
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -975,6 +985,7 @@ impl Driver {
                                     "removed from the ring while away: dropping local data and refilling"
                                 );
                                 shared.coordinator.replica.store.clear();
+                                shared.coordinator.replica.holdings.forget();
                             }
                         }
                         MemberEvent::Forgotten { .. } => members_changed = true,

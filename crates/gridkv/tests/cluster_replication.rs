@@ -622,6 +622,90 @@ async fn cluster_removed_node_has_its_copies_restored() -> Result {
 }
 
 #[tokio::test]
+async fn cluster_a_range_being_refilled_after_a_removal_is_not_read_there() -> Result {
+    // Fills are paced slowly, so that after d is removed the survivors
+    // take seconds to pull the keys they gained; local reads (R = 1) on
+    // them meanwhile must still find every acknowledged key.
+    let start = |name: &str, seed: Option<String>| {
+        let config = GridKv::builder(name)
+            .seeds(seed)
+            .membership(gridkv::SwimConfig {
+                remove_after: Duration::from_secs(3),
+                ..gridkv::SwimConfig::lan()
+            })
+            .replication(gridkv::ReplicationConfig {
+                fill_rate: Some(512 << 10),
+                ..Default::default()
+            })
+            .build();
+        async move { Ok::<_, Box<dyn std::error::Error>>(GridKv::start(config?).await?) }
+    };
+    let mut nodes = vec![start("a", None).await?];
+    for name in ["b", "c", "d"] {
+        let n = start(name, Some(nodes[0].advertised_addr().to_owned())).await?;
+        nodes.push(n);
+        wait_normal(&nodes, name, nodes.len()).await;
+    }
+    // Past d's join transition, in which writes also go to the owners on
+    // the ring before it (which would then hold every key).
+    sleep(Duration::from_millis(3500)).await;
+    let keys = 8000u32;
+    let value = vec![7u8; 1024];
+    let batch: Vec<(String, Vec<u8>)> = (0..keys)
+        .map(|i| (format!("k{i}"), value.clone()))
+        .collect();
+    for chunk in batch.chunks(200) {
+        for result in nodes[0].set_many(chunk).await {
+            result?;
+        }
+    }
+    let d = nodes.pop().unwrap();
+    d.kill().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes.iter().all(|n| n.ring().len() == 3) {
+        assert!(Instant::now() < deadline, "d was not removed");
+        sleep(Duration::from_millis(10)).await;
+    }
+    // d is removed: each survivor now owns every key and pulls those it
+    // lacked (2 MB each, from two sources), at 512 KiB/s after a first
+    // batch of at most 1 MiB.
+    let filling = nodes
+        .iter()
+        .filter(|n| n.store().stats().live < u64::from(keys))
+        .count();
+    assert!(filling > 0, "the fills finished before the reads began");
+    let window = Instant::now() + Duration::from_millis(1500);
+    let mut rounds = 0;
+    while Instant::now() < window {
+        for n in &nodes {
+            for i in (0..keys).step_by(13) {
+                let key = format!("k{i}");
+                let got = n.get_with(&key, ReadOptions::local()).await?;
+                assert!(
+                    got.is_some(),
+                    "{key} missing in a local read on {} {:?} after the removal (it holds {} keys)",
+                    n.id(),
+                    deadline.elapsed(),
+                    n.store().stats().live
+                );
+            }
+        }
+        rounds += 1;
+    }
+    assert!(rounds > 1);
+    // And the copies are restored.
+    while !nodes
+        .iter()
+        .all(|n| n.store().stats().live == u64::from(keys))
+    {
+        assert!(Instant::now() < deadline, "copies not restored");
+        sleep(Duration::from_millis(100)).await;
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
     let replication = gridkv::ReplicationConfig {
         anti_entropy_interval: Duration::from_millis(500),

@@ -492,7 +492,10 @@ impl Coordinator {
         let p = self.placement.load();
         let n = self.config.replicas.min(p.ring.len());
         let hash = key_hash(key);
-        if !(p.local_serves_reads && p.ring.preference_list(hash, n).contains(&self.me)) {
+        if !(p.local_serves_reads
+            && p.ring.preference_list(hash, n).contains(&self.me)
+            && self.replica.holdings.holds(hash))
+        {
             return None;
         }
         Some(match self.replica.store.get_hashed(key, hash) {

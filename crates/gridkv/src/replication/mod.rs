@@ -41,7 +41,7 @@ pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
 pub use rebalance::FillReport;
-pub(crate) use replica::Replica;
+pub(crate) use replica::{Holdings, Replica};
 pub use stats::ReplicationStats;
 
 use std::time::Duration;

@@ -55,8 +55,6 @@ pub(crate) struct Rebalancer {
     pub(crate) transport: Transport,
     pub(crate) replica: Arc<Replica>,
     pub(crate) placement: Arc<ArcSwap<Placement>>,
-    /// The ring this node's data reflects (empty until the first fill).
-    pub(crate) filled: Arc<Ring>,
     pub(crate) timeout: Duration,
     pub(crate) counters: Arc<Counters>,
     pub(crate) rng: SplitMix64,
@@ -137,7 +135,7 @@ fn subdivide(range: RingRange, parts: u64) -> Vec<RingRange> {
 
 /// `arc` cut at `ring`'s tokens, each piece with its owners on `ring` (one
 /// piece with no owners if the ring is empty).
-fn split(arc: RingRange, ring: &Ring, n: usize) -> Vec<(RingRange, Vec<NodeId>)> {
+pub(crate) fn split(arc: RingRange, ring: &Ring, n: usize) -> Vec<(RingRange, Vec<NodeId>)> {
     if ring.is_empty() {
         return vec![(arc, Vec::new())];
     }
@@ -169,13 +167,14 @@ impl Rebalancer {
     /// The pieces this node gains, with their sources; `None` if some piece
     /// has owners other than this node but none of them serves reads now.
     fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
+        let filled = self.replica.holdings.filled();
         let target = &p.future;
         let n = self.replicas.min(target.len().max(1));
         let mut pieces = Vec::new();
         let mut complete = true;
         for (arc, _) in target.ranges_of(&self.me, n) {
             for (piece, current) in split(arc, &p.ring, self.replicas) {
-                for (piece, previous) in split(piece, &self.filled, self.replicas) {
+                for (piece, previous) in split(piece, &filled, self.replicas) {
                     if current.contains(&self.me) && previous.contains(&self.me) {
                         continue;
                     }
@@ -279,6 +278,8 @@ impl Rebalancer {
     /// One fill pass: stream every gained piece, then re-stream the pieces
     /// whose digests still differ from a source's.
     pub(crate) async fn fill(&mut self) -> FillReport {
+        // The epoch first: the placement loaded after it is at least as new.
+        let epoch = self.replica.holdings.epoch();
         let p = self.placement.load_full();
         let (pieces, mut complete) = self.gained(&p);
         let mut report = FillReport {
@@ -317,7 +318,9 @@ impl Rebalancer {
             }
         }
         if complete {
-            self.filled = p.future.clone();
+            self.replica
+                .holdings
+                .mark_filled(p.future.clone(), p.ring.clone(), epoch);
         }
         report.complete = complete;
         Counters::add(&self.counters.fill_entries, report.entries);

@@ -1,11 +1,16 @@
 //! The replica side: applies writes and answers reads from the local store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use super::wire::{DataRequest, DataResponse, RefusalCode};
 use crate::hlc::Hlc;
+use crate::id::NodeId;
+use crate::keyspace::{key_hash, RingRange};
+use crate::ring::Ring;
 use crate::store::{ApplyOutcome, Store, Write};
 
 /// This node's store and clock, as a replica.
@@ -21,6 +26,113 @@ pub(crate) struct Replica {
     /// Set when the node stops: requests still arriving before its
     /// connections close are refused, as a stopped node answers nothing.
     pub(crate) stopped: std::sync::atomic::AtomicBool,
+    /// What this node's store holds: see [`Holdings`].
+    pub(crate) holdings: Holdings,
+}
+
+/// Which ranges this node's store holds in full, so that it answers reads
+/// only for those. After a ring change a node may own ranges it has not
+/// pulled yet (a down member was removed and this node now owns part of
+/// its ranges): until the fill is done, it refuses reads there
+/// ([`RefusalCode::NotReady`]) and coordinators ask the next owner, so a
+/// read with R = 1 cannot miss an acknowledged write.
+///
+/// The check costs one atomic load while the node is filled for the
+/// placement in force (the common case), and a ring lookup otherwise.
+#[derive(Debug)]
+pub(crate) struct Holdings {
+    me: NodeId,
+    replicas: usize,
+    /// The rings of the last complete fill (empty before the first): the
+    /// future ring it filled for, and the placement ring then in force. The
+    /// store holds a key this node owns on either: it pulled the first's,
+    /// and as a current owner it received every write of the second's. (A
+    /// node that owned a range only on the second stays a holder even if
+    /// it lost it meanwhile: it keeps data it no longer owns.)
+    filled: ArcSwap<(Arc<Ring>, Arc<Ring>)>,
+    /// Bumped when the placement's rings change.
+    ring_epoch: AtomicU64,
+    /// The `ring_epoch` the last complete fill was for.
+    filled_epoch: AtomicU64,
+}
+
+impl Holdings {
+    pub(crate) fn new(me: NodeId, replicas: usize) -> Self {
+        Self {
+            me,
+            replicas,
+            filled: ArcSwap::from_pointee(empty_rings()),
+            ring_epoch: AtomicU64::new(0),
+            filled_epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes a change of the placement's rings (after publishing it): until
+    /// a fill for it completes, reads are checked against the ring filled.
+    pub(crate) fn ring_changed(&self) {
+        self.ring_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The epoch a fill starting now is for (read before the placement).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.ring_epoch.load(Ordering::Acquire)
+    }
+
+    /// The (future) ring this store was last filled for.
+    pub(crate) fn filled(&self) -> Arc<Ring> {
+        self.filled.load().0.clone()
+    }
+
+    /// Records a complete fill for the placement read after `epoch`: its
+    /// future ring and its placement ring.
+    pub(crate) fn mark_filled(&self, future: Arc<Ring>, placement: Arc<Ring>, epoch: u64) {
+        self.filled.store(Arc::new((future, placement)));
+        self.filled_epoch.store(epoch, Ordering::Release);
+    }
+
+    /// The store was emptied: it holds nothing until the next fill.
+    pub(crate) fn forget(&self) {
+        self.filled.store(Arc::new(empty_rings()));
+        self.ring_changed();
+    }
+
+    fn settled(&self) -> bool {
+        self.filled_epoch.load(Ordering::Acquire) == self.ring_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether the store holds the key with hash `hash` in full.
+    #[inline]
+    pub(crate) fn holds(&self, hash: u64) -> bool {
+        if self.settled() {
+            return true;
+        }
+        let filled = self.filled.load();
+        let owns = |ring: &Ring| {
+            ring.preference_list(hash, self.replicas.min(ring.len()))
+                .contains(&self.me)
+        };
+        owns(&filled.0) || owns(&filled.1)
+    }
+
+    /// Whether the store holds all of `range` in full.
+    fn holds_range(&self, range: RingRange) -> bool {
+        if self.settled() {
+            return true;
+        }
+        let filled = self.filled.load();
+        let owns = |ring: &Ring| {
+            !ring.is_empty()
+                && super::rebalance::split(range, ring, self.replicas)
+                    .iter()
+                    .all(|(_, owners)| owners.contains(&self.me))
+        };
+        owns(&filled.0) || owns(&filled.1)
+    }
+}
+
+fn empty_rings() -> (Arc<Ring>, Arc<Ring>) {
+    let empty = Arc::new(Ring::new(0, []).expect("an empty ring is valid"));
+    (empty.clone(), empty)
 }
 
 impl Replica {
@@ -46,9 +158,13 @@ impl Replica {
         }
     }
 
-    /// Reads a key.
+    /// Reads a key; refused if the store does not hold its range yet.
     pub(crate) fn read(&self, key: &[u8]) -> DataResponse {
-        match self.store.get(key) {
+        let hash = key_hash(key);
+        if !self.holdings.holds(hash) {
+            return not_filled();
+        }
+        match self.store.get_hashed(key, hash) {
             Ok(lookup) => DataResponse::Value(lookup),
             Err(e) => DataResponse::Refused {
                 code: RefusalCode::Invalid,
@@ -82,6 +198,9 @@ impl Replica {
                 reason: e.to_string(),
             },
             Ok(DataRequest::Read { key }) => self.read(&key),
+            Ok(DataRequest::Scan { range, .. }) if !self.holdings.holds_range(range) => {
+                not_filled()
+            }
             Ok(DataRequest::Scan {
                 range,
                 after,
@@ -112,6 +231,14 @@ impl Replica {
                 self.apply(&key, write)
             }
         }
+    }
+}
+
+/// The refusal of a read or scan of a range this node has not pulled yet.
+fn not_filled() -> DataResponse {
+    DataResponse::Refused {
+        code: RefusalCode::NotReady,
+        reason: "this range is still being filled".to_owned(),
     }
 }
 
