@@ -595,12 +595,6 @@ impl GridKv {
             restart_noted: false,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
-        // Data requests are answered in the connections' readers: a hop to
-        // the replica task and back would cost a task wake-up each way.
-        let inline = replica.clone();
-        inner.transport.answer_inline(Lane::Data, move |body| {
-            bytes::Bytes::from(inline.handle(body).encode())
-        });
         let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
         let rebalance = tokio::spawn(rebalance(
             inner.rebalancer(),

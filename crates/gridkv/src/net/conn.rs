@@ -192,12 +192,6 @@ impl Conn {
                     self.shared.config.max_frame,
                     budget,
                 );
-                if let Some(handler) = self.shared.inline[lane.index()].get() {
-                    // A refused answer (too large, or the queue full) has
-                    // already told the requester.
-                    let _ = responder.respond(handler(&body));
-                    return;
-                }
                 let inbound = Inbound {
                     from: self.peer,
                     lane,

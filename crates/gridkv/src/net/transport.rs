@@ -380,10 +380,6 @@ impl std::fmt::Display for PeerInfo {
     }
 }
 
-/// A request handler run in a connection's reader
-/// ([`Transport::answer_inline`]).
-pub(crate) type InlineHandler = Arc<dyn Fn(&Bytes) -> Bytes + Send + Sync>;
-
 /// A request or one-way message from a peer, for the application.
 ///
 /// Holding it holds a slot of the sending connection's inbound budget; drop
@@ -552,9 +548,6 @@ pub(crate) struct Shared {
     /// handle drops) so the application's receivers end once the
     /// connections holding clones are gone.
     handlers: Mutex<Option<[mpsc::Sender<Inbound>; 2]>>,
-    /// Per lane, a handler that answers requests in the connection's
-    /// reader ([`Transport::answer_inline`]), set at most once.
-    pub(crate) inline: [std::sync::OnceLock<InlineHandler>; 2],
     pub(crate) cancel: CancellationToken,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
@@ -741,7 +734,6 @@ impl Transport {
             counters: Arc::new(Counters::default()),
             links: RwLock::new(HashMap::new()),
             handlers: Mutex::new(Some([control_tx, data_tx])),
-            inline: [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
@@ -823,50 +815,6 @@ impl Transport {
         links
             .get(addr)
             .map(|links| links[Lane::Control.index()].rtt())
-    }
-
-    /// Answers every later request on `lane` with `handler`, called in the
-    /// reader of the connection it arrived on, instead of passing it to the
-    /// lane's [`Incoming`] channel: no hand-off to another task and back,
-    /// which saves a task wake-up on each side of every request. One-way
-    /// messages still go to the channel.
-    ///
-    /// The handler must be quick and must not block: while it runs, that
-    /// connection reads nothing else. It is set at most once per lane;
-    /// setting it again returns `false` and changes nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use gridkv::net::{Lane, Transport, TransportConfig};
-    /// use gridkv::{Generation, NodeId};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let config = |id| TransportConfig::new("demo", NodeId::new(id).unwrap(), Generation::now());
-    /// let (server, _incoming) = Transport::bind(config("server")).await?;
-    /// // An upper-casing echo, answered in the reader.
-    /// assert!(server.answer_inline(Lane::Data, |body: &Bytes| {
-    ///     Bytes::from(body.to_ascii_uppercase())
-    /// }));
-    /// let (client, _incoming) = Transport::bind(config("client")).await?;
-    /// let peer = client.peer(&server.local_addr().to_string());
-    /// let answer = peer.request(Lane::Data, Bytes::from_static(b"hi")).await?;
-    /// assert_eq!(&answer[..], b"HI");
-    /// client.shutdown().await;
-    /// server.shutdown().await;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn answer_inline(
-        &self,
-        lane: Lane,
-        handler: impl Fn(&Bytes) -> Bytes + Send + Sync + 'static,
-    ) -> bool {
-        self.handle.shared.inline[lane.index()]
-            .set(Arc::new(handler))
-            .is_ok()
     }
 
     /// This transport's counters.
