@@ -535,9 +535,20 @@ impl GridKv {
             config.generation,
             config.clock.clone(),
         ));
+        let hints = Arc::new(Hints::new(HintLimits {
+            max_hints: config.replication.max_hints,
+            max_bytes: config.replication.max_hint_bytes,
+            ttl: config
+                .replication
+                .hint_ttl
+                .min(config.store.tombstone_grace / 2),
+        }));
+        let counters: Arc<crate::replication::stats::Counters> = Arc::default();
         let replica = Arc::new(Replica {
             store,
             hlc,
+            hints: hints.clone(),
+            counters: counters.clone(),
             serves_reads: std::sync::atomic::AtomicBool::new(false),
             stopped: std::sync::atomic::AtomicBool::new(false),
             holdings: crate::replication::Holdings::new(
@@ -552,15 +563,8 @@ impl GridKv {
             replica: replica.clone(),
             config: config.replication.clone(),
             placement: placement.clone(),
-            counters: Arc::default(),
-            hints: Arc::new(Hints::new(HintLimits {
-                max_hints: config.replication.max_hints,
-                max_bytes: config.replication.max_hint_bytes,
-                ttl: config
-                    .replication
-                    .hint_ttl
-                    .min(config.store.tombstone_grace / 2),
-            })),
+            counters,
+            hints,
             write_barrier: std::sync::atomic::AtomicU64::new(0),
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);

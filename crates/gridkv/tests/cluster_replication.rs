@@ -706,6 +706,69 @@ async fn cluster_a_range_being_refilled_after_a_removal_is_not_read_there() -> R
 }
 
 #[tokio::test]
+async fn cluster_a_sloppy_write_succeeds_with_owners_down_and_reaches_them_later() -> Result {
+    let nodes = cluster(&["a", "b", "c", "d"], &[]).await?;
+    // Past d's join transition, whose guarding quorums stay strict.
+    sleep(Duration::from_millis(3500)).await;
+    // A key owned by a, c and d: b is the only node left to stand in.
+    let key = (0..)
+        .map(|i| format!("sloppy{i}"))
+        .find(|k| {
+            let ring = nodes[0].ring();
+            let owners: Vec<NodeId> = ring
+                .preference_list(gridkv::keyspace::key_hash(k.as_bytes()), 3)
+                .iter()
+                .copied()
+                .collect();
+            [id("a"), id("c"), id("d")]
+                .iter()
+                .all(|o| owners.contains(o))
+        })
+        .unwrap();
+    isolate(&nodes, 2, true);
+    isolate(&nodes, 3, true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !["c", "d"]
+        .iter()
+        .all(|m| nodes[0].member(&id(m)).map(|m| m.liveness) == Some(Liveness::Down))
+    {
+        assert!(Instant::now() < deadline, "c and d never seen down");
+        sleep(Duration::from_millis(50)).await;
+    }
+    // Strict: one owner of three is up.
+    match nodes[0].set(&key, "strict").await {
+        Err(Error::QuorumNotReached { answered: 1, .. }) => {}
+        other => panic!("a strict write with two owners down: {other:?}"),
+    }
+    // Sloppy: a applies it, b keeps it for c; that makes W = 2.
+    let hints_before = nodes[1].replication_stats().hints_pending;
+    nodes[0]
+        .set_with(&key, "sloppy", None, WriteOptions::default().sloppy())
+        .await?;
+    assert!(nodes[1].replication_stats().hints_pending > hints_before);
+    // Healed, the hints reach the owners.
+    isolate(&nodes, 2, false);
+    isolate(&nodes, 3, false);
+    for owner in [&nodes[2], &nodes[3]] {
+        loop {
+            let held = owner.store().get(key.as_bytes())?.into_value();
+            if held.as_deref() == Some(&b"sloppy"[..]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(20),
+                "{} never got the sloppy write: {held:?}",
+                owner.id()
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(nodes[2].get(&key).await?.as_deref(), Some(&b"sloppy"[..]));
+    shutdown(&nodes).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
     let replication = gridkv::ReplicationConfig {
         anti_entropy_interval: Duration::from_millis(500),

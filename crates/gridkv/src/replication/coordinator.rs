@@ -428,6 +428,27 @@ impl Coordinator {
             }
         }
 
+        // Sloppy quorums: a stand-in (the next reachable node clockwise past
+        // every owner) for each current owner known to be down.
+        let stand_ins: Vec<(NodeId, Target)> = if opts.sloppy {
+            let down = sets[0]
+                .iter()
+                .filter(|id| self.target(&p, id).is_none())
+                .copied();
+            let mut spare = p
+                .ring
+                .preference_list(hash, p.ring.len())
+                .iter()
+                .filter(|id| owners.iter().all(|(o, _)| o != *id))
+                .filter_map(|id| self.target(&p, id))
+                .collect::<Vec<_>>()
+                .into_iter();
+            down.filter_map(|owner| spare.next().map(|to| (owner, to)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+
         let mut attempt = 0;
         loop {
             let version = self.replica.hlc.new_version();
@@ -469,9 +490,25 @@ impl Coordinator {
                     }
                 }
             }
+            for (i, (owner, to)) in stand_ins.iter().enumerate() {
+                // A stand-in's acknowledgement counts among the current
+                // owners only (bit 0).
+                let hinted = Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
+                match to {
+                    Target::Local => tally.add(1, Ok(self.replica.handle(&hinted))),
+                    Target::Remote(addr) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let slot = owners.len() + i;
+                        in_flight.push(self.request(addr.clone(), hinted, left, slot, None));
+                    }
+                }
+            }
+            // The sets an answer counts in: an owner's, or (past the owners)
+            // a stand-in's.
+            let sets_of = |slot: usize| owners.get(slot).map_or(1, |(_, mask)| *mask);
             while !tally.satisfied() && !in_flight.is_empty() {
                 match tokio::time::timeout_at(deadline, in_flight.next()).await {
-                    Ok(Some((slot, answer))) => tally.add(owners[slot].1, answer),
+                    Ok(Some((slot, answer))) => tally.add(sets_of(slot), answer),
                     Ok(None) => break,
                     Err(_) => {
                         let (answered, required) = tally.shortfall(w);

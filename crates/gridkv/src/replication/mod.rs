@@ -36,7 +36,7 @@ pub(crate) mod coordinator;
 pub(crate) mod hints;
 pub(crate) mod rebalance;
 mod replica;
-mod stats;
+pub(crate) mod stats;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
@@ -192,9 +192,34 @@ pub struct WriteOptions {
     pub quorum: Option<usize>,
     /// How long the call may take (default the node's timeout).
     pub timeout: Option<Duration>,
+    /// A sloppy quorum ([`WriteOptions::sloppy`]). Default off.
+    pub sloppy: bool,
 }
 
 impl WriteOptions {
+    /// A sloppy quorum, weaker than the default strict one: for each
+    /// designated owner known to be down, the next reachable node on the
+    /// ring past the key's owners keeps the write as a hint and delivers it
+    /// when the owner is back, and its acknowledgement counts towards W.
+    /// The write then succeeds while fewer than W owners are up, but until
+    /// the hints are delivered fewer than W owners hold it: a read may miss
+    /// it, and it is lost if a stand-in fails first. Stand-ins count only
+    /// among the current owners; while the ring changes, the quorums that
+    /// guard readers with another view are still strict.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::replication::WriteOptions;
+    ///
+    /// assert!(WriteOptions::default().sloppy().sloppy);
+    /// assert!(!WriteOptions::default().sloppy);
+    /// ```
+    pub fn sloppy(mut self) -> Self {
+        self.sloppy = true;
+        self
+    }
+
     /// Requires `w` owners to apply the write.
     pub fn quorum(mut self, w: usize) -> Self {
         self.quorum = Some(w);

@@ -28,6 +28,10 @@ pub(crate) struct Replica {
     pub(crate) stopped: std::sync::atomic::AtomicBool,
     /// What this node's store holds: see [`Holdings`].
     pub(crate) holdings: Holdings,
+    /// Hints this node keeps for unreachable owners, its own and those it
+    /// stands in for ([`DataRequest::Hinted`]).
+    pub(crate) hints: Arc<super::hints::Hints>,
+    pub(crate) counters: Arc<super::stats::Counters>,
 }
 
 /// Which ranges this node's store holds in full, so that it answers reads
@@ -223,6 +227,23 @@ impl Replica {
                 }
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
+            Ok(DataRequest::Hinted { owner, write }) => {
+                let stored = self.hints.add(owner, write);
+                let counter = if stored {
+                    &self.counters.hints_stored
+                } else {
+                    &self.counters.hints_dropped
+                };
+                super::stats::Counters::add(counter, 1);
+                if stored {
+                    DataResponse::Applied { was_live: false }
+                } else {
+                    DataResponse::Refused {
+                        code: RefusalCode::Invalid,
+                        reason: "this node's hints are full".to_owned(),
+                    }
+                }
+            }
             Ok(DataRequest::Write { key, version, set }) => {
                 let write = match &set {
                     Some((value, expires_at)) => Write::set(version, value, *expires_at),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::{Timestamp, Version};
-use crate::id::Generation;
+use crate::id::{Generation, NodeId};
 use crate::keyspace::RingRange;
 use crate::store::{EntryData, Item, Lookup, RangeDigest, RangeEntry, ScanCursor, Write, WriteOp};
 
@@ -87,6 +87,11 @@ enum RequestWire<'a> {
     Digest {
         start: u64,
         end: u64,
+    },
+    /// A write for `owner`, to keep as a hint (a sloppy quorum's fallback).
+    Hinted {
+        owner: &'a [u8],
+        write: &'a [u8],
     },
 }
 
@@ -170,6 +175,15 @@ pub enum DataRequest {
     Digest {
         /// The range.
         range: RingRange,
+    },
+    /// Keep `write` (an encoded [`DataRequest::Write`]) as a hint for
+    /// `owner`, unreachable now, and deliver it when it is back: this node
+    /// stands in for it in a sloppy quorum.
+    Hinted {
+        /// The designated owner the write is for.
+        owner: NodeId,
+        /// The encoded write.
+        write: Bytes,
     },
 }
 
@@ -317,6 +331,36 @@ impl DataRequest {
         })
     }
 
+    /// Encodes a request to keep `write` (from [`DataRequest::encode_write`])
+    /// as a hint for `owner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::replication::wire::DataRequest;
+    /// use gridkv::store::Write;
+    /// use gridkv::NodeId;
+    ///
+    /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
+    /// let write = DataRequest::encode_write(b"k", &Write::set(v, b"hello", None));
+    /// let owner = NodeId::new("c").unwrap();
+    /// let frame = Bytes::from(DataRequest::encode_hinted(&owner, &write));
+    /// match DataRequest::decode(&frame).unwrap() {
+    ///     DataRequest::Hinted { owner: o, write: w } => {
+    ///         assert_eq!((o, &w[..]), (owner, &write[..]));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn encode_hinted(owner: &NodeId, write: &[u8]) -> Vec<u8> {
+        encode(&RequestWire::Hinted {
+            owner: owner.as_bytes(),
+            write,
+        })
+    }
+
     /// Encodes a digest request for `range`.
     pub fn encode_digest(range: RingRange) -> Vec<u8> {
         encode(&RequestWire::Digest {
@@ -363,6 +407,13 @@ impl DataRequest {
             },
             RequestWire::Digest { start, end } => DataRequest::Digest {
                 range: RingRange::new(start, end),
+            },
+            RequestWire::Hinted { owner, write } => DataRequest::Hinted {
+                owner: std::str::from_utf8(owner)
+                    .ok()
+                    .and_then(|s| NodeId::new(s).ok())
+                    .ok_or_else(|| DataWireError::Malformed("invalid owner id".to_owned()))?,
+                write: slice_of(frame, write),
             },
         })
     }
