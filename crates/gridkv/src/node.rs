@@ -1056,6 +1056,7 @@ async fn rebalance(
             break;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             changed = phase.changed() => if changed.is_err() { return },
         }
@@ -1068,6 +1069,7 @@ async fn rebalance(
         if !settled && !alone {
             // Let the cluster hear that we are joining before streaming.
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(SETTLE) => {}
             }
@@ -1075,6 +1077,7 @@ async fn rebalance(
             changes.borrow_and_update();
         }
         let report = tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             report = rebalancer.fill() => report,
         };
@@ -1099,6 +1102,7 @@ async fn rebalance(
         }
         if !report.complete {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 changed = changes.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -1109,6 +1113,7 @@ async fn rebalance(
         loop {
             let jitter = rebalancer.jitter(anti_entropy);
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 changed = changes.changed() => {
                     if changed.is_err() { return }
@@ -1116,6 +1121,7 @@ async fn rebalance(
                 }
                 _ = tokio::time::sleep(jitter) => {
                     tokio::select! {
+                        biased;
                         _ = cancel.cancelled() => return,
                         _ = rebalancer.anti_entropy() => {}
                     }
@@ -1132,6 +1138,7 @@ const HINT_DELIVERY: Duration = Duration::from_millis(500);
 async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
     loop {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(HINT_DELIVERY) => {}
         }
@@ -1140,6 +1147,7 @@ async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken)
             continue;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = inner.coordinator.deliver_hints() => {}
         }

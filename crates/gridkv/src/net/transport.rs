@@ -606,7 +606,17 @@ impl Shared {
     /// A peer dialled us: if we were backing off from dialling it, stop
     /// waiting (it is evidently up).
     fn peer_connected(&self, node_id: NodeId) {
-        for links in self.links.read().values() {
+        // In address order, not the map's (randomly seeded) order: the
+        // links woken here run in this order, and a seeded simulation must
+        // replay it.
+        let mut all: Vec<(String, [Arc<Link>; 2])> = self
+            .links
+            .read()
+            .iter()
+            .map(|(addr, links)| (addr.clone(), links.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, links) in &all {
             for link in links {
                 if link.peer.lock().is_some_and(|peer| peer.node_id == node_id) {
                     link.cut_backoff();
@@ -1132,12 +1142,16 @@ impl Link {
     /// Fails every pending request with `error()` and drops what is queued.
     fn fail_all(&self, shared: &Shared, error: impl Fn() -> TransportError) {
         self.queue.clear();
-        let failed: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
+        let mut failed: Vec<(u64, Pending)> = self.pending.lock().drain().collect();
+        // In request order, not the map's (randomly seeded) order: the
+        // callers woken here run in this order, and a seeded simulation
+        // must replay it.
+        failed.sort_by_key(|(id, _)| *id);
         shared
             .counters
             .requests_failed
             .fetch_add(failed.len() as u64, Relaxed);
-        for pending in failed {
+        for (_, pending) in failed {
             let _ = pending.tx.send(Err(error()));
         }
     }
@@ -1345,6 +1359,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Box<dyn super::io::Listener>
                 // Typically out of file descriptors: wait rather than spin.
                 tracing::warn!(%error, "accept failed");
                 tokio::select! {
+                    biased;
                     _ = shared.cancel.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }

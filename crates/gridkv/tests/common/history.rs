@@ -21,7 +21,7 @@ pub fn now() -> Instant {
     turmoil::sim_elapsed().unwrap_or_else(|| BASE.get_or_init(std::time::Instant::now).elapsed())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// A write of `value`; `ok` whether it was acknowledged.
     Write { value: u64, ok: bool },
@@ -30,7 +30,7 @@ pub enum Op {
     Read { value: u64 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub start: Instant,
     pub end: Instant,
@@ -75,6 +75,11 @@ impl History {
 
     pub fn len(&self) -> usize {
         self.events.lock().unwrap().len()
+    }
+
+    /// Every event so far, in the order recorded.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
     }
 
     /// Every violation, described.
