@@ -923,6 +923,10 @@ impl Driver {
             .store(serves_reads, std::sync::atomic::Ordering::Release);
         let rings_changed =
             old.ring.nodes() != ring.nodes() || old.future.nodes() != future.nodes();
+        if rings_changed {
+            // Before and after the store (see `Holdings::ring_changed`).
+            shared.coordinator.replica.holdings.ring_changed();
+        }
         self.placement.store(Arc::new(Placement {
             ring,
             future,
@@ -931,8 +935,6 @@ impl Driver {
             previous,
         }));
         if rings_changed {
-            // After the store: a fill that reads this epoch sees this
-            // placement or a newer one.
             shared.coordinator.replica.holdings.ring_changed();
         }
         self.changes.send_modify(|v| *v += 1);
@@ -982,8 +984,8 @@ impl Driver {
                                     node = %member.id(),
                                     "removed from the ring while away: dropping local data and refilling"
                                 );
-                                shared.coordinator.replica.store.clear();
                                 shared.coordinator.replica.holdings.forget();
+                                shared.coordinator.replica.store.clear();
                             }
                         }
                         MemberEvent::Forgotten { .. } => members_changed = true,

@@ -62,11 +62,6 @@ fn config(i: usize, generation: u64, seed: u64, skew_ms: i64) -> gridkv::Config 
     let replication = ReplicationConfig {
         timeout: Duration::from_millis(800),
         anti_entropy_interval: Duration::from_secs(2),
-        fill_rate: if std::env::var_os("XP_NOPACE").is_some() {
-            None
-        } else {
-            ReplicationConfig::default().fill_rate
-        },
         ..ReplicationConfig::default()
     };
     let mut transport = gridkv::net::TransportConfig::new(

@@ -252,10 +252,17 @@ impl Coordinator {
                     })
                 });
             // A write the owner did not get (it may still have applied it:
-            // the hint is then a harmless duplicate).
-            if let (Some((owner, hints, counters)), Some(body), Err(_)) =
-                (hints, hint_body, &answer)
-            {
+            // the hint is then a harmless duplicate), or refused because it
+            // is stopping (it will be back, or be replaced).
+            let missed = matches!(
+                &answer,
+                Err(_)
+                    | Ok(DataResponse::Refused {
+                        code: RefusalCode::ShuttingDown,
+                        ..
+                    })
+            );
+            if let (Some((owner, hints, counters)), Some(body), true) = (hints, hint_body, missed) {
                 let stored = hints.add(owner, body);
                 Counters::add(
                     if stored {
@@ -270,8 +277,9 @@ impl Coordinator {
         })
     }
 
-    /// Keeps a write for a designated owner known to be down.
-    fn hint(&self, owner: NodeId, body: &Bytes) {
+    /// Keeps a write for a designated owner known to be down; returns
+    /// whether it was kept.
+    fn hint(&self, owner: NodeId, body: &Bytes) -> bool {
         let stored = self.hints.add(owner, body.clone());
         let counter = if stored {
             &self.counters.hints_stored
@@ -279,6 +287,7 @@ impl Coordinator {
             &self.counters.hints_dropped
         };
         Counters::add(counter, 1);
+        stored
     }
 
     /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
@@ -468,6 +477,8 @@ impl Coordinator {
             let mut in_flight = InFlight::new(true);
             let mut tally = Tally::new(required.clone());
             tally.mine = Some(version);
+            // Owners known down whose write this node now keeps as a hint.
+            let mut hinted_here: Vec<NodeId> = Vec::new();
             for (slot, (id, _)) in owners.iter().enumerate() {
                 match self.target(&p, id) {
                     Some(Target::Local) => {
@@ -485,7 +496,9 @@ impl Coordinator {
                         ));
                     }
                     None => {
-                        self.hint(*id, &encoded(&mut body));
+                        if self.hint(*id, &encoded(&mut body)) {
+                            hinted_here.push(*id);
+                        }
                         tally.add(owners[slot].1, Err(unreachable()));
                     }
                 }
@@ -493,10 +506,17 @@ impl Coordinator {
             for (i, (owner, to)) in stand_ins.iter().enumerate() {
                 // A stand-in's acknowledgement counts among the current
                 // owners only (bit 0).
-                let hinted = Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
                 match to {
-                    Target::Local => tally.add(1, Ok(self.replica.handle(&hinted))),
+                    // This node already keeps the hint (above): that is
+                    // its stand-in's copy.
+                    Target::Local => {
+                        if hinted_here.contains(owner) {
+                            tally.add(1, Ok(DataResponse::Applied { was_live: false }));
+                        }
+                    }
                     Target::Remote(addr) => {
+                        let hinted =
+                            Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
                         let left = deadline.saturating_duration_since(Instant::now());
                         let slot = owners.len() + i;
                         in_flight.push(self.request(addr.clone(), hinted, left, slot, None));
@@ -542,7 +562,7 @@ impl Coordinator {
             let n = self.config.replicas.min(p.ring.len());
             p.local_serves_reads
                 && p.ring.preference_list(hash, n).contains(&self.me)
-                && self.replica.holdings.holds(hash)
+                && self.replica.holdings.holds_owned(hash)
         };
         // The placement through this thread's cache of it: checking that
         // the cached one is current is a plain load, where an `ArcSwap`
@@ -704,6 +724,16 @@ impl Coordinator {
                     Ok(Ok(DataResponse::Applied { .. } | DataResponse::Superseded { .. })) => {
                         delivered += 1;
                     }
+                    // Stopping: it comes back (or is replaced); keep the rest.
+                    Ok(Ok(DataResponse::Refused {
+                        code: RefusalCode::ShuttingDown,
+                        ..
+                    })) => {
+                        let mut rest = vec![body];
+                        rest.extend(left);
+                        self.hints.requeue(owner, rest);
+                        break;
+                    }
                     Ok(Ok(DataResponse::Refused { .. })) | Ok(Err(_)) => {
                         Counters::add(&self.counters.hints_dropped, 1);
                     }
@@ -815,12 +845,16 @@ impl Tally {
     /// is the cause: retry later), else [`Error::QuorumNotReached`].
     fn failure(&self, w: usize) -> Error {
         let (answered, required) = self.shortfall(w);
-        let overloaded = self
+        // Every short set must be short only by what was shed.
+        let mut short = self
             .per_set
             .iter()
             .zip(&self.required)
             .zip(&self.shed)
-            .any(|((have, need), shed)| have < need && *shed > 0 && have + shed >= *need);
+            .filter(|((have, need), _)| have < need)
+            .peekable();
+        let some_shed = short.peek().is_some() && self.shed.iter().any(|s| *s > 0);
+        let overloaded = some_shed && short.all(|((have, need), shed)| have + shed >= *need);
         if overloaded {
             Error::Backpressure
         } else {
@@ -886,7 +920,12 @@ impl Tally {
             }) => {
                 tracing::warn!(%reason, "a replica refused a write: clock drift");
             }
-            Err(TransportError::Backpressure { .. }) | Err(TransportError::Overloaded { .. }) => {
+            Err(TransportError::Backpressure { .. })
+            | Err(TransportError::Overloaded { .. })
+            | Ok(DataResponse::Refused {
+                code: RefusalCode::Overloaded,
+                ..
+            }) => {
                 for (i, count) in self.shed.iter_mut().enumerate() {
                     if sets & (1 << i) != 0 {
                         *count += 1;

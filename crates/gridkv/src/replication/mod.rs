@@ -203,9 +203,13 @@ impl WriteOptions {
     /// when the owner is back, and its acknowledgement counts towards W.
     /// The write then succeeds while fewer than W owners are up, but until
     /// the hints are delivered fewer than W owners hold it: a read may miss
-    /// it, and it is lost if a stand-in fails first. Stand-ins count only
-    /// among the current owners; while the ring changes, the quorums that
-    /// guard readers with another view are still strict.
+    /// it, and it is lost if a stand-in fails first, if the owners stay
+    /// away longer than the hint lifetime (`hint_ttl`, capped below half
+    /// the tombstone grace period), or if they are removed from the ring
+    /// (hints go only to the owner they were kept for; the new owners fill
+    /// from the surviving copies). Stand-ins count only among the current
+    /// owners; while the ring changes, the quorums that guard readers with
+    /// another view are still strict.
     ///
     /// # Examples
     ///

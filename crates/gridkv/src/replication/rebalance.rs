@@ -164,37 +164,57 @@ struct Piece {
 }
 
 impl Rebalancer {
-    /// The pieces this node gains, with their sources; `None` if some piece
-    /// has owners other than this node but none of them serves reads now.
+    /// The pieces this node gains, with their sources, and whether every
+    /// piece has enough sources that serve reads now.
+    ///
+    /// A piece is gained if this node owns it on the future ring, or on the
+    /// placement ring (a range a joiner is taking over is still read here
+    /// until the joiner is normal), and did not hold it: it was not a
+    /// current owner, or it owned it on neither ring of its last complete
+    /// fill ([`super::replica::Holdings`]).
     fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
-        let filled = self.replica.holdings.filled();
-        let target = &p.future;
-        let n = self.replicas.min(target.len().max(1));
+        let (filled_future, filled_placement) = self.replica.holdings.filled();
         let mut pieces = Vec::new();
         let mut complete = true;
-        for (arc, _) in target.ranges_of(&self.me, n) {
-            for (piece, current) in split(arc, &p.ring, self.replicas) {
-                for (piece, previous) in split(piece, &filled, self.replicas) {
-                    if current.contains(&self.me) && previous.contains(&self.me) {
-                        continue;
-                    }
-                    let sources: Vec<(NodeId, String)> = current
-                        .iter()
-                        .filter(|id| **id != self.me)
-                        .filter_map(|id| p.members.get(id))
-                        .filter(|m| m.serves_reads())
-                        .map(|m| (m.id(), m.identity.addr.clone()))
-                        .take(self.sources)
-                        .collect();
-                    let others = current.iter().filter(|id| **id != self.me).count();
-                    if sources.len() < self.sources.min(others) {
-                        complete = false;
-                    }
-                    if !sources.is_empty() {
-                        pieces.push(Piece {
-                            range: piece,
-                            sources,
-                        });
+        for (pass, target) in [&p.future, &p.ring].into_iter().enumerate() {
+            let n = self.replicas.min(target.len().max(1));
+            for (arc, _) in target.ranges_of(&self.me, n) {
+                for (piece, current) in split(arc, &p.ring, self.replicas) {
+                    for (piece, future) in split(piece, &p.future, self.replicas) {
+                        // The second pass adds only what the first did not
+                        // cover.
+                        if pass == 1 && future.contains(&self.me) {
+                            continue;
+                        }
+                        for (piece, before) in split(piece, &filled_future, self.replicas) {
+                            for (piece, before_placement) in
+                                split(piece, &filled_placement, self.replicas)
+                            {
+                                let held = before.contains(&self.me)
+                                    || before_placement.contains(&self.me);
+                                if current.contains(&self.me) && held {
+                                    continue;
+                                }
+                                let sources: Vec<(NodeId, String)> = current
+                                    .iter()
+                                    .filter(|id| **id != self.me)
+                                    .filter_map(|id| p.members.get(id))
+                                    .filter(|m| m.serves_reads())
+                                    .map(|m| (m.id(), m.identity.addr.clone()))
+                                    .take(self.sources)
+                                    .collect();
+                                let others = current.iter().filter(|id| **id != self.me).count();
+                                if sources.len() < self.sources.min(others) {
+                                    complete = false;
+                                }
+                                if !sources.is_empty() {
+                                    pieces.push(Piece {
+                                        range: piece,
+                                        sources,
+                                    });
+                                }
+                            }
+                        }
                     }
                 }
             }

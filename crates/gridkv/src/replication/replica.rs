@@ -1,6 +1,6 @@
 //! The replica side: applies writes and answers reads from the local store.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -37,27 +37,37 @@ pub(crate) struct Replica {
 /// Which ranges this node's store holds in full, so that it answers reads
 /// only for those. After a ring change a node may own ranges it has not
 /// pulled yet (a down member was removed and this node now owns part of
-/// its ranges): until the fill is done, it refuses reads there
+/// its ranges), and a coordinator whose view is ahead of this node's may
+/// ask it for a range it has never held: it refuses reads and scans there
 /// ([`RefusalCode::NotReady`]) and coordinators ask the next owner, so a
 /// read with R = 1 cannot miss an acknowledged write.
 ///
-/// The check costs one atomic load while the node is filled for the
-/// placement in force (the common case), and a ring lookup otherwise.
+/// Remote reads and scans are always checked against the rings of the last
+/// complete fill (a ring lookup, small next to a network round trip).
+/// Local reads, which have already checked ownership on the placement in
+/// force, skip the lookup while this node is filled for that placement.
 #[derive(Debug)]
 pub(crate) struct Holdings {
     me: NodeId,
     replicas: usize,
-    /// The rings of the last complete fill (empty before the first): the
-    /// future ring it filled for, and the placement ring then in force. The
-    /// store holds a key this node owns on either: it pulled the first's,
-    /// and as a current owner it received every write of the second's. (A
-    /// node that owned a range only on the second stays a holder even if
-    /// it lost it meanwhile: it keeps data it no longer owns.)
+    /// The rings of the last complete fill: the future ring it filled for,
+    /// and the placement ring then in force (the fill pulls what this node
+    /// owns on either and did not hold).
     filled: ArcSwap<(Arc<Ring>, Arc<Ring>)>,
-    /// Bumped when the placement's rings change.
+    /// Until the first complete fill, and unless the store was emptied:
+    /// reads are gated by whether the node serves reads at all (the first
+    /// node of a cluster has nothing to pull).
+    unfilled_start: AtomicBool,
+    /// Bumped before and after the placement's rings change (so a reader
+    /// that sees the new placement sees the bump).
     ring_epoch: AtomicU64,
     /// The `ring_epoch` the last complete fill was for.
     filled_epoch: AtomicU64,
+    /// The `ring_epoch` just after the store was last emptied: a fill that
+    /// began before it must not mark what it pulled before as held.
+    forgot_at: AtomicU64,
+    /// Serialises [`Holdings::mark_filled`] and [`Holdings::forget`].
+    marking: parking_lot::Mutex<()>,
 }
 
 impl Holdings {
@@ -66,13 +76,19 @@ impl Holdings {
             me,
             replicas,
             filled: ArcSwap::from_pointee(empty_rings()),
+            unfilled_start: AtomicBool::new(true),
             ring_epoch: AtomicU64::new(0),
             filled_epoch: AtomicU64::new(0),
+            forgot_at: AtomicU64::new(0),
+            marking: parking_lot::Mutex::new(()),
         }
     }
 
-    /// Notes a change of the placement's rings (after publishing it): until
-    /// a fill for it completes, reads are checked against the ring filled.
+    /// Notes a change of the placement's rings: called just before the new
+    /// placement is published and again just after. A local read that sees
+    /// the new placement then sees a moved epoch (and checks the filled
+    /// rings), and a fill that reads the epoch after the second call loads
+    /// that placement or a newer one.
     pub(crate) fn ring_changed(&self) {
         self.ring_epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -82,32 +98,50 @@ impl Holdings {
         self.ring_epoch.load(Ordering::Acquire)
     }
 
-    /// The (future) ring this store was last filled for.
-    pub(crate) fn filled(&self) -> Arc<Ring> {
-        self.filled.load().0.clone()
+    /// The rings of the last complete fill: future, then placement.
+    pub(crate) fn filled(&self) -> (Arc<Ring>, Arc<Ring>) {
+        let filled = self.filled.load();
+        (filled.0.clone(), filled.1.clone())
     }
 
     /// Records a complete fill for the placement read after `epoch`: its
-    /// future ring and its placement ring.
+    /// future ring and its placement ring. Ignored for a fill that began
+    /// before the store was last emptied.
     pub(crate) fn mark_filled(&self, future: Arc<Ring>, placement: Arc<Ring>, epoch: u64) {
+        let _marking = self.marking.lock();
+        if epoch < self.forgot_at.load(Ordering::Acquire) {
+            return;
+        }
         self.filled.store(Arc::new((future, placement)));
+        self.unfilled_start.store(false, Ordering::Release);
         self.filled_epoch.store(epoch, Ordering::Release);
     }
 
-    /// The store was emptied: it holds nothing until the next fill.
+    /// The store is about to be emptied: from now on it holds nothing
+    /// until the next fill. Call before emptying it.
     pub(crate) fn forget(&self) {
+        let _marking = self.marking.lock();
+        self.unfilled_start.store(false, Ordering::Release);
         self.filled.store(Arc::new(empty_rings()));
-        self.ring_changed();
+        let now = self.ring_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.forgot_at.store(now, Ordering::Release);
     }
 
     fn settled(&self) -> bool {
         self.filled_epoch.load(Ordering::Acquire) == self.ring_epoch.load(Ordering::Acquire)
     }
 
-    /// Whether the store holds the key with hash `hash` in full.
+    /// For a local read that has checked, on the placement in force, that
+    /// this node owns the key: whether the store holds it (no lookup while
+    /// the node is filled for that placement).
     #[inline]
+    pub(crate) fn holds_owned(&self, hash: u64) -> bool {
+        self.settled() || self.holds(hash)
+    }
+
+    /// Whether the store holds the key with hash `hash` in full.
     pub(crate) fn holds(&self, hash: u64) -> bool {
-        if self.settled() {
+        if self.unfilled_start.load(Ordering::Acquire) {
             return true;
         }
         let filled = self.filled.load();
@@ -120,7 +154,7 @@ impl Holdings {
 
     /// Whether the store holds all of `range` in full.
     fn holds_range(&self, range: RingRange) -> bool {
-        if self.settled() {
+        if self.unfilled_start.load(Ordering::Acquire) {
             return true;
         }
         let filled = self.filled.load();
@@ -227,6 +261,20 @@ impl Replica {
                 }
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
+            Ok(DataRequest::Hinted { owner, .. }) if owner == self.holdings.me => {
+                DataResponse::Refused {
+                    code: RefusalCode::Invalid,
+                    reason: "a hint for this node itself".to_owned(),
+                }
+            }
+            Ok(DataRequest::Hinted { write, .. })
+                if !matches!(DataRequest::decode(&write), Ok(DataRequest::Write { .. })) =>
+            {
+                DataResponse::Refused {
+                    code: RefusalCode::Invalid,
+                    reason: "a hint must hold a write".to_owned(),
+                }
+            }
             Ok(DataRequest::Hinted { owner, write }) => {
                 let stored = self.hints.add(owner, write);
                 let counter = if stored {
@@ -239,7 +287,7 @@ impl Replica {
                     DataResponse::Applied { was_live: false }
                 } else {
                     DataResponse::Refused {
-                        code: RefusalCode::Invalid,
+                        code: RefusalCode::Overloaded,
                         reason: "this node's hints are full".to_owned(),
                     }
                 }
@@ -266,3 +314,48 @@ fn not_filled() -> DataResponse {
 /// What a write stores: `Some((value, expiry))` for a set, `None` for a
 /// delete.
 pub(crate) type WriteData = Option<(Bytes, Option<u64>)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    /// A hash whose owners on `ring` (N = 2) include `me` or not.
+    fn hash_owned(ring: &Ring, me: &NodeId, owned: bool) -> u64 {
+        (0..)
+            .map(|i: u64| key_hash(&i.to_le_bytes()))
+            .find(|h| ring.preference_list(*h, 2).contains(me) == owned)
+            .unwrap()
+    }
+
+    #[test]
+    fn holdings_follow_fills_and_forgetting() {
+        let me = id("a");
+        let holdings = Holdings::new(me, 2);
+        let ring = Arc::new(Ring::new(1, [me, id("b"), id("c")]).unwrap());
+        let (mine, theirs) = (hash_owned(&ring, &me, true), hash_owned(&ring, &me, false));
+        // Before any fill, reads are gated elsewhere (serves_reads).
+        assert!(holdings.holds(theirs));
+        holdings.ring_changed();
+        let epoch = holdings.epoch();
+        holdings.mark_filled(ring.clone(), ring.clone(), epoch);
+        assert!(holdings.holds(mine) && !holdings.holds(theirs));
+        // Settled: a local read that checked ownership skips the lookup.
+        assert!(holdings.holds_owned(theirs));
+        // A change not filled for yet: checked against the filled rings.
+        holdings.ring_changed();
+        assert!(holdings.holds_owned(mine) && !holdings.holds_owned(theirs));
+        // Emptied: nothing is held, and a fill that began before cannot
+        // mark it held again.
+        let before = holdings.epoch();
+        holdings.forget();
+        assert!(!holdings.holds(mine));
+        holdings.mark_filled(ring.clone(), ring.clone(), before);
+        assert!(!holdings.holds(mine));
+        holdings.mark_filled(ring.clone(), ring, holdings.epoch());
+        assert!(holdings.holds(mine));
+    }
+}

@@ -200,6 +200,9 @@ pub enum RefusalCode {
     /// The replica does not serve reads yet (joining, not filled): its
     /// answer could be stale.
     NotReady = 4,
+    /// The replica is out of room for the request (its hints are full):
+    /// overload, like a shed request.
+    Overloaded = 5,
     /// A code this build does not know.
     Unknown = 0xffff,
 }
@@ -211,6 +214,7 @@ impl RefusalCode {
             2 => RefusalCode::ClockDrift,
             3 => RefusalCode::ShuttingDown,
             4 => RefusalCode::NotReady,
+            5 => RefusalCode::Overloaded,
             _ => RefusalCode::Unknown,
         }
     }

@@ -182,6 +182,31 @@ pub struct Ring {
     successors: Box<[u32]>,
     /// `min(nodes.len(), MAX_REPLICAS)`.
     stride: usize,
+    /// For each bucket `b` of the hash space (its top [`INDEX_BITS`] bits),
+    /// the number of tokens below the bucket's first hash; one more entry
+    /// at the end. A lookup binary-searches only its bucket's tokens.
+    index: Box<[u32]>,
+}
+
+/// Hash-space buckets of a ring's lookup index: 2^12 of them, 16 KiB a
+/// ring. With the default 150 virtual nodes that is under one token per
+/// bucket up to 27 members, so a lookup is one or two comparisons.
+const INDEX_BITS: u32 = 12;
+
+/// The lookup index of `tokens` (ascending): see [`Ring`]'s `index`.
+fn bucket_index(tokens: &[u64]) -> Box<[u32]> {
+    let buckets = 1usize << INDEX_BITS;
+    let mut index = Vec::with_capacity(buckets + 1);
+    let mut p = 0usize;
+    for b in 0..buckets {
+        let first = (b as u64) << (64 - INDEX_BITS);
+        while p < tokens.len() && tokens[p] < first {
+            p += 1;
+        }
+        index.push(u32::try_from(p).expect("fewer than 2^32 tokens"));
+    }
+    index.push(u32::try_from(tokens.len()).expect("fewer than 2^32 tokens"));
+    index.into_boxed_slice()
 }
 
 impl Ring {
@@ -281,10 +306,12 @@ impl Ring {
             })
             .collect();
         let stride = nodes.len().min(Self::MAX_REPLICAS);
+        let tokens: Box<[u64]> = vnode_list.iter().map(|v| v.0).collect();
         Ring {
             version,
             vnodes,
-            tokens: vnode_list.iter().map(|v| v.0).collect(),
+            index: bucket_index(&tokens),
+            tokens,
             successors: successor_table(&owners, nodes.len(), stride),
             nodes: nodes.into_boxed_slice(),
             stride,
@@ -444,7 +471,12 @@ impl Ring {
     /// token `>= key_hash`, wrapping to 0.
     #[inline]
     fn position(&self, key_hash: u64) -> usize {
-        let p = self.tokens.partition_point(|&t| t < key_hash);
+        // Every token below the bucket's first hash is below `key_hash`,
+        // and every token at or past the next bucket's first hash is not:
+        // the answer lies within the bucket.
+        let b = (key_hash >> (64 - INDEX_BITS)) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let p = lo + self.tokens[lo..hi].partition_point(|&t| t < key_hash);
         if p == self.tokens.len() {
             0
         } else {
@@ -524,6 +556,48 @@ mod tests {
 
     fn id(name: &str) -> NodeId {
         NodeId::new(name).unwrap()
+    }
+
+    /// The position by a binary search over every token, as before the
+    /// bucket index.
+    fn naive_position(ring: &Ring, h: u64) -> usize {
+        let p = ring.tokens.partition_point(|&t| t < h);
+        if p == ring.tokens.len() {
+            0
+        } else {
+            p
+        }
+    }
+
+    #[test]
+    fn the_bucket_index_finds_what_a_full_search_finds() {
+        let names: Vec<NodeId> = (0..7).map(|i| id(&format!("n{i}"))).collect();
+        for vnodes in [1, 3, 150] {
+            let ring = Ring::with_vnodes(1, names.iter().copied(), vnodes).unwrap();
+            let mut probes = vec![0, 1, u64::MAX, u64::MAX - 1];
+            for b in 0..(1u64 << INDEX_BITS) {
+                let first = b << (64 - INDEX_BITS);
+                probes.extend([first, first.wrapping_sub(1), first + 1]);
+            }
+            for &t in ring.tokens.iter() {
+                probes.extend([t, t.wrapping_sub(1), t.wrapping_add(1)]);
+            }
+            for h in probes {
+                assert_eq!(
+                    ring.position(h),
+                    naive_position(&ring, h),
+                    "vnodes {vnodes}, hash {h:#x}"
+                );
+            }
+        }
+        // Colliding tokens and a one-token ring.
+        let a = id("a");
+        let ring = Ring::from_tokens(1, 2, vec![(7, a, 0), (7, id("b"), 0), (u64::MAX, a, 1)]);
+        for h in [0, 6, 7, 8, u64::MAX - 1, u64::MAX] {
+            assert_eq!(ring.position(h), naive_position(&ring, h), "hash {h:#x}");
+        }
+        let empty = Ring::new(1, []).unwrap();
+        assert_eq!(empty.position(12345), 0);
     }
 
     /// The placement rule written as plainly as possible: sort, find the
