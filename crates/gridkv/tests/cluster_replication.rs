@@ -742,9 +742,12 @@ async fn cluster_a_sloppy_write_succeeds_with_owners_down_and_reaches_them_later
     }
     // Sloppy: a applies it, b keeps it for c; that makes W = 2.
     let hints_before = nodes[1].replication_stats().hints_pending;
-    nodes[0]
+    if let Err(e) = nodes[0]
         .set_with(&key, "sloppy", None, WriteOptions::default().sloppy())
-        .await?;
+        .await
+    {
+        panic!("the sloppy write failed: {e}");
+    }
     assert!(nodes[1].replication_stats().hints_pending > hints_before);
     // a crashes: its own hints for c and d go with it, so what reaches
     // c is b's. Healed, c gets it from b, and d by read repair or
@@ -764,6 +767,18 @@ async fn cluster_a_sloppy_write_succeeds_with_owners_down_and_reaches_them_later
         sleep(Duration::from_millis(50)).await;
     }
     assert!(nodes[1].replication_stats().hints_delivered > 0);
+    // A read through c (R = 2 of a, c, d), once c's view has settled: a
+    // (crashed) down, d (cut off from c too until the heal) alive.
+    let seen = |m: &str| nodes[2].member(&id(m)).map(|m| m.liveness);
+    while seen("a") != Some(Liveness::Down) || seen("d") != Some(Liveness::Alive) {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(40),
+            "c's view never settled: a {:?}, d {:?}",
+            seen("a"),
+            seen("d")
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(nodes[2].get(&key).await?.as_deref(), Some(&b"sloppy"[..]));
     for owner in [&nodes[2], &nodes[3]] {
         loop {
