@@ -174,36 +174,52 @@ impl Rebalancer {
     /// fill ([`super::replica::Holdings`]).
     fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
         let (filled_future, filled_placement) = self.replica.holdings.filled();
+        // Cuts at rings that are the same as another one change nothing:
+        // skipped (the common case, and `split` costs a pass over a ring).
+        let same_filled = filled_future.nodes() == filled_placement.nodes();
+        let targets: &[&Arc<Ring>] = if p.ring.nodes() == p.future.nodes() {
+            &[&p.future]
+        } else {
+            &[&p.future, &p.ring]
+        };
+        let me = &self.me;
         let mut pieces = Vec::new();
         let mut complete = true;
-        for (pass, target) in [&p.future, &p.ring].into_iter().enumerate() {
+        for (pass, target) in targets.iter().enumerate() {
             let n = self.replicas.min(target.len().max(1));
-            for (arc, _) in target.ranges_of(&self.me, n) {
+            for (arc, _) in target.ranges_of(me, n) {
                 for (piece, current) in split(arc, &p.ring, self.replicas) {
-                    for (piece, future) in split(piece, &p.future, self.replicas) {
-                        // The second pass adds only what the first did not
-                        // cover.
-                        if pass == 1 && future.contains(&self.me) {
-                            continue;
-                        }
+                    // The second pass adds only what the first did not cover.
+                    let uncovered: Vec<RingRange> = if pass == 0 {
+                        vec![piece]
+                    } else {
+                        split(piece, &p.future, self.replicas)
+                            .into_iter()
+                            .filter(|(_, future)| !future.contains(me))
+                            .map(|(piece, _)| piece)
+                            .collect()
+                    };
+                    for piece in uncovered {
                         for (piece, before) in split(piece, &filled_future, self.replicas) {
-                            for (piece, before_placement) in
+                            let cuts = if same_filled {
+                                vec![(piece, Vec::new())]
+                            } else {
                                 split(piece, &filled_placement, self.replicas)
-                            {
-                                let held = before.contains(&self.me)
-                                    || before_placement.contains(&self.me);
-                                if current.contains(&self.me) && held {
+                            };
+                            for (piece, before_placement) in cuts {
+                                let held = before.contains(me) || before_placement.contains(me);
+                                if current.contains(me) && held {
                                     continue;
                                 }
                                 let sources: Vec<(NodeId, String)> = current
                                     .iter()
-                                    .filter(|id| **id != self.me)
+                                    .filter(|id| *id != me)
                                     .filter_map(|id| p.members.get(id))
                                     .filter(|m| m.serves_reads())
                                     .map(|m| (m.id(), m.identity.addr.clone()))
                                     .take(self.sources)
                                     .collect();
-                                let others = current.iter().filter(|id| **id != self.me).count();
+                                let others = current.iter().filter(|id| *id != me).count();
                                 if sources.len() < self.sources.min(others) {
                                     complete = false;
                                 }
