@@ -1276,7 +1276,7 @@ impl GridKv {
                 return Ok(result?.into_value());
             }
         }
-        Ok(self.lookup(key, options).await?.into_value())
+        Ok(self.read_remote(key, options).await?.into_value())
     }
 
     /// Deletes `key`; returns whether a live value was there (as far as the
@@ -1466,14 +1466,19 @@ impl GridKv {
     }
 
     async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
-        if self.is_closed() {
-            return Err(Error::ShuttingDown);
-        }
-        if options.local {
+        if options.local && !self.is_closed() {
             if let Some(result) = self.inner.coordinator.read_local(key) {
                 self.count_local_read();
                 return result;
             }
+        }
+        self.read_remote(key, options).await
+    }
+
+    /// A read past the local fast path (already tried, or not asked for).
+    async fn read_remote(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
         }
         // Boxed: the network path's state is large, and callers' futures
         // stay small.

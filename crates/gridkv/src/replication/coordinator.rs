@@ -263,31 +263,10 @@ impl Coordinator {
                     })
             );
             if let (Some((owner, hints, counters)), Some(body), true) = (hints, hint_body, missed) {
-                let stored = hints.add(owner, body);
-                Counters::add(
-                    if stored {
-                        &counters.hints_stored
-                    } else {
-                        &counters.hints_dropped
-                    },
-                    1,
-                );
+                hints.keep(owner, body, &counters);
             }
             (slot, answer)
         })
-    }
-
-    /// Keeps a write for a designated owner known to be down; returns
-    /// whether it was kept.
-    fn hint(&self, owner: NodeId, body: &Bytes) -> bool {
-        let stored = self.hints.add(owner, body.clone());
-        let counter = if stored {
-            &self.counters.hints_stored
-        } else {
-            &self.counters.hints_dropped
-        };
-        Counters::add(counter, 1);
-        stored
     }
 
     /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
@@ -465,8 +444,8 @@ impl Coordinator {
                 Some((value, expires_at)) => Write::set(version, value, *expires_at),
                 None => Write::delete(version),
             };
-            // The encoded request is built only
-            // when some owner is remote (a one-node cluster needs neither).
+            // The encoded request is built only when some owner is remote
+            // or needs a hint (a one-node cluster needs neither).
             let mut body: Option<Bytes> = None;
             let encoded = |body: &mut Option<Bytes>| {
                 body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, &write)))
@@ -496,7 +475,7 @@ impl Coordinator {
                         ));
                     }
                     None => {
-                        if self.hint(*id, &encoded(&mut body)) {
+                        if self.hints.keep(*id, encoded(&mut body), &self.counters) {
                             hinted_here.push(*id);
                         }
                         tally.add(owners[slot].1, Err(unreachable()));
@@ -604,12 +583,9 @@ impl Coordinator {
         if opts.quorum == Some(0) {
             return Err(Error::InvalidOptions("read quorum must be at least 1"));
         }
+        // `ReadOptions::local`'s fast path ran before this, in the node
+        // (`GridKv::lookup`): here it is a read with R = 1.
         let hash = key_hash(key);
-        if opts.local {
-            if let Some(result) = self.read_local(key) {
-                return result;
-            }
-        }
         let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
         let n = self.config.replicas.min(p.ring.len());
@@ -644,7 +620,7 @@ impl Coordinator {
                 let id = candidates[next];
                 match self.target(&p, &id) {
                     Some(Target::Local) => {
-                        if let DataResponse::Value(lookup) = self.replica.read(key) {
+                        if let DataResponse::Value(lookup) = self.replica.read(key, hash) {
                             answers.push((id, lookup));
                         }
                     }
@@ -674,12 +650,12 @@ impl Coordinator {
                 });
             }
             match tokio::time::timeout_at(deadline, in_flight.next()).await {
-                Ok(Some((slot, answer))) => match answer {
-                    Ok(DataResponse::Value(lookup)) => answers.push((candidates[slot], lookup)),
-                    Err(TransportError::Backpressure { .. })
-                    | Err(TransportError::Overloaded { .. }) => shed += 1,
-                    _ => {}
-                },
+                Ok(Some((_, answer))) if is_shed(&answer) => shed += 1,
+                Ok(Some((slot, answer))) => {
+                    if let Ok(DataResponse::Value(lookup)) = answer {
+                        answers.push((candidates[slot], lookup));
+                    }
+                }
                 Ok(None) => unreachable!("a request is in flight"),
                 Err(_) => {
                     return Err(Error::Timeout {
@@ -787,6 +763,20 @@ impl Coordinator {
     }
 }
 
+/// Whether an answer says the owner (or the connection to it) shed the
+/// request because it is overloaded.
+fn is_shed(answer: &Result<DataResponse, TransportError>) -> bool {
+    matches!(
+        answer,
+        Err(TransportError::Backpressure { .. })
+            | Err(TransportError::Overloaded { .. })
+            | Ok(DataResponse::Refused {
+                code: RefusalCode::Overloaded,
+                ..
+            })
+    )
+}
+
 /// The "answer" of an owner known to be down: not asked at all.
 fn unreachable() -> TransportError {
     TransportError::Unreachable {
@@ -845,7 +835,7 @@ impl Tally {
     /// is the cause: retry later), else [`Error::QuorumNotReached`].
     fn failure(&self, w: usize) -> Error {
         let (answered, required) = self.shortfall(w);
-        // Every short set must be short only by what was shed.
+        // Some set is short, and every short one only by what was shed.
         let mut short = self
             .per_set
             .iter()
@@ -853,8 +843,8 @@ impl Tally {
             .zip(&self.shed)
             .filter(|((have, need), _)| have < need)
             .peekable();
-        let some_shed = short.peek().is_some() && self.shed.iter().any(|s| *s > 0);
-        let overloaded = some_shed && short.all(|((have, need), shed)| have + shed >= *need);
+        let overloaded =
+            short.peek().is_some() && short.all(|((have, need), shed)| have + shed >= *need);
         if overloaded {
             Error::Backpressure
         } else {
@@ -920,12 +910,7 @@ impl Tally {
             }) => {
                 tracing::warn!(%reason, "a replica refused a write: clock drift");
             }
-            Err(TransportError::Backpressure { .. })
-            | Err(TransportError::Overloaded { .. })
-            | Ok(DataResponse::Refused {
-                code: RefusalCode::Overloaded,
-                ..
-            }) => {
+            answer if is_shed(&answer) => {
                 for (i, count) in self.shed.iter_mut().enumerate() {
                     if sets & (1 << i) != 0 {
                         *count += 1;
@@ -965,53 +950,73 @@ fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<NodeId>) {
 mod tests {
     use super::{transition_quorum, DataResponse, Error, Tally, TransportError};
 
-    fn shed() -> Result<DataResponse, TransportError> {
+    fn shed() -> OwnerReply {
         Err(TransportError::Overloaded {
             peer: "b".to_owned(),
         })
     }
 
-    fn applied() -> Result<DataResponse, TransportError> {
+    fn applied() -> OwnerReply {
         Ok(DataResponse::Applied { was_live: false })
     }
 
+    /// A tally of `answers` (each with the sets it counts in) against
+    /// `required`, and its failure with write quorum `w`.
+    fn failure(required: Vec<usize>, w: usize, answers: Vec<(u8, OwnerReply)>) -> Error {
+        let mut tally = Tally::new(required);
+        for (sets, answer) in answers {
+            tally.add(sets, answer);
+        }
+        assert!(!tally.satisfied());
+        tally.failure(w)
+    }
+
+    type OwnerReply = Result<DataResponse, TransportError>;
+
     #[test]
     fn a_shortfall_made_of_shed_requests_is_backpressure() {
+        let lost = || Err(super::unreachable());
+        let not_reached = |answered, required| Error::QuorumNotReached { answered, required };
         // W = 2 of three current owners: one applied, one shed, one lost.
-        let mut tally = Tally::new(vec![2]);
-        tally.add(1, applied());
-        tally.add(1, shed());
-        tally.add(1, Err(super::unreachable()));
-        assert!(!tally.satisfied());
-        assert_eq!(tally.failure(2), Error::Backpressure);
-        // Nothing shed: the owners are missing, not busy.
-        let mut tally = Tally::new(vec![2]);
-        tally.add(1, applied());
-        tally.add(1, Err(super::unreachable()));
         assert_eq!(
-            tally.failure(2),
-            Error::QuorumNotReached {
-                answered: 1,
-                required: 2
-            }
+            failure(vec![2], 2, vec![(1, applied()), (1, shed()), (1, lost())]),
+            Error::Backpressure
+        );
+        // A replica out of room for it refuses as overloaded: shed too.
+        let full = Ok(DataResponse::Refused {
+            code: super::RefusalCode::Overloaded,
+            reason: String::new(),
+        });
+        assert_eq!(
+            failure(vec![2], 2, vec![(1, applied()), (1, full)]),
+            Error::Backpressure
+        );
+        // Nothing shed: the owners are missing, not busy.
+        assert_eq!(
+            failure(vec![2], 2, vec![(1, applied()), (1, lost())]),
+            not_reached(1, 2)
         );
         // W = 3: one shed request cannot make up two missing owners.
-        let mut tally = Tally::new(vec![3]);
-        tally.add(1, applied());
-        tally.add(1, shed());
-        tally.add(1, Err(super::unreachable()));
         assert_eq!(
-            tally.failure(3),
-            Error::QuorumNotReached {
-                answered: 1,
-                required: 3
-            }
+            failure(vec![3], 3, vec![(1, applied()), (1, shed()), (1, lost())]),
+            not_reached(1, 3)
         );
         // A transitional set (bit 1) short because its owner shed it.
-        let mut tally = Tally::new(vec![1, 1]);
-        tally.add(1, applied());
-        tally.add(2, shed());
-        assert_eq!(tally.failure(1), Error::Backpressure);
+        assert_eq!(
+            failure(vec![1, 1], 1, vec![(1, applied()), (2, shed())]),
+            Error::Backpressure
+        );
+        // One set short by a shed answer, another by a lost owner: retrying
+        // later would not help the second (the error names the first short
+        // set).
+        assert_eq!(
+            failure(
+                vec![1, 1, 1],
+                1,
+                vec![(1, applied()), (2, shed()), (4, lost())]
+            ),
+            not_reached(0, 1)
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! The store is bounded in count and bytes (a full store drops the new
 //! hint, counted) and every hint expires after a time shorter than the
 //! tombstone grace period, so a hint can never carry a write past the point
-//! where its key's tombstone may have been collected elsewhere. Hints never
-//! count towards a write quorum.
+//! where its key's tombstone may have been collected elsewhere. Hints count
+//! towards a write quorum only in a sloppy quorum (a stand-in's hint, see
+//! `WriteOptions::sloppy`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::stats::Counters;
 use crate::id::NodeId;
 
 /// Bounds of the hint store.
@@ -67,6 +69,20 @@ impl Hints {
             created: Instant::now(),
         });
         true
+    }
+
+    /// [`Hints::add`], counted in `counters` as stored or dropped.
+    pub(crate) fn keep(&self, owner: NodeId, body: Bytes, counters: &Counters) -> bool {
+        let stored = self.add(owner, body);
+        Counters::add(
+            if stored {
+                &counters.hints_stored
+            } else {
+                &counters.hints_dropped
+            },
+            1,
+        );
+        stored
     }
 
     /// Owners with hints waiting.

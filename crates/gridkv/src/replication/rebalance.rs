@@ -156,6 +156,24 @@ pub(crate) fn split(arc: RingRange, ring: &Ring, n: usize) -> Vec<(RingRange, Ve
     out
 }
 
+/// Every piece of `pieces` cut at `ring`'s tokens (see [`split`]), each
+/// sub-piece carrying `merge` of what its piece carried and its owners on
+/// `ring`.
+fn cut<T: Clone, U>(
+    pieces: Vec<(RingRange, T)>,
+    ring: &Ring,
+    n: usize,
+    merge: impl Fn(T, Vec<NodeId>) -> U,
+) -> Vec<(RingRange, U)> {
+    let mut out = Vec::with_capacity(pieces.len());
+    for (piece, carried) in pieces {
+        for (sub, owners) in split(piece, ring, n) {
+            out.push((sub, merge(carried.clone(), owners)));
+        }
+    }
+    out
+}
+
 /// A piece to pull and where from.
 #[derive(Debug)]
 struct Piece {
@@ -174,65 +192,56 @@ impl Rebalancer {
     /// fill ([`super::replica::Holdings`]).
     fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
         let (filled_future, filled_placement) = self.replica.holdings.filled();
-        // Cuts at rings that are the same as another one change nothing:
-        // skipped (the common case, and `split` costs a pass over a ring).
-        let same_filled = filled_future.nodes() == filled_placement.nodes();
-        let targets: &[&Arc<Ring>] = if p.ring.nodes() == p.future.nodes() {
-            &[&p.future]
-        } else {
-            &[&p.future, &p.ring]
+        let (me, n) = (&self.me, self.replicas);
+        // What this node owns on the future ring, then what it owns on the
+        // placement ring besides (a ring identical to the future one adds
+        // nothing), each piece with its current owners.
+        let arcs_of = |ring: &Ring| -> Vec<(RingRange, ())> {
+            ring.ranges_of(me, n.min(ring.len().max(1)))
+                .map(|(arc, _)| (arc, ()))
+                .collect()
         };
-        let me = &self.me;
+        let mut owned = cut(arcs_of(&p.future), &p.ring, n, |(), current| current);
+        if p.ring.nodes() != p.future.nodes() {
+            let only_current = cut(arcs_of(&p.ring), &p.ring, n, |(), current| current);
+            owned.extend(
+                cut(only_current, &p.future, n, |current, future| {
+                    (!future.contains(me)).then_some(current)
+                })
+                .into_iter()
+                .filter_map(|(piece, current)| current.map(|c| (piece, c))),
+            );
+        }
+        // Held: owned on either ring of the last complete fill (cut at the
+        // second only when it differs from the first).
+        let mut held = cut(owned, &filled_future, n, |current, before| {
+            (current, before.contains(me))
+        });
+        if filled_placement.nodes() != filled_future.nodes() {
+            held = cut(held, &filled_placement, n, |(current, was), before| {
+                (current, was || before.contains(me))
+            });
+        }
         let mut pieces = Vec::new();
         let mut complete = true;
-        for (pass, target) in targets.iter().enumerate() {
-            let n = self.replicas.min(target.len().max(1));
-            for (arc, _) in target.ranges_of(me, n) {
-                for (piece, current) in split(arc, &p.ring, self.replicas) {
-                    // The second pass adds only what the first did not cover.
-                    let uncovered: Vec<RingRange> = if pass == 0 {
-                        vec![piece]
-                    } else {
-                        split(piece, &p.future, self.replicas)
-                            .into_iter()
-                            .filter(|(_, future)| !future.contains(me))
-                            .map(|(piece, _)| piece)
-                            .collect()
-                    };
-                    for piece in uncovered {
-                        for (piece, before) in split(piece, &filled_future, self.replicas) {
-                            let cuts = if same_filled {
-                                vec![(piece, Vec::new())]
-                            } else {
-                                split(piece, &filled_placement, self.replicas)
-                            };
-                            for (piece, before_placement) in cuts {
-                                let held = before.contains(me) || before_placement.contains(me);
-                                if current.contains(me) && held {
-                                    continue;
-                                }
-                                let sources: Vec<(NodeId, String)> = current
-                                    .iter()
-                                    .filter(|id| *id != me)
-                                    .filter_map(|id| p.members.get(id))
-                                    .filter(|m| m.serves_reads())
-                                    .map(|m| (m.id(), m.identity.addr.clone()))
-                                    .take(self.sources)
-                                    .collect();
-                                let others = current.iter().filter(|id| *id != me).count();
-                                if sources.len() < self.sources.min(others) {
-                                    complete = false;
-                                }
-                                if !sources.is_empty() {
-                                    pieces.push(Piece {
-                                        range: piece,
-                                        sources,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
+        for (range, (current, was_held)) in held {
+            if current.contains(me) && was_held {
+                continue;
+            }
+            let sources: Vec<(NodeId, String)> = current
+                .iter()
+                .filter(|id| *id != me)
+                .filter_map(|id| p.members.get(id))
+                .filter(|m| m.serves_reads())
+                .map(|m| (m.id(), m.identity.addr.clone()))
+                .take(self.sources)
+                .collect();
+            let others = current.iter().filter(|id| *id != me).count();
+            if sources.len() < self.sources.min(others) {
+                complete = false;
+            }
+            if !sources.is_empty() {
+                pieces.push(Piece { range, sources });
             }
         }
         (pieces, complete)

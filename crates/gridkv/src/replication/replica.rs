@@ -141,29 +141,29 @@ impl Holdings {
 
     /// Whether the store holds the key with hash `hash` in full.
     pub(crate) fn holds(&self, hash: u64) -> bool {
-        if self.unfilled_start.load(Ordering::Acquire) {
-            return true;
-        }
-        let filled = self.filled.load();
-        let owns = |ring: &Ring| {
+        self.owned_on_filled(|ring| {
             ring.preference_list(hash, self.replicas.min(ring.len()))
                 .contains(&self.me)
-        };
-        owns(&filled.0) || owns(&filled.1)
+        })
     }
 
     /// Whether the store holds all of `range` in full.
     fn holds_range(&self, range: RingRange) -> bool {
-        if self.unfilled_start.load(Ordering::Acquire) {
-            return true;
-        }
-        let filled = self.filled.load();
-        let owns = |ring: &Ring| {
+        self.owned_on_filled(|ring| {
             !ring.is_empty()
                 && super::rebalance::split(range, ring, self.replicas)
                     .iter()
                     .all(|(_, owners)| owners.contains(&self.me))
-        };
+        })
+    }
+
+    /// Whether `owns` holds on either ring of the last complete fill
+    /// (always, before the first).
+    fn owned_on_filled(&self, owns: impl Fn(&Ring) -> bool) -> bool {
+        if self.unfilled_start.load(Ordering::Acquire) {
+            return true;
+        }
+        let filled = self.filled.load();
         owns(&filled.0) || owns(&filled.1)
     }
 }
@@ -196,9 +196,9 @@ impl Replica {
         }
     }
 
-    /// Reads a key; refused if the store does not hold its range yet.
-    pub(crate) fn read(&self, key: &[u8]) -> DataResponse {
-        let hash = key_hash(key);
+    /// Reads a key whose [`key_hash`] is `hash`; refused if the store does
+    /// not hold its range.
+    pub(crate) fn read(&self, key: &[u8], hash: u64) -> DataResponse {
         if !self.holdings.holds(hash) {
             return not_filled();
         }
@@ -208,6 +208,26 @@ impl Replica {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),
             },
+        }
+    }
+
+    /// Keeps `write` as a hint for `owner`, standing in for it in a sloppy
+    /// quorum: it must be an encoded write, for another node.
+    fn keep_hint(&self, owner: NodeId, write: Bytes) -> DataResponse {
+        let refuse = |code, reason: &str| DataResponse::Refused {
+            code,
+            reason: reason.to_owned(),
+        };
+        if owner == self.holdings.me {
+            return refuse(RefusalCode::Invalid, "a hint for this node itself");
+        }
+        if !matches!(DataRequest::decode(&write), Ok(DataRequest::Write { .. })) {
+            return refuse(RefusalCode::Invalid, "a hint must hold a write");
+        }
+        if self.hints.keep(owner, write, &self.counters) {
+            DataResponse::Applied { was_live: false }
+        } else {
+            refuse(RefusalCode::Overloaded, "this node's hints are full")
         }
     }
 
@@ -235,7 +255,7 @@ impl Replica {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),
             },
-            Ok(DataRequest::Read { key }) => self.read(&key),
+            Ok(DataRequest::Read { key }) => self.read(&key, key_hash(&key)),
             Ok(DataRequest::Scan { range, .. }) if !self.holdings.holds_range(range) => {
                 not_filled()
             }
@@ -261,37 +281,7 @@ impl Replica {
                 }
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
-            Ok(DataRequest::Hinted { owner, .. }) if owner == self.holdings.me => {
-                DataResponse::Refused {
-                    code: RefusalCode::Invalid,
-                    reason: "a hint for this node itself".to_owned(),
-                }
-            }
-            Ok(DataRequest::Hinted { write, .. })
-                if !matches!(DataRequest::decode(&write), Ok(DataRequest::Write { .. })) =>
-            {
-                DataResponse::Refused {
-                    code: RefusalCode::Invalid,
-                    reason: "a hint must hold a write".to_owned(),
-                }
-            }
-            Ok(DataRequest::Hinted { owner, write }) => {
-                let stored = self.hints.add(owner, write);
-                let counter = if stored {
-                    &self.counters.hints_stored
-                } else {
-                    &self.counters.hints_dropped
-                };
-                super::stats::Counters::add(counter, 1);
-                if stored {
-                    DataResponse::Applied { was_live: false }
-                } else {
-                    DataResponse::Refused {
-                        code: RefusalCode::Overloaded,
-                        reason: "this node's hints are full".to_owned(),
-                    }
-                }
-            }
+            Ok(DataRequest::Hinted { owner, write }) => self.keep_hint(owner, write),
             Ok(DataRequest::Write { key, version, set }) => {
                 let write = match &set {
                     Some((value, expires_at)) => Write::set(version, value, *expires_at),
@@ -329,6 +319,91 @@ mod tests {
             .map(|i: u64| key_hash(&i.to_le_bytes()))
             .find(|h| ring.preference_list(*h, 2).contains(me) == owned)
             .unwrap()
+    }
+
+    fn replica(me: NodeId) -> Replica {
+        let hlc = Arc::new(Hlc::new(
+            me,
+            crate::id::Generation::new(1),
+            Arc::new(crate::hlc::SystemClock),
+        ));
+        Replica {
+            store: Arc::new(Store::new(crate::store::StoreConfig::default()).unwrap()),
+            hlc,
+            serves_reads: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            holdings: Holdings::new(me, 2),
+            hints: Arc::new(super::super::hints::Hints::new(
+                super::super::hints::HintLimits {
+                    max_hints: 1,
+                    max_bytes: 1 << 20,
+                    ttl: std::time::Duration::from_secs(60),
+                },
+            )),
+            counters: Arc::default(),
+        }
+    }
+
+    fn refusal(response: DataResponse) -> Option<RefusalCode> {
+        match response {
+            DataResponse::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn reads_of_ranges_not_filled_are_refused() {
+        let me = id("a");
+        let replica = replica(me);
+        let ring = Arc::new(Ring::new(1, [me, id("b"), id("c")]).unwrap());
+        replica
+            .holdings
+            .mark_filled(ring.clone(), ring.clone(), replica.holdings.epoch());
+        // A key this node does not own on the filled rings: a coordinator
+        // whose view is ahead of this node's may still ask for it.
+        let (mine, theirs) = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"]
+            .iter()
+            .fold((None, None), |(m, t), k| {
+                let owned = ring
+                    .preference_list(key_hash(k.as_bytes()), 2)
+                    .contains(&me);
+                if owned {
+                    (m.or(Some(*k)), t)
+                } else {
+                    (m, t.or(Some(*k)))
+                }
+            });
+        let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+        let read = |k: &str| replica.handle(&Bytes::from(DataRequest::encode_read(k.as_bytes())));
+        assert!(matches!(read(mine), DataResponse::Value(_)));
+        assert_eq!(refusal(read(theirs)), Some(RefusalCode::NotReady));
+    }
+
+    #[test]
+    fn hints_are_kept_only_when_they_hold_a_write_for_another_node() {
+        let me = id("a");
+        let replica = replica(me);
+        let v = crate::hlc::Version {
+            ts: crate::hlc::Timestamp::new(1, 0),
+            ..crate::hlc::Version::ZERO
+        };
+        let write = DataRequest::encode_write(b"k", &Write::set(v, b"v", None));
+        let hinted = |owner: &NodeId, body: &[u8]| {
+            replica.handle(&Bytes::from(DataRequest::encode_hinted(owner, body)))
+        };
+        assert_eq!(refusal(hinted(&me, &write)), Some(RefusalCode::Invalid));
+        let read = DataRequest::encode_read(b"k");
+        assert_eq!(refusal(hinted(&id("b"), &read)), Some(RefusalCode::Invalid));
+        assert!(matches!(
+            hinted(&id("b"), &write),
+            DataResponse::Applied { .. }
+        ));
+        assert_eq!(replica.hints.len(), 1);
+        // Full (one hint at most here): overload, which counts as shed.
+        assert_eq!(
+            refusal(hinted(&id("c"), &write)),
+            Some(RefusalCode::Overloaded)
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ enum RequestWire<'a> {
     },
     /// A write for `owner`, to keep as a hint (a sloppy quorum's fallback).
     Hinted {
-        owner: &'a [u8],
+        owner: &'a str,
         write: &'a [u8],
     },
 }
@@ -360,7 +360,7 @@ impl DataRequest {
     /// ```
     pub fn encode_hinted(owner: &NodeId, write: &[u8]) -> Vec<u8> {
         encode(&RequestWire::Hinted {
-            owner: owner.as_bytes(),
+            owner: owner.as_str(),
             write,
         })
     }
@@ -413,10 +413,8 @@ impl DataRequest {
                 range: RingRange::new(start, end),
             },
             RequestWire::Hinted { owner, write } => DataRequest::Hinted {
-                owner: std::str::from_utf8(owner)
-                    .ok()
-                    .and_then(|s| NodeId::new(s).ok())
-                    .ok_or_else(|| DataWireError::Malformed("invalid owner id".to_owned()))?,
+                owner: NodeId::new(owner)
+                    .map_err(|e| DataWireError::Malformed(format!("owner: {e}")))?,
                 write: slice_of(frame, write),
             },
         })
