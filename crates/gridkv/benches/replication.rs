@@ -1,7 +1,18 @@
-//! Quorum operations on a 3-node cluster on loopback (one process, 2 worker
-//! threads), side by side with a raw TCP ping-pong in the same run.
+//! Quorum operations on a 3-node cluster on loopback (one process), side by
+//! side with a raw TCP ping-pong in the same run.
 //!
 //!     cargo bench -p gridkv --bench replication
+//!
+//! Two layouts, one after the other (`GRIDKV_BENCH_LAYOUT=separate` or
+//! `shared` runs one):
+//! - separate: each node on a tokio runtime of its own with one worker
+//!   thread, as separate processes have; the raw peer's echo server on the
+//!   second node's runtime, its client with the callers on the first's. Each
+//!   hop between nodes wakes another thread, for the raw peer too.
+//! - shared: the three nodes, the raw peer and every caller on one runtime
+//!   of 2 workers. One scheduler and one I/O driver then serve all three
+//!   nodes, so a replica's work queues behind the coordinator's and the
+//!   other replica's, which no deployment of separate nodes has.
 //!
 //! Measured, in interleaved rounds (raw, cluster, raw, ...), medians
 //! printed:
@@ -68,15 +79,22 @@ async fn transport_rtt(from: &GridKv, to: &GridKv, secs: u64) -> Histogram<u64> 
     h
 }
 
-async fn cluster() -> Vec<GridKv> {
-    let a = GridKv::start(GridKv::builder("a").build().unwrap())
+async fn cluster(rts: &Runtimes) -> Vec<GridKv> {
+    let a = rts
+        .of(0)
+        .spawn(GridKv::start(GridKv::builder("a").build().unwrap()))
         .await
+        .unwrap()
         .unwrap();
     let seed = a.advertised_addr().to_owned();
     let mut nodes = vec![a];
-    for name in ["b", "c"] {
-        let n = GridKv::start(GridKv::builder(name).seeds([seed.clone()]).build().unwrap())
+    for (i, name) in [(1, "b"), (2, "c")] {
+        let config = GridKv::builder(name).seeds([seed.clone()]).build().unwrap();
+        let n = rts
+            .of(i)
+            .spawn(GridKv::start(config))
             .await
+            .unwrap()
             .unwrap();
         nodes.push(n);
     }
@@ -114,14 +132,15 @@ async fn one_caller(node: &GridKv, secs: u64, set: bool) -> Histogram<u64> {
     h
 }
 
-async fn throughput(nodes: &[GridKv], secs: u64) -> f64 {
+async fn throughput(nodes: &[GridKv], rts: &Runtimes, secs: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..64u64 {
-        let node = nodes[c as usize % nodes.len()].clone();
+        let i = c as usize % nodes.len();
+        let node = nodes[i].clone();
         let (stop, done) = (stop.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(rts.of(i).spawn(async move {
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {
                 let key = format!("key-{}", i % 10_000);
@@ -178,20 +197,77 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// The runtimes of one layout (see the module docs): three of one worker
+/// each (separate), or one of two (shared).
+struct Runtimes {
+    rts: Vec<tokio::runtime::Runtime>,
+}
+
+impl Runtimes {
+    fn new(shared: bool) -> Self {
+        let build = |workers: usize| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let rts = if shared {
+            vec![build(2)]
+        } else {
+            (0..3).map(|_| build(1)).collect()
+        };
+        Self { rts }
+    }
+
+    /// The runtime node `i` (and its callers) run on.
+    fn of(&self, i: usize) -> tokio::runtime::Handle {
+        self.rts[i % self.rts.len()].handle().clone()
+    }
+}
+
 fn main() {
     let rounds = env("GRIDKV_BENCH_ROUNDS", 3);
     let secs = env("GRIDKV_BENCH_SECS", 1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let layouts: &[bool] = match std::env::var("GRIDKV_BENCH_LAYOUT").as_deref() {
+        Ok("separate") => &[false],
+        Ok("shared") => &[true],
+        _ => &[false, true],
+    };
+    for &shared in layouts {
+        run(shared, rounds, secs);
+    }
+}
+
+fn run(shared: bool, rounds: u64, secs: u64) {
+    let rts = Runtimes::new(shared);
+    let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let raw = raw_server().await;
-        let nodes = cluster().await;
+    println!(
+        "\n=== layout {}: {}",
+        if shared { "shared" } else { "separate" },
+        if shared {
+            "the three nodes, the raw peer and the callers on one runtime of 2 workers"
+        } else {
+            "each node on a runtime of its own, 1 worker each"
+        }
+    );
+    main.block_on(async {
+        let raw = rts.of(1).spawn(raw_server()).await.unwrap();
+        let nodes = cluster(&rts).await;
         // Fill the key space so gets find values.
-        for i in 0..10_000 {
-            nodes[0].set(format!("key-{i}"), &VALUE[..]).await.unwrap();
+        {
+            let a = nodes[0].clone();
+            rts.of(0)
+                .spawn(async move {
+                    for i in 0..10_000 {
+                        a.set(format!("key-{i}"), &VALUE[..]).await.unwrap();
+                    }
+                })
+                .await
+                .unwrap();
         }
         let (mut raw50, mut raw99, mut set50, mut set99, mut get50, mut get99) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -200,27 +276,27 @@ fn main() {
         let mut local = vec![];
         let mut store = vec![];
         for round in 0..rounds {
-            // Every caller runs as a task on the runtime's workers, as an
-            // application's callers do (not on the thread blocked in
-            // `block_on`), the raw peer's client too.
+            // Every caller runs as a task on a node's runtime, as an
+            // application's callers do, the raw peer's client too.
             let r = {
                 let raw = raw.clone();
-                tokio::spawn(async move { raw_rtt(&raw, secs).await }).await.unwrap()
+                rts.of(0).spawn(async move { raw_rtt(&raw, secs).await }).await.unwrap()
             };
             let tr = {
                 let (from, to) = (nodes[0].clone(), nodes[1].clone());
-                tokio::spawn(async move { transport_rtt(&from, &to, secs).await })
+                rts.of(0)
+                    .spawn(async move { transport_rtt(&from, &to, secs).await })
                     .await
                     .unwrap()
             };
             trans50.push(us(tr.value_at_quantile(0.5)));
             let s = {
                 let node = nodes[0].clone();
-                tokio::spawn(async move { one_caller(&node, secs, true).await }).await.unwrap()
+                rts.of(0).spawn(async move { one_caller(&node, secs, true).await }).await.unwrap()
             };
             let g = {
                 let node = nodes[0].clone();
-                tokio::spawn(async move { one_caller(&node, secs, false).await }).await.unwrap()
+                rts.of(0).spawn(async move { one_caller(&node, secs, false).await }).await.unwrap()
             };
             raw50.push(us(r.value_at_quantile(0.5)));
             raw99.push(us(r.value_at_quantile(0.99)));
@@ -228,8 +304,11 @@ fn main() {
             set99.push(us(s.value_at_quantile(0.99)));
             get50.push(us(g.value_at_quantile(0.5)));
             get99.push(us(g.value_at_quantile(0.99)));
-            tput.push(throughput(&nodes, secs).await);
-            let (l, st) = local_reads(&nodes[1], secs).await;
+            tput.push(throughput(&nodes, &rts, secs).await);
+            let (l, st) = {
+                let node = nodes[1].clone();
+                rts.of(1).spawn(async move { local_reads(&node, secs).await }).await.unwrap()
+            };
             local.push(l);
             store.push(st);
             println!(
@@ -242,7 +321,7 @@ fn main() {
         let (r50, r99) = (median(&mut raw50), median(&mut raw99));
         let (s50, s99, g50, g99) = (median(&mut set50), median(&mut set99), median(&mut get50), median(&mut get99));
         let (t, l, st) = (median(&mut tput), median(&mut local), median(&mut store));
-        println!("\nmedians over {rounds} rounds of {secs} s:");
+        println!("medians over {rounds} rounds of {secs} s:");
         println!("raw TCP RTT       p50 {r50:8.1} µs  p99 {r99:8.1} µs");
         let t50 = median(&mut trans50);
         println!("transport RTT     p50 {t50:8.1} µs                 p50 = {:.2}× raw", t50 / r50);
@@ -250,8 +329,9 @@ fn main() {
         println!("get (R=2)         p50 {g50:8.1} µs  p99 {g99:8.1} µs  p50 = {:.2}× raw", g50 / r50);
         println!("64 callers        {t:8.0} ops/s (half sets, half gets)");
         println!("local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×", l / st);
-        for n in &nodes {
-            n.shutdown().await;
+        for (i, n) in nodes.iter().enumerate() {
+            let n = n.clone();
+            rts.of(i).spawn(async move { n.shutdown().await }).await.unwrap();
         }
     });
 }

@@ -226,6 +226,47 @@ async fn one_way_messages_arrive_in_order() {
     assert_clean_shutdown(&b).await;
 }
 
+/// Many callers each waiting on one request at a time, all on one worker
+/// thread (as a node's RESP connections are): the writer lets the ready
+/// callers queue their next requests before it writes, so requests share
+/// socket writes instead of taking one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn requests_of_concurrent_callers_share_socket_writes() {
+    let (a, _a_in) = start(config("a")).await;
+    let (b, b_in) = start(config("b")).await;
+    echo(b_in);
+    let peer = a.peer(&addr(&b));
+    peer.request(Lane::Data, Bytes::from_static(b"warm up"))
+        .await
+        .unwrap();
+    let before = a.stats();
+    let callers: Vec<_> = (0..32)
+        .map(|c| {
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let body = Bytes::from(format!("{c}/{i}"));
+                    let answer = peer.request(Lane::Data, body.clone()).await.unwrap();
+                    assert_eq!(answer, body);
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let after = a.stats();
+    let frames = after.frames_sent - before.frames_sent;
+    let writes = after.write_batches - before.write_batches;
+    assert!(frames >= 32 * 50, "{frames} frames sent");
+    assert!(
+        writes * 4 < frames,
+        "{frames} frames in {writes} socket writes"
+    );
+    assert_clean_shutdown(&a).await;
+    assert_clean_shutdown(&b).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_mismatch_is_refused_with_the_same_words_on_both_sides() {
     let (prod, _prod_in) = start(config("a")).await;

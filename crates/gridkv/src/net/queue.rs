@@ -167,17 +167,26 @@ impl SendQueue {
                     return false;
                 }
                 if !state.frames.is_empty() {
-                    let taken = state.frames.len();
-                    out.append(&mut state.frames);
-                    state.bytes = 0;
-                    self.counters
-                        .queued_frames
-                        .fetch_sub(taken as u64, Ordering::Relaxed);
+                    self.drain(&mut state, out);
                     return true;
                 }
             }
             self.notify.notified().await;
         }
+    }
+
+    /// Moves whatever is queued into `out`, without waiting.
+    pub(crate) fn take_ready(&self, out: &mut VecDeque<Outgoing>) {
+        self.drain(&mut self.state.lock(), out);
+    }
+
+    fn drain(&self, state: &mut QueueState, out: &mut VecDeque<Outgoing>) {
+        let taken = state.frames.len();
+        out.append(&mut state.frames);
+        state.bytes = 0;
+        self.counters
+            .queued_frames
+            .fetch_sub(taken as u64, Ordering::Relaxed);
     }
 
     /// Waits until something is queued (without taking it) or the queue is

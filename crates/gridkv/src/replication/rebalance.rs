@@ -139,21 +139,10 @@ pub(crate) fn split(arc: RingRange, ring: &Ring, n: usize) -> Vec<(RingRange, Ve
     if ring.is_empty() {
         return vec![(arc, Vec::new())];
     }
-    let mut out = Vec::new();
-    for (range, owners) in ring.ranges(n.min(ring.len())) {
-        for (alo, ahi) in arc.intervals() {
-            for (blo, bhi) in range.intervals() {
-                let (lo, hi) = (alo.max(blo), ahi.min(bhi));
-                if lo <= hi {
-                    out.push((
-                        RingRange::new(lo.wrapping_sub(1), hi),
-                        owners.iter().copied().collect(),
-                    ));
-                }
-            }
-        }
-    }
-    out
+    ring.ranges_within(arc, n.min(ring.len()))
+        .into_iter()
+        .map(|(piece, owners)| (piece, owners.iter().copied().collect()))
+        .collect()
 }
 
 /// Every piece of `pieces` cut at `ring`'s tokens (see [`split`]), each
@@ -181,70 +170,88 @@ struct Piece {
     sources: Vec<(NodeId, String)>,
 }
 
-impl Rebalancer {
-    /// The pieces this node gains, with their sources, and whether every
-    /// piece has enough sources that serve reads now.
-    ///
-    /// A piece is gained if this node owns it on the future ring, or on the
-    /// placement ring (a range a joiner is taking over is still read here
-    /// until the joiner is normal), and did not hold it: it was not a
-    /// current owner, or it owned it on neither ring of its last complete
-    /// fill ([`super::replica::Holdings`]).
-    fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
-        let (filled_future, filled_placement) = self.replica.holdings.filled();
-        let (me, n) = (&self.me, self.replicas);
-        // What this node owns on the future ring, then what it owns on the
-        // placement ring besides (a ring identical to the future one adds
-        // nothing), each piece with its current owners.
-        let arcs_of = |ring: &Ring| -> Vec<(RingRange, ())> {
-            ring.ranges_of(me, n.min(ring.len().max(1)))
-                .map(|(arc, _)| (arc, ()))
-                .collect()
-        };
-        let mut owned = cut(arcs_of(&p.future), &p.ring, n, |(), current| current);
-        if p.ring.nodes() != p.future.nodes() {
-            let only_current = cut(arcs_of(&p.ring), &p.ring, n, |(), current| current);
-            owned.extend(
-                cut(only_current, &p.future, n, |current, future| {
-                    (!future.contains(me)).then_some(current)
-                })
-                .into_iter()
-                .filter_map(|(piece, current)| current.map(|c| (piece, c))),
-            );
-        }
-        // Held: owned on either ring of the last complete fill (cut at the
-        // second only when it differs from the first).
-        let mut held = cut(owned, &filled_future, n, |current, before| {
-            (current, before.contains(me))
+/// The pieces `me` gains on placement `p`, with up to `sources` sources
+/// each, and whether every piece has as many sources that serve reads as
+/// it can have.
+///
+/// A piece is gained if `me` owns it (of `n` replicas) on the future ring,
+/// or on the placement ring (a range a joiner is taking over is still read
+/// here until the joiner is normal), and did not hold it: it was not a
+/// current owner, or it owned it on neither ring of its last complete fill
+/// (`filled`: the future and placement rings of that fill, see
+/// [`super::replica::Holdings`]). Sources are the other current owners
+/// that serve reads; a piece with none is left out.
+fn gained(
+    me: &NodeId,
+    n: usize,
+    sources: usize,
+    filled: &(Arc<Ring>, Arc<Ring>),
+    p: &Placement,
+) -> (Vec<Piece>, bool) {
+    let (filled_future, filled_placement) = filled;
+    // What this node owns on the future ring, then what it owns on the
+    // placement ring besides (a ring identical to the future one adds
+    // nothing), each piece with its current owners.
+    let arcs_of = |ring: &Ring| -> Vec<(RingRange, ())> {
+        ring.ranges_of(me, n.min(ring.len().max(1)))
+            .map(|(arc, _)| (arc, ()))
+            .collect()
+    };
+    let mut owned = cut(arcs_of(&p.future), &p.ring, n, |(), current| current);
+    if p.ring.nodes() != p.future.nodes() {
+        let only_current = cut(arcs_of(&p.ring), &p.ring, n, |(), current| current);
+        owned.extend(
+            cut(only_current, &p.future, n, |current, future| {
+                (!future.contains(me)).then_some(current)
+            })
+            .into_iter()
+            .filter_map(|(piece, current)| current.map(|c| (piece, c))),
+        );
+    }
+    // Held: owned on either ring of the last complete fill (cut at the
+    // second only when it differs from the first).
+    let mut held = cut(owned, filled_future, n, |current, before| {
+        (current, before.contains(me))
+    });
+    if filled_placement.nodes() != filled_future.nodes() {
+        held = cut(held, filled_placement, n, |(current, was), before| {
+            (current, was || before.contains(me))
         });
-        if filled_placement.nodes() != filled_future.nodes() {
-            held = cut(held, &filled_placement, n, |(current, was), before| {
-                (current, was || before.contains(me))
+    }
+    let mut pieces = Vec::new();
+    let mut complete = true;
+    for (range, (current, was_held)) in held {
+        if current.contains(me) && was_held {
+            continue;
+        }
+        let from: Vec<(NodeId, String)> = current
+            .iter()
+            .filter(|id| *id != me)
+            .filter_map(|id| p.members.get(id))
+            .filter(|m| m.serves_reads())
+            .map(|m| (m.id(), m.identity.addr.clone()))
+            .take(sources)
+            .collect();
+        let others = current.iter().filter(|id| *id != me).count();
+        if from.len() < sources.min(others) {
+            complete = false;
+        }
+        if !from.is_empty() {
+            pieces.push(Piece {
+                range,
+                sources: from,
             });
         }
-        let mut pieces = Vec::new();
-        let mut complete = true;
-        for (range, (current, was_held)) in held {
-            if current.contains(me) && was_held {
-                continue;
-            }
-            let sources: Vec<(NodeId, String)> = current
-                .iter()
-                .filter(|id| *id != me)
-                .filter_map(|id| p.members.get(id))
-                .filter(|m| m.serves_reads())
-                .map(|m| (m.id(), m.identity.addr.clone()))
-                .take(self.sources)
-                .collect();
-            let others = current.iter().filter(|id| *id != me).count();
-            if sources.len() < self.sources.min(others) {
-                complete = false;
-            }
-            if !sources.is_empty() {
-                pieces.push(Piece { range, sources });
-            }
-        }
-        (pieces, complete)
+    }
+    (pieces, complete)
+}
+
+impl Rebalancer {
+    /// The pieces this node gains, with their sources, and whether every
+    /// piece has enough sources that serve reads now (see [`gained`]).
+    fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
+        let filled = self.replica.holdings.filled();
+        gained(&self.me, self.replicas, self.sources, &filled, p)
     }
 
     /// Whether `id` may still be pulled from, by the placement in force
@@ -467,6 +474,106 @@ impl Rebalancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::{Identity, Liveness, Member, RingState};
+    use crate::Generation;
+
+    fn ring_of(members: &[NodeId]) -> Arc<Ring> {
+        Arc::new(Ring::with_vnodes(1, members.iter().copied(), 16).unwrap())
+    }
+
+    /// Whether `me` is one of the `n` owners of `h` on `ring`.
+    fn owns(ring: &Ring, me: &NodeId, h: u64, n: usize) -> bool {
+        ring.preference_list(h, n.min(ring.len())).contains(me)
+    }
+
+    proptest::proptest! {
+        /// `gained`, which works on ranges, against its definition point by
+        /// point: for hashes at every piece edge and at random, `h` is in a
+        /// piece exactly when `me` owns it on the future or the placement
+        /// ring, and either is not a current owner or owned it on neither
+        /// filled ring, and some other current owner can be pulled from;
+        /// every source is such an owner.
+        #[test]
+        fn gained_pieces_match_their_definition(
+            placement in proptest::collection::btree_set(0usize..7, 1..6),
+            future in proptest::collection::btree_set(0usize..7, 1..6),
+            filled_future in proptest::collection::btree_set(0usize..7, 0..6),
+            filled_placement in proptest::collection::btree_set(0usize..7, 0..6),
+            down in 0usize..7,
+            probes in proptest::collection::vec(proptest::num::u64::ANY, 64),
+        ) {
+            let ids: Vec<NodeId> = (0..7).map(|i| NodeId::new(&format!("n{i}")).unwrap()).collect();
+            let pick = |set: &std::collections::BTreeSet<usize>| -> Vec<NodeId> {
+                set.iter().map(|&i| ids[i]).collect()
+            };
+            let me = ids[0];
+            let (n, sources) = (3, 2);
+            let mut members = std::collections::BTreeMap::new();
+            for (i, id) in ids.iter().enumerate() {
+                let mut m = Member::new(Identity::new(*id, Generation::new(1), format!("h{i}:1")));
+                m.ring = RingState::Normal;
+                // One member (perhaps) cannot be pulled from.
+                if i == down {
+                    m.liveness = Liveness::Down;
+                }
+                members.insert(*id, m);
+            }
+            let p = Placement {
+                ring: ring_of(&pick(&placement)),
+                future: ring_of(&pick(&future)),
+                members,
+                local_serves_reads: true,
+                previous: None,
+            };
+            let filled = (ring_of(&pick(&filled_future)), ring_of(&pick(&filled_placement)));
+            let (pieces, complete) = gained(&me, n, sources, &filled, &p);
+            let readable = |id: &NodeId| p.members[id].serves_reads();
+            let mut all_sources_enough = true;
+            let mut check = |h: u64| {
+                let current = p.ring.preference_list(h, n.min(p.ring.len()));
+                let held = owns(&p.ring, &me, h, n)
+                    && (owns(&filled.0, &me, h, n) || owns(&filled.1, &me, h, n));
+                let wanted = (owns(&p.future, &me, h, n) || owns(&p.ring, &me, h, n)) && !held;
+                let pullable: Vec<NodeId> = current
+                    .iter()
+                    .filter(|id| **id != me && readable(id))
+                    .copied()
+                    .collect();
+                let others = current.iter().filter(|id| **id != me).count();
+                if wanted && pullable.len() < sources.min(others) {
+                    all_sources_enough = false;
+                }
+                let found: Vec<&Piece> = pieces.iter().filter(|piece| piece.range.contains(h)).collect();
+                proptest::prop_assert!(found.len() <= 1, "pieces overlap at {h}");
+                proptest::prop_assert_eq!(
+                    !found.is_empty(),
+                    wanted && !pullable.is_empty(),
+                    "at {}: wanted {}, pullable {:?}", h, wanted, pullable
+                );
+                if let Some(piece) = found.first() {
+                    let expected: Vec<NodeId> = pullable.iter().take(sources).copied().collect();
+                    let got: Vec<NodeId> = piece.sources.iter().map(|(id, _)| *id).collect();
+                    proptest::prop_assert_eq!(got, expected);
+                }
+                Ok(())
+            };
+            // Every piece's edges, and both sides of every token of the
+            // four rings: where the answer may change.
+            let mut edges: Vec<u64> = pieces
+                .iter()
+                .flat_map(|piece| [piece.range.end, piece.range.start.wrapping_add(1)])
+                .collect();
+            for ring in [&p.ring, &p.future, &filled.0, &filled.1] {
+                edges.extend(ring.tokens().flat_map(|(t, _)| [t, t.wrapping_add(1)]));
+            }
+            for h in edges.into_iter().chain(probes) {
+                check(h)?;
+            }
+            // The probes meet every stretch between tokens, so the fill is
+            // complete exactly when no wanted point lacked sources.
+            proptest::prop_assert_eq!(complete, all_sources_enough);
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn pace_holds_streams_to_the_rate() {
@@ -520,6 +627,83 @@ mod tests {
             subdivide(RingRange::new(5, 9), 8),
             vec![RingRange::new(5, 9)]
         );
+    }
+
+    /// `split` as it was first written, walking the whole ring: the
+    /// oracle for the binary-searched one.
+    fn split_by_scan(arc: RingRange, ring: &Ring, n: usize) -> Vec<(RingRange, Vec<NodeId>)> {
+        let mut out = Vec::new();
+        for (range, owners) in ring.ranges(n.min(ring.len())) {
+            for (alo, ahi) in arc.intervals() {
+                for (blo, bhi) in range.intervals() {
+                    let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+                    if lo <= hi {
+                        out.push((
+                            RingRange::new(lo.wrapping_sub(1), hi),
+                            owners.iter().copied().collect(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn sorted(mut pieces: Vec<(RingRange, Vec<NodeId>)>) -> Vec<(u64, u64, Vec<NodeId>)> {
+        let mut out: Vec<_> = pieces
+            .drain(..)
+            .map(|(r, owners)| (r.start, r.end, owners))
+            .collect();
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        /// Same pieces as a scan of the whole ring, for any arc, on rings
+        /// with one token and with many, and on arcs that wrap or cover
+        /// the whole ring.
+        #[test]
+        fn split_matches_a_scan_of_the_ring(
+            start: u64,
+            end: u64,
+            members in 1usize..6,
+            vnodes in 1u32..40,
+            edge in 0usize..4,
+        ) {
+            let nodes: Vec<NodeId> = (0..members).map(|i| NodeId::new(&format!("n{i}")).unwrap()).collect();
+            let ring = Ring::with_vnodes(1, nodes, vnodes).unwrap();
+            let arc = match edge {
+                0 => RingRange::new(start, end),
+                1 => RingRange::new(start, start),
+                2 => RingRange::FULL,
+                _ => RingRange::new(u64::MAX, end),
+            };
+            for n in 1..=3 {
+                proptest::prop_assert_eq!(sorted(split(arc, &ring, n)), sorted(split_by_scan(arc, &ring, n)));
+            }
+        }
+    }
+
+    #[test]
+    fn split_matches_a_scan_at_token_edges() {
+        let nodes = ["a", "b", "c"].map(|n| NodeId::new(n).unwrap());
+        let ring = Ring::with_vnodes(1, nodes, 16).unwrap();
+        let tokens: Vec<u64> = ring.tokens().map(|(t, _)| t).collect();
+        for &t in &tokens {
+            for arc in [
+                RingRange::new(t, t.wrapping_add(1)),
+                RingRange::new(t.wrapping_sub(1), t),
+                RingRange::new(t, t),
+                RingRange::new(0, t),
+                RingRange::new(t, u64::MAX),
+            ] {
+                assert_eq!(
+                    sorted(split(arc, &ring, 2)),
+                    sorted(split_by_scan(arc, &ring, 2)),
+                    "{arc:?}"
+                );
+            }
+        }
     }
 
     #[test]
