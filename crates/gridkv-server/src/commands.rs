@@ -229,12 +229,8 @@ async fn dispatch(
             }
             Err(e) => Reply::error(out, &error_reply(&e)),
         },
-        b"PERSIST" if n == 2 => match node.ttl(&args[1]).await {
-            Ok(Some(Some(_))) => match node.persist(&args[1]).await {
-                Ok(existed) => Reply::integer(out, i64::from(existed)),
-                Err(e) => Reply::error(out, &error_reply(&e)),
-            },
-            Ok(_) => Reply::integer(out, 0),
+        b"PERSIST" if n == 2 => match node.persist(&args[1]).await {
+            Ok(removed) => Reply::integer(out, i64::from(removed)),
             Err(e) => Reply::error(out, &error_reply(&e)),
         },
         b"DBSIZE" if n == 1 => {

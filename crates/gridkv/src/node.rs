@@ -1339,53 +1339,86 @@ impl GridKv {
     /// As [`GridKv::set`].
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let expires_at = self.expiry(ttl);
-        self.rewrite_expiry(key.as_ref(), Some(expires_at)).await
+        self.rewrite_expiry(key.as_ref(), expires_at).await
     }
 
-    /// Removes `key`'s expiry; returns whether it existed.
+    /// Removes `key`'s expiry; returns whether it had one (as Redis's
+    /// `PERSIST`). A key that is absent or never expires is not written.
     ///
     /// # Errors
     ///
     /// As [`GridKv::set`].
     pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
-        self.rewrite_expiry(key.as_ref(), None).await
+        let key = key.as_ref();
+        match self.lookup(key, ReadOptions::default()).await? {
+            Lookup::Live(item) if item.expires_at.is_some() => {
+                self.write(key, Some((item.value, None)), WriteOptions::default())
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
-    /// Reads several keys at once; one result per key, in order.
+    /// Reads several keys at once; one result per key, in order. At most
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
     pub async fn get_many<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
     ) -> Vec<Result<Option<bytes::Bytes>, Error>> {
-        let calls = keys.iter().map(|k| {
-            let node = self.clone();
-            let key = bytes::Bytes::copy_from_slice(k.as_ref());
-            tokio::spawn(async move { node.get(key).await })
-        });
-        let handles: Vec<_> = calls.collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(h.await.unwrap_or(Err(Error::ShuttingDown)));
-        }
-        out
+        let keys = keys
+            .iter()
+            .map(|k| bytes::Bytes::copy_from_slice(k.as_ref()));
+        self.fan_out(keys, |node, key| async move { node.get(key).await })
+            .await
     }
 
-    /// Writes several keys at once; one result per pair, in order.
+    /// Writes several keys at once; one result per pair, in order. At most
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
     pub async fn set_many<K: AsRef<[u8]>, V: Clone + Into<bytes::Bytes>>(
         &self,
         pairs: &[(K, V)],
     ) -> Vec<Result<(), Error>> {
-        let handles: Vec<_> = pairs
-            .iter()
-            .map(|(k, v)| {
-                let node = self.clone();
-                let key = bytes::Bytes::copy_from_slice(k.as_ref());
-                let value: bytes::Bytes = v.clone().into();
-                tokio::spawn(async move { node.set(key, value).await })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(h.await.unwrap_or(Err(Error::ShuttingDown)));
+        let pairs = pairs.iter().map(|(k, v)| {
+            let value: bytes::Bytes = v.clone().into();
+            (bytes::Bytes::copy_from_slice(k.as_ref()), value)
+        });
+        self.fan_out(pairs, |node, (key, value)| async move {
+            node.set(key, value).await
+        })
+        .await
+    }
+
+    /// How many operations of one [`GridKv::get_many`] or
+    /// [`GridKv::set_many`] run at once.
+    pub const MANY_IN_FLIGHT: usize = 64;
+
+    /// Runs `op` on every item, each in a task of its own, at most
+    /// [`GridKv::MANY_IN_FLIGHT`] at a time; results in the items' order.
+    async fn fan_out<T, R, Fut>(
+        &self,
+        items: impl Iterator<Item = T>,
+        op: impl Fn(GridKv, T) -> Fut,
+    ) -> Vec<Result<R, Error>>
+    where
+        Fut: std::future::Future<Output = Result<R, Error>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut running = std::collections::VecDeque::with_capacity(Self::MANY_IN_FLIGHT);
+        let mut out = Vec::with_capacity(items.size_hint().0);
+        let finish = |joined: Result<Result<R, Error>, tokio::task::JoinError>| {
+            joined.unwrap_or(Err(Error::ShuttingDown))
+        };
+        for item in items {
+            if running.len() == Self::MANY_IN_FLIGHT {
+                let first: tokio::task::JoinHandle<_> =
+                    running.pop_front().expect("the window is full");
+                out.push(finish(first.await));
+            }
+            running.push_back(tokio::spawn(op(self.clone(), item)));
+        }
+        for task in running {
+            out.push(finish(task.await));
         }
         out
     }
@@ -1488,11 +1521,15 @@ impl GridKv {
         result
     }
 
-    async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
+    async fn rewrite_expiry(&self, key: &[u8], expires_at: u64) -> Result<bool, Error> {
         match self.lookup(key, ReadOptions::default()).await? {
             Lookup::Live(item) => {
-                self.write(key, Some((item.value, expires_at)), WriteOptions::default())
-                    .await?;
+                self.write(
+                    key,
+                    Some((item.value, Some(expires_at))),
+                    WriteOptions::default(),
+                )
+                .await?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -116,6 +116,28 @@ async fn cluster_single_node_serves_with_reduced_replication() -> Result {
     assert!(a.delete("k").await?);
     assert!(!a.delete("k").await?);
     assert_eq!(a.get("k").await?, None);
+    // Batches larger than the in-flight window keep their order, and a
+    // bad key fails alone.
+    let count = 3 * GridKv::MANY_IN_FLIGHT + 5;
+    let mut pairs: Vec<(String, String)> = (0..count)
+        .map(|i| (format!("m{i}"), format!("v{i}")))
+        .collect();
+    pairs[7].0.clear();
+    let written = a.set_many(&pairs).await;
+    assert_eq!(written.len(), count);
+    for (i, result) in written.iter().enumerate() {
+        assert_eq!(
+            matches!(result, Err(Error::InvalidKey(_))),
+            i == 7,
+            "pair {i}: {result:?}"
+        );
+    }
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).skip(8).collect();
+    let read = a.get_many(&keys).await;
+    for (i, got) in read.into_iter().enumerate() {
+        let expected = format!("v{}", i + 8);
+        assert_eq!(got?.as_deref(), Some(expected.as_bytes()));
+    }
     shutdown(&[a]).await;
     Ok(())
 }
@@ -158,6 +180,11 @@ async fn cluster_writes_on_one_node_read_on_every_other() -> Result {
     assert!(left <= Duration::from_millis(300));
     assert!(nodes[2].persist("short").await?);
     assert_eq!(nodes[0].ttl("short").await?, Some(None));
+    assert!(
+        !nodes[1].persist("short").await?,
+        "no expiry left to remove"
+    );
+    assert!(!nodes[1].persist("absent").await?);
     assert!(nodes[2].expire("short", Duration::from_millis(200)).await?);
     sleep(Duration::from_millis(400)).await;
     assert_eq!(nodes[1].get("short").await?, None, "expired everywhere");

@@ -313,7 +313,20 @@ impl Coordinator {
         let barrier = self
             .write_barrier
             .load(std::sync::atomic::Ordering::Relaxed);
-        let now = self.replica.hlc.clock().now_ms();
+        // 0 once the barrier has passed: no clock read per write then.
+        let now = if barrier == 0 {
+            0
+        } else {
+            self.replica.hlc.clock().now_ms()
+        };
+        if barrier != 0 && now >= barrier {
+            let _ = self.write_barrier.compare_exchange(
+                barrier,
+                0,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         if now < barrier {
             let wait = Duration::from_millis(barrier - now);
             if wait > opts.timeout.unwrap_or(self.config.timeout) {
