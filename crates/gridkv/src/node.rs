@@ -20,6 +20,7 @@ use crate::net::{Inbound, Lane, Transport, TransportConfig, TransportError};
 use crate::replication::coordinator::{Placement, WriteData};
 use crate::replication::hints::{HintLimits, Hints};
 use crate::replication::rebalance::Rebalancer;
+use crate::replication::wire::{DataRequest, DataResponse, RefusalCode};
 use crate::replication::{
     Coordinator, Error, ReadOptions, Replica, ReplicationConfig, ReplicationStatus, WriteOptions,
 };
@@ -1161,22 +1162,47 @@ const STORE_TICK: Duration = Duration::from_millis(10);
 /// How often the store sweeps expired values and old tombstones.
 const STORE_MAINTAIN: Duration = Duration::from_millis(100);
 
+/// Bulk requests (fill and anti-entropy scans, digests) waiting for the
+/// bulk task; one more is refused `Overloaded`. A node pulls from a source
+/// one batch at a time, so this is rarely more than a few deep.
+const BULK_QUEUE: usize = 16;
+
 /// The replica task: answers data-lane requests from the local store, and
-/// keeps the store's clock and sweeping going.
+/// keeps the store's clock and sweeping going. Scans and digests, which
+/// walk whole ranges of the store, go to a task of their own, so that a
+/// get or set arriving meanwhile is not queued behind one.
 async fn serve_data(
     mut data: mpsc::Receiver<Inbound>,
     replica: Arc<Replica>,
     cancel: CancellationToken,
 ) {
+    let (bulk_tx, bulk_rx) = mpsc::channel(BULK_QUEUE);
+    let bulk = tokio::spawn(serve_bulk(bulk_rx, replica.clone(), cancel.clone()));
     let mut tick = tokio::time::interval(STORE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_maintain = Instant::now();
     loop {
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             inbound = data.recv() => {
-                let Some(inbound) = inbound else { return };
+                let Some(inbound) = inbound else { break };
+                if DataRequest::is_bulk(&inbound.body) {
+                    if let Err(
+                        mpsc::error::TrySendError::Full(inbound)
+                        | mpsc::error::TrySendError::Closed(inbound),
+                    ) = bulk_tx.try_send(inbound)
+                    {
+                        if let Some(reply) = inbound.reply {
+                            let refusal = DataResponse::Refused {
+                                code: RefusalCode::Overloaded,
+                                reason: "too many scans queued".to_owned(),
+                            };
+                            let _ = reply.respond(refusal.encode().into());
+                        }
+                    }
+                    continue;
+                }
                 let response = replica.handle(&inbound.body);
                 if let Some(reply) = inbound.reply {
                     let _ = reply.respond(response.encode().into());
@@ -1194,6 +1220,30 @@ async fn serve_data(
                     }
                 }
             }
+        }
+    }
+    drop(bulk_tx);
+    let _ = bulk.await;
+}
+
+/// Answers the bulk requests [`serve_data`] hands over, one at a time.
+async fn serve_bulk(
+    mut bulk: mpsc::Receiver<Inbound>,
+    replica: Arc<Replica>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let inbound = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            inbound = bulk.recv() => match inbound {
+                Some(inbound) => inbound,
+                None => return,
+            },
+        };
+        let response = replica.handle(&inbound.body);
+        if let Some(reply) = inbound.reply {
+            let _ = reply.respond(response.encode().into());
         }
     }
 }

@@ -315,6 +315,27 @@ impl DataRequest {
         })
     }
 
+    /// Whether the encoded request `frame` is a scan or a digest (a walk
+    /// over a range, where the others touch one key), read from its first
+    /// two bytes without decoding it: the format version, then postcard's
+    /// variant index of `RequestWire`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// assert!(DataRequest::is_bulk(&DataRequest::encode_digest(RingRange::FULL)));
+    /// assert!(!DataRequest::is_bulk(&DataRequest::encode_read(b"k")));
+    /// ```
+    pub fn is_bulk(frame: &[u8]) -> bool {
+        /// `RequestWire::Scan` and `RequestWire::Digest`.
+        const SCAN: u8 = 3;
+        const DIGEST: u8 = 4;
+        matches!(frame, [DATA_WIRE_VERSION, SCAN | DIGEST, ..])
+    }
+
     /// Encodes a read of `key`.
     pub fn encode_read(key: &[u8]) -> Vec<u8> {
         encode(&RequestWire::Read { key })
@@ -555,5 +576,49 @@ impl DataResponse {
                 DataResponse::Digest(RangeDigest { hash, count })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `is_bulk` reads the variant index: every kind of request is
+    /// classified, so reordering `RequestWire` cannot go unnoticed.
+    #[test]
+    fn bulk_requests_are_told_apart_without_decoding() {
+        let version = Version {
+            ts: Timestamp::from_u64(7),
+            writer: 1,
+            generation: Generation::new(1),
+        };
+        let set = DataRequest::encode_write(b"k", &Write::set(version, b"v", None));
+        let delete = DataRequest::encode_write(b"k", &Write::delete(version));
+        let owner = NodeId::new("b").unwrap();
+        for (frame, bulk) in [
+            (set.clone(), false),
+            (delete, false),
+            (DataRequest::encode_read(b"k"), false),
+            (DataRequest::encode_hinted(&owner, &set), false),
+            (DataRequest::encode_scan(RingRange::FULL, None, false), true),
+            (
+                DataRequest::encode_scan(RingRange::new(1, 9), None, true),
+                true,
+            ),
+            (DataRequest::encode_digest(RingRange::new(3, 4)), true),
+        ] {
+            let decoded = DataRequest::decode(&Bytes::from(frame.clone())).unwrap();
+            assert_eq!(
+                DataRequest::is_bulk(&frame),
+                matches!(
+                    decoded,
+                    DataRequest::Scan { .. } | DataRequest::Digest { .. }
+                ),
+                "{decoded:?}"
+            );
+            assert_eq!(DataRequest::is_bulk(&frame), bulk);
+        }
+        assert!(!DataRequest::is_bulk(&[]));
+        assert!(!DataRequest::is_bulk(&[DATA_WIRE_VERSION + 1, 3]));
     }
 }
