@@ -703,19 +703,17 @@ impl Store {
                     continue;
                 }
                 found.clear();
-                self.shards[i]
-                    .0
-                    .read()
-                    .collect(seg_lo, seg_hi, rel, after_key, now, &mut found);
+                // The first `room` entries of the segment past the cursor,
+                // in scan order.
                 let room = max_entries - batch.entries.len();
-                let order = |a: &RangeEntry, b: &RangeEntry| {
-                    (rel(a.hash), &a.key).cmp(&(rel(b.hash), &b.key))
-                };
-                if found.len() > room {
-                    found.select_nth_unstable_by(room, order);
-                    found.truncate(room);
-                }
-                found.sort_unstable_by(order);
+                self.shards[i].0.read().collect(
+                    (seg_lo, seg_hi),
+                    rel,
+                    after_key,
+                    now,
+                    room,
+                    &mut found,
+                );
                 for e in found.drain(..) {
                     let size = scan_size(&e);
                     if !batch.entries.is_empty() && bytes + size > max_bytes {

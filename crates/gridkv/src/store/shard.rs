@@ -550,26 +550,35 @@ impl Shard {
         (delta, self.has_due_timers(now))
     }
 
-    /// Appends to `out` every entry with hash in `[lo, hi]` that sorts after
-    /// `after` in the scan order `(rel(hash), key)`.
+    /// Appends to `out`, in the scan order `(rel(hash), key)`, the first
+    /// `room` entries with hash in `[lo, hi]` that sort after `after`.
     pub fn collect(
         &self,
-        lo: u64,
-        hi: u64,
+        (lo, hi): (u64, u64),
         rel: impl Fn(u64) -> u64,
         after: Option<(u64, &[u8])>,
         now: u64,
+        room: usize,
         out: &mut Vec<RangeEntry>,
     ) {
-        for e in self.table.iter() {
-            if e.hash < lo || e.hash > hi {
-                continue;
-            }
-            if let Some((r, k)) = after {
-                if (rel(e.hash), &e.key[..]) <= (r, k) {
-                    continue;
-                }
-            }
+        // Chosen by reference, then copied: only the `room` entries that
+        // go into the batch are copied out, not every entry past the
+        // cursor (a fill's later batches would copy the rest of the shard
+        // again each time).
+        let mut found: Vec<&Entry> = self
+            .table
+            .iter()
+            .filter(|e| lo <= e.hash && e.hash <= hi)
+            .filter(|e| after.is_none_or(|(r, k)| (rel(e.hash), &e.key[..]) > (r, k)))
+            .collect();
+        let order =
+            |a: &&Entry, b: &&Entry| (rel(a.hash), &a.key[..]).cmp(&(rel(b.hash), &b.key[..]));
+        if found.len() > room {
+            found.select_nth_unstable_by(room, order);
+            found.truncate(room);
+        }
+        found.sort_unstable_by(order);
+        for e in found {
             let data = match (e.state, &e.value) {
                 (State::Live, Some(v)) if !expired(e.expires_at, now) => EntryData::Value {
                     value: v.clone(),
