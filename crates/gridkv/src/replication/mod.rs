@@ -91,7 +91,9 @@ pub struct ReplicationConfig {
     /// or repairs them by anti-entropy; `None` for no limit. Streaming
     /// competes with foreground requests for the sources' CPU and the
     /// network, so a limit bounds their latency while a node fills, at
-    /// the cost of a longer fill. Default 16 MiB/s.
+    /// the cost of a longer fill. Default 16 MiB/s; on a 2-core machine,
+    /// 8 MiB/s or less kept foreground p99 during a join within 2× of
+    /// its value before (docs/BENCHMARKS.md).
     pub fill_rate: Option<u64>,
 }
 
