@@ -1163,14 +1163,16 @@ const STORE_TICK: Duration = Duration::from_millis(10);
 const STORE_MAINTAIN: Duration = Duration::from_millis(100);
 
 /// Bulk requests (fill and anti-entropy scans, digests) waiting for the
-/// bulk task; one more is refused `Overloaded`. A node pulls from a source
-/// one batch at a time, so this is rarely more than a few deep.
-const BULK_QUEUE: usize = 16;
+/// bulk task; one more is refused `Overloaded` (and asked again by the
+/// puller, see `Rebalancer::ask`). Each puller has one request out to a
+/// source at a time, so this holds one per member pulling at once.
+const BULK_QUEUE: usize = 64;
 
 /// The replica task: answers data-lane requests from the local store, and
 /// keeps the store's clock and sweeping going. Scans and digests, which
-/// walk whole ranges of the store, go to a task of their own, so that a
-/// get or set arriving meanwhile is not queued behind one.
+/// walk whole ranges of the store, go to a task of their own, so that on a
+/// runtime of more than one worker a get or set arriving meanwhile is not
+/// queued behind one (on a single worker the walk still holds the thread).
 async fn serve_data(
     mut data: mpsc::Receiver<Inbound>,
     replica: Arc<Replica>,
@@ -1188,18 +1190,22 @@ async fn serve_data(
             inbound = data.recv() => {
                 let Some(inbound) = inbound else { break };
                 if DataRequest::is_bulk(&inbound.body) {
-                    if let Err(
-                        mpsc::error::TrySendError::Full(inbound)
-                        | mpsc::error::TrySendError::Closed(inbound),
-                    ) = bulk_tx.try_send(inbound)
-                    {
-                        if let Some(reply) = inbound.reply {
-                            let refusal = DataResponse::Refused {
-                                code: RefusalCode::Overloaded,
-                                reason: "too many scans queued".to_owned(),
-                            };
-                            let _ = reply.respond(refusal.encode().into());
+                    let (inbound, code, reason) = match bulk_tx.try_send(inbound) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Full(inbound)) => {
+                            (inbound, RefusalCode::Overloaded, "too many scans queued")
                         }
+                        Err(mpsc::error::TrySendError::Closed(inbound)) => {
+                            tracing::error!("the scan task has stopped; refusing scans");
+                            (inbound, RefusalCode::ShuttingDown, "the scan task has stopped")
+                        }
+                    };
+                    if let Some(reply) = inbound.reply {
+                        let refusal = DataResponse::Refused {
+                            code,
+                            reason: reason.to_owned(),
+                        };
+                        let _ = reply.respond(refusal.encode().into());
                     }
                     continue;
                 }

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use common::history::{History, Op};
 use gridkv::hlc::{Clock, SystemClock};
+use gridkv::keyspace::key_hash;
 use gridkv::net::faults::LinkFaults;
+use gridkv::net::Lane;
+use gridkv::replication::wire::{DataRequest, DataResponse, RefusalCode};
 use gridkv::replication::{ReadOptions, WriteOptions};
+use gridkv::store::Lookup;
 use gridkv::{Error, GridKv, Liveness, NodeId, RingState};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -657,13 +661,13 @@ async fn cluster_a_range_being_refilled_after_a_removal_is_not_read_there() -> R
 
 #[tokio::test]
 async fn cluster_remote_reads_skip_an_owner_still_refilling() -> Result {
-    // 5 nodes, one removed: each key then has one survivor that gained it
-    // and is pulling it. R = 1 reads through every node: a node that does
-    // not own the key reads it remotely, from whichever owner it picks;
-    // an owner still refilling must refuse, not answer "absent".
+    // 5 nodes, one removed: each key the removed node owned then has one
+    // survivor that gained it and is pulling it. R = 1 reads through every
+    // node (a node that does not own the key reads it remotely), and reads
+    // sent straight to the owner that gained the key.
     refill_reads(
         &["a", "b", "c", "d", "e"],
-        128 << 10,
+        256 << 10,
         ReadOptions::default().quorum(1),
     )
     .await
@@ -672,7 +676,12 @@ async fn cluster_remote_reads_skip_an_owner_still_refilling() -> Result {
 /// Starts `names`, writes 8,000 keys, kills the last node and, once it is
 /// removed, reads keys through every survivor with `opts` while the
 /// survivors pull what they gained at `fill_rate` bytes/s: every
-/// acknowledged key must be found. Then the 3 copies are restored.
+/// acknowledged key must be found. Meanwhile reads of the keys a survivor
+/// gained are also sent to that survivor itself, over the data lane as a
+/// coordinator would (a coordinator asks the new owner only when the
+/// others fail, the new owner being last in the key's list): it must
+/// answer the value or refuse (`NotReady`), never "absent", and it must
+/// refuse at least once. Then the 3 copies are restored.
 async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Result {
     let start = |name: &str, seed: Option<String>| {
         let config = GridKv::builder(name)
@@ -707,10 +716,20 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
             result?;
         }
     }
+    let owners_of = |n: &GridKv, key: &str| -> Vec<NodeId> {
+        n.ring()
+            .preference_list(key_hash(key.as_bytes()), 3)
+            .iter()
+            .copied()
+            .collect()
+    };
+    let before: Vec<Vec<NodeId>> = (0..keys)
+        .map(|i| owners_of(&nodes[0], &format!("k{i}")))
+        .collect();
     let victim = nodes.pop().unwrap();
     victim.kill().await;
     let survivors = nodes.len();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !nodes.iter().all(|n| n.ring().len() == survivors) {
         assert!(Instant::now() < deadline, "{} was not removed", victim.id());
         sleep(Duration::from_millis(10)).await;
@@ -724,9 +743,44 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
         copies(&nodes) < full,
         "the fills finished before the reads began"
     );
+    // (key, the survivor that gained it, a survivor to ask it from).
+    let gained: Vec<(String, usize, usize)> = (0..keys)
+        .step_by(7)
+        .filter_map(|i| {
+            let key = format!("k{i}");
+            let new = owners_of(&nodes[0], &key);
+            let to = new.iter().find(|id| !before[i as usize].contains(id))?;
+            let to = nodes.iter().position(|n| n.id() == *to)?;
+            Some((key, to, (to + 1) % nodes.len()))
+        })
+        .collect();
+    assert!(!gained.is_empty());
+    let (mut refused, mut answered) = (0, 0);
     let window = Instant::now() + Duration::from_millis(1500);
     let mut rounds = 0;
     while Instant::now() < window {
+        for (key, to, from) in &gained {
+            let frame = nodes[*from]
+                .transport()
+                .peer(nodes[*to].advertised_addr())
+                .request(Lane::Data, DataRequest::encode_read(key.as_bytes()).into())
+                .await?;
+            match DataResponse::decode(&frame)? {
+                DataResponse::Value(Lookup::Live(item)) => {
+                    assert_eq!(item.value, value[..], "{key}");
+                    answered += 1;
+                }
+                DataResponse::Refused {
+                    code: RefusalCode::NotReady,
+                    ..
+                } => refused += 1,
+                other => panic!(
+                    "{key} read on {}, which gained it, {:?} after the removal: {other:?}",
+                    nodes[*to].id(),
+                    removed_at.elapsed()
+                ),
+            }
+        }
         for n in &nodes {
             for i in (0..keys).step_by(13) {
                 let key = format!("k{i}");
@@ -743,6 +797,10 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
         rounds += 1;
     }
     assert!(rounds > 1);
+    assert!(
+        refused > 0,
+        "no owner refused a key it was still pulling ({answered} answered)"
+    );
     // And the copies are restored (a survivor never loses a key it owned
     // when a node is removed, so it holds only what it owns).
     while copies(&nodes) != full {

@@ -320,6 +320,12 @@ impl Coordinator {
             self.replica.hlc.clock().now_ms()
         };
         if barrier != 0 && now >= barrier {
+            // The clock first moves past the barrier, so a wall clock that
+            // later steps back still stamps above it.
+            let _ = self
+                .replica
+                .hlc
+                .update(crate::hlc::Timestamp::new(barrier, 0));
             let _ = self.write_barrier.compare_exchange(
                 barrier,
                 0,

@@ -93,7 +93,7 @@ pub struct ReplicationConfig {
     /// network, so a limit bounds their latency while a node fills, at
     /// the cost of a longer fill. Default 16 MiB/s; on a 2-core machine,
     /// 8 MiB/s or less kept foreground p99 during a join within 2× of
-    /// its value before (docs/BENCHMARKS.md).
+    /// its typical value before the join (docs/BENCHMARKS.md).
     pub fill_rate: Option<u64>,
 }
 

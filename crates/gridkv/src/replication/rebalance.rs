@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::coordinator::Placement;
 use super::replica::Replica;
 use super::stats::Counters;
-use super::wire::{DataRequest, DataResponse};
+use super::wire::{DataRequest, DataResponse, RefusalCode};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
 use crate::net::backoff::{JitterSource, SplitMix64};
@@ -265,14 +265,33 @@ impl Rebalancer {
         now.ring.contains(id) && now.members.get(id).is_some_and(|m| m.serves_reads())
     }
 
+    /// Sends a scan or digest request to `addr`. A source whose queue of
+    /// them is full (`Overloaded`) is asked again a few times, 50 ms apart
+    /// and doubling, before the request counts as failed: a failed scan
+    /// makes the whole fill pass incomplete, and it is then run again.
     async fn ask(&self, addr: &str, body: Vec<u8>) -> Option<DataResponse> {
-        let frame = self
-            .transport
-            .peer(addr)
-            .request_with_timeout(Lane::Data, Bytes::from(body), self.timeout)
-            .await
-            .ok()?;
-        DataResponse::decode(&frame).ok()
+        let body = Bytes::from(body);
+        let mut pause = Duration::from_millis(50);
+        let mut retries = 4;
+        loop {
+            let frame = self
+                .transport
+                .peer(addr)
+                .request_with_timeout(Lane::Data, body.clone(), self.timeout)
+                .await
+                .ok()?;
+            match DataResponse::decode(&frame).ok()? {
+                DataResponse::Refused {
+                    code: RefusalCode::Overloaded,
+                    ..
+                } if retries > 0 => {
+                    retries -= 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                answer => return Some(answer),
+            }
+        }
     }
 
     /// Streams `range` from `addr` into the local store (only tombstones
@@ -569,8 +588,9 @@ mod tests {
             for h in edges.into_iter().chain(probes) {
                 check(h)?;
             }
-            // The probes meet every stretch between tokens, so the fill is
-            // complete exactly when no wanted point lacked sources.
+            // The token edges checked above meet every stretch between
+            // tokens, so the fill is complete exactly when no wanted point
+            // lacked sources.
             proptest::prop_assert_eq!(complete, all_sources_enough);
         }
     }
@@ -678,6 +698,29 @@ mod tests {
                 2 => RingRange::FULL,
                 _ => RingRange::new(u64::MAX, end),
             };
+            for n in 1..=3 {
+                proptest::prop_assert_eq!(sorted(split(arc, &ring, n)), sorted(split_by_scan(arc, &ring, n)));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// As above on rings with tokens placed by hand: colliding tokens,
+        /// tokens at 0 and at `u64::MAX`, and arcs ending on them.
+        #[test]
+        fn split_matches_a_scan_with_colliding_and_extreme_tokens(
+            picks in proptest::collection::vec((0usize..6, 0usize..3), 1..12),
+            arc_ends in (0usize..6, 0usize..6),
+        ) {
+            let points = [0, 1, 1 << 40, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+            let nodes = ["a", "b", "c"].map(|n| NodeId::new(n).unwrap());
+            let vnodes: Vec<(u64, NodeId, u32)> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(t, m))| (points[t], nodes[m], i as u32))
+                .collect();
+            let ring = Ring::from_tokens(1, picks.len() as u32, vnodes);
+            let arc = RingRange::new(points[arc_ends.0], points[arc_ends.1]);
             for n in 1..=3 {
                 proptest::prop_assert_eq!(sorted(split(arc, &ring, n)), sorted(split_by_scan(arc, &ring, n)));
             }
