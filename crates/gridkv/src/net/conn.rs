@@ -3,10 +3,10 @@
 //! Both directions of a connection run the same loop, whoever dialled:
 //! - the writer takes everything queued at once and writes it with as few
 //!   syscalls as it can (small frames are copied into one buffer, large
-//!   bodies are written from their own memory); under load (its last batch
-//!   held more than one frame) it first lets the ready tasks run once, so
-//!   the frames they queue join the batch; when nothing was written for a
-//!   heartbeat interval it sends a ping;
+//!   bodies are written from their own memory); under load (its last batch,
+//!   or the reader's last read, held more than one frame) it first lets the
+//!   ready tasks run once, so the frames they queue join the batch; when
+//!   nothing was written for a heartbeat interval it sends a ping;
 //! - the reader cuts frames out of its buffer, answers pings, completes
 //!   pending requests (outbound links) and hands requests and one-way
 //!   messages to the application (within an inbound budget);
@@ -15,6 +15,7 @@
 //!   ends, with the reason, and the caller fails whatever was pending on it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub(crate) struct Conn {
     pub(crate) stop: CancellationToken,
     /// The application's channels, one per lane.
     pub(crate) handlers: [mpsc::Sender<Inbound>; 2],
+    /// Whether the reader's last read brought more than one frame (a sign
+    /// of load the writer acts on).
+    pub(crate) read_burst: AtomicBool,
 }
 
 /// Why a connection ended.
@@ -101,18 +105,21 @@ impl Conn {
         let counters = &self.shared.counters;
         let decoder = FrameDecoder::new(config.max_frame);
         loop {
+            let mut frames = 0;
             loop {
                 let frame = match decoder.decode(&mut buf) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(error) => return self.protocol_error(error.to_string()),
                 };
+                frames += 1;
                 counters.frames_received.fetch_add(1, Relaxed);
                 match Envelope::decode(frame) {
                     Ok(envelope) => self.dispatch(envelope).await,
                     Err(error) => return self.protocol_error(error.to_string()),
                 }
             }
+            self.read_burst.store(frames > 1, Relaxed);
             if buf.capacity() - buf.len() < LEN_PREFIX {
                 buf.reserve(READ_CHUNK);
             }
@@ -254,9 +261,12 @@ impl Conn {
             // they are about to queue join this batch: the runtime runs a
             // task it has just woken next, so without this the writer
             // would write each frame the moment its producer queued it, one
-            // syscall each. Light traffic (the last batch was one frame) is
-            // written at once, with no added wait.
-            if busy {
+            // syscall each. Load is a last batch of more than one frame, or
+            // a last read that brought more than one (answers that woke
+            // several callers, requests for several answers). Light traffic
+            // (one caller, one request at a time) is written at once, with
+            // no added wait.
+            if busy || self.read_burst.load(Relaxed) {
                 tokio::task::yield_now().await;
                 self.queue.take_ready(&mut batch);
             }

@@ -1223,6 +1223,7 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                         shared.config.inbound_in_flight,
                         shared.config.inbound_in_flight_bytes,
                     ),
+                    read_burst: std::sync::atomic::AtomicBool::new(false),
                 };
                 let end = conn.run(stream.read, stream.write, buf).await;
                 link.set_state(LinkState::Idle);
@@ -1438,6 +1439,7 @@ async fn serve_inbound(shared: &Arc<Shared>, mut stream: Stream) {
         stop: shared.cancel.clone(),
         handlers,
         inbound: Budget::new(config.inbound_in_flight, config.inbound_in_flight_bytes),
+        read_burst: std::sync::atomic::AtomicBool::new(false),
     };
     let queue = Arc::clone(&conn.queue);
     conn.run(stream.read, stream.write, buf).await;
