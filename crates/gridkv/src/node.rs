@@ -1189,30 +1189,23 @@ async fn serve_data(
             _ = cancel.cancelled() => break,
             inbound = data.recv() => {
                 let Some(inbound) = inbound else { break };
-                if DataRequest::is_bulk(&inbound.body) {
-                    let (inbound, code, reason) = match bulk_tx.try_send(inbound) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::TrySendError::Full(inbound)) => {
-                            (inbound, RefusalCode::Overloaded, "too many scans queued")
-                        }
-                        Err(mpsc::error::TrySendError::Closed(inbound)) => {
-                            tracing::error!("the scan task has stopped; refusing scans");
-                            (inbound, RefusalCode::ShuttingDown, "the scan task has stopped")
-                        }
-                    };
-                    if let Some(reply) = inbound.reply {
-                        let refusal = DataResponse::Refused {
-                            code,
-                            reason: reason.to_owned(),
-                        };
-                        let _ = reply.respond(refusal.encode().into());
-                    }
+                if !DataRequest::is_bulk(&inbound.body) {
+                    let response = replica.handle(&inbound.body);
+                    answer(inbound, response);
                     continue;
                 }
-                let response = replica.handle(&inbound.body);
-                if let Some(reply) = inbound.reply {
-                    let _ = reply.respond(response.encode().into());
-                }
+                let (inbound, code, reason) = match bulk_tx.try_send(inbound) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(inbound)) => {
+                        (inbound, RefusalCode::Overloaded, "too many scans queued")
+                    }
+                    Err(mpsc::error::TrySendError::Closed(inbound)) => {
+                        tracing::error!("the scan task has stopped; refusing scans");
+                        (inbound, RefusalCode::ShuttingDown, "the scan task has stopped")
+                    }
+                };
+                let reason = reason.to_owned();
+                answer(inbound, DataResponse::Refused { code, reason });
             }
             _ = tick.tick() => {
                 replica.store.tick();
@@ -1248,9 +1241,14 @@ async fn serve_bulk(
             },
         };
         let response = replica.handle(&inbound.body);
-        if let Some(reply) = inbound.reply {
-            let _ = reply.respond(response.encode().into());
-        }
+        answer(inbound, response);
+    }
+}
+
+/// Sends `response` to the requester of `inbound`, if it awaits one.
+fn answer(inbound: Inbound, response: DataResponse) {
+    if let Some(reply) = inbound.reply {
+        let _ = reply.respond(response.encode().into());
     }
 }
 
@@ -1395,7 +1393,7 @@ impl GridKv {
     /// As [`GridKv::set`].
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let expires_at = self.expiry(ttl);
-        self.rewrite_expiry(key.as_ref(), expires_at).await
+        self.rewrite_expiry(key.as_ref(), Some(expires_at)).await
     }
 
     /// Removes `key`'s expiry; returns whether it had one (as Redis's
@@ -1405,15 +1403,7 @@ impl GridKv {
     ///
     /// As [`GridKv::set`].
     pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
-        let key = key.as_ref();
-        match self.lookup(key, ReadOptions::default()).await? {
-            Lookup::Live(item) if item.expires_at.is_some() => {
-                self.write(key, Some((item.value, None)), WriteOptions::default())
-                    .await?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.rewrite_expiry(key.as_ref(), None).await
     }
 
     /// Reads several keys at once; one result per key, in order. At most
@@ -1577,15 +1567,14 @@ impl GridKv {
         result
     }
 
-    async fn rewrite_expiry(&self, key: &[u8], expires_at: u64) -> Result<bool, Error> {
+    /// Writes `key`'s live value back with expiry `expires_at`; returns
+    /// whether it did. Nothing is written for an absent key, nor when
+    /// removing the expiry of one that has none.
+    async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
         match self.lookup(key, ReadOptions::default()).await? {
-            Lookup::Live(item) => {
-                self.write(
-                    key,
-                    Some((item.value, Some(expires_at))),
-                    WriteOptions::default(),
-                )
-                .await?;
+            Lookup::Live(item) if expires_at.is_some() || item.expires_at.is_some() => {
+                self.write(key, Some((item.value, expires_at)), WriteOptions::default())
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),

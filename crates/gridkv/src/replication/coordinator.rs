@@ -303,36 +303,18 @@ impl Coordinator {
             .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
-    async fn write_inner(
-        &self,
-        key: &[u8],
-        data: WriteData,
-        opts: WriteOptions,
-    ) -> Result<bool, Error> {
-        self.check_key(key)?;
-        let barrier = self
-            .write_barrier
-            .load(std::sync::atomic::Ordering::Relaxed);
-        // 0 once the barrier has passed: no clock read per write then.
-        let now = if barrier == 0 {
-            0
-        } else {
-            self.replica.hlc.clock().now_ms()
-        };
-        if barrier != 0 && now >= barrier {
-            // The clock first moves past the barrier, so a wall clock that
-            // later steps back still stamps above it.
-            let _ = self
-                .replica
-                .hlc
-                .update(crate::hlc::Timestamp::new(barrier, 0));
-            let _ = self.write_barrier.compare_exchange(
-                barrier,
-                0,
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+    /// Waits out the barrier of [`Coordinator::hold_writes_until`], if one
+    /// is set (`Timeout` if it outlasts the write's deadline). Once the wall
+    /// clock has passed it, the HLC is moved past it too (so a wall clock
+    /// that later steps back still stamps above it) and it is cleared: no
+    /// clock read per write after that.
+    async fn pass_write_barrier(&self, opts: &WriteOptions) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let barrier = self.write_barrier.load(Relaxed);
+        if barrier == 0 {
+            return Ok(());
         }
+        let now = self.replica.hlc.clock().now_ms();
         if now < barrier {
             let wait = Duration::from_millis(barrier - now);
             if wait > opts.timeout.unwrap_or(self.config.timeout) {
@@ -343,6 +325,25 @@ impl Coordinator {
             }
             tokio::time::sleep(wait).await;
         }
+        let _ = self
+            .replica
+            .hlc
+            .update(crate::hlc::Timestamp::new(barrier, 0));
+        // A later barrier set meanwhile stays (the exchange then fails).
+        let _ = self
+            .write_barrier
+            .compare_exchange(barrier, 0, Relaxed, Relaxed);
+        Ok(())
+    }
+
+    async fn write_inner(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        opts: WriteOptions,
+    ) -> Result<bool, Error> {
+        self.check_key(key)?;
+        self.pass_write_barrier(&opts).await?;
         if let Some((value, _)) = &data {
             let max = self.replica.store.config().max_value_len;
             if value.len() > max {
@@ -447,9 +448,7 @@ impl Coordinator {
                 .preference_list(hash, p.ring.len())
                 .iter()
                 .filter(|id| owners.iter().all(|(o, _)| o != *id))
-                .filter_map(|id| self.target(&p, id))
-                .collect::<Vec<_>>()
-                .into_iter();
+                .filter_map(|id| self.target(&p, id));
             down.filter_map(|owner| spare.next().map(|to| (owner, to)))
                 .collect()
         } else {

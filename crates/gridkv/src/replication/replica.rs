@@ -22,10 +22,10 @@ pub(crate) struct Replica {
     /// store may lack what it owns, so remote reads, scans and digests are
     /// refused rather than answered stale (a coordinator with an old view
     /// of a restarted node would otherwise count an empty answer).
-    pub(crate) serves_reads: std::sync::atomic::AtomicBool,
+    pub(crate) serves_reads: AtomicBool,
     /// Set when the node stops: requests still arriving before its
     /// connections close are refused, as a stopped node answers nothing.
-    pub(crate) stopped: std::sync::atomic::AtomicBool,
+    pub(crate) stopped: AtomicBool,
     /// What this node's store holds: see [`Holdings`].
     pub(crate) holdings: Holdings,
     /// Hints this node keeps for unreachable owners, its own and those it
@@ -233,7 +233,7 @@ impl Replica {
 
     /// Answers one data-lane request.
     pub(crate) fn handle(&self, frame: &Bytes) -> DataResponse {
-        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+        if self.stopped.load(Ordering::Acquire) {
             return DataResponse::Refused {
                 code: RefusalCode::ShuttingDown,
                 reason: "the node is stopping".to_owned(),
@@ -243,7 +243,7 @@ impl Replica {
         if matches!(
             request,
             Ok(DataRequest::Read { .. } | DataRequest::Scan { .. } | DataRequest::Digest { .. })
-        ) && !self.serves_reads.load(std::sync::atomic::Ordering::Acquire)
+        ) && !self.serves_reads.load(Ordering::Acquire)
         {
             return DataResponse::Refused {
                 code: RefusalCode::NotReady,

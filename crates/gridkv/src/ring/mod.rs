@@ -477,7 +477,7 @@ impl Ring {
         // also covers everything past the last token (it wraps).
         for (lo, hi) in arc.intervals() {
             let mut from = lo;
-            let mut p = tokens.partition_point(|&t| t < lo);
+            let mut p = self.first_at_or_past(lo);
             loop {
                 let (owner, to) = match tokens.get(p) {
                     Some(&t) => (p, t.min(hi)),
@@ -528,17 +528,23 @@ impl Ring {
     /// token `>= key_hash`, wrapping to 0.
     #[inline]
     fn position(&self, key_hash: u64) -> usize {
-        // Every token below the bucket's first hash is below `key_hash`,
-        // and every token at or past the next bucket's first hash is not:
-        // the answer lies within the bucket.
-        let b = (key_hash >> (64 - INDEX_BITS)) as usize;
-        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
-        let p = lo + self.tokens[lo..hi].partition_point(|&t| t < key_hash);
+        let p = self.first_at_or_past(key_hash);
         if p == self.tokens.len() {
             0
         } else {
             p
         }
+    }
+
+    /// The index of the first token `>= h` (the token count if none is).
+    #[inline]
+    fn first_at_or_past(&self, h: u64) -> usize {
+        // Every token below the bucket's first hash is below `h`, and every
+        // token at or past the next bucket's first hash is not: the answer
+        // lies within the bucket.
+        let b = (h >> (64 - INDEX_BITS)) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        lo + self.tokens[lo..hi].partition_point(|&t| t < h)
     }
 
     #[inline]
