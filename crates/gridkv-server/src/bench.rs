@@ -56,6 +56,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use gridkv::rng::{mix64, SplitMix64};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -1147,48 +1148,28 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// The key and command choice of one client: SplitMix64, written out here
-/// rather than taken from `rand` so that a `--seed` names the same key
-/// sequence whatever version of a dependency the binary was built with.
+/// The key and command choice of one client: the library's seeded
+/// generator, so that a `--seed` names the same key sequence whatever
+/// version of a dependency the binary was built with.
 #[derive(Debug, Clone)]
-struct KeyRng {
-    state: u64,
-}
-
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function: a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+struct KeyRng(SplitMix64);
 
 impl KeyRng {
     /// The generator of client `index` under `seed`. The start is mixed,
     /// not offset: SplitMix64 streams whose states differ by a multiple of
     /// its increment are the same stream shifted.
     fn for_client(seed: u64, index: usize) -> Self {
-        KeyRng {
-            state: mix64(seed ^ mix64(index as u64 + 1)),
-        }
+        KeyRng(SplitMix64::new(mix64(seed ^ mix64(index as u64 + 1))))
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
-        mix64(self.state)
-    }
-
-    /// Uniform in `[0, n)` for `n > 0` (multiply-shift; the bias is below
-    /// 2^-40 for any keyspace up to 2^24, far under what a bench can see).
+    /// Uniform in `[0, n)` for `n > 0`.
     fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        self.0.below(n)
     }
 
     /// True with probability `p` (0 never, 1 always).
     fn chance(&mut self, p: f64) -> bool {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        unit < p
+        self.0.unit() < p
     }
 }
 

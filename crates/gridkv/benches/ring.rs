@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use gridkv::ring::{Ring, SharedRing};
+use gridkv::rng::SplitMix64;
 use gridkv::NodeId;
 
 struct CountingAllocator;
@@ -48,29 +49,15 @@ const OPS: usize = 1_000_000;
 const RUNS: usize = 9;
 const CURVE_SETS: u64 = 2_000;
 
-/// splitmix64, the generator `tests/ring.rs` uses too, so that seed `s`
-/// names the same random member set in both.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// `count` random names of 6 to 20 characters from `[a-z0-9]`.
 fn random_names(seed: u64, count: usize) -> Vec<NodeId> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..count)
         .map(|_| {
-            let len = 6 + (rng.next() % 15) as usize;
+            let len = 6 + (rng.next_u64() % 15) as usize;
             let name: String = (0..len)
-                .map(|_| ALPHABET[(rng.next() % 36) as usize] as char)
+                .map(|_| ALPHABET[(rng.next_u64() % 36) as usize] as char)
                 .collect();
             NodeId::new(&name).unwrap()
         })
@@ -138,8 +125,8 @@ fn max_over_mean(ring: &Ring) -> f64 {
 }
 
 fn main() {
-    let mut rng = SplitMix(0xbe9c);
-    let hashes: Vec<u64> = (0..OPS).map(|_| rng.next()).collect();
+    let mut rng = SplitMix64::new(0xbe9c);
+    let hashes: Vec<u64> = (0..OPS).map(|_| rng.next_u64()).collect();
     let ring = Ring::new(1, numbered(10)).unwrap();
     let shared = SharedRing::new(ring.clone());
     // arc-swap sets up a per-thread slot on a thread's first load.

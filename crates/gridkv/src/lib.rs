@@ -32,6 +32,7 @@ pub mod net;
 pub mod node;
 pub mod replication;
 pub mod ring;
+pub mod rng;
 pub mod store;
 
 pub use hlc::{Hlc, Timestamp, Version};

@@ -389,7 +389,7 @@ impl Inner {
             placement: c.placement.clone(),
             timeout: c.config.timeout,
             counters: c.counters.clone(),
-            rng: crate::net::backoff::SplitMix64::new(self.rng_seed ^ 0xa5a5),
+            rng: crate::rng::SplitMix64::new(self.rng_seed ^ 0xa5a5),
             pace: crate::replication::rebalance::Pace::new(c.config.fill_rate),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use gridkv::keyspace::key_hash;
 use gridkv::ring::{vnode_token, Ring, RingError, SharedRing};
+use gridkv::rng::SplitMix64;
 use gridkv::NodeId;
 use proptest::prelude::*;
 
@@ -35,40 +36,25 @@ fn key_hashes() -> &'static [u64] {
     })
 }
 
-/// splitmix64: a generator whose output for a seed never changes, so a seed
-/// printed by a failing test names the same node names forever. The bench
-/// (`benches/ring.rs`) draws its random name sets the same way.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// `count` random names of 6 to 20 characters from `[a-z0-9]`.
 fn random_names(seed: u64, count: usize) -> Vec<String> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..count)
         .map(|_| {
-            let len = 6 + (rng.next() % 15) as usize;
+            let len = 6 + (rng.next_u64() % 15) as usize;
             (0..len)
-                .map(|_| ALPHABET[(rng.next() % 36) as usize] as char)
+                .map(|_| ALPHABET[(rng.next_u64() % 36) as usize] as char)
                 .collect()
         })
         .collect()
 }
 
 fn uuid_like_names(count: usize) -> Vec<String> {
-    let mut rng = SplitMix(0x5555);
+    let mut rng = SplitMix64::new(0x5555);
     (0..count)
         .map(|_| {
-            let (a, b) = (rng.next(), rng.next());
+            let (a, b) = (rng.next_u64(), rng.next_u64());
             format!(
                 "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
                 a >> 32,

@@ -18,7 +18,7 @@ use super::config::{SwimConfig, SwimConfigError};
 use super::member::{Identity, Liveness, Member, RingState};
 use super::wire::{Message, Packet, Update, WireError};
 use crate::id::{Generation, NodeId};
-use crate::net::backoff::{JitterSource, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// Most member-table entries one join reply or push-pull packet carries;
 /// larger tables go in several packets.
@@ -1361,7 +1361,7 @@ impl Swim {
 
     /// `d` scaled by a random factor in [0.75, 1.25).
     fn jitter(&mut self, d: Duration) -> Duration {
-        let f = 0.75 + (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
+        let f = 0.75 + self.rng.unit() * 0.5;
         d.mul_f64(f)
     }
 

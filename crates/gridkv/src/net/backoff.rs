@@ -3,7 +3,7 @@
 //! When a connection to a peer breaks, the transport asks a [`Backoff`] how
 //! long to wait before each dial and resets it once a connection is up
 //! again. Randomness comes through the small [`JitterSource`] trait, so a
-//! simulation seeded with [`SplitMix64`] replays the same delays, and the
+//! simulation seeded with [`SplitMix64`](crate::rng::SplitMix64) replays the same delays, and the
 //! library needs no random-number crate.
 //!
 //! Why full jitter (`delay = uniform(0, min(max, base·multiplierⁿ))`) and
@@ -21,6 +21,8 @@
 //!   costs little.
 
 use std::time::Duration;
+
+use crate::rng::SplitMix64;
 
 /// A source of uniformly distributed 64-bit random numbers.
 ///
@@ -51,49 +53,9 @@ pub trait JitterSource {
     fn next_u64(&mut self) -> u64;
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny, fast generator whose
-/// whole state is one `u64`, so a seed fully determines its output.
-///
-/// Statistically sound for jitter; not cryptographic.
-///
-/// # Examples
-///
-/// ```
-/// use gridkv::net::backoff::{JitterSource, SplitMix64};
-///
-/// let (mut a, mut b) = (SplitMix64::new(7), SplitMix64::new(7));
-/// assert_eq!(a.next_u64(), b.next_u64());
-/// assert_ne!(a.next_u64(), SplitMix64::new(8).next_u64());
-/// ```
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator whose output is determined by `seed`. Every seed,
-    /// including 0, gives a full-quality sequence.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use gridkv::net::backoff::{JitterSource, SplitMix64};
-    ///
-    /// let mut rng = SplitMix64::new(0);
-    /// assert_ne!(rng.next_u64(), rng.next_u64());
-    /// ```
-    pub const fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-}
-
 impl JitterSource for SplitMix64 {
     fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        SplitMix64::next_u64(self)
     }
 }
 
@@ -205,7 +167,8 @@ impl BackoffConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use gridkv::net::backoff::{Backoff, BackoffConfig, SplitMix64};
+/// use gridkv::net::backoff::{Backoff, BackoffConfig};
+/// use gridkv::rng::SplitMix64;
 ///
 /// let mut backoff = Backoff::new(BackoffConfig::default())?;
 /// let mut rng = SplitMix64::new(42);
@@ -261,7 +224,8 @@ impl Backoff {
     /// A seed replays the same delays, and a `dyn` source works too:
     ///
     /// ```
-    /// use gridkv::net::backoff::{Backoff, BackoffConfig, JitterSource, SplitMix64};
+    /// use gridkv::net::backoff::{Backoff, BackoffConfig, JitterSource};
+    /// use gridkv::rng::SplitMix64;
     ///
     /// let run = |rng: &mut dyn JitterSource| {
     ///     let mut b = Backoff::new(BackoffConfig::default()).unwrap();
@@ -290,7 +254,8 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use gridkv::net::backoff::{Backoff, BackoffConfig, SplitMix64};
+    /// use gridkv::net::backoff::{Backoff, BackoffConfig};
+    /// use gridkv::rng::SplitMix64;
     ///
     /// let mut backoff = Backoff::new(BackoffConfig::default())?;
     /// let mut rng = SplitMix64::new(1);
@@ -312,7 +277,8 @@ impl Backoff {
     /// # Examples
     ///
     /// ```
-    /// use gridkv::net::backoff::{Backoff, BackoffConfig, SplitMix64};
+    /// use gridkv::net::backoff::{Backoff, BackoffConfig};
+    /// use gridkv::rng::SplitMix64;
     ///
     /// let mut backoff = Backoff::new(BackoffConfig::default())?;
     /// backoff.next_delay(&mut SplitMix64::new(1));

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::backoff::{JitterSource, SplitMix64};
+use crate::rng::SplitMix64;
 use crate::NodeId;
 
 /// What happens to frames sent on one link.
@@ -133,7 +133,7 @@ impl FaultInjector {
             return true;
         }
         // 53 random bits as a uniform float in [0, 1).
-        let draw = (self.rng.lock().next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let draw = self.rng.lock().unit();
         draw < p
     }
 }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::backoff::{Backoff, BackoffConfig, SplitMix64};
+use super::backoff::{Backoff, BackoffConfig};
 use super::conn::{instant_of, Conn, ConnEnd};
 use super::envelope::{Envelope, ErrorCode, Lane};
 use super::faults::FaultInjector;
@@ -47,6 +47,7 @@ use super::io::{Network, Stream, Tcp};
 use super::queue::{Budget, BudgetGuard, Limit, PushError, SendQueue};
 use super::rtt::{RttConfig, RttEstimator};
 use super::stats::{Counters, TransportStats};
+use crate::rng::SplitMix64;
 use crate::{Generation, NodeId};
 
 /// Bytes of envelope header in front of a request's body.

@@ -28,9 +28,9 @@ use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
-use crate::net::backoff::{JitterSource, SplitMix64};
 use crate::net::{Lane, Transport};
 use crate::ring::Ring;
+use crate::rng::SplitMix64;
 use crate::store::ScanCursor;
 
 /// What one fill pass did.
@@ -402,7 +402,7 @@ impl Rebalancer {
     /// `d` scaled by a factor in [0.75, 1.25), so nodes' rounds spread out
     /// (seeded: a simulation replays).
     pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
-        let f = 0.75 + (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
+        let f = 0.75 + self.rng.unit() * 0.5;
         d.mul_f64(f)
     }
 
