@@ -20,6 +20,12 @@ use tokio::time::{sleep, timeout, Instant};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// The deadline of a request a test sends straight to one replica: the
+/// node's default operation timeout, as a coordinator's request would have,
+/// not the lane's adaptive one (a 10 ms floor that a loaded 2-core machine
+/// outstalls).
+const NODE_DEADLINE: Duration = Duration::from_secs(2);
+
 fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
 }
@@ -781,7 +787,11 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
             let frame = nodes[*from]
                 .transport()
                 .peer(nodes[*to].advertised_addr())
-                .request(Lane::Data, DataRequest::encode_read(key.as_bytes()).into())
+                .request_with_timeout(
+                    Lane::Data,
+                    DataRequest::encode_read(key.as_bytes()).into(),
+                    NODE_DEADLINE,
+                )
                 .await?;
             match DataResponse::decode(&frame)? {
                 DataResponse::Value(Lookup::Live(item)) => {
