@@ -1,0 +1,236 @@
+//! Dissemination: applying member updates to the table, piggybacking
+//! queued updates on every packet sent, and full-table push-pull.
+//!
+//! Each update rides on about `λ·log10(n + 1)` packets; the periodic
+//! push-pull with a random member (and a random down one) heals views that
+//! gossip alone left apart, for example after a partition.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Entry, Output, Swim};
+use crate::membership::member::{Liveness, Member, RingState};
+use crate::membership::wire::{Message, Packet, Update};
+
+/// Most member-table entries one join reply or push-pull packet carries;
+/// larger tables go in several packets.
+const TABLE_CHUNK: usize = 1024;
+
+impl Swim {
+    /// Applies one member update (from a packet's sender, its piggyback,
+    /// a table, or this node's own findings) if it overrides what the table
+    /// holds, and queues it to be passed on. Older news may still confirm a
+    /// suspicion.
+    pub(super) fn merge(&mut self, now: Duration, update: Update) {
+        if update.identity.id == self.me.identity.id {
+            self.merge_own(update);
+            return;
+        }
+        let id = update.identity.id;
+        let Some(entry) = self.members.get_mut(&id) else {
+            if self.members.len() + 1 >= self.config.max_members {
+                return;
+            }
+            if update.liveness == Liveness::Left || update.ring == RingState::Removed {
+                // News that a member we never knew (or already forgot) is
+                // gone: nothing to do, and re-creating it would undo
+                // forgetting.
+                return;
+            }
+            let mut member = Member {
+                identity: update.identity.clone(),
+                incarnation: update.incarnation,
+                liveness: update.liveness,
+                ring: update.ring,
+                holds_slots: update.holds_slots,
+                since: now,
+            };
+            if member.liveness == Liveness::Suspect {
+                // Not our suspicion to time: treat as alive news until we
+                // probe it ourselves, but pass the suspicion on.
+                member.liveness = Liveness::Alive;
+            }
+            let final_since = (member.liveness == Liveness::Left
+                || member.ring == RingState::Removed)
+                .then_some(now);
+            let reachable = member.liveness.is_reachable();
+            self.members.insert(
+                id,
+                Entry {
+                    member: member.clone(),
+                    suspicion: None,
+                    final_since,
+                },
+            );
+            if reachable {
+                self.add_to_probe_order(id);
+            }
+            self.broadcasts.push(update);
+            self.ring_dirty = true;
+            self.changed(None, member);
+            return;
+        };
+        if !update.overrides(&entry.member) {
+            self.confirm_suspicion(&update);
+            return;
+        }
+        let previous = entry.member.clone();
+        let restarted = update.identity.generation != previous.identity.generation;
+        let member = &mut entry.member;
+        member.holds_slots = update.holds_slots
+            || (restarted && update.ring == RingState::Joining && previous.in_placement())
+            || (!restarted && previous.holds_slots && update.ring == RingState::Joining);
+        member.identity = update.identity.clone();
+        member.incarnation = update.incarnation;
+        member.ring = update.ring;
+        if member.liveness != update.liveness || restarted {
+            member.since = now;
+        }
+        member.liveness = update.liveness;
+        if restarted {
+            entry.suspicion = None;
+        }
+        if (member.liveness == Liveness::Left || member.ring == RingState::Removed)
+            && entry.final_since.is_none()
+        {
+            entry.final_since = Some(now);
+        }
+        if member.ring != RingState::Removed && member.liveness != Liveness::Left {
+            entry.final_since = None;
+        }
+        let member = member.clone();
+        match member.liveness {
+            Liveness::Suspect => {
+                let by = update.suspector.unwrap_or(update.identity.id);
+                self.start_suspicion(now, id, member.incarnation, by);
+            }
+            _ => {
+                if let Some(e) = self.members.get_mut(&id) {
+                    e.suspicion = None;
+                }
+            }
+        }
+        if member.liveness.is_reachable() && !previous.liveness.is_reachable() {
+            self.add_to_probe_order(id);
+        }
+        let mut gossip = update;
+        gossip.holds_slots = member.holds_slots;
+        self.broadcasts.push(gossip);
+        if previous.ring != member.ring
+            || previous.liveness != member.liveness
+            || previous.holds_slots != member.holds_slots
+            || restarted
+        {
+            self.ring_dirty = true;
+            self.changed(Some(previous), member);
+        }
+    }
+
+    /// A push-pull exchange: merge the table, answer with ours if asked.
+    pub(super) fn on_push_pull(
+        &mut self,
+        now: Duration,
+        from: String,
+        members: Vec<Update>,
+        reply: bool,
+    ) {
+        for update in members {
+            self.merge(now, update);
+        }
+        if reply {
+            self.send_table(from, false, false);
+        }
+        // A member answered: this node is part of a cluster.
+        self.set_joined();
+    }
+
+    /// Starts a full-table exchange with one random alive member and one
+    /// random down member.
+    pub(super) fn push_pull(&mut self) {
+        let mut alive: Vec<String> = Vec::new();
+        let mut down: Vec<String> = Vec::new();
+        for e in self.members.values() {
+            match e.member.liveness {
+                Liveness::Alive => alive.push(e.member.identity.addr.clone()),
+                // Down and removed members too (until forgotten): if they
+                // are alive behind a healed partition, the exchange tells
+                // them, they refute, and the two sides merge again.
+                Liveness::Down => down.push(e.member.identity.addr.clone()),
+                _ => {}
+            }
+        }
+        for list in [alive, down] {
+            if list.is_empty() {
+                continue;
+            }
+            let pick = (self.rng.next_u64() % list.len() as u64) as usize;
+            self.send_table(list[pick].clone(), true, false);
+        }
+    }
+
+    /// Full-table exchanges grow with the table, so above 32 members they
+    /// slow down: ×(1 + ⌈log2(n / 32)⌉), like memberlist.
+    pub(super) fn push_pull_scale(&self) -> u32 {
+        let n = self.members.len() + 1;
+        if n <= 32 {
+            return 1;
+        }
+        1 + (n as f64 / 32.0).log2().ceil() as u32
+    }
+
+    /// Sends the whole member table (this node included) in chunks.
+    pub(super) fn send_table(&mut self, to: String, reply: bool, join_reply: bool) {
+        let all: Vec<Update> = self.members().map(Update::of).collect();
+        let chunks = all.chunks(TABLE_CHUNK).count();
+        for (i, chunk) in all.chunks(TABLE_CHUNK).enumerate() {
+            let members = chunk.to_vec();
+            let message = if join_reply {
+                Message::JoinReply { members }
+            } else {
+                // One answer per exchange: only the last chunk asks.
+                Message::PushPull {
+                    members,
+                    reply: reply && i + 1 == chunks,
+                }
+            };
+            self.send_raw(to.clone(), message, Vec::new());
+        }
+    }
+
+    /// Sends `message` with piggybacked gossip.
+    ///
+    /// A ping to a member this node suspects carries that suspicion
+    /// (Lifeguard's buddy system), so the member can refute at once.
+    pub(super) fn send(&mut self, to: String, message: Message) {
+        let n = self.members.len() + 2;
+        let limit = self.config.retransmit_mult * ((n as f64).log10().ceil() as u32).max(1);
+        let mut updates = self.broadcasts.take(self.config.max_piggyback, limit);
+        if let Message::Ping { target, .. } = &message {
+            if let Some(e) = self.members.get(target) {
+                if e.member.liveness == Liveness::Suspect
+                    && !updates.iter().any(|u| u.identity.id == *target)
+                {
+                    let mut update = Update::of(&e.member);
+                    update.suspector = Some(self.me.identity.id);
+                    updates.push(update);
+                }
+            }
+        }
+        self.send_raw(to, message, updates);
+    }
+
+    /// Sends `message` with exactly `updates`, signed with this node's
+    /// own state.
+    pub(super) fn send_raw(&mut self, to: String, message: Message, updates: Vec<Update>) {
+        let packet = Packet {
+            from: Update::of(&self.me),
+            message,
+            updates,
+        };
+        self.outputs.push_back(Output::Send {
+            to,
+            packet: Bytes::from(packet.encode()),
+        });
+    }
+}

@@ -1,0 +1,185 @@
+//! Joins and identity: join attempts through the seeds, answering joins,
+//! and telling a restart of a member from a second process that uses the
+//! same id.
+//!
+//! A join naming an id that a live member holds under an older generation
+//! is refused at once; under a later generation it is a restart, unless
+//! the holder still answers a ping (an id check).
+
+use std::time::Duration;
+
+use super::{expired, MemberEvent, Output, Swim, MAX_FORWARDS};
+use crate::membership::member::{Identity, RingState};
+use crate::membership::wire::{Message, Update};
+
+/// A join under a later generation of a live member's id, held back while
+/// the holder is pinged.
+#[derive(Debug)]
+pub(super) struct IdCheck {
+    joiner: Update,
+    holder: Identity,
+    pub(super) deadline: Duration,
+}
+
+impl Swim {
+    /// Asks every seed to let this node in.
+    pub(super) fn send_joins(&mut self) {
+        for seed in self.seeds.clone() {
+            self.send(seed, Message::Join);
+        }
+    }
+
+    /// A member answered this node's join with its table.
+    pub(super) fn on_join_reply(&mut self, now: Duration, members: Vec<Update>) {
+        for update in members {
+            self.merge(now, update);
+        }
+        self.set_joined();
+    }
+
+    /// A seed refused this node's join: a live member holds its id.
+    pub(super) fn on_join_refused(&mut self, holder: String) {
+        if !self.joined {
+            self.refused = true;
+            self.outputs
+                .push_back(Output::Event(MemberEvent::JoinRefused { holder }));
+        }
+    }
+
+    /// Records that a member answered: this node is part of a cluster.
+    pub(super) fn set_joined(&mut self) {
+        if !self.joined {
+            self.joined = true;
+            self.outputs.push_back(Output::Event(MemberEvent::Joined));
+        }
+    }
+
+    /// A packet signed with this node's own id: our own (a seed list that
+    /// names us through another address), or another process using our id.
+    pub(super) fn on_own_id(&mut self, from: &Update, message: &Message) {
+        if from.identity.generation == self.me.identity.generation {
+            return;
+        }
+        if matches!(message, Message::Join) {
+            // We are alive and hold this id: the newcomer is refused.
+            let holder = self.me.identity.addr.clone();
+            self.send_raw(
+                from.identity.addr.clone(),
+                Message::JoinRefused { holder },
+                Vec::new(),
+            );
+        } else {
+            self.report_conflict(&from.identity);
+        }
+    }
+
+    /// Reports another process using this node's id, once per run of it
+    /// (and at most 64 runs, so a flood cannot grow the set).
+    pub(super) fn report_conflict(&mut self, other: &Identity) {
+        let key = (other.generation.get(), other.addr.clone());
+        if self.conflicts_seen.len() < 64 && self.conflicts_seen.insert(key) {
+            tracing::error!(
+                id = %self.me.identity.id,
+                other_addr = %other.addr,
+                "another node uses this node's id"
+            );
+            self.outputs
+                .push_back(Output::Event(MemberEvent::IdConflict {
+                    other: other.clone(),
+                }));
+        }
+    }
+
+    /// A join from an id a live member already holds under another
+    /// generation. Returns whether the join is held back: refused at once
+    /// (an older generation), or until the holder has been probed.
+    pub(super) fn check_join_conflict(&mut self, now: Duration, joiner: &Update) -> bool {
+        let id = joiner.identity.id;
+        if self.id_checks.values().any(|c| c.joiner.identity.id == id) {
+            return true;
+        }
+        let Some(entry) = self.members.get(&id) else {
+            return false;
+        };
+        let holder = &entry.member;
+        if holder.identity.generation == joiner.identity.generation
+            || !holder.liveness.is_reachable()
+            || matches!(holder.ring, RingState::Left | RingState::Removed)
+        {
+            return false;
+        }
+        if joiner.identity.generation < holder.identity.generation {
+            let holder = holder.identity.addr.clone();
+            self.send_raw(
+                joiner.identity.addr.clone(),
+                Message::JoinRefused { holder },
+                Vec::new(),
+            );
+            return true;
+        }
+        if self.id_checks.len() >= MAX_FORWARDS {
+            return true;
+        }
+        // A later generation: a restart, unless the holder still answers.
+        let holder = holder.identity.clone();
+        let seq = self.next_seq();
+        let to = holder.addr.clone();
+        self.id_checks.insert(
+            seq,
+            IdCheck {
+                joiner: joiner.clone(),
+                holder,
+                deadline: now + self.scaled(self.config.probe_timeout) * 2,
+            },
+        );
+        self.send(to, Message::Ping { seq, target: id });
+        true
+    }
+
+    /// The holder of a joiner's id answered its check: still alive means the
+    /// joiner is refused.
+    pub(super) fn on_id_check_ack(&mut self, now: Duration, seq: u64) {
+        if let Some(check) = self.id_checks.remove(&seq) {
+            // Who answered was merged already; the holder's generation
+            // still being the one we know means it is alive.
+            let alive = self.members.get(&check.holder.id).is_some_and(|e| {
+                e.member.identity.generation == check.holder.generation
+                    && e.member.liveness.is_reachable()
+            });
+            if alive {
+                tracing::warn!(
+                    id = %check.holder.id,
+                    holder = %check.holder.addr,
+                    joiner = %check.joiner.identity.addr,
+                    "join refused: a live member already uses this id"
+                );
+                self.send_raw(
+                    check.joiner.identity.addr.clone(),
+                    Message::JoinRefused {
+                        holder: check.holder.addr,
+                    },
+                    Vec::new(),
+                );
+            } else {
+                self.accept_join(now, check.joiner);
+            }
+        }
+    }
+
+    /// Lets a joiner in: it enters the table and gets this node's.
+    fn accept_join(&mut self, now: Duration, joiner: Update) {
+        let addr = joiner.identity.addr.clone();
+        self.merge(now, joiner);
+        self.send_table(addr, false, true);
+    }
+
+    /// Id checks that went unanswered: each joiner is its holder's restart.
+    pub(super) fn id_check_timers(&mut self, now: Duration) {
+        for seq in expired(&self.id_checks, now, |c| c.deadline) {
+            if let Some(check) = self.id_checks.remove(&seq) {
+                // The holder did not answer: the joiner is its restart.
+                self.accept_join(now, check.joiner);
+            }
+        }
+    }
+}

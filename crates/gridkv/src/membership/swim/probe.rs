@@ -1,0 +1,276 @@
+//! Probing: the shuffled round-robin probe schedule, direct and indirect
+//! probes with their timeouts, indirect probes run for others, and acks.
+//!
+//! A probe that times out asks [`SwimConfig::indirect_probes`] alive
+//! members to ping the target for it; helpers that do not even nack raise
+//! Lifeguard's local health, since silence all round suggests this node is
+//! the slow one. A probe that fails both stages hands the target to
+//! suspicion.
+//!
+//! [`SwimConfig::indirect_probes`]: crate::membership::SwimConfig::indirect_probes
+
+use std::time::Duration;
+
+use super::{expired, Swim, MAX_FORWARDS};
+use crate::id::{Generation, NodeId};
+use crate::membership::member::Liveness;
+use crate::membership::wire::Message;
+
+/// Which answers a probe waits for.
+#[derive(Debug)]
+enum ProbeStage {
+    /// The target's own ack to this node's ping.
+    Direct,
+    /// An ack relayed by a helper, or the helpers' nacks.
+    Indirect { expected_nacks: u32 },
+}
+
+/// This node's probe in flight; there is at most one.
+#[derive(Debug)]
+pub(super) struct Probe {
+    seq: u64,
+    target: NodeId,
+    generation: Generation,
+    pub(super) deadline: Duration,
+    stage: ProbeStage,
+    nacks: u32,
+}
+
+/// A ping this node runs for another member's indirect probe, under a
+/// sequence number of its own.
+#[derive(Debug)]
+pub(super) struct Forward {
+    /// Where the ack (or the nack) goes.
+    requester: String,
+    seq: u64,
+    pub(super) deadline: Duration,
+}
+
+impl Swim {
+    /// Pings the next member in the probe order, unless a probe is still
+    /// in flight.
+    pub(super) fn start_probe(&mut self, now: Duration) {
+        if self.probe.is_some() {
+            return;
+        }
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        let (generation, addr) = {
+            let m = &self.members[&target].member;
+            (m.identity.generation, m.identity.addr.clone())
+        };
+        let seq = self.next_seq();
+        self.probe = Some(Probe {
+            seq,
+            target,
+            generation,
+            deadline: now + self.scaled(self.config.probe_timeout),
+            stage: ProbeStage::Direct,
+            nacks: 0,
+        });
+        self.send(addr, Message::Ping { seq, target });
+    }
+
+    /// The next reachable member of this round; at the end of a round the
+    /// reachable members are reshuffled into the next.
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        for _ in 0..2 {
+            while self.probe_pos < self.probe_order.len() {
+                let id = self.probe_order[self.probe_pos];
+                self.probe_pos += 1;
+                if self
+                    .members
+                    .get(&id)
+                    .is_some_and(|e| e.member.liveness.is_reachable())
+                {
+                    return Some(id);
+                }
+            }
+            // A round is over: reshuffle the reachable members.
+            let mut order: Vec<NodeId> = self
+                .members
+                .iter()
+                .filter(|(_, e)| e.member.liveness.is_reachable())
+                .map(|(id, _)| *id)
+                .collect();
+            self.shuffle(&mut order);
+            self.probe_order = order;
+            self.probe_pos = 0;
+        }
+        None
+    }
+
+    pub(super) fn add_to_probe_order(&mut self, id: NodeId) {
+        // At a random place in the rest of this round, so a new member is
+        // probed within one round.
+        if self.probe_order[self.probe_pos..].contains(&id) {
+            return;
+        }
+        let rest = self.probe_order.len() - self.probe_pos;
+        let at = self.probe_pos + (self.rng.next_u64() % (rest as u64 + 1)) as usize;
+        self.probe_order.insert(at, id);
+    }
+
+    /// Moves a probe whose deadline passed on: from direct to indirect,
+    /// and from indirect to suspecting its target.
+    pub(super) fn probe_timers(&mut self, now: Duration) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        if now < probe.deadline {
+            return;
+        }
+        match probe.stage {
+            ProbeStage::Direct => {
+                let (seq, target) = (probe.seq, probe.target);
+                let target_addr = self
+                    .members
+                    .get(&target)
+                    .map(|e| e.member.identity.addr.clone())
+                    .unwrap_or_default();
+                let mut helpers: Vec<String> = self
+                    .members
+                    .iter()
+                    .filter(|(id, e)| **id != target && e.member.liveness == Liveness::Alive)
+                    .map(|(_, e)| e.member.identity.addr.clone())
+                    .collect();
+                self.shuffle(&mut helpers);
+                helpers.truncate(self.config.indirect_probes);
+                let expected_nacks = helpers.len() as u32;
+                for to in helpers {
+                    self.send(
+                        to,
+                        Message::PingReq {
+                            seq,
+                            target,
+                            target_addr: target_addr.clone(),
+                        },
+                    );
+                }
+                let deadline = now + self.scaled(self.config.probe_timeout);
+                if let Some(p) = &mut self.probe {
+                    p.stage = ProbeStage::Indirect { expected_nacks };
+                    p.deadline = deadline;
+                }
+            }
+            ProbeStage::Indirect { expected_nacks } => {
+                let missed = expected_nacks.saturating_sub(probe.nacks);
+                let (target, generation) = (probe.target, probe.generation);
+                self.probe = None;
+                // Helpers that did not even nack suggest this node is the
+                // one with the problem (Lifeguard).
+                self.local_health = (self.local_health + missed).min(self.config.max_local_health);
+                self.suspect(now, target, generation);
+            }
+        }
+    }
+
+    /// Pings run for others that went unanswered: the requester gets a
+    /// nack, which tells it that this helper at least is reachable.
+    pub(super) fn forward_timers(&mut self, now: Duration) {
+        for seq in expired(&self.forwards, now, |f| f.deadline) {
+            if let Some(f) = self.forwards.remove(&seq) {
+                self.send(f.requester, Message::Nack { seq: f.seq });
+            }
+        }
+    }
+
+    /// Pings `target` on behalf of `requester` (an indirect probe), unless
+    /// too many are running already.
+    pub(super) fn on_ping_req(
+        &mut self,
+        now: Duration,
+        requester: String,
+        seq: u64,
+        target: NodeId,
+        target_addr: String,
+    ) {
+        if self.forwards.len() < MAX_FORWARDS {
+            let own = self.next_seq();
+            self.forwards.insert(
+                own,
+                Forward {
+                    requester,
+                    seq,
+                    // Nack before the requester gives up, so the
+                    // nack counts (Lifeguard uses 80%).
+                    deadline: now + self.scaled(self.config.probe_timeout).mul_f64(0.8),
+                },
+            );
+            self.send(target_addr, Message::Ping { seq: own, target });
+        }
+    }
+
+    /// A helper could not reach this node's probe target in time.
+    pub(super) fn on_nack(&mut self, seq: u64) {
+        if let Some(p) = &mut self.probe {
+            if p.seq == seq {
+                p.nacks += 1;
+            }
+        }
+    }
+
+    /// An ack: to this node's probe, to a ping run for another (passed
+    /// back to the requester), or to a duplicate-id check.
+    pub(super) fn on_ack(&mut self, now: Duration, seq: u64) {
+        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probe = None;
+            self.local_health = self.local_health.saturating_sub(1);
+            return;
+        }
+        if let Some(f) = self.forwards.remove(&seq) {
+            self.send(f.requester, Message::Ack { seq: f.seq });
+            return;
+        }
+        self.on_id_check_ack(now, seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::membership::member::Liveness;
+    use crate::membership::swim::tests::{a_knowing_x_and_y, sent};
+    use crate::membership::wire::{Message, Packet};
+
+    #[test]
+    fn flapping_news_does_not_starve_probes_of_others() {
+        let (mut a, x, y) = a_knowing_x_and_y();
+        let mut updates = Vec::new();
+        for inc in 1..2000u64 {
+            for liveness in [Liveness::Down, Liveness::Alive] {
+                let mut u = y.clone();
+                u.incarnation = inc + u64::from(liveness == Liveness::Alive);
+                u.liveness = liveness;
+                updates.push(u);
+            }
+        }
+        let flood = Packet {
+            from: x.clone(),
+            message: Message::PushPull {
+                members: updates,
+                reply: false,
+            },
+            updates: vec![],
+        };
+        a.handle_packet(Duration::ZERO, &flood.encode()).unwrap();
+        let _ = sent(&mut a);
+        let mut targets = Vec::new();
+        let mut now = Duration::ZERO;
+        while now < Duration::from_secs(3) {
+            now += Duration::from_millis(10);
+            a.handle_timers(now);
+            for (_, p) in sent(&mut a) {
+                if let Message::Ping { target, .. } = p.message {
+                    targets.push(target);
+                }
+            }
+        }
+        assert!(
+            targets.contains(&x.identity.id),
+            "x never probed: {targets:?}"
+        );
+    }
+}

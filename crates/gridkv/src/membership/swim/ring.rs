@@ -1,0 +1,209 @@
+//! Ring states: this node's own transitions (joining → normal → leaving →
+//! left), the ring members derived from the table, and the removal and
+//! forgetting of members that stay down or gone.
+//!
+//! Liveness is not placement: a down member keeps its ring slots until it
+//! has been down for [`SwimConfig::remove_after`], and only a node that
+//! reaches a strict majority of the ring's members removes others, so the
+//! minority side of a partition never shrinks its ring.
+//!
+//! [`SwimConfig::remove_after`]: crate::membership::SwimConfig::remove_after
+
+use std::time::Duration;
+
+use super::{MemberEvent, Output, Swim};
+use crate::id::NodeId;
+use crate::membership::member::{Liveness, RingState};
+use crate::membership::wire::{Message, Update};
+
+/// Who holds ring slots, as of one version. The replication layer builds
+/// its rings from this.
+///
+/// - `placement`: the designated owners: normal and leaving members
+///   (down or not, until removed), and restarts refilling their slots.
+/// - `future`: who owns once pending changes finish: placement minus
+///   leaving members, plus joining ones. Writes go to the owners in both.
+/// - Reads are served only by members for which [`Member::serves_reads`]
+///   holds.
+///
+/// [`Member::serves_reads`]: crate::membership::Member::serves_reads
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RingMembers {
+    /// Increases whenever either set changes.
+    pub version: u64,
+    /// Designated owners, sorted.
+    pub placement: Vec<NodeId>,
+    /// Owners after pending joins and leaves, sorted.
+    pub future: Vec<NodeId>,
+}
+
+impl Swim {
+    /// This node's ranges are filled: joining → normal.
+    pub fn mark_filled(&mut self, now: Duration) {
+        if self.me.ring == RingState::Joining {
+            self.set_own_ring(now, RingState::Normal);
+        }
+    }
+
+    /// Announces that this node is handing its ranges over (normal →
+    /// leaving). It still owns them until [`Swim::leave`].
+    pub fn start_leaving(&mut self, now: Duration) {
+        if matches!(self.me.ring, RingState::Normal | RingState::Joining) {
+            self.set_own_ring(now, RingState::Leaving);
+        }
+    }
+
+    /// Leaves the cluster: the node is recorded as left (not failed) and
+    /// the news is sent straight to up to eight reachable members, besides
+    /// riding on any packet sent after. Stop the node once the outputs are
+    /// sent.
+    pub fn leave(&mut self, now: Duration) {
+        if self.me.liveness == Liveness::Left {
+            return;
+        }
+        let previous = self.me.clone();
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
+        self.me.liveness = Liveness::Left;
+        self.me.ring = RingState::Left;
+        self.me.since = now;
+        self.changed(Some(previous), self.me.clone());
+        self.ring_dirty = true;
+        let mut targets: Vec<String> = self
+            .members
+            .values()
+            .filter(|e| e.member.liveness.is_reachable())
+            .map(|e| e.member.identity.addr.clone())
+            .collect();
+        self.shuffle(&mut targets);
+        targets.truncate(8);
+        let me = Update::of(&self.me);
+        for to in targets {
+            self.send_raw(
+                to,
+                Message::PushPull {
+                    members: vec![me.clone()],
+                    reply: false,
+                },
+                Vec::new(),
+            );
+        }
+        self.refresh_ring();
+    }
+
+    /// Moves this node's own ring state on and gossips it under a new
+    /// incarnation.
+    fn set_own_ring(&mut self, now: Duration, ring: RingState) {
+        let previous = self.me.clone();
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
+        self.me.ring = ring;
+        if ring != RingState::Joining {
+            self.me.holds_slots = false;
+        }
+        self.me.since = now;
+        self.ring_dirty = true;
+        self.broadcasts.push(Update::of(&self.me));
+        self.changed(Some(previous), self.me.clone());
+        self.refresh_ring();
+    }
+
+    /// Recomputes [`RingMembers`] after a change that may move it, and
+    /// announces a new version if either set changed.
+    pub(super) fn refresh_ring(&mut self) {
+        if !self.ring_dirty {
+            return;
+        }
+        self.ring_dirty = false;
+        let mut placement = Vec::new();
+        let mut future = Vec::new();
+        for m in self.members() {
+            if m.in_placement() {
+                placement.push(m.id());
+            }
+            if m.in_future_placement() {
+                future.push(m.id());
+            }
+        }
+        placement.sort();
+        future.sort();
+        if placement != self.ring.placement || future != self.ring.future || self.ring.version == 0
+        {
+            self.ring.version += 1;
+            self.ring.placement = placement;
+            self.ring.future = future;
+            self.outputs
+                .push_back(Output::Event(MemberEvent::RingChanged {
+                    version: self.ring.version,
+                }));
+        }
+    }
+
+    /// Whether this node reaches a strict majority of the ring's members
+    /// (itself included when it is one), so it may remove members.
+    fn can_remove(&self) -> bool {
+        let mut total = 0usize;
+        let mut reachable = 0usize;
+        if self.me.in_placement() {
+            total += 1;
+            reachable += 1;
+        }
+        for e in self.members.values() {
+            if e.member.in_placement() {
+                total += 1;
+                if e.member.liveness == Liveness::Alive {
+                    reachable += 1;
+                }
+            }
+        }
+        total > 0 && reachable * 2 > total
+    }
+
+    /// Members down for [`SwimConfig::remove_after`] leave the ring, if
+    /// this node may remove them.
+    ///
+    /// [`SwimConfig::remove_after`]: crate::membership::SwimConfig::remove_after
+    pub(super) fn remove_long_down(&mut self, now: Duration) {
+        if !self.can_remove() {
+            return;
+        }
+        let remove_after = self.config.remove_after;
+        let long_down: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, e)| {
+                e.member.liveness == Liveness::Down
+                    && e.member.ring != RingState::Removed
+                    && now.saturating_sub(e.member.since) >= remove_after
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in long_down {
+            let mut update = Update::of(&self.members[&id].member);
+            update.ring = RingState::Removed;
+            update.holds_slots = false;
+            tracing::info!(node = %self.me.identity.id, removed = %id, "down too long; removed from the ring");
+            self.merge(now, update);
+        }
+    }
+
+    /// Left and removed members are dropped after
+    /// [`SwimConfig::forget_after`].
+    ///
+    /// [`SwimConfig::forget_after`]: crate::membership::SwimConfig::forget_after
+    pub(super) fn forget(&mut self, now: Duration) {
+        let forget_after = self.config.forget_after;
+        let forgotten: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, e)| {
+                e.final_since
+                    .is_some_and(|t| now.saturating_sub(t) >= forget_after)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in forgotten {
+            self.members.remove(&id);
+            self.outputs
+                .push_back(Output::Event(MemberEvent::Forgotten { id }));
+        }
+    }
+}
