@@ -3,7 +3,7 @@
 //! When a connection to a peer breaks, the transport asks a [`Backoff`] how
 //! long to wait before each dial and resets it once a connection is up
 //! again. Randomness comes through the small [`JitterSource`] trait, so a
-//! simulation seeded with [`SplitMix64`](crate::rng::SplitMix64) replays the same delays, and the
+//! simulation seeded with [`SplitMix64`] replays the same delays, and the
 //! library needs no random-number crate.
 //!
 //! Why full jitter (`delay = uniform(0, min(max, base·multiplierⁿ))`) and
