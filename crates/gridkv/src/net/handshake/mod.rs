@@ -10,9 +10,10 @@
 //! [`PRE_HANDSHAKE_MAX_FRAME`](super::frame::PRE_HANDSHAKE_MAX_FRAME); both
 //! messages always fit in it.
 //!
-//! Like the framing, this is sans-IO: messages are encoded to and decoded
-//! from byte slices (one frame's payload each) and the rules are pure
-//! functions, so every rule is tested without a socket.
+//! Like the framing, the messages and the rules are sans-IO: messages are
+//! encoded to and decoded from byte slices (one frame's payload each) and
+//! the rules are pure functions, so every rule is tested without a socket.
+//! Only `exchange` runs them over a connection.
 //!
 //! # Encoding
 //!
@@ -51,10 +52,13 @@
 //! - `error`: [`RefusalReason`] and [`HandshakeError`], each worded for the
 //!   side that reads it;
 //! - `check`: this node's [`LocalIdentity`] and the rules of
-//!   [`check_hello`].
+//!   [`check_hello`];
+//! - `exchange`: each side's messages over a new connection, and the
+//!   [`PeerInfo`](super::PeerInfo) they establish.
 
 mod check;
 mod error;
+pub(crate) mod exchange;
 mod hello;
 mod reply;
 mod wire;
