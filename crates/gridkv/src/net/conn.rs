@@ -29,8 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Envelope, ErrorCode};
 use super::frame::{FrameDecoder, LEN_PREFIX};
+use super::handshake::exchange::PeerInfo;
+use super::inbound::{Inbound, Responder};
+use super::pending::PendingRequests;
 use super::queue::{Budget, Outgoing, SendQueue};
-use super::transport::{Inbound, Link, PeerInfo, Responder, Shared};
+use super::shared::Shared;
 
 /// Bodies at least this large are written from their own buffer rather than
 /// copied into the batch.
@@ -45,9 +48,9 @@ pub(crate) struct Conn {
     pub(crate) shared: Arc<Shared>,
     pub(crate) peer: PeerInfo,
     pub(crate) queue: Arc<SendQueue>,
-    /// The outbound link whose requests this connection carries; `None` on
-    /// an accepted connection (answers arriving there are unknown).
-    pub(crate) link: Option<Arc<Link>>,
+    /// The requests of the outbound link this connection carries; `None`
+    /// on an accepted connection (answers arriving there are unknown).
+    pub(crate) pending: Option<Arc<PendingRequests>>,
     /// Limits on what the peer may have pending with this node's
     /// application through this connection.
     pub(crate) inbound: Arc<Budget>,
@@ -162,20 +165,20 @@ impl Conn {
                 self.queue.push_control(Envelope::Pong { token });
             }
             Envelope::Pong { token } => {
-                if let Some(link) = &self.link {
-                    link.observe_pong(token, &self.shared);
+                if let Some(pending) = &self.pending {
+                    pending.observe_pong(self.shared.instant_of(token));
                 }
             }
-            Envelope::Response { id, body, .. } => match &self.link {
-                Some(link) => link.complete(id, Ok(body), &self.shared),
+            Envelope::Response { id, body, .. } => match &self.pending {
+                Some(pending) => pending.complete(id, Ok(body), counters),
                 None => {
                     counters.late_responses.fetch_add(1, Relaxed);
                 }
             },
-            Envelope::Error { id, code, .. } => match &self.link {
-                Some(link) => {
-                    let error = link.remote_error(code);
-                    link.complete(id, Err(error), &self.shared);
+            Envelope::Error { id, code, .. } => match &self.pending {
+                Some(pending) => {
+                    let error = pending.remote_error(code);
+                    pending.complete(id, Err(error), counters);
                 }
                 None => {
                     counters.late_responses.fetch_add(1, Relaxed);
@@ -276,8 +279,10 @@ impl Conn {
             for item in batch.drain(..) {
                 // A request whose caller gave up while it was queued is not
                 // sent: it would cost the peer work nobody awaits.
-                if let (Envelope::Request { id, .. }, Some(link)) = (&item.envelope, &self.link) {
-                    if !link.is_pending(*id) {
+                if let (Envelope::Request { id, .. }, Some(pending)) =
+                    (&item.envelope, &self.pending)
+                {
+                    if !pending.is_pending(*id) {
                         continue;
                     }
                 }
@@ -368,9 +373,4 @@ impl Conn {
             }
         }
     }
-}
-
-/// The instant `ticks` nanoseconds after `epoch`.
-pub(crate) fn instant_of(epoch: Instant, ticks: u64) -> Instant {
-    epoch + Duration::from_nanos(ticks)
 }

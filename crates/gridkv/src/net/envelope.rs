@@ -216,8 +216,9 @@ pub enum EnvelopeError {
     },
 }
 
-/// Size of the tag plus a u64 id.
-const ID_HEADER: usize = 1 + 8;
+/// The tag and a u64 id: the header in front of a request's or a response's
+/// body.
+pub(crate) const ID_HEADER: usize = 1 + 8;
 
 impl Envelope {
     /// The number of bytes [`Envelope::encode`] writes.

@@ -333,6 +333,29 @@ impl RttEstimator {
     pub fn backoff(&mut self) {
         self.backed_off = Some(self.timeout().saturating_mul(2).min(self.config.ceiling));
     }
+
+    /// The estimate as it stands, for reports.
+    pub(crate) fn snapshot(&self) -> RttSnapshot {
+        RttSnapshot {
+            srtt: self.srtt(),
+            rttvar: self.rttvar(),
+            timeout: self.timeout(),
+            samples: self.samples(),
+        }
+    }
+}
+
+/// What an RTT estimate says now ([`Transport::rtt`](super::Transport::rtt)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttSnapshot {
+    /// Smoothed RTT; `None` before the first sample.
+    pub srtt: Option<Duration>,
+    /// RTT variance; `None` before the first sample.
+    pub rttvar: Option<Duration>,
+    /// The timeout the next request gets.
+    pub timeout: Duration,
+    /// Samples taken so far.
+    pub samples: u64,
 }
 
 /// `SRTT + max(G, 4·RTTVAR)` in eighths of a microsecond, saturating.

@@ -1,0 +1,186 @@
+//! How a transport is configured: [`TransportConfig`], its defaults, and
+//! the validation that names the first field out of range
+//! ([`ConfigError`]).
+
+use std::time::Duration;
+
+use super::backoff::BackoffConfig;
+use super::frame::{DEFAULT_MAX_FRAME, PRE_HANDSHAKE_MAX_FRAME};
+use super::handshake::MAX_CLUSTER_NAME_LEN;
+use super::rtt::RttConfig;
+use crate::{Generation, NodeId};
+
+/// How a transport behaves. Build one with [`TransportConfig::new`] and
+/// adjust fields; [`Transport::bind`](super::Transport::bind) validates it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use gridkv::net::TransportConfig;
+/// use gridkv::{Generation, NodeId};
+///
+/// let mut config = TransportConfig::new("prod", NodeId::new("node-1")?, Generation::now());
+/// config.listen = "0.0.0.0:7946".to_owned();
+/// config.advertise = Some("10.0.0.5:7946".to_owned());
+/// assert!(config.validate().is_ok());
+///
+/// config.heartbeat_interval = Duration::from_secs(10);
+/// assert_eq!(config.validate().unwrap_err().field, "heartbeat_interval");
+/// # Ok::<(), gridkv::NodeIdError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// The cluster's name; peers naming another are refused.
+    pub cluster: String,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This run's generation.
+    pub generation: Generation,
+    /// Where to listen, `host:port`. Port 0 picks a free port (see
+    /// [`Transport::local_addr`](super::Transport::local_addr)). Default `127.0.0.1:0`.
+    pub listen: String,
+    /// The address peers should dial, when it differs from the listen
+    /// address (NAT, containers, `0.0.0.0`). Required when listening on an
+    /// unspecified address.
+    pub advertise: Option<String>,
+    /// The largest frame, in bytes, after the handshake. Default 16 MiB.
+    pub max_frame: usize,
+    /// How long a dial may take to connect. Default 1 s.
+    pub dial_timeout: Duration,
+    /// How long either side waits for the other's handshake message.
+    /// Default 1 s.
+    pub handshake_timeout: Duration,
+    /// A connection with nothing to send for this long sends a ping.
+    /// Default 500 ms.
+    pub heartbeat_interval: Duration,
+    /// A connection on which nothing arrived for this long, or whose
+    /// writes stalled this long, is closed as dead. Must exceed the
+    /// heartbeat interval. Default 3 s.
+    pub idle_timeout: Duration,
+    /// Inbound connections accepted at once; more are closed on arrival.
+    /// Default 1024.
+    pub max_inbound_connections: usize,
+    /// Frames queued to one peer per lane. Default 4096.
+    pub queue_frames: usize,
+    /// Bytes queued to one peer per lane. Default 64 MiB.
+    pub queue_bytes: usize,
+    /// Requests awaiting answers from one peer per lane. Default 1024.
+    pub max_in_flight: usize,
+    /// Request bytes awaiting answers from one peer per lane. Default
+    /// 64 MiB.
+    pub max_in_flight_bytes: usize,
+    /// Requests and messages per lane delivered to [`Incoming`](super::Incoming) and not yet
+    /// received by the application. Default 4096.
+    pub incoming_capacity: usize,
+    /// Requests one inbound connection may have unanswered by this node's
+    /// application; more are answered `Overloaded`. Default 1024.
+    pub inbound_in_flight: usize,
+    /// Request bytes one inbound connection may have unanswered. Default
+    /// 64 MiB.
+    pub inbound_in_flight_bytes: usize,
+    /// Request timeout bounds, adapted per peer from measured RTTs.
+    pub rtt: RttConfig,
+    /// Reconnect delays after failed dials.
+    pub backoff: BackoffConfig,
+    /// Seeds reconnect jitter and fault injection, so a run replays.
+    pub seed: u64,
+}
+
+/// A [`TransportConfig`] field that is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid transport config `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+impl TransportConfig {
+    /// Defaults for a LAN cluster, listening on `127.0.0.1:0`.
+    pub fn new(cluster: &str, node_id: NodeId, generation: Generation) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            node_id,
+            generation,
+            listen: "127.0.0.1:0".to_owned(),
+            advertise: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            dial_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(3),
+            max_inbound_connections: 1024,
+            queue_frames: 4096,
+            queue_bytes: 64 << 20,
+            max_in_flight: 1024,
+            max_in_flight_bytes: 64 << 20,
+            incoming_capacity: 4096,
+            inbound_in_flight: 1024,
+            inbound_in_flight_bytes: 64 << 20,
+            rtt: RttConfig::default(),
+            backoff: BackoffConfig::default(),
+            seed: node_id.tag() ^ generation.get(),
+        }
+    }
+
+    /// Checks every field; the error names the first one out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.cluster.is_empty()
+            || self.cluster.len() > MAX_CLUSTER_NAME_LEN
+            || self.cluster.chars().any(char::is_control)
+        {
+            return bad(
+                "cluster",
+                "must be 1 to 64 bytes with no control characters",
+            );
+        }
+        if self.max_frame <= PRE_HANDSHAKE_MAX_FRAME || self.max_frame > u32::MAX as usize {
+            return bad("max_frame", "must be above 4 KiB and at most 4 GiB - 1");
+        }
+        for (field, value) in [
+            ("dial_timeout", self.dial_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        if self.heartbeat_interval >= self.idle_timeout {
+            return bad(
+                "heartbeat_interval",
+                "must be shorter than idle_timeout, or idle connections are closed",
+            );
+        }
+        for (field, value) in [
+            ("max_inbound_connections", self.max_inbound_connections),
+            ("queue_frames", self.queue_frames),
+            ("queue_bytes", self.queue_bytes),
+            ("max_in_flight", self.max_in_flight),
+            ("max_in_flight_bytes", self.max_in_flight_bytes),
+            ("incoming_capacity", self.incoming_capacity),
+            ("inbound_in_flight", self.inbound_in_flight),
+            ("inbound_in_flight_bytes", self.inbound_in_flight_bytes),
+        ] {
+            if value == 0 {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        if let Err(error) = self.rtt.validate() {
+            return bad("rtt", &error.to_string());
+        }
+        if let Err(error) = self.backoff.validate() {
+            return bad("backoff", &error.to_string());
+        }
+        Ok(())
+    }
+}
