@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The admin router for one node.
 pub fn router(shared: Arc<Shared>) -> Router {

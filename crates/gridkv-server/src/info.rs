@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use gridkv::metrics::HistogramSnapshot;
 use gridkv::Liveness;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const SECTIONS: [&str; 8] = [
     "server",

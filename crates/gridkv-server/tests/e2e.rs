@@ -455,7 +455,7 @@ fn server_commands() {
         redis::from_redis_value::<String>(&hello[1]).unwrap(),
         "gridkv"
     );
-    let e = error_of(redis::cmd("HELLO").arg(3).query::<Value>(&mut con));
+    let e = error_of(redis::cmd("HELLO").arg(4).query::<Value>(&mut con));
     assert!(e.starts_with("NOPROTO"), "{e}");
 
     // QUIT answers OK, then the server closes the connection.
