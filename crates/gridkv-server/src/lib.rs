@@ -12,8 +12,9 @@
 //! - [`session`]: one connection's state (protocol, name, id).
 //! - [`shared`]: what the RESP and HTTP front ends share (node, counters).
 //! - [`server`]: the RESP listener and per-client connections.
-//! - [`info`]: the `INFO` text.
-//! - [`http`]: `/health`, `/metrics` (Prometheus), `/cluster` (JSON).
+//! - [`stats`]: one statistics snapshot, rendered by [`info`] (the `INFO`
+//!   text) and [`metrics`] (the `/metrics` Prometheus text).
+//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`]: `gridkv bench`.
@@ -25,8 +26,10 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod info;
+pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod stats;

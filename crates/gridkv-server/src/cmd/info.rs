@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::resp::Reply;
 use crate::shared::Shared;
+use crate::stats::Snapshot;
 
 /// `INFO [section]`: text in `# Section` and `field:value` lines (a
 /// verbatim string in RESP3, as Redis).
@@ -22,7 +23,8 @@ impl Info {
     }
 
     pub(crate) fn apply(self, shared: &Shared) -> Reply {
-        Reply::Verbatim(crate::info::render(shared, self.section.as_deref()).into())
+        let snapshot = Snapshot::take(shared);
+        Reply::Verbatim(crate::info::render(&snapshot, self.section.as_deref()).into())
     }
 }
 
