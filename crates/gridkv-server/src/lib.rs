@@ -1,7 +1,7 @@
 //! The `gridkv` server: a GridKV node run standalone, speaking the Redis
 //! protocol (RESP2 and RESP3) so any Redis client and tool can use a
-//! cluster, with an HTTP admin API, a one-command local cluster (`gridkv demo`) and a
-//! load generator (`gridkv bench`).
+//! cluster, with an HTTP admin API, a one-command local cluster
+//! (`gridkv demo`) and a load generator (`gridkv bench`).
 //!
 //! The library crate `gridkv` does not depend on anything here.
 //!
@@ -17,7 +17,7 @@
 //! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
-//! - [`bench`]: `gridkv bench`.
+//! - [`bench`](mod@bench): `gridkv bench`.
 #![warn(missing_docs)]
 
 pub mod bench;
