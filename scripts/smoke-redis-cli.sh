@@ -14,7 +14,8 @@
 # Checks, with redis-cli: PING; SET/GET (read back through another node);
 # SET EX + TTL; DEL; EXISTS; MSET/MGET; INFO has `# Replication`; DBSIZE is
 # an integer; an unknown command gets an error reply; a 100 KB binary value
-# round-trips (redis-cli -x); after `kill -9` of one node, GET and SET still
+# round-trips (redis-cli -x); RESP3 (redis-cli -3: HELLO 3, a map, a
+# null); after `kill -9` of one node, GET and SET still
 # work through the other two (checked 5 s after the cluster is healthy: see
 # the comment at the kill). Finally SIGTERM makes a node leave and exit 0.
 #
@@ -182,6 +183,12 @@ expect 2 "$(printf '1\n\n2\n3')" MGET smoke:a smoke:nosuchkey smoke:b smoke:c
 expect_match 3 '# Replication' 'a "# Replication" section' INFO
 expect_match 1 '^[0-9]+$' 'an integer' DBSIZE
 expect_match 2 '^ERR ' 'an error reply' NOSUCHCOMMAND arg
+
+# RESP3: redis-cli -3 opens with HELLO 3; in raw output a map prints one
+# "key value" line per entry (a RESP2 array would print them on two lines).
+expect_match 1 $'(^|\n)proto 3(\n|$)' 'proto 3 in the HELLO map' -3 HELLO 3
+expect 2 "databases 1" -3 CONFIG GET databases
+expect 3 "" -3 GET smoke:nosuchkey
 
 # A 100 KB binary value through redis-cli -x (stdin as the last argument).
 head -c 102400 /dev/urandom >"$work/big.in"

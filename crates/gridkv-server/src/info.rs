@@ -3,15 +3,15 @@
 //!
 //! Sections: `server`, `clients`, `memory`, `stats`, `latencystats`,
 //! `replication`, `cluster`, `keyspace`. `INFO` alone, `INFO all` and
-//! `INFO everything` show them all; `INFO name` one.
+//! `INFO everything` show them all; `INFO name` one. The figures come from
+//! one [`Snapshot`], the same `/metrics` renders.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
 
 use gridkv::metrics::HistogramSnapshot;
 use gridkv::Liveness;
 
-use crate::server::Shared;
+use crate::stats::Snapshot;
 
 const SECTIONS: [&str; 8] = [
     "server",
@@ -25,7 +25,7 @@ const SECTIONS: [&str; 8] = [
 ];
 
 /// Renders the sections `filter` asks for (all of them for `None`).
-pub fn render(shared: &Shared, filter: Option<&[u8]>) -> String {
+pub fn render(snapshot: &Snapshot, filter: Option<&[u8]>) -> String {
     let filter = filter.map(|f| String::from_utf8_lossy(f).to_ascii_lowercase());
     let all = matches!(
         filter.as_deref(),
@@ -37,7 +37,7 @@ pub fn render(shared: &Shared, filter: Option<&[u8]>) -> String {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
-            write_section(shared, section, &mut out);
+            write_section(snapshot, section, &mut out);
         }
     }
     out
@@ -53,9 +53,7 @@ fn latency_line(out: &mut String, name: &str, h: &HistogramSnapshot) {
     );
 }
 
-fn write_section(shared: &Shared, section: &str, out: &mut String) {
-    let node = &shared.node;
-    let stats = &shared.stats;
+fn write_section(s: &Snapshot, section: &str, out: &mut String) {
     let title = {
         let mut t = section.to_owned();
         t[..1].make_ascii_uppercase();
@@ -65,63 +63,44 @@ fn write_section(shared: &Shared, section: &str, out: &mut String) {
     let mut line = |k: &str, v: &dyn std::fmt::Display| {
         let _ = writeln!(out, "{k}:{v}\r");
     };
+    let c = &s.server;
     match section {
         "server" => {
             line("gridkv_version", &env!("CARGO_PKG_VERSION"));
             line("redis_version", &"7.0.0");
             line("redis_mode", &"cluster");
-            line("node_id", &node.id());
+            line("node_id", &s.node_id);
             line("process_id", &std::process::id());
-            line("tcp_port", &shared.resp_addr.get().map_or(0, |a| a.port()));
-            line("cluster_addr", &node.advertised_addr());
-            line("uptime_in_seconds", &shared.started.elapsed().as_secs());
+            line("tcp_port", &s.resp_port);
+            line("cluster_addr", &s.cluster_addr);
+            line("uptime_in_seconds", &s.uptime.as_secs());
         }
         "clients" => {
-            line("connected_clients", &stats.connected_clients.load(Relaxed));
-            line("maxclients", &shared.max_clients);
-            line(
-                "rejected_connections",
-                &stats.rejected_connections.load(Relaxed),
-            );
+            line("connected_clients", &c.connected_clients);
+            line("maxclients", &s.max_clients);
+            line("rejected_connections", &c.rejected_connections);
         }
         "memory" => {
-            let s = node.store().stats();
-            line("used_memory", &s.bytes);
-            line("used_memory_human", &human(s.bytes));
-            line("maxmemory", &s.budget);
-            line("maxmemory_human", &human(s.budget));
+            line("used_memory", &s.store.bytes);
+            line("used_memory_human", &human(s.store.bytes));
+            line("maxmemory", &s.store.budget);
+            line("maxmemory_human", &human(s.store.budget));
             line("maxmemory_policy", &"clock (approximate LRU)");
-            line("evicted_keys", &s.evictions);
+            line("evicted_keys", &s.store.evictions);
         }
         "stats" => {
-            let s = node.store().stats();
-            let r = node.replication_stats();
-            line(
-                "total_connections_received",
-                &stats.total_connections.load(Relaxed),
-            );
-            line(
-                "total_commands_processed",
-                &stats.total_commands.load(Relaxed),
-            );
-            line("total_error_replies", &stats.error_replies.load(Relaxed));
-            line(
-                "total_net_input_bytes",
-                &stats.net_input_bytes.load(Relaxed),
-            );
-            line(
-                "total_net_output_bytes",
-                &stats.net_output_bytes.load(Relaxed),
-            );
-            line(
-                "rejected_connections",
-                &stats.rejected_connections.load(Relaxed),
-            );
-            line("protocol_errors", &stats.protocol_errors.load(Relaxed));
-            line("keyspace_hits", &s.hits);
-            line("keyspace_misses", &(s.gets - s.hits));
-            line("expired_keys", &s.expirations);
-            line("evicted_keys", &s.evictions);
+            let r = &s.replication;
+            line("total_connections_received", &c.total_connections);
+            line("total_commands_processed", &c.total_commands);
+            line("total_error_replies", &c.error_replies);
+            line("total_net_input_bytes", &c.net_input_bytes);
+            line("total_net_output_bytes", &c.net_output_bytes);
+            line("rejected_connections", &c.rejected_connections);
+            line("protocol_errors", &c.protocol_errors);
+            line("keyspace_hits", &s.store.hits);
+            line("keyspace_misses", &(s.store.gets - s.store.hits));
+            line("expired_keys", &s.store.expirations);
+            line("evicted_keys", &s.store.evictions);
             line("quorum_reads", &r.reads);
             line("quorum_writes", &r.writes);
             line("quorum_failures", &r.quorum_failures);
@@ -132,40 +111,36 @@ fn write_section(shared: &Shared, section: &str, out: &mut String) {
             line("anti_entropy_bytes", &r.anti_entropy_bytes);
         }
         "latencystats" => {
-            let m = node.metrics();
-            latency_line(out, "get", &m.reads.snapshot());
-            latency_line(out, "set", &m.writes.snapshot());
-            latency_line(out, "del", &m.deletes.snapshot());
+            latency_line(out, "get", &s.reads);
+            latency_line(out, "set", &s.writes);
+            latency_line(out, "del", &s.deletes);
         }
         "replication" => {
-            let s = node.replication_status();
+            let st = &s.status;
             line("role", &"master");
-            line("replicas", &s.replicas);
-            line("write_quorum", &s.write_quorum);
-            line("read_quorum", &s.read_quorum);
-            line("effective_replicas", &s.effective_replicas);
-            line("effective_write_quorum", &s.effective_write_quorum);
-            line("effective_read_quorum", &s.effective_read_quorum);
-            line("replication_reduced", &u8::from(s.is_reduced()));
+            line("replicas", &st.replicas);
+            line("write_quorum", &st.write_quorum);
+            line("read_quorum", &st.read_quorum);
+            line("effective_replicas", &st.effective_replicas);
+            line("effective_write_quorum", &st.effective_write_quorum);
+            line("effective_read_quorum", &st.effective_read_quorum);
+            line("replication_reduced", &u8::from(st.is_reduced()));
         }
         "cluster" => {
-            let members = node.members();
-            let count = |l: Liveness| members.iter().filter(|m| m.liveness == l).count();
             line("cluster_enabled", &0);
-            line("cluster_ready", &u8::from(node.is_ready()));
-            line("cluster_members", &members.len());
-            line("cluster_members_alive", &count(Liveness::Alive));
-            line("cluster_members_suspect", &count(Liveness::Suspect));
-            line("cluster_members_down", &count(Liveness::Down));
-            line("cluster_placement_nodes", &node.ring().len());
-            if let Some(me) = node.member(&node.id()) {
+            line("cluster_ready", &u8::from(s.ready));
+            line("cluster_members", &s.members.len());
+            line("cluster_members_alive", &s.members_in(Liveness::Alive));
+            line("cluster_members_suspect", &s.members_in(Liveness::Suspect));
+            line("cluster_members_down", &s.members_in(Liveness::Down));
+            line("cluster_placement_nodes", &s.placement_nodes);
+            if let Some(me) = &s.me {
                 line("ring_state", &me.ring.as_str());
                 line("datacenter", &me.identity.datacenter);
             }
         }
         "keyspace" => {
-            let s = node.store().stats();
-            let _ = writeln!(out, "db0:keys={},expires=0,avg_ttl=0\r", s.live);
+            let _ = writeln!(out, "db0:keys={},expires=0,avg_ttl=0\r", s.store.live);
         }
         _ => {}
     }

@@ -1,27 +1,35 @@
 //! The `gridkv` server: a GridKV node run standalone, speaking the Redis
-//! protocol (RESP2) so any Redis client and tool can use a cluster, with
-//! an HTTP admin API, a one-command local cluster (`gridkv demo`) and a
-//! load generator (`gridkv bench`).
+//! protocol (RESP2 and RESP3) so any Redis client and tool can use a
+//! cluster, with an HTTP admin API, a one-command local cluster
+//! (`gridkv demo`) and a load generator (`gridkv bench`).
 //!
 //! The library crate `gridkv` does not depend on anything here.
 //!
 //! - [`config`]: flags, `GRIDKV_*` variables and a TOML file, merged.
-//! - [`resp`]: the RESP2 parser and reply writer.
-//! - [`commands`]: the Redis commands, on the node's quorum API.
+//! - [`resp`]: the RESP parser and the RESP2/RESP3 reply writer.
+//! - [`cmd`]: the Redis commands, parsed then applied to the node's
+//!   quorum API.
+//! - [`session`]: one connection's state (protocol, name, id).
+//! - [`shared`]: what the RESP and HTTP front ends share (node, counters).
 //! - [`server`]: the RESP listener and per-client connections.
-//! - [`info`]: the `INFO` text.
-//! - [`http`]: `/health`, `/metrics` (Prometheus), `/cluster` (JSON).
+//! - [`stats`]: one statistics snapshot, rendered by [`info`] (the `INFO`
+//!   text) and [`metrics`] (the `/metrics` Prometheus text).
+//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
-//! - [`bench`]: `gridkv bench`.
+//! - [`bench`](mod@bench): `gridkv bench`.
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod commands;
+pub mod cmd;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod info;
+pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod server;
+pub mod session;
+pub mod shared;
+pub mod stats;

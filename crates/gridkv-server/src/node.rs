@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{NodeArgs, ServerConfig};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// A node serving RESP and HTTP.
 ///

@@ -6,7 +6,8 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use gridkv_server::server::{serve_resp, Shared};
+//! use gridkv_server::server::serve_resp;
+//! use gridkv_server::shared::Shared;
 //!
 //! let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
 //! let shared = Arc::new(Shared::new(node, 10_000));
@@ -16,127 +17,43 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use gridkv::GridKv;
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::{execute, Flow, Session};
-use crate::resp::{parse_command, Limits, Reply};
+use crate::cmd::{Command, ParseError};
+use crate::resp::{parse_command, Protocol, Reply};
+use crate::session::Session;
+use crate::shared::Shared;
 
 /// Replies are written once this many bytes are waiting, even in the middle
 /// of a pipeline, so a pipeline of large reads holds a bounded buffer.
 const FLUSH_AT: usize = 64 << 10;
 /// Bytes read from the socket at a time (the buffer grows past it only for
-/// one large bulk, bounded by [`Limits::max_bulk`]).
+/// one large bulk, bounded by [`Limits::max_bulk`](crate::resp::Limits)).
 const READ_CHUNK: usize = 16 << 10;
 
 /// Most pipelined commands run at once on one connection.
 const MAX_GROUP: usize = 64;
-/// Most pipelined commands run at once on the whole server. Well under
-/// the transport's in-flight bound per peer (1,024): a write returns at W
-/// while its request to the slowest owner is still in flight, so requests
-/// outnumber running commands, and at 512 a saturated 3-node cluster shed
-/// requests (`Overloaded`, failing writes) in `scripts/bench-vs-redis.sh`.
-const MAX_GROUPED: usize = 128;
 
-/// Whether a command may run concurrently with the commands around it in
-/// a pipeline: a single-key read or write (`GET`, `SET`, `DEL`, `EXISTS`
-/// of one key). A group holds such commands on distinct keys only, so
-/// running them at once cannot reorder anything a client could observe:
-/// commands on the same key, and every other command, still run one after
-/// another in the order sent. Only clusters with more than one copy group
-/// commands (each waits for the network); a one-copy node answers from its
-/// store at once.
-fn groupable(args: &[Bytes]) -> bool {
-    let Some(name) = args.first() else {
-        return false;
-    };
-    let is = |w: &str| name.eq_ignore_ascii_case(w.as_bytes());
-    match args.len() {
-        2 => is("GET") || is("DEL") || is("EXISTS"),
-        3 | 5 => is("SET"),
-        _ => false,
-    }
-}
+/// A command as read from the client: parsed, or refused before it runs.
+type Parsed = Result<Command, ParseError>;
 
-/// Server-wide counters (shown by `INFO` and `/metrics`).
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    /// Clients connected now.
-    pub connected_clients: AtomicU64,
-    /// Clients accepted since start.
-    pub total_connections: AtomicU64,
-    /// Clients refused because `max_clients` were connected.
-    pub rejected_connections: AtomicU64,
-    /// Commands run.
-    pub total_commands: AtomicU64,
-    /// Error replies sent.
-    pub error_replies: AtomicU64,
-    /// Connections closed for a protocol error.
-    pub protocol_errors: AtomicU64,
-    /// Bytes read from clients.
-    pub net_input_bytes: AtomicU64,
-    /// Bytes written to clients.
-    pub net_output_bytes: AtomicU64,
-}
-
-/// What the RESP and HTTP front ends of one node share.
-#[derive(Debug)]
-pub struct Shared {
-    /// The node.
-    pub node: GridKv,
-    /// Counters.
-    pub stats: ServerStats,
-    /// When the server started.
-    pub started: Instant,
-    /// Most clients connected at once.
-    pub max_clients: usize,
-    /// Parser bounds.
-    pub limits: Limits,
-    /// Set when the node begins to leave: `/health` turns 503.
-    pub leaving: AtomicBool,
-    /// The RESP address clients connect to (for INFO).
-    pub resp_addr: std::sync::OnceLock<std::net::SocketAddr>,
-    next_client_id: AtomicU64,
-    clients: Arc<Semaphore>,
-    /// Pipelined commands running concurrently, server-wide; beyond it a
-    /// group waits (and its client with it) rather than overrunning the
-    /// transport's in-flight bound, which would fail operations.
-    grouped: Semaphore,
-}
-
-impl Shared {
-    /// State for a node's front ends, with at most `max_clients` RESP
-    /// clients at once.
-    pub fn new(node: GridKv, max_clients: usize) -> Self {
-        let max_value = node.store().config().max_value_len;
-        Self {
-            node,
-            stats: ServerStats::default(),
-            started: Instant::now(),
-            max_clients,
-            // A bulk may be twice the value limit before the parser refuses
-            // to buffer it; between the two the store refuses it with a
-            // clear error and the connection stays usable.
-            limits: Limits {
-                max_bulk: max_value.saturating_mul(2).max(Limits::default().max_bulk),
-                ..Limits::default()
-            },
-            leaving: AtomicBool::new(false),
-            resp_addr: std::sync::OnceLock::new(),
-            next_client_id: AtomicU64::new(1),
-            clients: Arc::new(Semaphore::new(max_clients)),
-            grouped: Semaphore::new(MAX_GROUPED),
-        }
-    }
+/// The key of a command that may run concurrently with the commands
+/// around it in a pipeline: one that touches a single key (`GET`, `SET`,
+/// `DEL` of one key, ...; see [`Command::key`]). A group holds such
+/// commands on distinct keys only, so running them at once cannot reorder
+/// anything a client could observe: commands on the same key, and every
+/// other command, still run one after another in the order sent. Only
+/// clusters with more than one copy group commands (each waits for the
+/// network); a one-copy node answers from its store at once.
+fn group_key(parsed: &Parsed) -> Option<&[u8]> {
+    parsed.as_ref().ok().and_then(Command::key)
 }
 
 /// Accepts RESP clients on `listener` until `cancel` fires; then waits for
@@ -202,8 +119,20 @@ impl Drop for Connected<'_> {
 
 async fn refuse(mut stream: TcpStream) {
     let mut out = BytesMut::new();
-    Reply::error(&mut out, "ERR max number of clients reached");
+    Reply::error("ERR max number of clients reached").encode(Protocol::Resp2, &mut out);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+/// Runs one command (or answers its refusal) and counts an error reply.
+async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
+    let reply = match parsed {
+        Ok(command) => command.apply(shared, session).await,
+        Err(refused) => refused.into(),
+    };
+    if reply.is_error() {
+        shared.stats.error_replies.fetch_add(1, Relaxed);
+    }
+    reply
 }
 
 async fn connection(
@@ -215,19 +144,19 @@ async fn connection(
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // A command parsed but held for the next group.
-    let mut held: Option<Vec<Bytes>> = None;
+    let mut held: Option<Parsed> = None;
     loop {
         // Run every complete command in the buffer, in order: a group of
-        // independent ones at a time (see `groupable`).
+        // independent ones at a time (see `group_key`).
         loop {
-            let mut group: Vec<Vec<Bytes>> = Vec::new();
+            let mut group: Vec<Parsed> = Vec::new();
             let mut failure = None;
             let concurrent = shared.node.replication_status().effective_replicas > 1;
             loop {
-                let args = match held.take() {
-                    Some(args) => args,
+                let parsed = match held.take() {
+                    Some(parsed) => parsed,
                     None => match parse_command(&mut input, &shared.limits) {
-                        Ok(Some(args)) => args,
+                        Ok(Some(args)) => Command::parse(args),
                         Ok(None) => break,
                         Err(e) => {
                             failure = Some(e);
@@ -235,19 +164,22 @@ async fn connection(
                         }
                     },
                 };
-                let joins = group.is_empty()
-                    || (concurrent
-                        && group.len() < MAX_GROUP
-                        && groupable(&args)
-                        && groupable(&group[0])
-                        && group.iter().all(|g| g[1] != args[1]));
+                let joins = match (group.first().and_then(group_key), group_key(&parsed)) {
+                    _ if group.is_empty() => true,
+                    (Some(_), Some(key)) => {
+                        concurrent
+                            && group.len() < MAX_GROUP
+                            && group.iter().all(|g| group_key(g) != Some(key))
+                    }
+                    _ => false,
+                };
                 if joins {
-                    group.push(args);
-                    if !concurrent || !groupable(&group[0]) {
+                    group.push(parsed);
+                    if !concurrent || group_key(&group[0]).is_none() {
                         break;
                     }
                 } else {
-                    held = Some(args);
+                    held = Some(parsed);
                     break;
                 }
             }
@@ -259,29 +191,32 @@ async fn connection(
                 .total_commands
                 .fetch_add(group.len() as u64, Relaxed);
             if group.len() == 1 {
-                if execute(shared, session, &group[0], &mut out).await == Flow::Close {
+                let parsed = group.pop().expect("one command");
+                let closes = matches!(&parsed, Ok(c) if c.closes());
+                run(shared, session, parsed)
+                    .await
+                    .encode(session.protocol, &mut out);
+                if closes {
                     write_out(&mut stream, &mut out, shared).await?;
                     return Ok(());
                 }
             } else if !group.is_empty() {
                 // Independent keys: run at once, answer in order.
-                let runs = group.iter().map(|args| {
+                let runs = group.into_iter().map(|parsed| {
                     let mut own = session.clone();
                     async move {
                         let _permit = shared.grouped.acquire().await;
-                        let mut reply = BytesMut::new();
-                        execute(shared, &mut own, args, &mut reply).await;
-                        reply
+                        run(shared, &mut own, parsed).await
                     }
                 });
                 for reply in futures_util::future::join_all(runs).await {
-                    out.extend_from_slice(&reply);
+                    reply.encode(session.protocol, &mut out);
                 }
             }
             if let Some(e) = failure {
                 shared.stats.protocol_errors.fetch_add(1, Relaxed);
                 shared.stats.error_replies.fetch_add(1, Relaxed);
-                Reply::error(&mut out, &format!("ERR {e}"));
+                Reply::error(format!("ERR {e}")).encode(session.protocol, &mut out);
                 write_out(&mut stream, &mut out, shared).await?;
                 return Ok(());
             }

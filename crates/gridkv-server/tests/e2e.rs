@@ -12,22 +12,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{eventually, run_to_exit, Cluster, Node};
+use common::{eventually, one_node, run_to_exit, Cluster, Node, ONE_COPY};
 use redis::{Connection, RedisResult, Value};
-
-/// Flags of a one-node cluster that keeps one copy of each key.
-const ONE_COPY: &[&str] = &[
-    "--replicas",
-    "1",
-    "--write-quorum",
-    "1",
-    "--read-quorum",
-    "1",
-];
-
-fn one_node() -> Node {
-    Cluster::start(1, ONE_COPY).nodes.pop().expect("one node")
-}
 
 fn set(con: &mut Connection, key: impl redis::ToRedisArgs, value: impl redis::ToRedisArgs) {
     let reply: String = redis::cmd("SET")
@@ -455,7 +441,7 @@ fn server_commands() {
         redis::from_redis_value::<String>(&hello[1]).unwrap(),
         "gridkv"
     );
-    let e = error_of(redis::cmd("HELLO").arg(3).query::<Value>(&mut con));
+    let e = error_of(redis::cmd("HELLO").arg(4).query::<Value>(&mut con));
     assert!(e.starts_with("NOPROTO"), "{e}");
 
     // QUIT answers OK, then the server closes the connection.

@@ -366,6 +366,21 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Flags of a one-node cluster that keeps one copy of each key.
+pub const ONE_COPY: &[&str] = &[
+    "--replicas",
+    "1",
+    "--write-quorum",
+    "1",
+    "--read-quorum",
+    "1",
+];
+
+/// One node keeping one copy of each key (N = W = R = 1).
+pub fn one_node() -> Node {
+    Cluster::start(1, ONE_COPY).nodes.pop().expect("one node")
+}
+
 /// Nodes `n1`..`nN`: `n1` first, the others seeded from it.
 pub struct Cluster {
     /// The nodes, `n1` first.

@@ -1,5 +1,5 @@
-//! RESP2 (the Redis serialization protocol): parsing client commands and
-//! writing replies.
+//! Parsing client commands off a connection's buffer (the request side of
+//! RESP, the same in RESP2 and RESP3).
 //!
 //! Commands arrive as arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`),
 //! or as inline commands (`GET k\r\n`, what a person types into `telnet`).
@@ -28,7 +28,7 @@
 //! assert_eq!(parse_command(&mut buf, &Limits::default()).unwrap().unwrap(), vec![&b"PING"[..]]);
 //! ```
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Bounds on what one command may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,99 +239,6 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
     }
 }
 
-/// Writes RESP2 replies into an output buffer.
-///
-/// # Examples
-///
-/// ```
-/// use bytes::BytesMut;
-/// use gridkv_server::resp::Reply;
-///
-/// let mut out = BytesMut::new();
-/// Reply::ok(&mut out);
-/// Reply::bulk(&mut out, Some(b"v"));
-/// Reply::bulk(&mut out, None);
-/// Reply::integer(&mut out, -2);
-/// Reply::error(&mut out, "ERR no");
-/// assert_eq!(&out[..], &b"+OK\r\n$1\r\nv\r\n$-1\r\n:-2\r\n-ERR no\r\n"[..]);
-/// ```
-pub struct Reply;
-
-impl Reply {
-    /// `+OK`.
-    pub fn ok(out: &mut BytesMut) {
-        out.put_slice(b"+OK\r\n");
-    }
-
-    /// A simple string; CR and LF in `s` are replaced by spaces, as a
-    /// simple string cannot hold them.
-    pub fn simple(out: &mut BytesMut, s: &str) {
-        out.put_u8(b'+');
-        put_line(out, s);
-    }
-
-    /// An error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
-    pub fn error(out: &mut BytesMut, msg: &str) {
-        out.put_u8(b'-');
-        put_line(out, msg);
-    }
-
-    /// An integer.
-    pub fn integer(out: &mut BytesMut, n: i64) {
-        out.put_u8(b':');
-        put_decimal(out, n);
-        out.put_slice(b"\r\n");
-    }
-
-    /// A bulk string, or the null bulk for `None`.
-    pub fn bulk(out: &mut BytesMut, value: Option<&[u8]>) {
-        match value {
-            Some(v) => {
-                out.reserve(v.len() + 16);
-                out.put_u8(b'$');
-                put_decimal(out, v.len() as i64);
-                out.put_slice(b"\r\n");
-                out.put_slice(v);
-                out.put_slice(b"\r\n");
-            }
-            None => out.put_slice(b"$-1\r\n"),
-        }
-    }
-
-    /// The header of an array of `len` elements (write them next).
-    pub fn array(out: &mut BytesMut, len: usize) {
-        out.put_u8(b'*');
-        put_decimal(out, len as i64);
-        out.put_slice(b"\r\n");
-    }
-}
-
-fn put_line(out: &mut BytesMut, s: &str) {
-    out.reserve(s.len() + 2);
-    for &b in s.as_bytes() {
-        out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
-    }
-    out.put_slice(b"\r\n");
-}
-
-fn put_decimal(out: &mut BytesMut, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.put_u8(b'-');
-    }
-    out.put_slice(&digits[i..]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,22 +358,6 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(buf.capacity() >= 1_000_002 + 14);
-    }
-
-    #[test]
-    fn decimals_encode_like_itoa() {
-        for n in [0i64, 7, -7, 10, 1234567890, i64::MIN, i64::MAX] {
-            let mut out = BytesMut::new();
-            Reply::integer(&mut out, n);
-            assert_eq!(&out[..], format!(":{n}\r\n").as_bytes());
-        }
-    }
-
-    #[test]
-    fn replies_cannot_break_framing() {
-        let mut out = BytesMut::new();
-        Reply::error(&mut out, "ERR bad\r\nkey");
-        assert_eq!(&out[..], b"-ERR bad  key\r\n");
     }
 
     proptest::proptest! {

@@ -1,0 +1,81 @@
+//! Why a command was refused before it ran ([`ParseError`]), and the
+//! error reply for an operation the node failed ([`error_reply`]; the
+//! codes are tabled in the [module docs](super)).
+
+use std::borrow::Cow;
+
+use gridkv::Error;
+
+/// A command refused before it ran: nothing was read or written. Its
+/// `Display` is the error reply, code first, as Redis words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// No such command (the name shown is cut at 64 characters).
+    #[error("ERR unknown command '{0}'")]
+    UnknownCommand(String),
+    /// A known command with too few or too many arguments.
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    Arity(&'static str),
+    /// An option this command does not take, or one given twice.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// An argument that must be an integer is not, or overflows.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// `SET ... EX|PX n` with `n <= 0`.
+    #[error("ERR invalid expire time in 'set' command")]
+    InvalidExpire,
+    /// A `SET` option that needs an atomic read-modify-write.
+    #[error(
+        "ERR SET {0} is not supported: GridKV has no atomic conditional writes (last write wins)"
+    )]
+    ConditionalSet(String),
+    /// An `EXPIRE` option that needs an atomic read-modify-write.
+    #[error("ERR EXPIRE NX|XX|GT|LT is not supported: GridKV has no atomic conditional writes")]
+    ConditionalExpire,
+    /// A subcommand or argument the command refuses, with its own message.
+    #[error("{0}")]
+    Refused(Cow<'static, str>),
+}
+
+/// The error reply for a failed operation: its first word is the code
+/// (see the module docs).
+pub fn error_reply(e: &Error) -> String {
+    match e {
+        Error::QuorumNotReached { .. } => format!("NOQUORUM {e}"),
+        Error::Timeout { .. } => format!("TIMEOUT {e}"),
+        Error::Backpressure => format!("BUSY {e}"),
+        Error::ShuttingDown => format!("SHUTDOWN {e}"),
+        _ => format!("ERR {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_name_the_failure() {
+        let e = Error::QuorumNotReached {
+            answered: 1,
+            required: 2,
+        };
+        assert!(error_reply(&e).starts_with("NOQUORUM quorum not reached: 1 of 2"));
+        assert!(error_reply(&Error::Backpressure).starts_with("BUSY "));
+        assert!(error_reply(&Error::ValueTooLarge { len: 9, max: 8 })
+            .starts_with("ERR value is 9 bytes"));
+    }
+
+    #[test]
+    fn parse_errors_read_as_redis_words_them() {
+        assert_eq!(
+            ParseError::Arity("get").to_string(),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            ParseError::UnknownCommand("FOO".into()).to_string(),
+            "ERR unknown command 'FOO'"
+        );
+        assert_eq!(ParseError::Syntax.to_string(), "ERR syntax error");
+    }
+}

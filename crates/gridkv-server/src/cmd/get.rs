@@ -1,0 +1,58 @@
+//! `GET key` and `MGET key...`: quorum reads (R owners answer).
+
+use bytes::Bytes;
+use gridkv::GridKv;
+
+use super::error::error_reply;
+use super::many::failure;
+use crate::resp::Reply;
+
+/// `GET key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Get {
+    /// The key.
+    pub key: Bytes,
+}
+
+impl Get {
+    pub(crate) fn parse(mut args: Vec<Bytes>) -> Self {
+        Get {
+            key: args.swap_remove(1),
+        }
+    }
+
+    pub(crate) async fn apply(self, node: &GridKv) -> Reply {
+        match node.get(&self.key).await {
+            Ok(v) => Reply::bulk_or_null(v),
+            Err(e) => Reply::Error(error_reply(&e)),
+        }
+    }
+}
+
+/// `MGET key...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MGet {
+    /// The keys, in order.
+    pub keys: Vec<Bytes>,
+}
+
+impl MGet {
+    pub(crate) fn parse(mut args: Vec<Bytes>) -> Self {
+        args.remove(0);
+        MGet { keys: args }
+    }
+
+    /// Reads through the library's bounded batch call.
+    pub(crate) async fn apply(self, node: &GridKv) -> Reply {
+        let results = node.get_many(&self.keys).await;
+        if let Some(e) = failure(&results, "MGET") {
+            return e;
+        }
+        Reply::Array(
+            results
+                .into_iter()
+                .map(|r| Reply::bulk_or_null(r.ok().flatten()))
+                .collect(),
+        )
+    }
+}

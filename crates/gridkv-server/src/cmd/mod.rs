@@ -1,0 +1,432 @@
+//! The Redis commands GridKV answers, run against the node's quorum API.
+//!
+//! Reads and writes use the node's N/W/R. A failed operation becomes an
+//! error reply whose first word says what happened, so clients can tell
+//! them apart:
+//!
+//! | reply | meaning |
+//! |---|---|
+//! | `-NOQUORUM ...` | too few owners answered (reads) or applied (writes); a failed write is indeterminate: it may have reached some owners and appear later |
+//! | `-TIMEOUT ...` | the deadline passed first (also indeterminate for writes) |
+//! | `-BUSY ...` | owners are overloaded: retry later |
+//! | `-SHUTDOWN ...` | the node is leaving |
+//! | `-ERR ...` | a bad command, key or value (nothing was stored) |
+//!
+//! Commands that touch several keys (`DEL`, `EXISTS`, `MGET`, `MSET`) run
+//! the keys concurrently; if any key fails the whole reply is an error
+//! that says how many keys failed and why the first one did (the writes
+//! that succeeded stay written).
+//!
+//! Not supported, with a clear error: `SET ... NX|XX|GET|KEEPTTL` and
+//! `EXPIRE ... NX|XX|GT|LT` need an atomic read-modify-write, which a
+//! last-write-wins store without consensus cannot give; emulating them
+//! with a read then a write would break under concurrency without saying
+//! so.
+//!
+//! A command is a [`Command`]: [`Command::parse`] reads it from the
+//! frame's arguments without touching the node (a refusal is a typed
+//! [`ParseError`]), and [`Command::apply`] runs it and returns its
+//! [`Reply`], which the server writes in the connection's protocol. One
+//! file per command or small family: `get` (GET, MGET), `set` (SET,
+//! MSET), `del` (DEL, EXISTS), `expire` (EXPIRE, PEXPIRE, TTL, PTTL,
+//! PERSIST), `connection` (PING, ECHO, SELECT), `hello`, `client`, `info`
+//! (INFO, DBSIZE), `config`, `command`.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::Bytes;
+//! use gridkv_server::cmd::{Command, ParseError};
+//!
+//! let frame = |words: &[&str]| words.iter().map(|w| Bytes::from(w.to_string())).collect();
+//! let get = Command::parse(frame(&["get", "user:1"])).unwrap();
+//! assert_eq!(get.key(), Some(&b"user:1"[..]));
+//! assert_eq!(Command::parse(frame(&["GET"])), Err(ParseError::Arity("get")));
+//! ```
+
+mod args;
+mod client;
+mod command;
+mod config;
+mod connection;
+mod del;
+mod error;
+mod expire;
+mod get;
+mod hello;
+mod info;
+mod many;
+mod set;
+mod table;
+
+use bytes::Bytes;
+
+pub use client::{Client, LibAttr};
+pub use command::Commands;
+pub use config::ConfigGet;
+pub use connection::Ping;
+pub use del::{Del, Exists};
+pub use error::{error_reply, ParseError};
+pub use expire::{Expire, Persist, Ttl, Unit};
+pub use get::{Get, MGet};
+pub use hello::Hello;
+pub use info::Info;
+pub use set::{MSet, Set};
+
+use crate::resp::Reply;
+use crate::session::Session;
+use crate::shared::Shared;
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `GET key`.
+    Get(Get),
+    /// `MGET key...`.
+    MGet(MGet),
+    /// `SET key value [EX s | PX ms]`.
+    Set(Set),
+    /// `MSET key value...`.
+    MSet(MSet),
+    /// `DEL key...`.
+    Del(Del),
+    /// `EXISTS key...`.
+    Exists(Exists),
+    /// `EXPIRE`/`PEXPIRE key n`.
+    Expire(Expire),
+    /// `TTL`/`PTTL key`.
+    Ttl(Ttl),
+    /// `PERSIST key`.
+    Persist(Persist),
+    /// `PING [message]`.
+    Ping(Ping),
+    /// `ECHO message`.
+    Echo(Bytes),
+    /// `SELECT 0`.
+    Select,
+    /// `DBSIZE`.
+    DbSize,
+    /// `INFO [section]`.
+    Info(Info),
+    /// `COMMAND ...`.
+    Commands(Commands),
+    /// `CONFIG GET pattern...`.
+    Config(ConfigGet),
+    /// `CLIENT ...`.
+    Client(Client),
+    /// `HELLO ...`.
+    Hello(Hello),
+    /// `QUIT`: answer OK, then close the connection.
+    Quit,
+}
+
+impl Command {
+    /// Reads a command from a frame's arguments (name first).
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError`] for an unknown command, a wrong number of arguments,
+    /// or an argument or option the command refuses.
+    pub fn parse(args: Vec<Bytes>) -> Result<Command, ParseError> {
+        let Some(name) = args.first() else {
+            return Err(ParseError::UnknownCommand(String::new()));
+        };
+        let Some(spec) = table::find(name) else {
+            let shown: String = String::from_utf8_lossy(name).chars().take(64).collect();
+            return Err(ParseError::UnknownCommand(shown));
+        };
+        if !spec.arity_fits(args.len()) {
+            return Err(ParseError::Arity(spec.name));
+        }
+        Ok(match spec.name {
+            "get" => Command::Get(Get::parse(args)),
+            "mget" => Command::MGet(MGet::parse(args)),
+            "set" => Command::Set(Set::parse(args)?),
+            "mset" => Command::MSet(MSet::parse(args)?),
+            "del" => Command::Del(Del::parse(args)),
+            "exists" => Command::Exists(Exists::parse(args)),
+            "expire" => Command::Expire(Expire::parse(args, Unit::Seconds)?),
+            "pexpire" => Command::Expire(Expire::parse(args, Unit::Millis)?),
+            "ttl" => Command::Ttl(Ttl::parse(args, Unit::Seconds)),
+            "pttl" => Command::Ttl(Ttl::parse(args, Unit::Millis)),
+            "persist" => Command::Persist(Persist::parse(args)),
+            "ping" => Command::Ping(Ping::parse(args)?),
+            "echo" => Command::Echo(connection::parse_echo(args)),
+            "select" => {
+                connection::parse_select(&args)?;
+                Command::Select
+            }
+            "dbsize" => Command::DbSize,
+            "info" => Command::Info(Info::parse(args)),
+            "command" => Command::Commands(Commands::parse(args)?),
+            "config" => Command::Config(ConfigGet::parse(args)?),
+            "client" => Command::Client(Client::parse(args)?),
+            "hello" => Command::Hello(Hello::parse(args)?),
+            "quit" => Command::Quit,
+            other => unreachable!("{other} is in the table but not parsed"),
+        })
+    }
+
+    /// The key, for a command that touches exactly one (`GET`, `SET`,
+    /// `EXPIRE`, ..., and `DEL`/`EXISTS` of one key). The server runs such
+    /// commands on distinct keys concurrently within a pipeline.
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Command::Get(c) => Some(&c.key),
+            Command::Set(c) => Some(&c.key),
+            Command::Expire(c) => Some(&c.key),
+            Command::Ttl(c) => Some(&c.key),
+            Command::Persist(c) => Some(&c.key),
+            Command::Del(Del { keys }) | Command::Exists(Exists { keys }) if keys.len() == 1 => {
+                Some(&keys[0])
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the connection closes once the reply is written (`QUIT`).
+    pub fn closes(&self) -> bool {
+        matches!(self, Command::Quit)
+    }
+
+    /// Runs the command against the node and returns its reply.
+    pub async fn apply(self, shared: &Shared, session: &mut Session) -> Reply {
+        let node = &shared.node;
+        match self {
+            Command::Get(c) => c.apply(node).await,
+            Command::MGet(c) => c.apply(node).await,
+            Command::Set(c) => c.apply(node).await,
+            Command::MSet(c) => c.apply(node).await,
+            Command::Del(c) => c.apply(node).await,
+            Command::Exists(c) => c.apply(node).await,
+            Command::Expire(c) => c.apply(node).await,
+            Command::Ttl(c) => c.apply(node).await,
+            Command::Persist(c) => c.apply(node).await,
+            Command::Ping(c) => c.apply(),
+            Command::Echo(message) => Reply::Bulk(message),
+            Command::Select | Command::Quit => Reply::ok(),
+            Command::DbSize => info::dbsize(shared),
+            Command::Info(c) => c.apply(shared),
+            Command::Commands(c) => c.apply(),
+            Command::Config(c) => c.apply(shared),
+            Command::Client(c) => c.apply(session),
+            Command::Hello(c) => c.apply(&node.id().to_string(), session),
+        }
+    }
+}
+
+impl From<ParseError> for Reply {
+    fn from(e: ParseError) -> Reply {
+        Reply::Error(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Command, ParseError> {
+        Command::parse(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn every_command_parses() {
+        let cases: Vec<(&[&str], Command)> = vec![
+            (&["GET", "k"], Command::Get(Get { key: b("k") })),
+            (
+                &["mget", "a", "b"],
+                Command::MGet(MGet {
+                    keys: vec![b("a"), b("b")],
+                }),
+            ),
+            (
+                &["SET", "k", "v", "PX", "5"],
+                Command::Set(Set {
+                    key: b("k"),
+                    value: b("v"),
+                    ttl: Some(Duration::from_millis(5)),
+                }),
+            ),
+            (
+                &["MSET", "a", "1"],
+                Command::MSet(MSet {
+                    pairs: vec![(b("a"), b("1"))],
+                }),
+            ),
+            (
+                &["DEL", "a", "b"],
+                Command::Del(Del {
+                    keys: vec![b("a"), b("b")],
+                }),
+            ),
+            (
+                &["EXISTS", "a"],
+                Command::Exists(Exists { keys: vec![b("a")] }),
+            ),
+            (
+                &["EXPIRE", "k", "10"],
+                Command::Expire(Expire {
+                    key: b("k"),
+                    amount: 10,
+                    unit: Unit::Seconds,
+                }),
+            ),
+            (
+                &["PEXPIRE", "k", "-1"],
+                Command::Expire(Expire {
+                    key: b("k"),
+                    amount: -1,
+                    unit: Unit::Millis,
+                }),
+            ),
+            (
+                &["TTL", "k"],
+                Command::Ttl(Ttl {
+                    key: b("k"),
+                    unit: Unit::Seconds,
+                }),
+            ),
+            (
+                &["PTTL", "k"],
+                Command::Ttl(Ttl {
+                    key: b("k"),
+                    unit: Unit::Millis,
+                }),
+            ),
+            (&["PERSIST", "k"], Command::Persist(Persist { key: b("k") })),
+            (&["PING"], Command::Ping(Ping { message: None })),
+            (
+                &["ping", "hi"],
+                Command::Ping(Ping {
+                    message: Some(b("hi")),
+                }),
+            ),
+            (&["ECHO", "x"], Command::Echo(b("x"))),
+            (&["SELECT", "0"], Command::Select),
+            (&["DBSIZE"], Command::DbSize),
+            (&["INFO"], Command::Info(Info { section: None })),
+            (
+                &["INFO", "memory"],
+                Command::Info(Info {
+                    section: Some(b("memory")),
+                }),
+            ),
+            (&["COMMAND"], Command::Commands(Commands::All)),
+            (&["COMMAND", "count"], Command::Commands(Commands::Count)),
+            (
+                &["COMMAND", "INFO", "get"],
+                Command::Commands(Commands::Info(vec![b("get")])),
+            ),
+            (&["COMMAND", "DOCS"], Command::Commands(Commands::Docs)),
+            (
+                &["CONFIG", "GET", "*"],
+                Command::Config(ConfigGet {
+                    patterns: vec![b("*")],
+                }),
+            ),
+            (&["CLIENT", "ID"], Command::Client(Client::Id)),
+            (
+                &["HELLO", "3"],
+                Command::Hello(Hello {
+                    protocol: Some(crate::resp::Protocol::Resp3),
+                    auth: None,
+                    name: None,
+                }),
+            ),
+            (&["QUIT"], Command::Quit),
+        ];
+        for (words, want) in cases {
+            assert_eq!(parse(words), Ok(want), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn arity_errors_name_the_command() {
+        for (words, name) in [
+            (&["GET"][..], "get"),
+            (&["get", "a", "b"], "get"),
+            (&["SET", "k"], "set"),
+            (&["DEL"], "del"),
+            (&["EXISTS"], "exists"),
+            (&["MGET"], "mget"),
+            (&["MSET", "a"], "mset"),
+            (&["MSET", "a", "1", "b"], "mset"),
+            (&["EXPIRE", "k"], "expire"),
+            (&["PEXPIRE", "k"], "pexpire"),
+            (&["TTL"], "ttl"),
+            (&["PTTL", "a", "b"], "pttl"),
+            (&["PERSIST"], "persist"),
+            (&["PING", "a", "b"], "ping"),
+            (&["ECHO"], "echo"),
+            (&["SELECT"], "select"),
+            (&["DBSIZE", "x"], "dbsize"),
+            (&["CONFIG"], "config"),
+            (&["CLIENT"], "client"),
+        ] {
+            assert_eq!(parse(words), Err(ParseError::Arity(name)), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_commands_and_refusals() {
+        assert_eq!(
+            parse(&["FLUSHALL"]),
+            Err(ParseError::UnknownCommand("FLUSHALL".into()))
+        );
+        let long = "x".repeat(100);
+        assert_eq!(
+            parse(&[&long]),
+            Err(ParseError::UnknownCommand("x".repeat(64)))
+        );
+        assert_eq!(
+            parse(&["EXPIRE", "k", "10", "NX"]),
+            Err(ParseError::ConditionalExpire)
+        );
+        assert_eq!(parse(&["EXPIRE", "k", "ten"]), Err(ParseError::NotInteger));
+        assert!(parse(&["SELECT", "1"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("ERR DB index is out of range"));
+        assert_eq!(
+            parse(&["COMMAND", "BOGUS"]).unwrap_err().to_string(),
+            "ERR unknown subcommand of 'command'"
+        );
+    }
+
+    #[test]
+    fn single_key_commands_know_their_key() {
+        for words in [
+            &["GET", "k"][..],
+            &["SET", "k", "v"],
+            &["DEL", "k"],
+            &["EXISTS", "k"],
+            &["EXPIRE", "k", "1"],
+            &["TTL", "k"],
+            &["PERSIST", "k"],
+        ] {
+            assert_eq!(parse(words).unwrap().key(), Some(&b"k"[..]), "{words:?}");
+        }
+        for words in [
+            &["DEL", "a", "b"][..],
+            &["MGET", "a"],
+            &["MSET", "a", "1"],
+            &["PING"],
+            &["INFO"],
+        ] {
+            assert_eq!(parse(words).unwrap().key(), None, "{words:?}");
+        }
+        assert!(parse(&["QUIT"]).unwrap().closes());
+        assert!(!parse(&["PING"]).unwrap().closes());
+    }
+}

@@ -1,0 +1,9 @@
+//! RESP, the Redis serialization protocol: [`parse_command`] splits
+//! client commands off a connection's buffer, and [`Reply`] writes answers
+//! in RESP2 or RESP3 ([`Protocol`]), whichever the connection chose.
+
+mod parse;
+mod reply;
+
+pub use parse::{parse_command, Limits, ProtocolError};
+pub use reply::{Protocol, Reply};

@@ -1,0 +1,143 @@
+//! What the RESP and HTTP front ends of one node share: the node, the
+//! server's counters and its bounds. Both front ends read it; neither
+//! owns it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use gridkv::GridKv;
+use tokio::sync::Semaphore;
+
+use crate::resp::Limits;
+
+/// Most pipelined commands run at once on the whole server. Well under
+/// the transport's in-flight bound per peer (1,024): a write returns at W
+/// while its request to the slowest owner is still in flight, so requests
+/// outnumber running commands, and at 512 a saturated 3-node cluster shed
+/// requests (`Overloaded`, failing writes) in `scripts/bench-vs-redis.sh`.
+const MAX_GROUPED: usize = 128;
+
+/// Server-wide counters (shown by `INFO` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Clients connected now.
+    pub connected_clients: AtomicU64,
+    /// Clients accepted since start.
+    pub total_connections: AtomicU64,
+    /// Clients refused because `max_clients` were connected.
+    pub rejected_connections: AtomicU64,
+    /// Commands run.
+    pub total_commands: AtomicU64,
+    /// Error replies sent.
+    pub error_replies: AtomicU64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+}
+
+/// [`ServerStats`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// Clients connected now.
+    pub connected_clients: u64,
+    /// Clients accepted since start.
+    pub total_connections: u64,
+    /// Clients refused because `max_clients` were connected.
+    pub rejected_connections: u64,
+    /// Commands run.
+    pub total_commands: u64,
+    /// Error replies sent.
+    pub error_replies: u64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: u64,
+    /// Bytes read from clients.
+    pub net_input_bytes: u64,
+    /// Bytes written to clients.
+    pub net_output_bytes: u64,
+}
+
+impl ServerStats {
+    /// The counters now.
+    pub fn load(&self) -> ServerCounters {
+        ServerCounters {
+            connected_clients: self.connected_clients.load(Relaxed),
+            total_connections: self.total_connections.load(Relaxed),
+            rejected_connections: self.rejected_connections.load(Relaxed),
+            total_commands: self.total_commands.load(Relaxed),
+            error_replies: self.error_replies.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            net_input_bytes: self.net_input_bytes.load(Relaxed),
+            net_output_bytes: self.net_output_bytes.load(Relaxed),
+        }
+    }
+}
+
+/// What the RESP and HTTP front ends of one node share.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use gridkv_server::shared::Shared;
+///
+/// let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
+/// let shared = Shared::new(node, 10_000);
+/// assert_eq!(shared.max_clients, 10_000);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Shared {
+    /// The node.
+    pub node: GridKv,
+    /// Counters.
+    pub stats: ServerStats,
+    /// When the server started.
+    pub started: Instant,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Parser bounds.
+    pub limits: Limits,
+    /// Set when the node begins to leave: `/health` turns 503.
+    pub leaving: AtomicBool,
+    /// The RESP address clients connect to (for INFO).
+    pub resp_addr: OnceLock<SocketAddr>,
+    /// The next `CLIENT ID`.
+    pub(crate) next_client_id: AtomicU64,
+    /// One permit per connected client.
+    pub(crate) clients: Arc<Semaphore>,
+    /// Pipelined commands running concurrently, server-wide; beyond it a
+    /// group waits (and its client with it) rather than overrunning the
+    /// transport's in-flight bound, which would fail operations.
+    pub(crate) grouped: Semaphore,
+}
+
+impl Shared {
+    /// State for a node's front ends, with at most `max_clients` RESP
+    /// clients at once.
+    pub fn new(node: GridKv, max_clients: usize) -> Self {
+        let max_value = node.store().config().max_value_len;
+        Self {
+            node,
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            max_clients,
+            // A bulk may be twice the value limit before the parser refuses
+            // to buffer it; between the two the store refuses it with a
+            // clear error and the connection stays usable.
+            limits: Limits {
+                max_bulk: max_value.saturating_mul(2).max(Limits::default().max_bulk),
+                ..Limits::default()
+            },
+            leaving: AtomicBool::new(false),
+            resp_addr: OnceLock::new(),
+            next_client_id: AtomicU64::new(1),
+            clients: Arc::new(Semaphore::new(max_clients)),
+            grouped: Semaphore::new(MAX_GROUPED),
+        }
+    }
+}
