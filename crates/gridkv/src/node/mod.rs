@@ -299,6 +299,8 @@ impl GridKv {
             restart_noted: false,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
+        let maintenance =
+            crate::store::maintenance::spawn(replica.store.clone(), inner.cancel.clone());
         let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
         let rebalance = tokio::spawn(rebalance(
             inner.rebalancer(),
@@ -313,7 +315,7 @@ impl GridKv {
         inner
             .tasks
             .lock()
-            .extend([membership, data, rebalance, hints]);
+            .extend([membership, data, maintenance, rebalance, hints]);
         Ok(GridKv { inner })
     }
 
@@ -660,19 +662,13 @@ async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken)
     }
 }
 
-/// How often the store's coarse clock is refreshed (expiry resolution).
-const STORE_TICK: Duration = Duration::from_millis(10);
-/// How often the store sweeps expired values and old tombstones.
-const STORE_MAINTAIN: Duration = Duration::from_millis(100);
-
 /// Bulk requests (fill and anti-entropy scans, digests) waiting for the
 /// bulk task; one more is refused `Overloaded` (and asked again by the
 /// puller, see `Rebalancer::ask`). Each puller has one request out to a
 /// source at a time, so this holds one per member pulling at once.
 const BULK_QUEUE: usize = 64;
 
-/// The replica task: answers data-lane requests from the local store, and
-/// keeps the store's clock and sweeping going. Scans and digests, which
+/// The replica task: answers data-lane requests from the local store. Scans and digests, which
 /// walk whole ranges of the store, go to a task of their own, so that on a
 /// runtime of more than one worker a get or set arriving meanwhile is not
 /// queued behind one (on a single worker the walk still holds the thread).
@@ -683,9 +679,6 @@ async fn serve_data(
 ) {
     let (bulk_tx, bulk_rx) = mpsc::channel(BULK_QUEUE);
     let bulk = tokio::spawn(serve_bulk(bulk_rx, replica.clone(), cancel.clone()));
-    let mut tick = tokio::time::interval(STORE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_maintain = Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -709,18 +702,6 @@ async fn serve_data(
                 };
                 let reason = reason.to_owned();
                 answer(inbound, DataResponse::Refused { code, reason });
-            }
-            _ = tick.tick() => {
-                replica.store.tick();
-                if last_maintain.elapsed() >= STORE_MAINTAIN {
-                    last_maintain = Instant::now();
-                    // Bounded work per round, so requests are not starved.
-                    for _ in 0..16 {
-                        if !replica.store.maintain().more {
-                            break;
-                        }
-                    }
-                }
             }
         }
     }

@@ -1,5 +1,14 @@
 //! Store maintenance: the sweep that expires values and collects
-//! tombstones ([`Store::maintain`]).
+//! tombstones ([`Store::maintain`]), and the task that keeps a store's
+//! coarse clock ticking and sweeps it, which the node starts with
+//! [`spawn`] and stops through its cancellation token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::Store;
 
@@ -14,6 +23,14 @@ pub struct Maintenance {
 
 /// Timers one [`Store::maintain`] call runs per shard, bounding lock holds.
 const TIMERS_PER_SHARD: usize = 1024;
+
+/// How often the store's coarse clock is refreshed (expiry resolution).
+const TICK: Duration = Duration::from_millis(10);
+/// How often the store sweeps expired values and old tombstones.
+const SWEEP: Duration = Duration::from_millis(100);
+/// Most [`Store::maintain`] calls per sweep: bounded work per round, so the
+/// worker running the sweep is not held from requests for long.
+const SWEEP_CALLS: usize = 16;
 
 impl Store {
     /// Expires values whose TTL has run out and collects tombstones past
@@ -54,4 +71,31 @@ impl Store {
         }
         report
     }
+}
+
+/// Starts the task that ticks `store`'s coarse clock every [`TICK`] and
+/// sweeps it every [`SWEEP`], until `cancel` fires. The caller keeps the
+/// handle to wait for the task when it stops.
+pub(crate) fn spawn(store: Arc<Store>, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut last_sweep = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            store.tick();
+            if last_sweep.elapsed() >= SWEEP {
+                last_sweep = Instant::now();
+                for _ in 0..SWEEP_CALLS {
+                    if !store.maintain().more {
+                        break;
+                    }
+                }
+            }
+        }
+    })
 }

@@ -39,21 +39,21 @@
 //! # Time
 //! Expiry uses a [`CoarseClock`]: reads cost one atomic load, and the owner
 //! of the store calls [`Store::tick`] periodically and [`Store::maintain`]
-//! to sweep expired values and collect tombstones (the node does both
-//! from its replica task: a tick every 10 ms, a sweep every 100 ms).
+//! to sweep expired values and collect tombstones (a node starts the task
+//! in [`maintenance`] for both: a tick every 10 ms, a sweep every 100 ms).
 //! Expiry reads are exact to within the tick period.
 //!
 //! # Files
 //! This file holds the [`Store`] and its point reads and writes; beside it,
 //! `config` ([`StoreConfig`]), `range` (scans and digests of ring ranges),
-//! `maintenance` (the sweep), `stats` (counters and the
+//! `maintenance` (the sweep and its task), `stats` (counters and the
 //! audit), `entry` (what is stored per key), `shard` (one shard's table,
 //! eviction queue, timers and digest leaves) and `clock` ([`CoarseClock`]).
 
 mod clock;
 mod config;
 mod entry;
-mod maintenance;
+pub(crate) mod maintenance;
 mod range;
 mod shard;
 mod stats;
