@@ -1,11 +1,17 @@
 //! The node handle: [`GridKv`], cheap to clone, and what it owns: the
-//! transport, the membership view published by the [`driver`], the
-//! coordinator of data calls, and the node's background tasks.
+//! transport, the membership view the driver publishes, the coordinator of
+//! data calls, and the node's tasks.
 //!
-//! - [`config`]: [`Config`] and its checked builder.
-//! - [`error`]: why a start or a join fails.
-//! - [`driver`]: the task that runs SWIM over the transport.
-//! - [`data`]: the data operations (`set`, `get`, `delete`, ...).
+//! - `config`: [`Config`] and its checked builder.
+//! - `error`: why a start or a join fails.
+//! - `driver`: the task that runs SWIM over the transport.
+//! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//!
+//! The node starts, and awaits on shutdown, tasks owned elsewhere: the
+//! replica's request loop (`replication::serve`), the fill and
+//! anti-entropy driver (`replication::fill_driver`), hint delivery
+//! (`replication::hint_delivery`) and store maintenance
+//! (`store::maintenance`).
 
 mod config;
 mod data;
@@ -28,12 +34,13 @@ pub use error::{JoinError, StartError};
 use crate::hlc::Hlc;
 use crate::id::NodeId;
 use crate::membership::{Identity, Member, MemberEvent, RingMembers, RingState, Swim};
-use crate::net::{Inbound, Transport};
+use crate::net::Transport;
 use crate::replication::coordinator::Placement;
+use crate::replication::fill_driver::FillDriver;
+use crate::replication::fill_schedule::FillSchedule;
 use crate::replication::hints::{HintLimits, Hints};
 use crate::replication::rebalance::Rebalancer;
-use crate::replication::wire::{DataRequest, DataResponse, RefusalCode};
-use crate::replication::{Coordinator, Replica, ReplicationStatus};
+use crate::replication::{hint_delivery, serve, Coordinator, Replica, ReplicationStatus};
 use crate::ring::Ring;
 use crate::store::Store;
 use driver::Driver;
@@ -64,10 +71,6 @@ const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 /// node's ranges to hold its data before it leaves anyway.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a node waits after joining before it streams its ranges, so
-/// that the cluster has heard it is joining and sends it new writes.
-const SETTLE: Duration = Duration::from_millis(1000);
-
 struct Inner {
     id: NodeId,
     transport: Transport,
@@ -79,11 +82,11 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    coordinator: Coordinator,
+    /// Shared with the hint task, which holds it weakly.
+    coordinator: Arc<Coordinator>,
     /// Set when the node stops: data calls check it without the
     /// cancellation token's lock.
     closed: std::sync::atomic::AtomicBool,
-    rng_seed: u64,
     metrics: crate::metrics::NodeMetrics,
 }
 
@@ -103,7 +106,6 @@ impl Inner {
             placement: c.placement.clone(),
             timeout: c.config.timeout,
             counters: c.counters.clone(),
-            rng: crate::rng::SplitMix64::new(self.rng_seed ^ 0xa5a5),
             pace: crate::replication::rebalance::Pace::new(c.config.fill_rate),
         }
     }
@@ -282,9 +284,8 @@ impl GridKv {
             commands,
             cancel: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-            coordinator,
+            coordinator: Arc::new(coordinator),
             closed: std::sync::atomic::AtomicBool::new(false),
-            rng_seed: config.rng_seed,
             metrics: crate::metrics::NodeMetrics::default(),
         });
         let driver = Driver {
@@ -301,17 +302,9 @@ impl GridKv {
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let maintenance =
             crate::store::maintenance::spawn(replica.store.clone(), inner.cancel.clone());
-        let data = tokio::spawn(serve_data(incoming.data, replica, inner.cancel.clone()));
-        let rebalance = tokio::spawn(rebalance(
-            inner.rebalancer(),
-            changes_rx,
-            inner.phase.subscribe(),
-            inner.commands.clone(),
-            config.fill,
-            config.replication.anti_entropy_interval,
-            inner.cancel.clone(),
-        ));
-        let hints = tokio::spawn(deliver_hints(Arc::downgrade(&inner), inner.cancel.clone()));
+        let data = serve::spawn(incoming.data, replica, inner.cancel.clone());
+        let rebalance = spawn_fill(&inner, &config, changes_rx);
+        let hints = hint_delivery::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
         inner
             .tasks
             .lock()
@@ -546,192 +539,48 @@ impl GridKv {
     }
 }
 
-/// The rebalancing task: after each placement change, pulls the ranges
-/// this node gains; a joining node becomes normal once they are in.
-async fn rebalance(
-    mut rebalancer: Rebalancer,
-    mut changes: watch::Receiver<u64>,
-    mut phase: watch::Receiver<Phase>,
-    commands: mpsc::Sender<Command>,
-    fill: FillMode,
-    anti_entropy: Duration,
-    cancel: CancellationToken,
-) {
-    // Nothing to fill before the node has joined (its view would be of a
-    // cluster of one).
+/// Starts the fill and anti-entropy driver, once the node has joined (a
+/// node not yet joined sees a cluster of one: nothing to fill). A complete
+/// fill of a joining node marks it filled unless the config asks for
+/// [`FillMode::Manual`].
+fn spawn_fill(inner: &Inner, config: &Config, changes: watch::Receiver<u64>) -> JoinHandle<()> {
+    let commands = inner.commands.clone();
+    let automatic = config.fill == FillMode::Automatic;
+    let fill = FillDriver {
+        rebalancer: inner.rebalancer(),
+        schedule: FillSchedule::new(
+            config.replication.anti_entropy_interval,
+            config.rng_seed ^ 0xa5a5,
+        ),
+        changes,
+        on_filled: move || {
+            let commands = commands.clone();
+            async move {
+                if automatic {
+                    let _ = commands.send(Command::Fill).await;
+                }
+            }
+        },
+        cancel: inner.cancel.clone(),
+    };
+    let (phase, cancel) = (inner.phase.subscribe(), inner.cancel.clone());
+    tokio::spawn(async move {
+        if until_joined(phase, &cancel).await {
+            fill.run().await;
+        }
+    })
+}
+
+/// Waits until the node has joined; `false` if it stopped first.
+async fn until_joined(mut phase: watch::Receiver<Phase>, cancel: &CancellationToken) -> bool {
     loop {
         if *phase.borrow_and_update() == Phase::Joined {
-            break;
+            return true;
         }
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => return,
-            changed = phase.changed() => if changed.is_err() { return },
+            _ = cancel.cancelled() => return false,
+            changed = phase.changed() => if changed.is_err() { return false },
         }
-    }
-    let mut settled = false;
-    loop {
-        changes.borrow_and_update();
-        let p = rebalancer.placement.load_full();
-        let alone = p.ring.nodes().iter().all(|id| *id == rebalancer.me);
-        if !settled && !alone {
-            // Let the cluster hear that we are joining before streaming.
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(SETTLE) => {}
-            }
-            settled = true;
-            changes.borrow_and_update();
-        }
-        let report = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            report = rebalancer.fill() => report,
-        };
-        if report.pieces > 0 {
-            tracing::info!(
-                node = %rebalancer.me,
-                pieces = report.pieces,
-                entries = report.entries,
-                bytes = report.bytes,
-                complete = report.complete,
-                "filled gained ranges"
-            );
-        }
-        let joining = rebalancer
-            .placement
-            .load()
-            .members
-            .get(&rebalancer.me)
-            .is_some_and(|m| m.ring == RingState::Joining);
-        if report.complete && joining && fill == FillMode::Automatic {
-            let _ = commands.send(Command::Fill).await;
-        }
-        if !report.complete {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
-        }
-        // Filled: anti-entropy rounds until the placement changes again.
-        loop {
-            let jitter = rebalancer.jitter(anti_entropy);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => {
-                    if changed.is_err() { return }
-                    break;
-                }
-                _ = tokio::time::sleep(jitter) => {
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return,
-                        _ = rebalancer.anti_entropy() => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// How often waiting hints are offered to owners that are back.
-const HINT_DELIVERY: Duration = Duration::from_millis(500);
-
-/// The hinted-handoff task.
-async fn deliver_hints(inner: std::sync::Weak<Inner>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(HINT_DELIVERY) => {}
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.coordinator.hints.len() == 0 {
-            continue;
-        }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = inner.coordinator.deliver_hints() => {}
-        }
-    }
-}
-
-/// Bulk requests (fill and anti-entropy scans, digests) waiting for the
-/// bulk task; one more is refused `Overloaded` (and asked again by the
-/// puller, see `Rebalancer::ask`). Each puller has one request out to a
-/// source at a time, so this holds one per member pulling at once.
-const BULK_QUEUE: usize = 64;
-
-/// The replica task: answers data-lane requests from the local store. Scans and digests, which
-/// walk whole ranges of the store, go to a task of their own, so that on a
-/// runtime of more than one worker a get or set arriving meanwhile is not
-/// queued behind one (on a single worker the walk still holds the thread).
-async fn serve_data(
-    mut data: mpsc::Receiver<Inbound>,
-    replica: Arc<Replica>,
-    cancel: CancellationToken,
-) {
-    let (bulk_tx, bulk_rx) = mpsc::channel(BULK_QUEUE);
-    let bulk = tokio::spawn(serve_bulk(bulk_rx, replica.clone(), cancel.clone()));
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            inbound = data.recv() => {
-                let Some(inbound) = inbound else { break };
-                if !DataRequest::is_bulk(&inbound.body) {
-                    let response = replica.handle(&inbound.body);
-                    answer(inbound, response);
-                    continue;
-                }
-                let (inbound, code, reason) = match bulk_tx.try_send(inbound) {
-                    Ok(()) => continue,
-                    Err(mpsc::error::TrySendError::Full(inbound)) => {
-                        (inbound, RefusalCode::Overloaded, "too many scans queued")
-                    }
-                    Err(mpsc::error::TrySendError::Closed(inbound)) => {
-                        tracing::error!("the scan task has stopped; refusing scans");
-                        (inbound, RefusalCode::ShuttingDown, "the scan task has stopped")
-                    }
-                };
-                let reason = reason.to_owned();
-                answer(inbound, DataResponse::Refused { code, reason });
-            }
-        }
-    }
-    drop(bulk_tx);
-    let _ = bulk.await;
-}
-
-/// Answers the bulk requests [`serve_data`] hands over, one at a time.
-async fn serve_bulk(
-    mut bulk: mpsc::Receiver<Inbound>,
-    replica: Arc<Replica>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let inbound = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            inbound = bulk.recv() => match inbound {
-                Some(inbound) => inbound,
-                None => return,
-            },
-        };
-        let response = replica.handle(&inbound.body);
-        answer(inbound, response);
-    }
-}
-
-/// Sends `response` to the requester of `inbound`, if it awaits one.
-fn answer(inbound: Inbound, response: DataResponse) {
-    if let Some(reply) = inbound.reply {
-        let _ = reply.respond(response.encode().into());
     }
 }
