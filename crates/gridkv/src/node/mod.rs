@@ -481,8 +481,9 @@ impl GridKv {
         self.inner.phase.send_replace(Phase::Stopped);
     }
 
-    /// Tasks this node still runs (the transport's plus membership's); 0
-    /// after [`GridKv::shutdown`].
+    /// Tasks this node still runs (the transport's plus the node's:
+    /// membership, replica, store maintenance, fill, hints); 0 after
+    /// [`GridKv::shutdown`].
     pub fn task_count(&self) -> usize {
         let own = self
             .inner

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// Configuration of a [`Store`].
+/// Configuration of a [`Store`](super::Store).
 ///
 /// # Examples
 ///

@@ -40,7 +40,7 @@
 //! Expiry uses a [`CoarseClock`]: reads cost one atomic load, and the owner
 //! of the store calls [`Store::tick`] periodically and [`Store::maintain`]
 //! to sweep expired values and collect tombstones (a node starts the task
-//! in [`maintenance`] for both: a tick every 10 ms, a sweep every 100 ms).
+//! in `maintenance` for both: a tick every 10 ms, a sweep every 100 ms).
 //! Expiry reads are exact to within the tick period.
 //!
 //! # Files
