@@ -33,9 +33,13 @@
 //! it in `/health` and a metric).
 
 pub(crate) mod coordinator;
+pub(crate) mod fill_driver;
+pub(crate) mod fill_schedule;
+pub(crate) mod hint_delivery;
 pub(crate) mod hints;
 pub(crate) mod rebalance;
 mod replica;
+pub(crate) mod serve;
 pub(crate) mod stats;
 pub mod wire;
 

@@ -30,7 +30,6 @@ use crate::id::NodeId;
 use crate::keyspace::RingRange;
 use crate::net::{Lane, Transport};
 use crate::ring::Ring;
-use crate::rng::SplitMix64;
 use crate::store::ScanCursor;
 
 /// What one fill pass did.
@@ -57,7 +56,6 @@ pub(crate) struct Rebalancer {
     pub(crate) placement: Arc<ArcSwap<Placement>>,
     pub(crate) timeout: Duration,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) rng: SplitMix64,
     /// Paces what fills and anti-entropy pull (`fill_rate`).
     pub(crate) pace: Pace,
 }
@@ -397,13 +395,6 @@ impl Rebalancer {
         Counters::add(&self.counters.fill_entries, report.entries);
         Counters::add(&self.counters.fill_bytes, report.bytes);
         report
-    }
-
-    /// `d` scaled by a factor in [0.75, 1.25), so nodes' rounds spread out
-    /// (seeded: a simulation replays).
-    pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
-        let f = 0.75 + self.rng.unit() * 0.5;
-        d.mul_f64(f)
     }
 
     /// One anti-entropy round: for each range this node owns, compare

@@ -38,146 +38,44 @@
 //!
 //! # Time
 //! Expiry uses a [`CoarseClock`]: reads cost one atomic load, and the owner
-//! of the store calls [`Store::tick`] periodically (the node does so every
-//! millisecond or so) and [`Store::maintain`] to sweep expired values and
-//! collect tombstones. Expiry reads are exact to within the tick period.
+//! of the store calls [`Store::tick`] periodically and [`Store::maintain`]
+//! to sweep expired values and collect tombstones (a node starts the task
+//! in `maintenance` for both: a tick every 10 ms, a sweep every 100 ms).
+//! Expiry reads are exact to within the tick period.
+//!
+//! # Files
+//! This file holds the [`Store`] and its point reads and writes; beside it,
+//! `config` ([`StoreConfig`]), `range` (scans and digests of ring ranges),
+//! `maintenance` (the sweep and its task), `stats` (counters and the
+//! audit), `entry` (what is stored per key), `shard` (one shard's table,
+//! eviction queue, timers and digest leaves) and `clock` ([`CoarseClock`]).
 
 mod clock;
+mod config;
 mod entry;
+pub(crate) mod maintenance;
+mod range;
 mod shard;
+mod stats;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 
 pub use clock::CoarseClock;
+pub use config::{ConfigError, StoreConfig};
 pub use entry::{
     ApplyOutcome, EntryData, Item, Lookup, RangeEntry, Write, WriteOp, ENTRY_OVERHEAD,
 };
+pub use maintenance::Maintenance;
+pub use range::{RangeDigest, ScanBatch, ScanCursor};
+pub use stats::{Audit, StoreStats};
 
 use crate::hlc::{Clock, SystemClock};
-use crate::keyspace::{key_hash, RingRange};
+use crate::keyspace::key_hash;
 use entry::State;
-use shard::{Evicted, Leaf, Limits, Shard};
-
-/// Configuration of a [`Store`].
-///
-/// # Examples
-///
-/// ```
-/// use gridkv::store::StoreConfig;
-///
-/// let config = StoreConfig {
-///     memory_budget: 64 << 20,
-///     ..StoreConfig::default()
-/// };
-/// assert!(config.validate().is_ok());
-/// assert!(StoreConfig { shards: 48, ..config }.validate().is_err());
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// Number of shards; a power of two from 1 to 65,536. Default 64.
-    pub shards: usize,
-    /// Longest accepted key in bytes. Default 64 KiB.
-    pub max_key_len: usize,
-    /// Longest accepted value in bytes. Default 4 MiB, well under the
-    /// transport's 16 MiB frame limit.
-    pub max_value_len: usize,
-    /// Bytes of keys, values and per-entry overhead ([`ENTRY_OVERHEAD`])
-    /// the store may hold before it evicts. Default 1 GiB.
-    pub memory_budget: u64,
-    /// How long tombstones are kept, counted from their version's time (or
-    /// expiry). It bounds how long a replica may be away and still be
-    /// repaired without resurrecting deleted keys. Default 1 hour.
-    pub tombstone_grace: Duration,
-    /// Share of `memory_budget`, in percent (1 to 100), that tombstones may
-    /// hold. Beyond it the oldest tombstones are collected before their
-    /// grace period ends (counted as `tombstones_collected_early`), which
-    /// bounds memory under delete-heavy load at the price of weaker
-    /// protection against resurrection for those keys. Default 25.
-    pub max_tombstone_percent: u8,
-    /// Number of digest leaves over the whole ring; a power of two, at
-    /// least `shards` and at most 2^24. Default 16,384.
-    pub digest_leaves: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            shards: 64,
-            max_key_len: 64 << 10,
-            max_value_len: 4 << 20,
-            memory_budget: 1 << 30,
-            tombstone_grace: Duration::from_secs(3600),
-            max_tombstone_percent: 25,
-            digest_leaves: 16_384,
-        }
-    }
-}
-
-/// A [`StoreConfig`] field that is out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store config `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
-impl StoreConfig {
-    /// The longest accepted tombstone grace period: one year.
-    pub const MAX_TOMBSTONE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
-
-    /// Checks every field, naming the first invalid one.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: String| Err(ConfigError { field, reason });
-        if !self.shards.is_power_of_two() || self.shards > 1 << 16 {
-            return err(
-                "shards",
-                format!("{} is not a power of two in 1..=65536", self.shards),
-            );
-        }
-        if self.max_key_len == 0 {
-            return err("max_key_len", "must be at least 1".into());
-        }
-        if self.memory_budget == 0 {
-            return err("memory_budget", "must be at least 1 byte".into());
-        }
-        if self.tombstone_grace > Self::MAX_TOMBSTONE_GRACE {
-            return err(
-                "tombstone_grace",
-                format!(
-                    "{:?} is longer than the maximum, {:?}",
-                    self.tombstone_grace,
-                    Self::MAX_TOMBSTONE_GRACE
-                ),
-            );
-        }
-        if !(1..=100).contains(&self.max_tombstone_percent) {
-            return err(
-                "max_tombstone_percent",
-                format!("{} is not in 1..=100", self.max_tombstone_percent),
-            );
-        }
-        if !self.digest_leaves.is_power_of_two()
-            || self.digest_leaves < self.shards
-            || self.digest_leaves > 1 << 24
-        {
-            return err(
-                "digest_leaves",
-                format!(
-                    "{} is not a power of two between shards ({}) and 2^24",
-                    self.digest_leaves, self.shards
-                ),
-            );
-        }
-        Ok(())
-    }
-}
+use shard::{Evicted, Limits, Shard};
 
 /// Bad input to the store. Nothing stored is touched when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,145 +99,6 @@ pub enum StoreError {
         /// The configured maximum.
         max: usize,
     },
-}
-
-/// A point-in-time summary of a store's counters and gauges.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Keys with an entry of any kind (values, stubs, tombstones).
-    pub entries: u64,
-    /// Entries holding a value (some may have expired but not been swept).
-    pub live: u64,
-    /// Stubs of evicted values.
-    pub evicted: u64,
-    /// Tombstones (deletes and expiries) awaiting collection.
-    pub tombstones: u64,
-    /// Bytes charged against the budget.
-    pub bytes: u64,
-    /// The budget.
-    pub budget: u64,
-    /// Lookups served.
-    pub gets: u64,
-    /// Lookups that found a live value.
-    pub hits: u64,
-    /// Writes that became the stored version.
-    pub applied: u64,
-    /// Writes whose version was already stored.
-    pub duplicates: u64,
-    /// Writes refused because a newer version was stored.
-    pub superseded: u64,
-    /// Values evicted for memory.
-    pub evictions: u64,
-    /// Stubs of evicted values dropped for memory.
-    pub stubs_dropped: u64,
-    /// Values turned into tombstones by their TTL.
-    pub expirations: u64,
-    /// Tombstones collected after their grace period.
-    pub tombstones_collected: u64,
-    /// Tombstones collected before their grace period ended, because
-    /// tombstones reached `max_tombstone_percent` of the budget.
-    pub tombstones_collected_early: u64,
-}
-
-/// Work done by one [`Store::maintain`] call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Maintenance {
-    /// Bytes returned to the budget.
-    pub freed: u64,
-    /// Whether due work remains (call again soon).
-    pub more: bool,
-}
-
-/// A digest of the entries on a ring range: equal ranges on two replicas
-/// hold the same versions of the same keys (with overwhelming probability).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RangeDigest {
-    /// Order-independent hash of (key position, version) over the range.
-    pub hash: u64,
-    /// Number of entries (values, stubs and tombstones) on the range.
-    pub count: u64,
-}
-
-impl RangeDigest {
-    fn add(&mut self, leaf: Leaf) {
-        self.hash = self.hash.wrapping_add(leaf.sum);
-        self.count += leaf.count;
-    }
-}
-
-/// Where a [`Store::scan`] stopped; pass it back to continue.
-///
-/// A cursor can cross the network ([`ScanCursor::parts`],
-/// [`ScanCursor::from_parts`]): a replica streaming a range answers batch by
-/// batch, and the receiver sends the cursor back for the next one.
-///
-/// # Examples
-///
-/// ```
-/// use gridkv::store::ScanCursor;
-///
-/// let c = ScanCursor::from_parts(7, bytes::Bytes::from_static(b"k"));
-/// assert_eq!(c.parts(), (7, &b"k"[..]));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScanCursor {
-    rel: u64,
-    key: Bytes,
-}
-
-impl ScanCursor {
-    /// The cursor's position: the last entry's ring offset from the range's
-    /// start, and its key.
-    pub fn parts(&self) -> (u64, &[u8]) {
-        (self.rel, &self.key)
-    }
-
-    /// Rebuilds a cursor from [`ScanCursor::parts`]. A cursor that does not
-    /// come from a scan of the same range only skips or repeats entries; it
-    /// cannot corrupt anything.
-    pub fn from_parts(rel: u64, key: Bytes) -> Self {
-        Self { rel, key }
-    }
-}
-
-/// One batch of a [`Store::scan`].
-#[derive(Clone, Debug, Default)]
-pub struct ScanBatch {
-    /// Entries in clockwise order from the range's start (ties by key).
-    pub entries: Vec<RangeEntry>,
-    /// Where to continue, or `None` when the range is exhausted.
-    pub next: Option<ScanCursor>,
-}
-
-/// Bytes a [`RangeEntry`] counts towards a scan batch's byte limit.
-fn scan_size(e: &RangeEntry) -> usize {
-    let value = match &e.data {
-        EntryData::Value { value, .. } => value.len(),
-        _ => 0,
-    };
-    e.key.len() + value + 48
-}
-
-/// Result of [`Store::audit`]: incremental bookkeeping against a recount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Audit {
-    /// Bytes the store-wide budget counter holds.
-    pub accounted_bytes: u64,
-    /// Bytes recounted entry by entry.
-    pub recounted_bytes: u64,
-    /// Whether per-state gauges match the recount.
-    pub gauges_match: bool,
-    /// Digest leaves whose incremental value differs from a recount.
-    pub leaves_differing: usize,
-}
-
-impl Audit {
-    /// Whether every incremental figure equals its recount.
-    pub fn is_consistent(&self) -> bool {
-        self.accounted_bytes == self.recounted_bytes
-            && self.gauges_match
-            && self.leaves_differing == 0
-    }
 }
 
 /// Keeps each shard's lock on its own cache lines, so that threads working
@@ -402,8 +161,6 @@ impl std::fmt::Debug for Store {
 
 /// Queue items one eviction pass may visit before giving up on a shard.
 const EVICT_STEPS: usize = 256;
-/// Timers one [`Store::maintain`] call runs per shard, bounding lock holds.
-const TIMERS_PER_SHARD: usize = 1024;
 
 impl Store {
     /// A store on the system clock.
@@ -602,190 +359,6 @@ impl Store {
         }
     }
 
-    /// Expires values whose TTL has run out and collects tombstones past
-    /// their grace period, as of the last [`Store::tick`]. Each shard runs a
-    /// bounded number of timers per call, so foreground work is never held
-    /// up for long; `more` says whether to call again.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use gridkv::hlc::{ManualClock, Timestamp, Version};
-    /// use gridkv::store::{Lookup, Store, StoreConfig, Write};
-    ///
-    /// let clock = Arc::new(ManualClock::new(1_000));
-    /// let config = StoreConfig { tombstone_grace: Duration::from_secs(1), ..StoreConfig::default() };
-    /// let store = Store::with_clock(config, clock.clone()).unwrap();
-    /// let v = Version { ts: Timestamp::new(1_000, 0), ..Version::ZERO };
-    /// store.apply(b"k", Write::delete(v)).unwrap();
-    ///
-    /// clock.set(2_000); // the grace period has passed
-    /// store.tick();
-    /// while store.maintain().more {}
-    /// assert_eq!(store.get(b"k").unwrap(), Lookup::Missing);
-    /// ```
-    pub fn maintain(&self) -> Maintenance {
-        let now = self.clock.now_ms();
-        let mut report = Maintenance::default();
-        for shard in self.shards.iter() {
-            if !shard.0.read().has_due_timers(now) {
-                continue;
-            }
-            let (delta, more) = shard.0.write().run_timers(now, TIMERS_PER_SHARD);
-            self.charge(delta);
-            report.freed += delta.unsigned_abs();
-            report.more |= more;
-        }
-        report
-    }
-
-    /// Enumerates the entries on `range` in clockwise order from its start,
-    /// resuming after `after`, in batches of at most `max_entries` entries
-    /// and about `max_bytes` bytes (always at least one entry).
-    ///
-    /// Each batch holds one shard lock at a time, scanning that shard.
-    /// Entries present for the whole scan are returned exactly once; ones
-    /// written meanwhile may or may not be.
-    ///
-    /// # Examples
-    ///
-    /// Streaming a range to another replica in bounded batches:
-    ///
-    /// ```
-    /// use gridkv::keyspace::RingRange;
-    /// use gridkv::store::{Store, StoreConfig, Write};
-    /// use gridkv::Version;
-    ///
-    /// let source = Store::new(StoreConfig::default()).unwrap();
-    /// let target = Store::new(StoreConfig::default()).unwrap();
-    /// for i in 0..100u32 {
-    ///     let key = format!("key-{i}");
-    ///     source.apply(key.as_bytes(), Write::set(Version::ZERO, b"v", None)).unwrap();
-    /// }
-    /// let range = RingRange::FULL;
-    /// let mut after = None;
-    /// loop {
-    ///     let batch = source.scan(range, after.as_ref(), 16, 64 << 10);
-    ///     for entry in &batch.entries {
-    ///         if let Some(write) = entry.write() {
-    ///             target.apply(&entry.key, write).unwrap();
-    ///         }
-    ///     }
-    ///     match batch.next {
-    ///         Some(cursor) => after = Some(cursor),
-    ///         None => break,
-    ///     }
-    /// }
-    /// assert_eq!(source.digest(range), target.digest(range));
-    /// ```
-    pub fn scan(
-        &self,
-        range: RingRange,
-        after: Option<&ScanCursor>,
-        max_entries: usize,
-        max_bytes: usize,
-    ) -> ScanBatch {
-        let max_entries = max_entries.max(1);
-        let base = range.start.wrapping_add(1);
-        let rel = |h: u64| h.wrapping_sub(base);
-        let after_key = after.map(|c| (c.rel, &c.key[..]));
-        let now = self.clock.now_ms();
-        let mut batch = ScanBatch::default();
-        let mut bytes = 0usize;
-        let mut found = Vec::new();
-        for (lo, hi) in range.intervals() {
-            for i in self.shard_index(lo)..=self.shard_index(hi) {
-                let seg_lo = lo.max(self.shard_start(i));
-                let seg_hi = hi.min(self.shard_end(i));
-                if after_key.is_some_and(|(r, _)| rel(seg_hi) < r) {
-                    continue;
-                }
-                found.clear();
-                // The first `room` entries of the segment past the cursor,
-                // in scan order.
-                let room = max_entries - batch.entries.len();
-                self.shards[i].0.read().collect(
-                    (seg_lo, seg_hi),
-                    rel,
-                    after_key,
-                    now,
-                    room,
-                    &mut found,
-                );
-                for e in found.drain(..) {
-                    let size = scan_size(&e);
-                    if !batch.entries.is_empty() && bytes + size > max_bytes {
-                        batch.next = Some(cursor_of(batch.entries.last(), rel));
-                        return batch;
-                    }
-                    bytes += size;
-                    batch.entries.push(e);
-                }
-                if batch.entries.len() == max_entries {
-                    batch.next = Some(cursor_of(batch.entries.last(), rel));
-                    return batch;
-                }
-            }
-        }
-        batch
-    }
-
-    /// The digest of `range`, from incrementally maintained leaves; only
-    /// the (at most four) leaves cut by the range's ends are recomputed, by
-    /// scanning their shards.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use gridkv::hlc::{Timestamp, Version};
-    /// use gridkv::keyspace::{key_hash, RingRange};
-    /// use gridkv::store::{Store, StoreConfig, Write};
-    ///
-    /// let a = Store::new(StoreConfig::default()).unwrap();
-    /// let b = Store::new(StoreConfig::default()).unwrap();
-    /// let v = Version { ts: Timestamp::new(1, 0), ..Version::ZERO };
-    /// for s in [&a, &b] {
-    ///     s.apply(b"x", Write::set(v, b"1", None)).unwrap();
-    ///     s.apply(b"y", Write::set(v, b"2", None)).unwrap();
-    /// }
-    /// assert_eq!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
-    ///
-    /// // A newer write on one replica shows up in every range holding it.
-    /// let newer = Version { ts: Timestamp::new(2, 0), ..Version::ZERO };
-    /// b.apply(b"x", Write::set(newer, b"3", None)).unwrap();
-    /// let h = key_hash(b"x");
-    /// assert_ne!(a.digest(RingRange::new(h - 1, h)), b.digest(RingRange::new(h - 1, h)));
-    /// assert_eq!(a.digest(RingRange::FULL).count, 2);
-    /// ```
-    pub fn digest(&self, range: RingRange) -> RangeDigest {
-        let shift = 64 - self.leaf_bits;
-        let per_shard = self.config.digest_leaves / self.shards.len();
-        let mut digest = RangeDigest::default();
-        for (lo, hi) in range.intervals() {
-            let leaf_of = |h: u64| h.checked_shr(shift).unwrap_or(0) as usize;
-            let (first, last) = (leaf_of(lo), leaf_of(hi));
-            let mut leaf = first;
-            while leaf <= last {
-                let shard_index = leaf / per_shard;
-                let shard = self.shards[shard_index].0.read();
-                let shard_last = last.min((shard_index + 1) * per_shard - 1);
-                while leaf <= shard_last {
-                    let leaf_lo = (leaf as u64).checked_shl(shift).unwrap_or(0);
-                    let leaf_hi = leaf_lo | (u64::MAX >> self.leaf_bits);
-                    if lo <= leaf_lo && leaf_hi <= hi {
-                        digest.add(shard.leaf(leaf % per_shard));
-                    } else {
-                        digest.add(shard.partial_leaf(lo.max(leaf_lo), hi.min(leaf_hi)));
-                    }
-                    leaf += 1;
-                }
-            }
-        }
-        digest
-    }
-
     /// Drops every entry: values, stubs of evicted values and tombstones.
     /// For a node whose data can no longer be trusted (it was taken off the
     /// ring while away, so keys deleted meanwhile may have had their
@@ -814,93 +387,6 @@ impl Store {
             let freed = shard.0.write().clear();
             self.used.fetch_sub(freed, Relaxed);
         }
-    }
-
-    /// Counters and gauges, summed over shards.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use gridkv::store::{Store, StoreConfig, Write};
-    /// use gridkv::Version;
-    ///
-    /// let store = Store::new(StoreConfig::default()).unwrap();
-    /// store.apply(b"k", Write::set(Version::ZERO, b"v", None)).unwrap();
-    /// store.get(b"k").unwrap();
-    /// store.get(b"absent").unwrap();
-    /// let stats = store.stats();
-    /// assert_eq!((stats.entries, stats.live, stats.gets, stats.hits), (1, 1, 2, 1));
-    /// assert_eq!(stats.bytes, store.used_bytes());
-    /// assert!(store.audit().is_consistent());
-    /// ```
-    pub fn stats(&self) -> StoreStats {
-        let mut s = StoreStats {
-            budget: self.config.memory_budget,
-            ..StoreStats::default()
-        };
-        for shard in self.shards.iter() {
-            let shard = shard.0.read();
-            let c = shard.counts;
-            s.entries += shard.len() as u64;
-            s.live += c.live;
-            s.evicted += c.evicted;
-            s.tombstones += c.tombstones;
-            s.bytes += c.bytes;
-            // Misses first: a lookup counts its get before its miss, so
-            // this order never sees more misses than gets.
-            let misses = shard.reads.misses.load(Relaxed);
-            let gets = shard.reads.gets.load(Relaxed);
-            s.gets += gets;
-            s.hits += gets.saturating_sub(misses);
-            s.applied += c.applied;
-            s.duplicates += c.duplicates;
-            s.superseded += c.superseded;
-            s.evictions += c.evictions;
-            s.stubs_dropped += c.stubs_dropped;
-            s.expirations += c.expirations;
-            s.tombstones_collected += c.tombstones_collected;
-            s.tombstones_collected_early += c.tombstones_collected_early;
-        }
-        s
-    }
-
-    /// Bytes currently charged against the memory budget.
-    pub fn used_bytes(&self) -> u64 {
-        self.used.load(Relaxed)
-    }
-
-    /// Recounts every entry and digest leaf and compares them with the
-    /// incrementally kept figures. O(entries); for tests and diagnostics.
-    /// Run it while no writes are in flight, or figures may differ by the
-    /// writes that raced it.
-    pub fn audit(&self) -> Audit {
-        let mut recounted = 0;
-        let mut gauges_match = true;
-        let mut leaves_differing = 0;
-        for shard in self.shards.iter() {
-            let shard = shard.0.read();
-            let (c, differing) = shard.recount();
-            recounted += c.bytes;
-            let gauges = |c: &shard::WriteCounters| {
-                (c.bytes, c.tombstone_bytes, c.live, c.evicted, c.tombstones)
-            };
-            gauges_match &= gauges(&c) == gauges(&shard.counts);
-            leaves_differing += differing;
-        }
-        Audit {
-            accounted_bytes: self.used_bytes(),
-            recounted_bytes: recounted,
-            gauges_match,
-            leaves_differing,
-        }
-    }
-}
-
-fn cursor_of(last: Option<&RangeEntry>, rel: impl Fn(u64) -> u64) -> ScanCursor {
-    let last = last.expect("a batch that stops early holds an entry");
-    ScanCursor {
-        rel: rel(last.hash),
-        key: last.key.clone(),
     }
 }
 

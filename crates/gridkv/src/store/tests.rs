@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::hlc::{Hlc, ManualClock, Timestamp, Version};
 use crate::id::{Generation, NodeId};
-use crate::keyspace::key_hash;
+use crate::keyspace::{key_hash, RingRange};
 
 const T0: u64 = 1_700_000_000_000;
 

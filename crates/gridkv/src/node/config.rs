@@ -1,0 +1,298 @@
+//! A node's configuration: [`Config`], its checked [`ConfigBuilder`], the
+//! [`ConfigError`] naming an invalid field, and the [`FillMode`] of a join.
+
+use std::sync::Arc;
+
+use crate::hlc::{Clock, SystemClock};
+use crate::id::{Generation, NodeId};
+use crate::membership::{Identity, SwimConfig};
+use crate::net::TransportConfig;
+use crate::replication::ReplicationConfig;
+use crate::store::StoreConfig;
+
+/// A [`Config`] field that is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The field's name (as in [`ConfigBuilder`]'s methods).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// How a joining node's ranges get filled before it serves reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FillMode {
+    /// Stream the ranges this node will own from their current owners,
+    /// then become normal (see [`crate::replication`]'s rebalancing).
+    #[default]
+    Automatic,
+    /// Stream as [`FillMode::Automatic`] does, but stay joining until
+    /// [`GridKv::mark_filled`](crate::GridKv::mark_filled) is called.
+    Manual,
+}
+
+/// A node's configuration; build it with
+/// [`GridKv::builder`](crate::GridKv::builder).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id (stable across restarts).
+    pub node_id: NodeId,
+    /// This run's generation. Default: the wall clock at build time, so a
+    /// restart is later.
+    pub generation: Generation,
+    /// The cluster's name; nodes of other clusters are refused.
+    pub cluster: String,
+    /// Where the cluster transport listens.
+    pub listen: String,
+    /// The address peers dial, if not the listen address.
+    pub advertise: Option<String>,
+    /// Seed addresses to join through (may include this node's own).
+    pub seeds: Vec<String>,
+    /// The datacenter label.
+    pub datacenter: String,
+    /// Membership timers.
+    pub membership: SwimConfig,
+    /// How the node's ranges are filled when it joins.
+    pub fill: FillMode,
+    /// Seeds the node's randomness (probe order, jitter), so a run replays.
+    pub rng_seed: u64,
+    /// Transport tuning; `cluster`, `node_id`, `generation`, `listen` and
+    /// `advertise` are taken from this config.
+    pub transport: TransportConfig,
+    /// Replication factor, quorums and timeouts.
+    pub replication: ReplicationConfig,
+    /// The local store's bounds (key and value sizes, memory budget,
+    /// tombstone grace).
+    pub store: StoreConfig,
+    /// The wall clock versions and expiries are read from (tests inject a
+    /// skewed one).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`Config`], checking every field.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::{GridKv, SwimConfig};
+///
+/// let config = GridKv::builder("node-1")
+///     .cluster("prod")
+///     .listen("127.0.0.1:0")
+///     .seeds(["10.0.0.1:7946", "10.0.0.2:7946"])
+///     .datacenter("eu-west-1a")
+///     .membership(SwimConfig::wan())
+///     .build()?;
+/// assert_eq!(config.seeds.len(), 2);
+///
+/// let err = GridKv::builder("has space").build().unwrap_err();
+/// assert_eq!(err.field, "node_id");
+/// let err = GridKv::builder("n").listen("nowhere").build().unwrap_err();
+/// assert_eq!(err.field, "listen");
+/// # Ok::<(), gridkv::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    node_id: String,
+    generation: Option<Generation>,
+    cluster: String,
+    listen: String,
+    advertise: Option<String>,
+    seeds: Vec<String>,
+    datacenter: String,
+    membership: SwimConfig,
+    fill: FillMode,
+    rng_seed: Option<u64>,
+    transport: Option<TransportConfig>,
+    replication: ReplicationConfig,
+    store: StoreConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl ConfigBuilder {
+    /// A builder with every default, for a node called `node_id` (see
+    /// [`GridKv::builder`](crate::GridKv::builder)).
+    pub(super) fn new(node_id: String) -> Self {
+        Self {
+            node_id,
+            generation: None,
+            cluster: "gridkv".to_owned(),
+            listen: "127.0.0.1:0".to_owned(),
+            advertise: None,
+            seeds: Vec::new(),
+            datacenter: "default".to_owned(),
+            membership: SwimConfig::lan(),
+            fill: FillMode::Automatic,
+            rng_seed: None,
+            transport: None,
+            replication: ReplicationConfig::default(),
+            store: StoreConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replication factor and quorums (default N=3, W=2, R=2).
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        self.replication = config;
+        self
+    }
+
+    /// The local store's bounds.
+    pub fn store(mut self, config: StoreConfig) -> Self {
+        self.store = config;
+        self
+    }
+
+    /// The wall clock for versions and expiries (default the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The cluster name (default `gridkv`).
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = name.into();
+        self
+    }
+
+    /// The listen address, `host:port` (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// The advertised address, when peers must dial another address than
+    /// the listen one (required for `0.0.0.0`).
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// Seed addresses (`host:port`; DNS names are resolved on every
+    /// attempt).
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The datacenter label (default `default`).
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = dc.into();
+        self
+    }
+
+    /// Membership timers (default [`SwimConfig::lan`]).
+    pub fn membership(mut self, config: SwimConfig) -> Self {
+        self.membership = config;
+        self
+    }
+
+    /// How ranges are filled on join (default [`FillMode::Automatic`]).
+    pub fn fill(mut self, mode: FillMode) -> Self {
+        self.fill = mode;
+        self
+    }
+
+    /// An explicit generation (tests, restores); default the wall clock.
+    pub fn generation(mut self, generation: Generation) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Seeds the node's randomness (default: from the generation).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Transport tuning (its identity and address fields are overwritten).
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.transport = Some(config);
+        self
+    }
+
+    /// Checks every field and builds the config.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first invalid field.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let err = |field, reason: String| ConfigError { field, reason };
+        let node_id = NodeId::new(&self.node_id).map_err(|e| err("node_id", e.to_string()))?;
+        check_addr(&self.listen).map_err(|r| err("listen", r))?;
+        if let Some(a) = &self.advertise {
+            check_addr(a).map_err(|r| err("advertise", r))?;
+        }
+        for s in &self.seeds {
+            check_addr(s).map_err(|r| err("seeds", format!("{s:?}: {r}")))?;
+        }
+        if self.datacenter.is_empty() || self.datacenter.len() > Identity::MAX_LABEL {
+            return Err(err("datacenter", "must be 1 to 255 bytes".into()));
+        }
+        self.membership.validate().map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason.to_owned(),
+        })?;
+        self.replication
+            .validate()
+            .map_err(|(field, reason)| err(field, reason.to_owned()))?;
+        self.store.validate().map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason,
+        })?;
+        let generation = self.generation.unwrap_or_else(Generation::now);
+        let mut transport = self
+            .transport
+            .unwrap_or_else(|| TransportConfig::new(&self.cluster, node_id, generation));
+        transport.cluster = self.cluster.clone();
+        transport.node_id = node_id;
+        transport.generation = generation;
+        transport.listen = self.listen.clone();
+        transport.advertise = self.advertise.clone();
+        let rng_seed = self.rng_seed.unwrap_or(generation.get());
+        transport.seed = rng_seed;
+        transport.validate().map_err(|e| ConfigError {
+            field: if e.field == "cluster" {
+                "cluster"
+            } else {
+                e.field
+            },
+            reason: e.reason.to_string(),
+        })?;
+        Ok(Config {
+            node_id,
+            generation,
+            cluster: self.cluster,
+            listen: self.listen,
+            advertise: self.advertise,
+            seeds: self.seeds,
+            datacenter: self.datacenter,
+            membership: self.membership,
+            fill: self.fill,
+            rng_seed,
+            transport,
+            replication: self.replication,
+            store: self.store,
+            clock: self.clock,
+        })
+    }
+}
+
+/// `host:port` with a numeric port.
+fn check_addr(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("expected host:port".into());
+    };
+    if host.is_empty() || addr.len() > Identity::MAX_LABEL {
+        return Err("expected host:port".into());
+    }
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("invalid port {port:?}"))
+}

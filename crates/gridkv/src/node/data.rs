@@ -1,0 +1,298 @@
+//! The data operations of [`GridKv`]: sets, gets, deletes, TTLs and the
+//! batch calls, each timed into the node's metrics and handed to the
+//! coordinator (or answered from the local store for a local read).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::GridKv;
+use crate::replication::coordinator::WriteData;
+use crate::replication::{Error, ReadOptions, WriteOptions};
+use crate::store::Lookup;
+
+/// The data operations.
+impl GridKv {
+    /// Stores `value` under `key` on the key's owners (W of N must apply it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`]; a failed write is indeterminate (see [`Error`]).
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+    ) -> Result<(), Error> {
+        self.set_with(key, value, None, WriteOptions::default())
+            .await
+    }
+
+    /// As [`GridKv::set`], expiring after `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn set_with_ttl(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.set_with(key, value, Some(ttl), WriteOptions::default())
+            .await
+    }
+
+    /// A set with an optional TTL and per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn set_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<bytes::Bytes>,
+        ttl: Option<Duration>,
+        options: WriteOptions,
+    ) -> Result<(), Error> {
+        let expires_at = ttl.map(|ttl| self.expiry(ttl));
+        self.write(key.as_ref(), Some((value.into(), expires_at)), options)
+            .await
+            .map(|_| ())
+    }
+
+    /// The value of `key` (quorum read; `None` if absent, deleted or
+    /// expired).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`]: never a partial result.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<bytes::Bytes>, Error> {
+        self.get_with(key, ReadOptions::default()).await
+    }
+
+    /// A read with per-call options ([`ReadOptions::local`] for a local
+    /// read).
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: ReadOptions,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let key = key.as_ref();
+        if options.local && !self.is_closed() {
+            // Answered before any future of the network path is built.
+            if let Some(result) = self.inner.coordinator.read_local(key) {
+                self.count_local_read();
+                return Ok(result?.into_value());
+            }
+        }
+        Ok(self.read_remote(key, options).await?.into_value())
+    }
+
+    /// Deletes `key`; returns whether a live value was there (as far as the
+    /// owners that applied the delete know).
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        self.delete_with(key, WriteOptions::default()).await
+    }
+
+    /// A delete with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: WriteOptions,
+    ) -> Result<bool, Error> {
+        self.write(key.as_ref(), None, options).await
+    }
+
+    /// Whether `key` has a live value.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// The time `key` has left: `None` if absent, `Some(None)` if it has no
+    /// expiry.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::get`].
+    pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Option<Duration>>, Error> {
+        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        Ok(
+            match self.lookup(key.as_ref(), ReadOptions::default()).await? {
+                Lookup::Live(item) => Some(
+                    item.expires_at
+                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
+                ),
+                _ => None,
+            },
+        )
+    }
+
+    /// Sets `key` to expire after `ttl`; returns whether it existed. A read
+    /// then a write of the same value at a new version: a concurrent write
+    /// of the key wins if it is stamped later.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
+        let expires_at = self.expiry(ttl);
+        self.rewrite_expiry(key.as_ref(), Some(expires_at)).await
+    }
+
+    /// Removes `key`'s expiry; returns whether it had one (as Redis's
+    /// `PERSIST`). A key that is absent or never expires is not written.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`].
+    pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        self.rewrite_expiry(key.as_ref(), None).await
+    }
+
+    /// Reads several keys at once; one result per key, in order. At most
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
+    pub async fn get_many<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+    ) -> Vec<Result<Option<bytes::Bytes>, Error>> {
+        let keys = keys
+            .iter()
+            .map(|k| bytes::Bytes::copy_from_slice(k.as_ref()));
+        self.fan_out(keys, |node, key| async move { node.get(key).await })
+            .await
+    }
+
+    /// Writes several keys at once; one result per pair, in order. At most
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
+    pub async fn set_many<K: AsRef<[u8]>, V: Clone + Into<bytes::Bytes>>(
+        &self,
+        pairs: &[(K, V)],
+    ) -> Vec<Result<(), Error>> {
+        let pairs = pairs.iter().map(|(k, v)| {
+            let value: bytes::Bytes = v.clone().into();
+            (bytes::Bytes::copy_from_slice(k.as_ref()), value)
+        });
+        self.fan_out(pairs, |node, (key, value)| async move {
+            node.set(key, value).await
+        })
+        .await
+    }
+
+    /// How many operations of one [`GridKv::get_many`] or
+    /// [`GridKv::set_many`] run at once.
+    pub const MANY_IN_FLIGHT: usize = 64;
+
+    /// Runs `op` on every item, each in a task of its own, at most
+    /// [`GridKv::MANY_IN_FLIGHT`] at a time; results in the items' order.
+    async fn fan_out<T, R, Fut>(
+        &self,
+        items: impl Iterator<Item = T>,
+        op: impl Fn(GridKv, T) -> Fut,
+    ) -> Vec<Result<R, Error>>
+    where
+        Fut: std::future::Future<Output = Result<R, Error>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut running = std::collections::VecDeque::with_capacity(Self::MANY_IN_FLIGHT);
+        let mut out = Vec::with_capacity(items.size_hint().0);
+        let finish = |joined: Result<Result<R, Error>, tokio::task::JoinError>| {
+            joined.unwrap_or(Err(Error::ShuttingDown))
+        };
+        for item in items {
+            if running.len() == Self::MANY_IN_FLIGHT {
+                let first: tokio::task::JoinHandle<_> =
+                    running.pop_front().expect("the window is full");
+                out.push(finish(first.await));
+            }
+            running.push_back(tokio::spawn(op(self.clone(), item)));
+        }
+        for task in running {
+            out.push(finish(task.await));
+        }
+        out
+    }
+
+    fn expiry(&self, ttl: Duration) -> u64 {
+        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    async fn write(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        options: WriteOptions,
+    ) -> Result<bool, Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        let histogram = match data {
+            Some(_) => &self.inner.metrics.writes,
+            None => &self.inner.metrics.deletes,
+        };
+        let started = Instant::now();
+        let result = Box::pin(self.inner.coordinator.write(key, data, options)).await;
+        histogram.record(started.elapsed());
+        result
+    }
+
+    fn count_local_read(&self) {
+        self.inner
+            .metrics
+            .local_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
+        if options.local && !self.is_closed() {
+            if let Some(result) = self.inner.coordinator.read_local(key) {
+                self.count_local_read();
+                return result;
+            }
+        }
+        self.read_remote(key, options).await
+    }
+
+    /// A read past the local fast path (already tried, or not asked for).
+    async fn read_remote(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        // Boxed: the network path's state is large, and callers' futures
+        // stay small.
+        let started = Instant::now();
+        let result = Box::pin(self.inner.coordinator.read(key, options)).await;
+        self.inner.metrics.reads.record(started.elapsed());
+        result
+    }
+
+    /// Writes `key`'s live value back with expiry `expires_at`; returns
+    /// whether it did. Nothing is written for an absent key, nor when
+    /// removing the expiry of one that has none.
+    async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
+        match self.lookup(key, ReadOptions::default()).await? {
+            Lookup::Live(item) if expires_at.is_some() || item.expires_at.is_some() => {
+                self.write(key, Some((item.value, expires_at)), WriteOptions::default())
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The membership driver: the task that feeds packets and time to the
+//! sans-IO [`Swim`] state machine over the transport's control lane, and
+//! carries out its outputs (sends, events, the ring and placement the
+//! coordinator reads).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Command, Inner, Phase, LEAVE_FLUSH};
+use crate::hlc::Hlc;
+use crate::membership::{Liveness, MemberEvent, Output, RingState, Swim};
+use crate::net::{Inbound, Lane, Transport};
+use crate::replication::coordinator::Placement;
+use crate::ring::Ring;
+
+/// How long after a placement change writes also need a quorum of the
+/// previous owners: longer than a change takes to reach every node, so a
+/// reader still on the old ring meets every write.
+const TRANSITION_GRACE: Duration = Duration::from_secs(3);
+
+/// The membership task: feeds packets and time to [`Swim`], carries out
+/// its outputs.
+pub(super) struct Driver {
+    pub(super) swim: Swim,
+    pub(super) origin: Instant,
+    pub(super) transport: Transport,
+    pub(super) shared: Weak<Inner>,
+    pub(super) cancel: CancellationToken,
+    pub(super) placement: Arc<ArcSwap<Placement>>,
+    /// Bumped whenever the placement changes (wakes the rebalancer).
+    pub(super) changes: watch::Sender<u64>,
+    /// Wall-clock ms at start.
+    pub(super) started_ms: u64,
+    pub(super) restart_noted: bool,
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut leave_done: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.flush();
+            if let Some(done) = leave_done.take() {
+                // Give the leave packets a moment on the wire.
+                let _ = tokio::time::timeout(LEAVE_FLUSH, self.wait_sent()).await;
+                let _ = done.send(());
+                return;
+            }
+            if self.swim.is_refused() {
+                // Another live node holds our id: stop for good, releasing
+                // the transport's sockets and every task.
+                if let Some(shared) = self.shared.upgrade() {
+                    shared
+                        .closed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                self.cancel.cancel();
+                self.transport.shutdown().await;
+                return;
+            }
+            let deadline = self.swim.next_deadline();
+            let sleep = if deadline == Duration::MAX {
+                Duration::from_secs(3600)
+            } else {
+                deadline.saturating_sub(self.now())
+            };
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                command = commands.recv() => match command {
+                    Some(Command::Fill) => {
+                        let now = self.now();
+                        self.swim.mark_filled(now);
+                    }
+                    Some(Command::StartLeaving) => {
+                        let now = self.now();
+                        self.swim.start_leaving(now);
+                    }
+                    Some(Command::Leave(done)) => {
+                        let now = self.now();
+                        self.swim.start_leaving(now);
+                        self.swim.leave(now);
+                        leave_done = Some(done);
+                    }
+                    None => return,
+                },
+                inbound = control.recv() => {
+                    let Some(inbound) = inbound else { return };
+                    let now = self.now();
+                    if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
+                        tracing::warn!(from = %inbound.from, %error, "bad membership packet");
+                    }
+                    // Under a steady stream of packets the sleep branch
+                    // below may never be polled: run due timers here too.
+                    if now >= self.swim.next_deadline() {
+                        self.swim.handle_timers(now);
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {
+                    let now = self.now();
+                    self.swim.handle_timers(now);
+                }
+            }
+        }
+    }
+
+    /// Gives the coordinator the current rings and member table.
+    fn publish_placement(&self, shared: &Inner) {
+        let rm = shared.ring_members.load();
+        let ring = shared.ring.load_full();
+        let future = if rm.future == rm.placement {
+            ring.clone()
+        } else {
+            match Ring::new(rm.version, rm.future.iter().copied()) {
+                Ok(future) => Arc::new(future),
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the future ring");
+                    ring.clone()
+                }
+            }
+        };
+        let members = self.swim.members().map(|m| (m.id(), m.clone())).collect();
+        let old = self.placement.load_full();
+        let previous = if old.ring.nodes() != ring.nodes() && !old.ring.is_empty() {
+            Some((old.ring.clone(), Instant::now() + TRANSITION_GRACE))
+        } else {
+            old.previous.clone()
+        };
+        let serves_reads = self.swim.local().serves_reads();
+        shared
+            .coordinator
+            .replica
+            .serves_reads
+            .store(serves_reads, std::sync::atomic::Ordering::Release);
+        let rings_changed =
+            old.ring.nodes() != ring.nodes() || old.future.nodes() != future.nodes();
+        if rings_changed {
+            // Before and after the store (see `Holdings::ring_changed`).
+            shared.coordinator.replica.holdings.ring_changed();
+        }
+        self.placement.store(Arc::new(Placement {
+            ring,
+            future,
+            members,
+            local_serves_reads: serves_reads,
+            previous,
+        }));
+        if rings_changed {
+            shared.coordinator.replica.holdings.ring_changed();
+        }
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Waits until the transport has written what is queued (polling the
+    /// queued-frame count; bounded by the caller).
+    async fn wait_sent(&self) {
+        while self.transport.stats().queued_frames > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut members_changed = false;
+        let mut ring_changed = false;
+        while let Some(output) = self.swim.poll_output() {
+            match output {
+                Output::Send { to, packet } => {
+                    if let Err(error) = self.transport.send(&to, Lane::Control, packet) {
+                        // Probes time out on their own; nothing to retry.
+                        tracing::trace!(%to, %error, "membership packet not sent");
+                    }
+                }
+                Output::Event(event) => {
+                    let Some(shared) = self.shared.upgrade() else {
+                        continue;
+                    };
+                    match &event {
+                        MemberEvent::Changed { member, previous } => {
+                            members_changed = true;
+                            let gone = member.liveness == Liveness::Left
+                                || member.ring == RingState::Removed;
+                            let me = member.id() == self.swim.local().id();
+                            if gone && !me {
+                                self.transport.forget(&member.identity.addr);
+                            }
+                            let was_serving =
+                                previous.as_ref().is_some_and(|p| p.ring.serves_reads());
+                            if me && was_serving && member.ring == RingState::Joining {
+                                // The majority took this node off the ring
+                                // while it was away: keys deleted meanwhile
+                                // may have had their tombstones collected,
+                                // so what it holds could resurrect them. It
+                                // starts empty and refills, as a new node.
+                                tracing::warn!(
+                                    node = %member.id(),
+                                    "removed from the ring while away: dropping local data and refilling"
+                                );
+                                shared.coordinator.replica.holdings.forget();
+                                shared.coordinator.replica.store.clear();
+                            }
+                        }
+                        MemberEvent::Forgotten { .. } => members_changed = true,
+                        MemberEvent::RingChanged { .. } => ring_changed = true,
+                        MemberEvent::Joined => {
+                            shared.phase.send_replace(Phase::Joined);
+                        }
+                        MemberEvent::JoinRefused { holder } => {
+                            tracing::error!(
+                                id = %shared.id,
+                                %holder,
+                                "join refused: this node id is in use by a live member"
+                            );
+                            shared.phase.send_replace(Phase::Refused(holder.clone()));
+                        }
+                        MemberEvent::IdConflict { .. } => {}
+                    }
+                    let _ = shared.events.send(event);
+                }
+            }
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if members_changed {
+            shared
+                .members
+                .store(Arc::new(self.swim.members().cloned().collect()));
+        }
+        if ring_changed {
+            let rm = self.swim.ring_members().clone();
+            match Ring::new(rm.version, rm.placement.iter().copied()) {
+                Ok(ring) => shared.ring.store(Arc::new(ring)),
+                Err(error) => tracing::error!(%error, "cannot build the ring"),
+            }
+            shared.ring_members.store(Arc::new(rm));
+        }
+        if members_changed || ring_changed {
+            self.publish_placement(&shared);
+        }
+        if self.swim.saw_previous_run() && !self.restart_noted {
+            self.restart_noted = true;
+            let hlc = &shared.coordinator.replica.hlc;
+            let until = self.started_ms + Hlc::DEFAULT_MAX_DRIFT.as_millis() as u64;
+            tracing::info!(
+                node = %shared.id,
+                wait_ms = until.saturating_sub(hlc.clock().now_ms()),
+                "restart of a known node: writes wait until the clock passes the previous run's"
+            );
+            shared.coordinator.hold_writes_until(until);
+        }
+    }
+}

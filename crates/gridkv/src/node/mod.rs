@@ -1,0 +1,587 @@
+//! The node handle: [`GridKv`], cheap to clone, and what it owns: the
+//! transport, the membership view the driver publishes, the coordinator of
+//! data calls, and the node's tasks.
+//!
+//! - `config`: [`Config`] and its checked builder.
+//! - `error`: why a start or a join fails.
+//! - `driver`: the task that runs SWIM over the transport.
+//! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//!
+//! The node starts, and awaits on shutdown, tasks owned elsewhere: the
+//! replica's request loop (`replication::serve`), the fill and
+//! anti-entropy driver (`replication::fill_driver`), hint delivery
+//! (`replication::hint_delivery`) and store maintenance
+//! (`store::maintenance`).
+
+mod config;
+mod data;
+mod driver;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, ConfigBuilder, ConfigError, FillMode};
+pub use error::{JoinError, StartError};
+
+use crate::hlc::Hlc;
+use crate::id::NodeId;
+use crate::membership::{Identity, Member, MemberEvent, RingMembers, RingState, Swim};
+use crate::net::Transport;
+use crate::replication::coordinator::Placement;
+use crate::replication::fill_driver::FillDriver;
+use crate::replication::fill_schedule::FillSchedule;
+use crate::replication::hints::{HintLimits, Hints};
+use crate::replication::rebalance::Rebalancer;
+use crate::replication::{hint_delivery, serve, Coordinator, Replica, ReplicationStatus};
+use crate::ring::Ring;
+use crate::store::Store;
+use driver::Driver;
+
+/// Where the node is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Joining,
+    Joined,
+    Refused(String),
+    Stopped,
+}
+
+enum Command {
+    Fill,
+    StartLeaving,
+    Leave(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Capacity of each event subscription; a subscriber that falls further
+/// behind gets [`broadcast::error::RecvError::Lagged`] and skips ahead.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// How long [`GridKv::shutdown`] waits for its leave to go out.
+const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+
+/// The longest [`GridKv::shutdown`] waits for the members gaining this
+/// node's ranges to hold its data before it leaves anyway.
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Inner {
+    id: NodeId,
+    transport: Transport,
+    members: ArcSwap<Vec<Member>>,
+    ring: ArcSwap<Ring>,
+    ring_members: ArcSwap<RingMembers>,
+    events: broadcast::Sender<MemberEvent>,
+    phase: watch::Sender<Phase>,
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Shared with the hint task, which holds it weakly.
+    coordinator: Arc<Coordinator>,
+    /// Set when the node stops: data calls check it without the
+    /// cancellation token's lock.
+    closed: std::sync::atomic::AtomicBool,
+    metrics: crate::metrics::NodeMetrics,
+}
+
+impl Inner {
+    fn placement_view(&self) -> Arc<Placement> {
+        self.coordinator.placement.load_full()
+    }
+
+    fn rebalancer(&self) -> Rebalancer {
+        let c = &self.coordinator;
+        Rebalancer {
+            me: self.id,
+            replicas: c.config.replicas,
+            sources: c.config.replicas - c.config.write_quorum + 1,
+            transport: self.transport.clone(),
+            replica: c.replica.clone(),
+            placement: c.placement.clone(),
+            timeout: c.config.timeout,
+            counters: c.counters.clone(),
+            pace: crate::replication::rebalance::Pace::new(c.config.fill_rate),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop without a leave (like a crash);
+        // the transport stops when its own last handle drops.
+        self.cancel.cancel();
+    }
+}
+
+/// A running GridKv node: membership, and the data operations (quorum
+/// reads and writes over the key's owners).
+///
+/// Cheap to clone; every clone is the same node. Dropping the last clone
+/// stops the node without announcing a leave (peers see it fail); call
+/// [`GridKv::shutdown`] for a graceful leave.
+///
+/// # Examples
+///
+/// A two-node cluster on loopback:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use gridkv::GridKv;
+///
+/// let a = GridKv::start(GridKv::builder("a").build()?).await?;
+/// let b = GridKv::start(
+///     GridKv::builder("b").seeds([a.local_addr().to_string()]).build()?,
+/// ).await?;
+/// b.ready().await?; // joined, ranges filled, normal
+///
+/// // Wait until both see both.
+/// let mut events = a.subscribe();
+/// while a.members().len() < 2 {
+///     events.recv().await?;
+/// }
+/// assert!(a.members().iter().any(|m| m.id().as_str() == "b"));
+///
+/// // Written through one node, read through the other (N=3, W=2, R=2 are
+/// // capped at the two members there are).
+/// a.set("user:1", "alice").await?;
+/// assert_eq!(b.get("user:1").await?.as_deref(), Some(&b"alice"[..]));
+/// assert!(b.delete("user:1").await?);
+/// assert_eq!(a.get("user:1").await?, None);
+///
+/// b.shutdown().await;
+/// a.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct GridKv {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GridKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridKv")
+            .field("id", &self.inner.id)
+            .field("addr", &self.inner.transport.advertised_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GridKv {
+    /// A config builder for a node called `node_id`.
+    pub fn builder(node_id: impl Into<String>) -> ConfigBuilder {
+        ConfigBuilder::new(node_id.into())
+    }
+
+    /// Binds the transport and starts membership. Returns at once; the node
+    /// joins through its seeds in the background, retrying until it
+    /// succeeds (see [`GridKv::joined`]). A node with no seeds (other than
+    /// itself) is a one-node cluster.
+    ///
+    /// Must be called within a tokio runtime with time and I/O enabled.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`]: an invalid config or a listen address that cannot
+    /// be bound.
+    pub async fn start(config: Config) -> Result<GridKv, StartError> {
+        Self::start_with(config, Arc::new(crate::net::io::Tcp::default())).await
+    }
+
+    /// As [`GridKv::start`], over any [`Network`](crate::net::io::Network):
+    /// a simulator (the tests run whole clusters under turmoil), or a
+    /// custom socket layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::start`].
+    pub async fn start_with(
+        config: Config,
+        network: Arc<dyn crate::net::io::Network>,
+    ) -> Result<GridKv, StartError> {
+        let (transport, incoming) = Transport::bind_with(config.transport.clone(), network).await?;
+        let mut identity = Identity::new(
+            config.node_id,
+            config.generation,
+            transport.advertised_addr().to_owned(),
+        );
+        identity.datacenter = config.datacenter.clone();
+        let origin = Instant::now();
+        let swim = Swim::new(
+            identity,
+            config.membership.clone(),
+            config.seeds.clone(),
+            config.rng_seed,
+            Duration::ZERO,
+        )
+        .map_err(|e| ConfigError {
+            field: e.field,
+            reason: e.reason.to_owned(),
+        })?;
+        let store = Arc::new(
+            Store::with_clock(config.store.clone(), config.clock.clone()).map_err(|e| {
+                ConfigError {
+                    field: e.field,
+                    reason: e.reason,
+                }
+            })?,
+        );
+        let hlc = Arc::new(Hlc::new(
+            config.node_id,
+            config.generation,
+            config.clock.clone(),
+        ));
+        let hints = Arc::new(Hints::new(HintLimits {
+            max_hints: config.replication.max_hints,
+            max_bytes: config.replication.max_hint_bytes,
+            ttl: config
+                .replication
+                .hint_ttl
+                .min(config.store.tombstone_grace / 2),
+        }));
+        let counters: Arc<crate::replication::stats::Counters> = Arc::default();
+        let replica = Arc::new(Replica {
+            store,
+            hlc,
+            hints: hints.clone(),
+            counters: counters.clone(),
+            serves_reads: std::sync::atomic::AtomicBool::new(false),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            holdings: crate::replication::Holdings::new(
+                config.node_id,
+                config.replication.replicas,
+            ),
+        });
+        let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
+        let coordinator = Coordinator {
+            me: config.node_id,
+            transport: transport.clone(),
+            replica: replica.clone(),
+            config: config.replication.clone(),
+            placement: placement.clone(),
+            counters,
+            hints,
+            write_barrier: std::sync::atomic::AtomicU64::new(0),
+        };
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (phase, _) = watch::channel(Phase::Joining);
+        let (commands, command_rx) = mpsc::channel(16);
+        let (changes_tx, changes_rx) = watch::channel(0u64);
+        let inner = Arc::new(Inner {
+            id: config.node_id,
+            transport: transport.clone(),
+            members: ArcSwap::from_pointee(swim.members().cloned().collect()),
+            ring: ArcSwap::from_pointee(Ring::new(0, []).expect("an empty ring is valid")),
+            ring_members: ArcSwap::from_pointee(RingMembers::default()),
+            events,
+            phase,
+            commands,
+            cancel: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            coordinator: Arc::new(coordinator),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            metrics: crate::metrics::NodeMetrics::default(),
+        });
+        let driver = Driver {
+            swim,
+            origin,
+            transport,
+            shared: Arc::downgrade(&inner),
+            cancel: inner.cancel.clone(),
+            placement,
+            changes: changes_tx,
+            started_ms: config.clock.now_ms(),
+            restart_noted: false,
+        };
+        let membership = tokio::spawn(driver.run(incoming.control, command_rx));
+        let maintenance =
+            crate::store::maintenance::spawn(replica.store.clone(), inner.cancel.clone());
+        let data = serve::spawn(incoming.data, replica, inner.cancel.clone());
+        let rebalance = spawn_fill(&inner, &config, changes_rx);
+        let hints = hint_delivery::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
+        inner
+            .tasks
+            .lock()
+            .extend([membership, data, maintenance, rebalance, hints]);
+        Ok(GridKv { inner })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address the transport listens on (the real port when the config
+    /// said 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.inner.transport.local_addr()
+    }
+
+    /// The address peers dial.
+    pub fn advertised_addr(&self) -> &str {
+        self.inner.transport.advertised_addr()
+    }
+
+    /// Every known member (this node first), as of the last change.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        self.inner.members.load_full()
+    }
+
+    /// One member's state.
+    pub fn member(&self, id: &NodeId) -> Option<Member> {
+        self.members().iter().find(|m| m.id() == *id).cloned()
+    }
+
+    /// Events from now on. Each subscription buffers up to
+    /// [`EVENT_CAPACITY`] events; a slower subscriber skips ahead with
+    /// `Lagged` and can re-read [`GridKv::members`].
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The placement ring: designated owners (see [`RingMembers`]).
+    pub fn ring(&self) -> Arc<Ring> {
+        self.inner.ring.load_full()
+    }
+
+    /// Who holds ring slots now and after pending changes, with the ring's
+    /// version.
+    pub fn ring_members(&self) -> Arc<RingMembers> {
+        self.inner.ring_members.load_full()
+    }
+
+    /// The transport (for the replication layer and diagnostics).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Waits until the node has joined a cluster (at once for a node with
+    /// no seeds).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::DuplicateId`] when a seed refused the join (the node has
+    /// stopped), [`JoinError::ShuttingDown`] when it stopped first.
+    pub async fn joined(&self) -> Result<(), JoinError> {
+        let mut phase = self.inner.phase.subscribe();
+        loop {
+            match &*phase.borrow_and_update() {
+                Phase::Joined => return Ok(()),
+                Phase::Refused(holder) => {
+                    return Err(JoinError::DuplicateId {
+                        id: self.inner.id,
+                        holder: holder.clone(),
+                    })
+                }
+                Phase::Stopped => return Err(JoinError::ShuttingDown),
+                Phase::Joining => {}
+            }
+            if phase.changed().await.is_err() {
+                return Err(JoinError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Whether this node is ready to serve: joined, its ranges filled, and
+    /// normal on the ring (what `/health` reports).
+    pub fn is_ready(&self) -> bool {
+        self.inner.placement_view().local_serves_reads
+    }
+
+    /// Waits until [`GridKv::is_ready`]: the node has joined and filled its
+    /// ranges. Data calls work before that too (any node coordinates), but a
+    /// cluster still forming may have no normal owner yet and answer
+    /// `QuorumNotReached`.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::joined`].
+    pub async fn ready(&self) -> Result<(), JoinError> {
+        self.joined().await?;
+        let mut events = self.subscribe();
+        while !self.is_ready() {
+            if self.is_closed() {
+                return Err(JoinError::ShuttingDown);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
+        }
+        Ok(())
+    }
+
+    /// With [`FillMode::Manual`]: this node's ranges are filled, so it goes
+    /// from joining to normal and starts serving reads.
+    pub async fn mark_filled(&self) {
+        let _ = self.inner.commands.send(Command::Fill).await;
+    }
+
+    /// Leaves gracefully and stops: the node announces it is leaving,
+    /// waits until the members that gain its ranges hold its data (compared
+    /// by range digests; they pull it), is recorded as left (not failed),
+    /// and releases every task and socket. Bounded in time: at most
+    /// [`HANDOFF_TIMEOUT`] for the handoff, about half a second for the
+    /// leave to go out, plus the transport's shutdown.
+    pub async fn shutdown(&self) {
+        if self
+            .inner
+            .commands
+            .send(Command::StartLeaving)
+            .await
+            .is_ok()
+        {
+            let deadline = Instant::now() + HANDOFF_TIMEOUT;
+            // A rebalancer of its own, used only for the digest checks.
+            let handoff = self.inner.rebalancer();
+            while Instant::now() < deadline && !self.inner.cancel.is_cancelled() {
+                let leaving = self
+                    .inner
+                    .placement_view()
+                    .members
+                    .get(&self.inner.id)
+                    .is_some_and(|m| m.ring == RingState::Leaving);
+                if leaving && handoff.handed_off().await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.commands.send(Command::Leave(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(LEAVE_FLUSH * 2, rx).await;
+        }
+        self.stop().await;
+    }
+
+    /// Stops at once without announcing a leave: to the cluster this looks
+    /// like a crash (tests, fatal errors).
+    pub async fn kill(&self) {
+        self.stop().await;
+    }
+
+    async fn stop(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner
+            .coordinator
+            .replica
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.cancel.cancel();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.inner.transport.shutdown().await;
+        self.inner.phase.send_replace(Phase::Stopped);
+    }
+
+    /// Tasks this node still runs (the transport's plus the node's:
+    /// membership, replica, store maintenance, fill, hints); 0 after
+    /// [`GridKv::shutdown`].
+    pub fn task_count(&self) -> usize {
+        let own = self
+            .inner
+            .tasks
+            .lock()
+            .iter()
+            .filter(|t| !t.is_finished())
+            .count();
+        self.inner.transport.task_count() + own
+    }
+
+    /// This node's replication counters.
+    pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
+        let mut stats = self.inner.coordinator.counters.snapshot();
+        stats.hints_pending = self.inner.coordinator.hints.len() as u64;
+        stats
+    }
+
+    /// The replication factor and quorums in force (smaller than
+    /// configured while the cluster has fewer members than N).
+    pub fn replication_status(&self) -> ReplicationStatus {
+        self.inner.coordinator.status()
+    }
+
+    /// The local store (for metrics and diagnostics; writes to it bypass
+    /// replication).
+    pub fn store(&self) -> &Store {
+        &self.inner.coordinator.replica.store
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// This node's operation latencies (see [`crate::metrics`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("m1").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("k", "v").await?;
+    /// node.get("k").await?;
+    /// assert_eq!(node.metrics().writes.snapshot().count, 1);
+    /// assert_eq!(node.metrics().reads.snapshot().count, 1);
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        &self.inner.metrics
+    }
+}
+
+/// Starts the fill and anti-entropy driver, once the node has joined (a
+/// node not yet joined sees a cluster of one: nothing to fill). A complete
+/// fill of a joining node marks it filled unless the config asks for
+/// [`FillMode::Manual`].
+fn spawn_fill(inner: &Inner, config: &Config, changes: watch::Receiver<u64>) -> JoinHandle<()> {
+    let commands = inner.commands.clone();
+    let automatic = config.fill == FillMode::Automatic;
+    let fill = FillDriver {
+        rebalancer: inner.rebalancer(),
+        schedule: FillSchedule::new(
+            config.replication.anti_entropy_interval,
+            config.rng_seed ^ 0xa5a5,
+        ),
+        changes,
+        on_filled: move || {
+            let commands = commands.clone();
+            async move {
+                if automatic {
+                    let _ = commands.send(Command::Fill).await;
+                }
+            }
+        },
+        cancel: inner.cancel.clone(),
+    };
+    let (phase, cancel) = (inner.phase.subscribe(), inner.cancel.clone());
+    tokio::spawn(async move {
+        if until_joined(phase, &cancel).await {
+            fill.run().await;
+        }
+    })
+}
+
+/// Waits until the node has joined; `false` if it stopped first.
+async fn until_joined(mut phase: watch::Receiver<Phase>, cancel: &CancellationToken) -> bool {
+    loop {
+        if *phase.borrow_and_update() == Phase::Joined {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return false,
+            changed = phase.changed() => if changed.is_err() { return false },
+        }
+    }
+}
