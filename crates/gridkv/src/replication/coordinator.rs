@@ -1,6 +1,5 @@
 //! The coordinator: runs one data operation against a key's owners.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::hints::Hints;
+pub(crate) use super::placement::Placement;
 use super::replica::Replica;
 use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
@@ -21,36 +21,7 @@ use crate::id::NodeId;
 use crate::keyspace::key_hash;
 use crate::membership::Member;
 use crate::net::{Lane, Transport, TransportError};
-use crate::ring::Ring;
 use crate::store::{Lookup, Write};
-
-/// What the coordinator knows of the cluster: the placement ring, the ring
-/// after pending changes, and the member table. Swapped as a whole when
-/// membership changes.
-#[derive(Debug)]
-pub(crate) struct Placement {
-    pub(crate) ring: Arc<Ring>,
-    pub(crate) future: Arc<Ring>,
-    pub(crate) members: BTreeMap<NodeId, Member>,
-    /// Whether this node serves reads (the local-read fast path).
-    pub(crate) local_serves_reads: bool,
-    /// The placement ring before the last change, and until when writes
-    /// also need a quorum of its owners.
-    pub(crate) previous: Option<(Arc<Ring>, Instant)>,
-}
-
-impl Placement {
-    pub(crate) fn empty() -> Self {
-        let ring = Arc::new(Ring::new(0, []).expect("an empty ring is valid"));
-        Self {
-            future: ring.clone(),
-            ring,
-            members: BTreeMap::new(),
-            local_serves_reads: false,
-            previous: None,
-        }
-    }
-}
 
 /// Where one owner is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,14 +34,17 @@
 
 pub(crate) mod coordinator;
 pub(crate) mod hints;
+mod holdings;
+mod placement;
 pub(crate) mod rebalance;
 mod replica;
 pub(crate) mod stats;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
+pub(crate) use holdings::Holdings;
 pub use rebalance::FillReport;
-pub(crate) use replica::{Holdings, Replica};
+pub(crate) use replica::Replica;
 pub use stats::ReplicationStats;
 
 use std::time::Duration;

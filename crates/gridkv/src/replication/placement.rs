@@ -1,0 +1,43 @@
+//! What a node knows of the cluster for placing data: the rings (current,
+//! future, previous) and the member table, published as one snapshot.
+//!
+//! The coordinator plans every operation on one snapshot, and rebalancing
+//! computes what to pull from one, so neither sees the rings of one change
+//! with the member table of another.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::id::NodeId;
+use crate::membership::Member;
+use crate::ring::Ring;
+
+/// What the coordinator knows of the cluster: the placement ring, the ring
+/// after pending changes, and the member table. Swapped as a whole when
+/// membership changes.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    pub(crate) ring: Arc<Ring>,
+    pub(crate) future: Arc<Ring>,
+    pub(crate) members: BTreeMap<NodeId, Member>,
+    /// Whether this node serves reads (the local-read fast path).
+    pub(crate) local_serves_reads: bool,
+    /// The placement ring before the last change, and until when writes
+    /// also need a quorum of its owners.
+    pub(crate) previous: Option<(Arc<Ring>, Instant)>,
+}
+
+impl Placement {
+    pub(crate) fn empty() -> Self {
+        let ring = Arc::new(Ring::new(0, []).expect("an empty ring is valid"));
+        Self {
+            future: ring.clone(),
+            ring,
+            members: BTreeMap::new(),
+            local_serves_reads: false,
+            previous: None,
+        }
+    }
+}
