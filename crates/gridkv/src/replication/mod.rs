@@ -36,6 +36,7 @@ pub(crate) mod coordinator;
 pub(crate) mod hints;
 mod holdings;
 mod placement;
+mod quorum;
 pub(crate) mod rebalance;
 mod replica;
 pub(crate) mod stats;

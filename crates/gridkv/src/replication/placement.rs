@@ -40,4 +40,29 @@ impl Placement {
             previous: None,
         }
     }
+
+    /// How `id` is reached from node `me`, or `None` if it is known
+    /// unreachable (down, left, or not in the member table).
+    pub(crate) fn target(&self, me: &NodeId, id: &NodeId) -> Option<Target<'_>> {
+        if id == me {
+            return Some(Target::Local);
+        }
+        let m = self.members.get(id)?;
+        m.liveness
+            .is_reachable()
+            .then_some(Target::Remote(&m.identity.addr))
+    }
+
+    /// Whether `id` serves reads (joining members and members known down
+    /// do not).
+    pub(crate) fn serves_reads(&self, id: &NodeId) -> bool {
+        self.members.get(id).is_some_and(Member::serves_reads)
+    }
+}
+
+/// Where one node is reached: this node's own replica, or an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target<'a> {
+    Local,
+    Remote(&'a str),
 }
