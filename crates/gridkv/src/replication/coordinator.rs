@@ -1,4 +1,9 @@
 //! The coordinator: runs one data operation against a key's owners.
+//!
+//! It carries out the plans of [`super::quorum`] (which owners, how many
+//! answers from each set): it sends the requests, keeps hints for owners
+//! it cannot reach, waits until the deadline, re-stamps a write that a
+//! newer version superseded, and repairs owners a read found stale.
 
 use std::future::Future;
 use std::pin::Pin;
