@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::GridKv;
-use crate::replication::coordinator::WriteData;
+use crate::replication::WriteData;
 use crate::replication::{Error, ReadOptions, WriteOptions};
 use crate::store::Lookup;
 

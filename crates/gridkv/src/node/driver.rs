@@ -15,7 +15,7 @@ use super::{Command, Inner, Phase, LEAVE_FLUSH};
 use crate::hlc::Hlc;
 use crate::membership::{Liveness, MemberEvent, Output, RingState, Swim};
 use crate::net::{Inbound, Lane, Transport};
-use crate::replication::coordinator::Placement;
+use crate::replication::Placement;
 use crate::ring::Ring;
 
 /// How long after a placement change writes also need a quorum of the

@@ -35,11 +35,11 @@ use crate::hlc::Hlc;
 use crate::id::NodeId;
 use crate::membership::{Identity, Member, MemberEvent, RingMembers, RingState, Swim};
 use crate::net::Transport;
-use crate::replication::coordinator::Placement;
 use crate::replication::fill_driver::FillDriver;
 use crate::replication::fill_schedule::FillSchedule;
 use crate::replication::hints::{HintLimits, Hints};
 use crate::replication::rebalance::Rebalancer;
+use crate::replication::Placement;
 use crate::replication::{hint_delivery, serve, Coordinator, Replica, ReplicationStatus};
 use crate::ring::Ring;
 use crate::store::Store;
@@ -277,7 +277,7 @@ impl GridKv {
             id: config.node_id,
             transport: transport.clone(),
             members: ArcSwap::from_pointee(swim.members().cloned().collect()),
-            ring: ArcSwap::from_pointee(Ring::new(0, []).expect("an empty ring is valid")),
+            ring: ArcSwap::from_pointee(Ring::empty()),
             ring_members: ArcSwap::from_pointee(RingMembers::default()),
             events,
             phase,

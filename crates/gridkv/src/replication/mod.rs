@@ -37,6 +37,9 @@ pub(crate) mod fill_driver;
 pub(crate) mod fill_schedule;
 pub(crate) mod hint_delivery;
 pub(crate) mod hints;
+mod holdings;
+mod placement;
+mod quorum;
 pub(crate) mod rebalance;
 mod replica;
 pub(crate) mod serve;
@@ -44,8 +47,10 @@ pub(crate) mod stats;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;
+pub(crate) use holdings::Holdings;
+pub(crate) use placement::Placement;
 pub use rebalance::FillReport;
-pub(crate) use replica::{Holdings, Replica};
+pub(crate) use replica::{Replica, WriteData};
 pub use stats::ReplicationStats;
 
 use std::time::Duration;

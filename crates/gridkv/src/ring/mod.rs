@@ -50,9 +50,11 @@
 //! 100 × 150) and is done by membership, off the request path.
 
 mod preference;
+mod ranges;
 mod shared;
 
 pub use preference::{PreferenceIter, PreferenceList};
+pub(crate) use ranges::{cut, split, subdivide};
 pub use shared::{RingGuard, SharedRing};
 
 use std::fmt;
@@ -231,6 +233,20 @@ impl Ring {
     /// list is empty.
     pub fn new(version: u64, members: impl IntoIterator<Item = NodeId>) -> Result<Ring, RingError> {
         Self::with_vnodes(version, members, Self::DEFAULT_VNODES)
+    }
+
+    /// The ring of no members (version 0), on which every preference list
+    /// is empty: what a node holds before it knows any member.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::ring::Ring;
+    ///
+    /// assert_eq!(Ring::empty().len(), 0);
+    /// ```
+    pub fn empty() -> Ring {
+        Self::new(0, []).expect("an empty ring is valid")
     }
 
     /// Builds the ring of `members` with `vnodes` virtual nodes each.
@@ -440,63 +456,6 @@ impl Ring {
                 let previous = self.tokens[if p == 0 { last } else { p - 1 }];
                 (RingRange::new(previous, self.tokens[p]), self.list_at(p, n))
             })
-    }
-
-    /// The parts of `arc` that fall on each of the ring's arcs, with the `n`
-    /// replicas of each: [`Ring::ranges`] cut to `arc`. Found by binary
-    /// search from the arc's start, so the cost grows with the number of
-    /// parts, not with the ring's size. Parts come in ring order from the
-    /// arc's start; an empty ring yields nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use gridkv::keyspace::RingRange;
-    /// use gridkv::ring::Ring;
-    /// use gridkv::NodeId;
-    ///
-    /// let nodes = ["a", "b", "c"].map(|n| NodeId::new(n).unwrap());
-    /// let ring = Ring::new(1, nodes)?;
-    /// let arc = RingRange::new(1 << 60, 1 << 62);
-    /// let parts = ring.ranges_within(arc, 2);
-    /// // The parts tile the arc: each ends inside it, one at its end.
-    /// assert!(parts.iter().all(|(part, _)| arc.contains(part.end)));
-    /// assert_eq!(parts.last().unwrap().0.end, arc.end);
-    /// assert!(parts.iter().all(|(_, replicas)| replicas.len() == 2));
-    /// # Ok::<(), gridkv::ring::RingError>(())
-    /// ```
-    pub fn ranges_within(&self, arc: RingRange, n: usize) -> Vec<(RingRange, PreferenceList<'_>)> {
-        let mut out = Vec::new();
-        let tokens = &self.tokens;
-        if tokens.is_empty() {
-            return out;
-        }
-        // Each linear interval [lo, hi] of the arc is walked from the first
-        // token at or past lo (the first of equal tokens: the one that owns
-        // their arc). Position p covers (token[p - 1], token[p]]; position 0
-        // also covers everything past the last token (it wraps).
-        for (lo, hi) in arc.intervals() {
-            let mut from = lo;
-            let mut p = self.first_at_or_past(lo);
-            loop {
-                let (owner, to) = match tokens.get(p) {
-                    Some(&t) => (p, t.min(hi)),
-                    None => (0, hi),
-                };
-                if from <= to {
-                    out.push((
-                        RingRange::new(from.wrapping_sub(1), to),
-                        self.list_at(owner, n),
-                    ));
-                }
-                if to >= hi {
-                    break;
-                }
-                from = from.max(to + 1);
-                p += 1;
-            }
-        }
-        out
     }
 
     /// The arcs for which `node` is one of the `n` replicas, with all their
