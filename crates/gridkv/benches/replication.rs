@@ -176,7 +176,7 @@ async fn local_reads(node: &GridKv, secs: u64) -> (f64, f64) {
     while Instant::now() < end {
         let t = Instant::now();
         for k in &keys {
-            std::hint::black_box(node.get_with(k, ReadOptions::local()).await.unwrap());
+            std::hint::black_box(node.get_opts(k, ReadOptions::local()).await.unwrap());
         }
         local.push(t.elapsed().as_nanos() as f64 / keys.len() as f64);
         let t = Instant::now();

@@ -109,7 +109,7 @@ impl NodeId {
     /// A 64-bit hash of the id, identical in every process and release.
     ///
     /// Versions carry this tag (not the whole id) as their tie-break, which
-    /// keeps a [`Version`](crate::hlc::Version) at 24 bytes. Two distinct ids
+    /// keeps a write's version at 24 bytes. Two distinct ids
     /// share a tag with probability 2^-64 per pair; membership refuses a
     /// second id whose tag equals a member's, so the tie-break stays total.
     pub fn tag(&self) -> u64 {

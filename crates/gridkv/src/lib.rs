@@ -1,45 +1,94 @@
 //! GridKV: an embedded, distributed key-value cache.
 //!
-//! Applications embed a GridKV node; nodes find each other through seed
-//! addresses and form a cluster with no external server. This crate holds the
-//! parts every node runs locally:
+//! Applications embed a node; nodes find each other through seed
+//! addresses and form a cluster with no external server: SWIM gossip for
+//! membership, a consistent-hash ring for placement, N/W/R quorum
+//! replication with read repair, hinted handoff and anti-entropy, Hybrid
+//! Logical Clock versions with last-write-wins, TTLs and a bounded,
+//! sharded in-memory store.
 //!
-//! - [`id`]: who a node is ([`NodeId`]) and which start of it runs
-//!   ([`Generation`]).
-//! - [`hlc`]: Hybrid Logical Clock timestamps and the [`Version`] of every
-//!   write (last-write-wins).
-//! - [`keyspace`]: the 64-bit hash space keys live in ([`keyspace::key_hash`],
-//!   [`keyspace::RingRange`]).
-//! - [`ring`]: consistent hashing with virtual nodes: who owns which key.
-//! - [`store`]: the sharded in-memory store with versions, TTLs, tombstones,
-//!   a memory budget and incremental range digests.
-//! - [`net`]: the cluster transport: framed, multiplexed TCP with bounded
-//!   queues, adaptive timeouts and reconnects.
-//! - [`membership`]: SWIM gossip with Lifeguard: who is in the cluster, who
-//!   is alive, and each member's ring state.
-//! - [`replication`]: quorum writes and reads over the key's owners, with
-//!   re-stamping past newer versions and read repair.
-//! - [`node`]: the [`GridKv`] handle that runs a node.
-//! - [`metrics`]: per-node latency histograms of data operations.
+//! The public API is the [`GridKv`] handle and what it takes and returns:
+//! its [`Config`] (built with [`GridKv::builder`], with the parts
+//! [`SwimConfig`], [`ReplicationConfig`] and [`StoreConfig`]), per-call
+//! [`ReadOptions`] and [`WriteOptions`], the [`Error`] of a data operation
+//! and the [`ConfigError`] of a configuration, member views ([`Member`],
+//! [`MemberEvent`]) and statistics snapshots.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use gridkv::{GridKv, ReadOptions, WriteOptions};
+//!
+//! let a = GridKv::start(GridKv::builder("a").listen("127.0.0.1:0").build()?).await?;
+//! let seed = a.local_addr().to_string();
+//! let b = GridKv::start(GridKv::builder("b").listen("127.0.0.1:0").seeds([seed]).build()?).await?;
+//! a.ready().await?;
+//! b.ready().await?;
+//!
+//! a.set_opts("greeting", "hello", WriteOptions::default().ttl(Duration::from_secs(60))).await?;
+//! assert_eq!(b.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
+//! assert!(b.get_opts("missing", ReadOptions::default().quorum(1)).await?.is_none());
+//!
+//! b.shutdown().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The `internals` feature
+//!
+//! The modules behind the handle (`net`, `store`, `ring`, `hlc`,
+//! `membership`, `replication`, wire types, ...) are private. The cargo
+//! feature `internals` makes them public, together with handle methods
+//! that reach past replication (`GridKv::store`, `GridKv::transport`,
+//! `GridKv::ring`, `GridKv::start_with` over a simulated network). It
+//! exists for this crate's tests and benches and for the `gridkv` server;
+//! it is not part of the stable API, and a write through it bypasses
+//! replication.
 #![warn(missing_docs)]
 
-pub mod hlc;
-pub mod id;
-pub mod keyspace;
-pub mod membership;
-pub mod metrics;
-pub mod net;
-pub mod node;
-pub mod replication;
-pub mod ring;
-pub mod rng;
-pub mod store;
+/// Declares modules that are crate-private, or public with the
+/// `internals` feature. Without the feature, the parts of their API that
+/// only the tests, benches and server use are unused by design, hence the
+/// allowance; with it (the workspace's builds and lints), private items are
+/// still checked for dead code.
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $name;
+    )*};
+}
 
-pub use hlc::{Hlc, Timestamp, Version};
+internal_modules!(
+    hlc,
+    id,
+    keyspace,
+    membership,
+    metrics,
+    net,
+    node,
+    replication,
+    ring,
+    rng,
+    store
+);
+
 pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
-pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError};
-pub use replication::{Error, ReadOptions, ReplicationConfig, WriteOptions};
+pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
+pub use net::TransportStats;
+pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError, Ttl};
+pub use replication::{
+    Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats, ReplicationStatus,
+    WriteOptions,
+};
+pub use store::{StoreConfig, StoreStats};
 
 /// Compiles and runs the README's examples as doctests, so the quick start
 /// stays true.

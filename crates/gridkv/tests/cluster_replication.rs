@@ -205,16 +205,18 @@ async fn cluster_writes_on_one_node_read_on_every_other() -> Result {
     assert_eq!(nodes[2].get("key-0").await?, None);
     assert!(!nodes[2].exists("key-0").await?);
     nodes[0]
-        .set_with_ttl("short", "x", Duration::from_millis(300))
+        .set_opts(
+            "short",
+            "x",
+            WriteOptions::default().ttl(Duration::from_millis(300)),
+        )
         .await?;
-    let left = nodes[1]
-        .ttl("short")
-        .await?
-        .expect("exists")
-        .expect("has a ttl");
+    let gridkv::Ttl::ExpiresIn(left) = nodes[1].ttl("short").await? else {
+        panic!("short should exist with a ttl");
+    };
     assert!(left <= Duration::from_millis(300));
     assert!(nodes[2].persist("short").await?);
-    assert_eq!(nodes[0].ttl("short").await?, Some(None));
+    assert_eq!(nodes[0].ttl("short").await?, gridkv::Ttl::Persistent);
     assert!(
         !nodes[1].persist("short").await?,
         "no expiry left to remove"
@@ -242,7 +244,7 @@ async fn cluster_writes_on_one_node_read_on_every_other() -> Result {
     // A local read on an owner touches no network.
     assert_eq!(
         nodes[2]
-            .get_with("m1", ReadOptions::local())
+            .get_opts("m1", ReadOptions::local())
             .await?
             .as_deref(),
         Some(&b"1"[..])
@@ -353,10 +355,9 @@ async fn cluster_two_of_three_owners_down_fails_with_quorum_not_reached() -> Res
     // Before and after the failures are detected.
     for _ in 0..2 {
         let w = nodes[0]
-            .set_with(
+            .set_opts(
                 "k",
                 "w",
-                None,
                 WriteOptions::default().timeout(Duration::from_millis(500)),
             )
             .await;
@@ -374,7 +375,7 @@ async fn cluster_two_of_three_owners_down_fails_with_quorum_not_reached() -> Res
             "{w:?}"
         );
         let r = nodes[0]
-            .get_with(
+            .get_opts(
                 "k",
                 ReadOptions::default().timeout(Duration::from_millis(500)),
             )
@@ -391,7 +392,7 @@ async fn cluster_two_of_three_owners_down_fails_with_quorum_not_reached() -> Res
     }
     // An explicit local read still answers (weaker, and asked for).
     assert!(nodes[0]
-        .get_with("k", ReadOptions::local())
+        .get_opts("k", ReadOptions::local())
         .await?
         .is_some());
     shutdown(&nodes[..1]).await;
@@ -408,7 +409,7 @@ async fn cluster_partitioned_owner_is_repaired_and_deletes_stay_deleted() -> Res
     isolate(&nodes, 2, false);
     // c still holds the old value locally...
     assert!(nodes[2]
-        .get_with("doomed", ReadOptions::local())
+        .get_opts("doomed", ReadOptions::local())
         .await?
         .is_some());
     // ...but a quorum read sees the tombstone and repairs c.
@@ -416,7 +417,7 @@ async fn cluster_partitioned_owner_is_repaired_and_deletes_stay_deleted() -> Res
     for _ in 0..50 {
         assert_eq!(nodes[2].get("doomed").await?, None);
         if nodes[2]
-            .get_with("doomed", ReadOptions::local())
+            .get_opts("doomed", ReadOptions::local())
             .await?
             .is_none()
         {
@@ -460,7 +461,7 @@ async fn cluster_concurrent_writers_converge_to_the_highest_version() -> Result 
         for n in &nodes {
             versions.push(n.store().get(key.as_bytes())?.version());
             assert_eq!(
-                n.get_with(&key, ReadOptions::local()).await?,
+                n.get_opts(&key, ReadOptions::local()).await?,
                 agreed,
                 "{key} on {}",
                 n.id()
@@ -629,7 +630,7 @@ async fn cluster_restarted_node_refills_before_serving_reads() -> Result {
     // in its own store.
     for i in 0..500u32 {
         let local = nodes[2]
-            .get_with(format!("k{i}"), ReadOptions::local())
+            .get_opts(format!("k{i}"), ReadOptions::local())
             .await?;
         assert_eq!(local.as_deref(), Some(format!("v{i}").as_bytes()), "k{i}");
     }
@@ -812,7 +813,7 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
         for n in &nodes {
             for i in (0..keys).step_by(13) {
                 let key = format!("k{i}");
-                let got = n.get_with(&key, opts).await?;
+                let got = n.get_opts(&key, opts).await?;
                 assert!(
                     got.is_some(),
                     "{key} missing in a read through {} {:?} after the removal ({} of {full} copies held)",
@@ -881,7 +882,7 @@ async fn cluster_a_sloppy_write_succeeds_with_owners_down_and_reaches_them_later
     // Sloppy: a applies it, b keeps it for c; that makes W = 2.
     let hints_before = nodes[1].replication_stats().hints_pending;
     if let Err(e) = nodes[0]
-        .set_with(&key, "sloppy", None, WriteOptions::default().sloppy())
+        .set_opts(&key, "sloppy", WriteOptions::default().sloppy())
         .await
     {
         panic!("the sloppy write failed: {e}");

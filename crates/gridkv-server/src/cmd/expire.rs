@@ -83,9 +83,9 @@ impl Ttl {
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
         match node.ttl(&self.key).await {
-            Ok(None) => Reply::Integer(-2),
-            Ok(Some(None)) => Reply::Integer(-1),
-            Ok(Some(Some(left))) => {
+            Ok(gridkv::Ttl::Missing) => Reply::Integer(-2),
+            Ok(gridkv::Ttl::Persistent) => Reply::Integer(-1),
+            Ok(gridkv::Ttl::ExpiresIn(left)) => {
                 let ms = left.as_millis().min(i64::MAX as u128) as i64;
                 Reply::Integer(match self.unit {
                     Unit::Millis => ms,

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use gridkv::GridKv;
+use gridkv::{GridKv, WriteOptions};
 
 use super::args::{is, parse_int};
 use super::error::{error_reply, ParseError};
@@ -68,10 +68,11 @@ impl Set {
     }
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let result = match self.ttl {
-            Some(ttl) => node.set_with_ttl(&self.key, self.value, ttl).await,
-            None => node.set(&self.key, self.value).await,
+        let options = WriteOptions {
+            ttl: self.ttl,
+            ..WriteOptions::default()
         };
+        let result = node.set_opts(&self.key, self.value, options).await;
         match result {
             Ok(()) => Reply::ok(),
             Err(e) => Reply::Error(error_reply(&e)),

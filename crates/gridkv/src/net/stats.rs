@@ -11,8 +11,8 @@ macro_rules! counters {
             $(pub(crate) $name: AtomicU64,)*
         }
 
-        /// A snapshot of a transport's counters
-        /// ([`Transport::stats`](super::Transport::stats)).
+        /// A snapshot of a node's cluster-transport counters
+        /// ([`GridKv::transport_stats`](crate::GridKv::transport_stats)).
         ///
         /// Counters only grow, except the gauges `open_connections` and
         /// `queued_frames`.

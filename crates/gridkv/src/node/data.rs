@@ -11,50 +11,78 @@ use crate::replication::WriteData;
 use crate::replication::{Error, ReadOptions, WriteOptions};
 use crate::store::Lookup;
 
+/// How long a key has left, as [`GridKv::ttl`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key is absent, deleted or expired.
+    Missing,
+    /// The key has no expiry.
+    Persistent,
+    /// The key expires after this long (rounded down to milliseconds).
+    ExpiresIn(Duration),
+}
+
 /// The data operations.
 impl GridKv {
-    /// Stores `value` under `key` on the key's owners (W of N must apply it).
+    /// Stores `value` under `key` on the key's owners (W of N must apply
+    /// it), with no expiry.
     ///
     /// # Errors
     ///
     /// [`Error`]; a failed write is indeterminate (see [`Error`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("d1").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("user:1", "alice").await?;
+    /// assert_eq!(node.get("user:1").await?.as_deref(), Some(&b"alice"[..]));
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn set(
         &self,
         key: impl AsRef<[u8]>,
         value: impl Into<bytes::Bytes>,
     ) -> Result<(), Error> {
-        self.set_with(key, value, None, WriteOptions::default())
-            .await
+        self.set_opts(key, value, WriteOptions::default()).await
     }
 
-    /// As [`GridKv::set`], expiring after `ttl`.
+    /// A set with per-call options: a TTL ([`WriteOptions::ttl`]), the
+    /// write quorum, a timeout, a sloppy quorum.
     ///
     /// # Errors
     ///
     /// As [`GridKv::set`].
-    pub async fn set_with_ttl(
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use gridkv::{GridKv, Ttl, WriteOptions};
+    ///
+    /// let node = GridKv::start(GridKv::builder("d2").build()?).await?;
+    /// node.ready().await?;
+    /// let session = WriteOptions::default().ttl(Duration::from_secs(60));
+    /// node.set_opts("session:9", "token", session).await?;
+    /// assert!(matches!(node.ttl("session:9").await?, Ttl::ExpiresIn(_)));
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_opts(
         &self,
         key: impl AsRef<[u8]>,
         value: impl Into<bytes::Bytes>,
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        self.set_with(key, value, Some(ttl), WriteOptions::default())
-            .await
-    }
-
-    /// A set with an optional TTL and per-call options.
-    ///
-    /// # Errors
-    ///
-    /// As [`GridKv::set`].
-    pub async fn set_with(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl Into<bytes::Bytes>,
-        ttl: Option<Duration>,
         options: WriteOptions,
     ) -> Result<(), Error> {
-        let expires_at = ttl.map(|ttl| self.expiry(ttl));
+        let expires_at = options.ttl.map(|ttl| self.expiry(ttl));
         self.write(key.as_ref(), Some((value.into(), expires_at)), options)
             .await
             .map(|_| ())
@@ -67,16 +95,32 @@ impl GridKv {
     ///
     /// [`Error`]: never a partial result.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<bytes::Bytes>, Error> {
-        self.get_with(key, ReadOptions::default()).await
+        self.get_opts(key, ReadOptions::default()).await
     }
 
-    /// A read with per-call options ([`ReadOptions::local`] for a local
-    /// read).
+    /// A read with per-call options: the read quorum, a timeout, or
+    /// [`ReadOptions::local`] for a local read.
     ///
     /// # Errors
     ///
     /// As [`GridKv::get`].
-    pub async fn get_with(
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use gridkv::{GridKv, ReadOptions};
+    ///
+    /// let node = GridKv::start(GridKv::builder("d3").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("k", "v").await?;
+    /// assert!(node.get_opts("k", ReadOptions::local()).await?.is_some());
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_opts(
         &self,
         key: impl AsRef<[u8]>,
         options: ReadOptions,
@@ -99,19 +143,23 @@ impl GridKv {
     ///
     /// As [`GridKv::set`].
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
-        self.delete_with(key, WriteOptions::default()).await
+        self.delete_opts(key, WriteOptions::default()).await
     }
 
-    /// A delete with per-call options.
+    /// A delete with per-call options (quorum, timeout, sloppy).
     ///
     /// # Errors
     ///
-    /// As [`GridKv::set`].
-    pub async fn delete_with(
+    /// As [`GridKv::set`]; [`Error::InvalidOptions`] if `options` carry a
+    /// TTL, which a delete cannot have.
+    pub async fn delete_opts(
         &self,
         key: impl AsRef<[u8]>,
         options: WriteOptions,
     ) -> Result<bool, Error> {
+        if options.ttl.is_some() {
+            return Err(Error::InvalidOptions("a delete takes no ttl"));
+        }
         self.write(key.as_ref(), None, options).await
     }
 
@@ -124,21 +172,37 @@ impl GridKv {
         Ok(self.get(key).await?.is_some())
     }
 
-    /// The time `key` has left: `None` if absent, `Some(None)` if it has no
-    /// expiry.
+    /// The time `key` has left (a quorum read).
     ///
     /// # Errors
     ///
     /// As [`GridKv::get`].
-    pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Option<Duration>>, Error> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use gridkv::{GridKv, Ttl};
+    ///
+    /// let node = GridKv::start(GridKv::builder("d4").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("forever", "v").await?;
+    /// assert_eq!(node.ttl("forever").await?, Ttl::Persistent);
+    /// assert_eq!(node.ttl("nothing").await?, Ttl::Missing);
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl, Error> {
         let now = self.inner.coordinator.replica.hlc.clock().now_ms();
         Ok(
             match self.lookup(key.as_ref(), ReadOptions::default()).await? {
-                Lookup::Live(item) => Some(
-                    item.expires_at
-                        .map(|at| Duration::from_millis(at.saturating_sub(now))),
-                ),
-                _ => None,
+                Lookup::Live(item) => match item.expires_at {
+                    Some(at) => Ttl::ExpiresIn(Duration::from_millis(at.saturating_sub(now))),
+                    None => Ttl::Persistent,
+                },
+                _ => Ttl::Missing,
             },
         )
     }

@@ -17,6 +17,8 @@ mod config;
 mod data;
 mod driver;
 mod error;
+#[cfg(feature = "internals")]
+mod internals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigBuilder, ConfigError, FillMode};
+pub use data::Ttl;
 pub use error::{JoinError, StartError};
 
 use crate::hlc::Hlc;
@@ -191,17 +194,11 @@ impl GridKv {
     /// [`StartError`]: an invalid config or a listen address that cannot
     /// be bound.
     pub async fn start(config: Config) -> Result<GridKv, StartError> {
-        Self::start_with(config, Arc::new(crate::net::io::Tcp::default())).await
+        Self::launch(config, Arc::new(crate::net::io::Tcp::default())).await
     }
 
-    /// As [`GridKv::start`], over any [`Network`](crate::net::io::Network):
-    /// a simulator (the tests run whole clusters under turmoil), or a
-    /// custom socket layer.
-    ///
-    /// # Errors
-    ///
-    /// As [`GridKv::start`].
-    pub async fn start_with(
+    /// [`GridKv::start`] over a given socket layer.
+    async fn launch(
         config: Config,
         network: Arc<dyn crate::net::io::Network>,
     ) -> Result<GridKv, StartError> {
@@ -339,26 +336,10 @@ impl GridKv {
     }
 
     /// Events from now on. Each subscription buffers up to
-    /// [`EVENT_CAPACITY`] events; a slower subscriber skips ahead with
+    /// `EVENT_CAPACITY` (1,024) events; a slower subscriber skips ahead with
     /// `Lagged` and can re-read [`GridKv::members`].
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.inner.events.subscribe()
-    }
-
-    /// The placement ring: designated owners (see [`RingMembers`]).
-    pub fn ring(&self) -> Arc<Ring> {
-        self.inner.ring.load_full()
-    }
-
-    /// Who holds ring slots now and after pending changes, with the ring's
-    /// version.
-    pub fn ring_members(&self) -> Arc<RingMembers> {
-        self.inner.ring_members.load_full()
-    }
-
-    /// The transport (for the replication layer and diagnostics).
-    pub fn transport(&self) -> &Transport {
-        &self.inner.transport
     }
 
     /// Waits until the node has joined a cluster (at once for a node with
@@ -424,7 +405,7 @@ impl GridKv {
     /// waits until the members that gain its ranges hold its data (compared
     /// by range digests; they pull it), is recorded as left (not failed),
     /// and releases every task and socket. Bounded in time: at most
-    /// [`HANDOFF_TIMEOUT`] for the handoff, about half a second for the
+    /// `HANDOFF_TIMEOUT` (30 s) for the handoff, about half a second for the
     /// leave to go out, plus the transport's shutdown.
     pub async fn shutdown(&self) {
         if self
@@ -481,18 +462,29 @@ impl GridKv {
         self.inner.phase.send_replace(Phase::Stopped);
     }
 
-    /// Tasks this node still runs (the transport's plus the node's:
-    /// membership, replica, store maintenance, fill, hints); 0 after
-    /// [`GridKv::shutdown`].
-    pub fn task_count(&self) -> usize {
-        let own = self
-            .inner
-            .tasks
-            .lock()
-            .iter()
-            .filter(|t| !t.is_finished())
-            .count();
-        self.inner.transport.task_count() + own
+    /// This node's store: live keys, tombstones, bytes, evictions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("s1").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("k", "v").await?;
+    /// assert_eq!(node.store_stats().live, 1);
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.inner.coordinator.replica.store.stats()
+    }
+
+    /// This node's cluster traffic: connections, frames and bytes, requests
+    /// and their failures, per the transport's counters.
+    pub fn transport_stats(&self) -> crate::net::TransportStats {
+        self.inner.transport.stats()
     }
 
     /// This node's replication counters.
@@ -508,17 +500,11 @@ impl GridKv {
         self.inner.coordinator.status()
     }
 
-    /// The local store (for metrics and diagnostics; writes to it bypass
-    /// replication).
-    pub fn store(&self) -> &Store {
-        &self.inner.coordinator.replica.store
-    }
-
     fn is_closed(&self) -> bool {
         self.inner.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// This node's operation latencies (see [`crate::metrics`]).
+    /// This node's operation latencies (see [`NodeMetrics`](crate::NodeMetrics)).
     ///
     /// # Examples
     ///

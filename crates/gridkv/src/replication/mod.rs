@@ -205,6 +205,9 @@ pub struct WriteOptions {
     pub timeout: Option<Duration>,
     /// A sloppy quorum ([`WriteOptions::sloppy`]). Default off.
     pub sloppy: bool,
+    /// Expire the value this long after the write (default: never).
+    /// Deletes refuse a TTL.
+    pub ttl: Option<Duration>,
 }
 
 impl WriteOptions {
@@ -232,6 +235,22 @@ impl WriteOptions {
     /// ```
     pub fn sloppy(mut self) -> Self {
         self.sloppy = true;
+        self
+    }
+
+    /// Expires the written value after `ttl`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gridkv::WriteOptions;
+    ///
+    /// let opts = WriteOptions::default().ttl(Duration::from_secs(30));
+    /// assert_eq!(opts.ttl, Some(Duration::from_secs(30)));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
         self
     }
 

@@ -95,7 +95,7 @@ impl Store {
     /// ```
     /// use gridkv::keyspace::RingRange;
     /// use gridkv::store::{Store, StoreConfig, Write};
-    /// use gridkv::Version;
+    /// use gridkv::hlc::Version;
     ///
     /// let source = Store::new(StoreConfig::default()).unwrap();
     /// let target = Store::new(StoreConfig::default()).unwrap();

@@ -73,7 +73,7 @@ impl Store {
     ///
     /// ```
     /// use gridkv::store::{Store, StoreConfig, Write};
-    /// use gridkv::Version;
+    /// use gridkv::hlc::Version;
     ///
     /// let store = Store::new(StoreConfig::default()).unwrap();
     /// store.apply(b"k", Write::set(Version::ZERO, b"v", None)).unwrap();

@@ -98,7 +98,8 @@ pub enum MemberEvent {
         /// Its id.
         id: NodeId,
     },
-    /// The set of ring members changed; see [`Swim::ring_members`].
+    /// The set of ring members changed (who holds ring slots now and after
+    /// pending changes).
     RingChanged {
         /// The ring's new version (local to this node, increasing).
         version: u64,
