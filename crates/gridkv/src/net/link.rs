@@ -400,7 +400,9 @@ async fn connect(shared: &Shared, addr: &str) -> Result<Stream, TransportError> 
 
 /// A transport's links, by peer address: two per address, one per lane.
 pub(crate) struct Links {
-    map: RwLock<HashMap<String, [Arc<Link>; 2]>>,
+    /// Looked up on every request; foldhash, as the pending table (the
+    /// addresses are the members', not a client's).
+    map: RwLock<HashMap<String, [Arc<Link>; 2], foldhash::fast::RandomState>>,
     /// Counts the links started, to give each its own jitter seed.
     seq: AtomicU64,
 }
@@ -408,7 +410,7 @@ pub(crate) struct Links {
 impl Links {
     pub(crate) fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
             seq: AtomicU64::new(0),
         }
     }
