@@ -4,6 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: a command allocates and frees a
+/// few small blocks (its arguments, the write's buffers, a remote
+/// request's future and oneshot), and glibc's free alone was a tenth of
+/// a node's instructions under redis-benchmark (Redis links jemalloc for
+/// the same reason).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// GridKV: a distributed key-value cache speaking the Redis protocol.
 #[derive(Debug, Parser)]
 #[command(name = "gridkv", version, about)]
