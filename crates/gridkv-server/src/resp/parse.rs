@@ -113,6 +113,22 @@ fn length_line(
     let Some(&first) = buf.get(pos) else {
         return Ok(None);
     };
+    // The common line, `$100\r\n`: digits read as they are scanned, the
+    // CRLF found right after them. Anything else (a sign, a stray byte,
+    // more than 18 digits, an incomplete line) takes the general path
+    // below, which gives the same answer for this case; this one skips its
+    // two passes over the line (a third of the parser's instructions).
+    if first == prefix {
+        let line = &buf[pos + 1..];
+        let (mut n, mut digits) = (0i64, 0);
+        while let Some(d @ b'0'..=b'9') = line.get(digits).filter(|_| digits < 18) {
+            n = n * 10 + i64::from(d - b'0');
+            digits += 1;
+        }
+        if digits > 0 && line.get(digits..digits + 2) == Some(b"\r\n") {
+            return Ok(Some((n, pos + 1 + digits + 2)));
+        }
+    }
     if first != prefix {
         return Err(err(format!(
             "expected '{}', got '{}'",
@@ -330,6 +346,29 @@ mod tests {
                 bad.escape_ascii().to_string()
             );
         }
+    }
+
+    /// `length_line`'s fast path (digits, then CRLF) reads what the general
+    /// path reads, and leaves every other line to it.
+    #[test]
+    fn length_lines_read_alike_on_both_paths() {
+        let limits = Limits::default();
+        for (line, want) in [
+            (&b"$0\r\n"[..], Some((0, 4))),
+            (b"$007\r\n", Some((7, 6))),
+            (
+                b"*999999999999999999\r\n",
+                Some((999_999_999_999_999_999, 21)),
+            ),
+            (b"$-1\r\n", Some((-1, 5))),
+            (b"$12", None),
+            (b"$12\r", None),
+        ] {
+            let got = length_line(line, 0, line[0], &limits).unwrap();
+            assert_eq!(got, want, "{}", line.escape_ascii());
+        }
+        assert!(length_line(b"$1234567890123456789\r\n", 0, b'$', &limits).is_err());
+        assert!(length_line(b"$1x\r\n", 0, b'$', &limits).is_err());
     }
 
     #[test]
