@@ -23,6 +23,7 @@
 //! - [`metrics`]: per-node latency histograms of data operations.
 #![warn(missing_docs)]
 
+mod config_error;
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
@@ -35,10 +36,11 @@ pub mod ring;
 pub mod rng;
 pub mod store;
 
+pub use config_error::ConfigError;
 pub use hlc::{Hlc, Timestamp, Version};
 pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
-pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError};
+pub use node::{Config, ConfigBuilder, FillMode, GridKv, JoinError, StartError};
 pub use replication::{Error, ReadOptions, ReplicationConfig, WriteOptions};
 
 /// Compiles and runs the README's examples as doctests, so the quick start

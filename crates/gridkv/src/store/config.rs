@@ -1,7 +1,9 @@
 //! The store's configuration: [`StoreConfig`], its defaults, and the
-//! [`ConfigError`] its validation names a field with.
+//! validation that names the first field out of range ([`ConfigError`]).
 
 use std::time::Duration;
+
+use crate::config_error::ConfigError;
 
 /// Configuration of a [`Store`](super::Store).
 ///
@@ -58,23 +60,13 @@ impl Default for StoreConfig {
     }
 }
 
-/// A [`StoreConfig`] field that is out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store config `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 impl StoreConfig {
     /// The longest accepted tombstone grace period: one year.
     pub const MAX_TOMBSTONE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 
     /// Checks every field, naming the first invalid one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: String| Err(ConfigError { field, reason });
+        let err = |field, reason: String| Err(ConfigError::new("store", field, reason));
         if !self.shards.is_power_of_two() || self.shards > 1 << 16 {
             return err(
                 "shards",
