@@ -79,11 +79,14 @@ internal_modules!(
     store
 );
 
+mod config_error;
+
+pub use config_error::ConfigError;
 pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
-pub use node::{Config, ConfigBuilder, ConfigError, FillMode, GridKv, JoinError, StartError, Ttl};
+pub use node::{Config, ConfigBuilder, FillMode, GridKv, JoinError, StartError, Ttl};
 pub use replication::{
     Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats, ReplicationStatus,
     WriteOptions,

@@ -2,15 +2,7 @@
 
 use std::time::Duration;
 
-/// A [`SwimConfig`] field out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid membership config `{field}`: {reason}")]
-pub struct SwimConfigError {
-    /// The field's name.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
+use crate::config_error::ConfigError;
 
 /// Membership timers and bounds.
 ///
@@ -131,9 +123,9 @@ impl SwimConfig {
     ///
     /// # Errors
     ///
-    /// [`SwimConfigError`] naming the first field out of range.
-    pub fn validate(&self) -> Result<(), SwimConfigError> {
-        let err = |field, reason| Err(SwimConfigError { field, reason });
+    /// [`ConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &'static str| Err(ConfigError::new("membership", field, reason));
         const MINUTE: Duration = Duration::from_secs(60);
         const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
         // Upper bounds keep every scaled timer (×65 local health, ×log n)

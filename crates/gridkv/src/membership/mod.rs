@@ -38,6 +38,6 @@ mod member;
 mod swim;
 pub mod wire;
 
-pub use config::{SwimConfig, SwimConfigError};
+pub use config::SwimConfig;
 pub use member::{Identity, Liveness, Member, RingState};
 pub use swim::{MemberEvent, Output, RingMembers, Swim};

@@ -22,6 +22,7 @@
 
 use std::time::Duration;
 
+use crate::config_error::ConfigError;
 use crate::rng::SplitMix64;
 
 /// A source of uniformly distributed 64-bit random numbers.
@@ -99,27 +100,6 @@ impl Default for BackoffConfig {
     }
 }
 
-/// A [`BackoffConfig`] field that is out of range.
-///
-/// # Examples
-///
-/// ```
-/// use gridkv::net::backoff::BackoffConfig;
-///
-/// let bad = BackoffConfig { multiplier: 1.0, ..BackoffConfig::default() };
-/// let err = bad.validate().unwrap_err();
-/// assert_eq!(err.field, "multiplier");
-/// assert!(err.to_string().contains("`multiplier`"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid backoff config `{field}`: {reason}")]
-pub struct BackoffConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 impl BackoffConfig {
     /// Checks every field, naming the first invalid one.
     ///
@@ -131,9 +111,14 @@ impl BackoffConfig {
     ///
     /// let cfg = BackoffConfig { max: Duration::from_millis(10), ..BackoffConfig::default() };
     /// assert_eq!(cfg.validate().unwrap_err().field, "max");
+    ///
+    /// let bad = BackoffConfig { multiplier: 1.0, ..BackoffConfig::default() };
+    /// let err = bad.validate().unwrap_err();
+    /// assert_eq!((err.section, err.field), ("backoff", "multiplier"));
+    /// assert!(err.to_string().contains("`multiplier`"));
     /// ```
-    pub fn validate(&self) -> Result<(), BackoffConfigError> {
-        let err = |field, reason: String| Err(BackoffConfigError { field, reason });
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: String| Err(ConfigError::new("backoff", field, reason));
         if self.base.is_zero() {
             // A zero window would never widen: every redial immediate.
             return err("base", "must be greater than zero".into());
@@ -177,7 +162,7 @@ impl BackoffConfig {
 /// assert!(backoff.next_delay(&mut rng) <= Duration::from_millis(200));
 /// backoff.reset(); // connected
 /// assert!(backoff.next_delay(&mut rng) <= Duration::from_millis(50));
-/// # Ok::<(), gridkv::net::backoff::BackoffConfigError>(())
+/// # Ok::<(), gridkv::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -202,7 +187,7 @@ impl Backoff {
     /// let bad = BackoffConfig { base: Duration::ZERO, ..BackoffConfig::default() };
     /// assert_eq!(Backoff::new(bad).unwrap_err().field, "base");
     /// ```
-    pub fn new(config: BackoffConfig) -> Result<Self, BackoffConfigError> {
+    pub fn new(config: BackoffConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let base_ns = nanos(config.base);
@@ -265,7 +250,7 @@ impl Backoff {
     /// backoff.reset();
     /// assert_eq!(backoff.attempts(), 0);
     /// assert!(backoff.next_delay(&mut rng) <= Duration::from_millis(50));
-    /// # Ok::<(), gridkv::net::backoff::BackoffConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn reset(&mut self) {
         self.window_ns = self.base_ns;
@@ -283,7 +268,7 @@ impl Backoff {
     /// let mut backoff = Backoff::new(BackoffConfig::default())?;
     /// backoff.next_delay(&mut SplitMix64::new(1));
     /// assert_eq!(backoff.attempts(), 1);
-    /// # Ok::<(), gridkv::net::backoff::BackoffConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn attempts(&self) -> u64 {
         self.attempts

@@ -8,6 +8,7 @@ use super::backoff::BackoffConfig;
 use super::frame::{DEFAULT_MAX_FRAME, PRE_HANDSHAKE_MAX_FRAME};
 use super::handshake::MAX_CLUSTER_NAME_LEN;
 use super::rtt::RttConfig;
+use crate::config_error::ConfigError;
 use crate::{Generation, NodeId};
 
 /// How a transport behaves. Build one with [`TransportConfig::new`] and
@@ -27,6 +28,11 @@ use crate::{Generation, NodeId};
 ///
 /// config.heartbeat_interval = Duration::from_secs(10);
 /// assert_eq!(config.validate().unwrap_err().field, "heartbeat_interval");
+///
+/// config.heartbeat_interval = Duration::from_millis(500);
+/// config.rtt.floor = Duration::ZERO;
+/// let err = config.validate().unwrap_err();
+/// assert_eq!((err.section, err.field), ("rtt", "floor"));
 /// # Ok::<(), gridkv::NodeIdError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -87,16 +93,6 @@ pub struct TransportConfig {
     pub seed: u64,
 }
 
-/// A [`TransportConfig`] field that is out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid transport config `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 impl TransportConfig {
     /// Defaults for a LAN cluster, listening on `127.0.0.1:0`.
     pub fn new(cluster: &str, node_id: NodeId, generation: Generation) -> Self {
@@ -125,14 +121,11 @@ impl TransportConfig {
         }
     }
 
-    /// Checks every field; the error names the first one out of range.
+    /// Checks every field; the error names the first one out of range. The
+    /// nested [`RttConfig`] and [`BackoffConfig`] errors pass up unchanged,
+    /// in their own `rtt` and `backoff` sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
+        let bad = |field, reason: &'static str| Err(ConfigError::new("transport", field, reason));
         if self.cluster.is_empty()
             || self.cluster.len() > MAX_CLUSTER_NAME_LEN
             || self.cluster.chars().any(char::is_control)
@@ -175,12 +168,7 @@ impl TransportConfig {
                 return bad(field, "must be greater than zero");
             }
         }
-        if let Err(error) = self.rtt.validate() {
-            return bad("rtt", &error.to_string());
-        }
-        if let Err(error) = self.backoff.validate() {
-            return bad("backoff", &error.to_string());
-        }
-        Ok(())
+        self.rtt.validate()?;
+        self.backoff.validate()
     }
 }

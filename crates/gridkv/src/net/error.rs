@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::config::ConfigError;
 use super::handshake::HandshakeError;
 use super::queue::Limit;
+use crate::config_error::ConfigError;
 
 /// Why a transport operation failed.
 ///

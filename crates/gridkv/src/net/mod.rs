@@ -54,7 +54,7 @@ mod shared;
 mod stats;
 mod transport;
 
-pub use config::{ConfigError, TransportConfig};
+pub use config::TransportConfig;
 pub use envelope::Lane;
 pub use error::TransportError;
 pub use handshake::exchange::PeerInfo;

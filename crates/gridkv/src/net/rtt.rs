@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use crate::config_error::ConfigError;
+
 /// The clock granularity `G` of RFC 6298: the estimator counts in whole
 /// microseconds, so the variance term never adds less than one of them.
 const GRANULARITY_US: u64 = 1;
@@ -62,28 +64,6 @@ impl Default for RttConfig {
     }
 }
 
-/// An [`RttConfig`] field that is out of range.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use gridkv::net::rtt::RttConfig;
-///
-/// let bad = RttConfig { floor: Duration::ZERO, ..RttConfig::default() };
-/// let err = bad.validate().unwrap_err();
-/// assert_eq!(err.field, "floor");
-/// assert!(err.to_string().contains("`floor`"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid rtt config `{field}`: {reason}")]
-pub struct RttConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 impl RttConfig {
     /// Checks `0 < floor <= initial <= ceiling`, naming the first field that
     /// breaks it.
@@ -96,9 +76,14 @@ impl RttConfig {
     ///
     /// let cfg = RttConfig { ceiling: Duration::from_millis(100), ..RttConfig::default() };
     /// assert_eq!(cfg.validate().unwrap_err().field, "ceiling");
+    ///
+    /// let bad = RttConfig { floor: Duration::ZERO, ..RttConfig::default() };
+    /// let err = bad.validate().unwrap_err();
+    /// assert_eq!((err.section, err.field), ("rtt", "floor"));
+    /// assert!(err.to_string().contains("`floor`"));
     /// ```
-    pub fn validate(&self) -> Result<(), RttConfigError> {
-        let err = |field, reason: String| Err(RttConfigError { field, reason });
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: String| Err(ConfigError::new("rtt", field, reason));
         if self.floor.is_zero() {
             return err("floor", "must be greater than zero".into());
         }
@@ -155,7 +140,7 @@ struct Smoothed {
 /// rtt.observe(Duration::from_millis(4));
 /// // 4 ms + 4 × 2 ms = 12 ms, above the 10 ms floor.
 /// assert_eq!(rtt.timeout(), Duration::from_millis(12));
-/// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+/// # Ok::<(), gridkv::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
@@ -180,7 +165,7 @@ impl RttEstimator {
     /// let bad = RttConfig { initial: Duration::from_millis(1), ..RttConfig::default() };
     /// assert_eq!(RttEstimator::new(bad).unwrap_err().field, "initial");
     /// ```
-    pub fn new(config: RttConfig) -> Result<Self, RttConfigError> {
+    pub fn new(config: RttConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             config,
@@ -204,7 +189,7 @@ impl RttEstimator {
     /// rtt.observe(Duration::from_millis(200));
     /// assert_eq!(rtt.srtt(), Some(Duration::from_micros(112_500)));
     /// assert_eq!(rtt.rttvar(), Some(Duration::from_micros(62_500)));
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn observe(&mut self, sample: Duration) {
         let r = u64::try_from(sample.as_micros().saturating_mul(u128::from(FRACTION)))
@@ -239,7 +224,7 @@ impl RttEstimator {
     /// assert_eq!(rtt.srtt(), None);
     /// rtt.observe(Duration::from_micros(250));
     /// assert_eq!(rtt.srtt(), Some(Duration::from_micros(250)));
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn srtt(&self) -> Option<Duration> {
         self.smoothed.map(|s| micros(s.srtt))
@@ -258,7 +243,7 @@ impl RttEstimator {
     /// assert_eq!(rtt.rttvar(), None);
     /// rtt.observe(Duration::from_micros(250));
     /// assert_eq!(rtt.rttvar(), Some(Duration::from_micros(125)));
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn rttvar(&self) -> Option<Duration> {
         self.smoothed.map(|s| micros(s.rttvar))
@@ -278,7 +263,7 @@ impl RttEstimator {
     /// assert_eq!(rtt.timeout(), Duration::from_millis(10)); // the floor
     /// rtt.observe(Duration::from_secs(60)); // a stalled peer
     /// assert_eq!(rtt.timeout(), Duration::from_secs(2)); // the ceiling
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn timeout(&self) -> Duration {
         if let Some(t) = self.backed_off {
@@ -302,7 +287,7 @@ impl RttEstimator {
     /// rtt.observe(Duration::from_millis(1));
     /// rtt.observe(Duration::from_millis(2));
     /// assert_eq!(rtt.samples(), 2);
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn samples(&self) -> u64 {
         self.samples
@@ -328,7 +313,7 @@ impl RttEstimator {
     /// assert_eq!(rtt.timeout(), Duration::from_millis(240));
     /// rtt.observe(Duration::from_millis(20));
     /// assert!(rtt.timeout() < Duration::from_millis(120));
-    /// # Ok::<(), gridkv::net::rtt::RttConfigError>(())
+    /// # Ok::<(), gridkv::ConfigError>(())
     /// ```
     pub fn backoff(&mut self) {
         self.backed_off = Some(self.timeout().saturating_mul(2).min(self.config.ceiling));

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::config::{ConfigError, TransportConfig};
+use super::config::TransportConfig;
 use super::envelope::Lane;
 use super::error::TransportError;
 use super::faults::FaultInjector;
@@ -43,6 +43,7 @@ use super::peer::Peer;
 use super::rtt::RttSnapshot;
 use super::shared::Shared;
 use super::stats::TransportStats;
+use crate::config_error::ConfigError;
 use crate::NodeId;
 
 /// A running transport. Cheap to clone; the last clone dropped stops its
@@ -140,12 +141,13 @@ impl Transport {
         let advertised = match &config.advertise {
             Some(advertise) => advertise.clone(),
             None if local_addr.ip().is_unspecified() => {
-                return Err(ConfigError {
-                    field: "advertise",
-                    reason: format!(
+                return Err(ConfigError::new(
+                    "transport",
+                    "advertise",
+                    format!(
                         "required when listening on the unspecified address {local_addr}: peers cannot dial it"
                     ),
-                }
+                )
                 .into())
             }
             None => local_addr.to_string(),

@@ -1,8 +1,9 @@
-//! A node's configuration: [`Config`], its checked [`ConfigBuilder`], the
-//! [`ConfigError`] naming an invalid field, and the [`FillMode`] of a join.
+//! A node's configuration: [`Config`], its checked [`ConfigBuilder`], and
+//! the [`FillMode`] of a join.
 
 use std::sync::Arc;
 
+use crate::config_error::ConfigError;
 use crate::hlc::{Clock, SystemClock};
 use crate::id::{Generation, NodeId};
 use crate::membership::{Identity, SwimConfig};
@@ -10,21 +11,11 @@ use crate::net::TransportConfig;
 use crate::replication::ReplicationConfig;
 use crate::store::StoreConfig;
 
-/// A [`Config`] field that is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid config `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The field's name (as in [`ConfigBuilder`]'s methods).
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
 /// How a joining node's ranges get filled before it serves reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FillMode {
     /// Stream the ranges this node will own from their current owners,
-    /// then become normal (see [`crate::replication`]'s rebalancing).
+    /// then become normal (rebalancing; see `docs/REPLICATION.md`).
     #[default]
     Automatic,
     /// Stream as [`FillMode::Automatic`] does, but stay joining until
@@ -75,6 +66,7 @@ pub struct Config {
 /// # Examples
 ///
 /// ```
+/// use std::time::Duration;
 /// use gridkv::{GridKv, SwimConfig};
 ///
 /// let config = GridKv::builder("node-1")
@@ -90,6 +82,8 @@ pub struct Config {
 /// assert_eq!(err.field, "node_id");
 /// let err = GridKv::builder("n").listen("nowhere").build().unwrap_err();
 /// assert_eq!(err.field, "listen");
+/// let err = GridKv::builder("n").membership(SwimConfig { probe_timeout: Duration::ZERO, ..SwimConfig::lan() }).build().unwrap_err();
+/// assert_eq!((err.section, err.field), ("membership", "probe_timeout"));
 /// # Ok::<(), gridkv::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -221,9 +215,11 @@ impl ConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first invalid field.
+    /// [`ConfigError`] naming the first invalid field: in the `node`
+    /// section for the builder's own fields, in its own section (as its
+    /// `validate` returned it) for a nested config's.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let err = |field, reason: String| ConfigError { field, reason };
+        let err = |field, reason: String| ConfigError::new("node", field, reason);
         let node_id = NodeId::new(&self.node_id).map_err(|e| err("node_id", e.to_string()))?;
         check_addr(&self.listen).map_err(|r| err("listen", r))?;
         if let Some(a) = &self.advertise {
@@ -235,17 +231,9 @@ impl ConfigBuilder {
         if self.datacenter.is_empty() || self.datacenter.len() > Identity::MAX_LABEL {
             return Err(err("datacenter", "must be 1 to 255 bytes".into()));
         }
-        self.membership.validate().map_err(|e| ConfigError {
-            field: e.field,
-            reason: e.reason.to_owned(),
-        })?;
-        self.replication
-            .validate()
-            .map_err(|(field, reason)| err(field, reason.to_owned()))?;
-        self.store.validate().map_err(|e| ConfigError {
-            field: e.field,
-            reason: e.reason,
-        })?;
+        self.membership.validate()?;
+        self.replication.validate()?;
+        self.store.validate()?;
         let generation = self.generation.unwrap_or_else(Generation::now);
         let mut transport = self
             .transport
@@ -257,14 +245,7 @@ impl ConfigBuilder {
         transport.advertise = self.advertise.clone();
         let rng_seed = self.rng_seed.unwrap_or(generation.get());
         transport.seed = rng_seed;
-        transport.validate().map_err(|e| ConfigError {
-            field: if e.field == "cluster" {
-                "cluster"
-            } else {
-                e.field
-            },
-            reason: e.reason.to_string(),
-        })?;
+        transport.validate()?;
         Ok(Config {
             node_id,
             generation,

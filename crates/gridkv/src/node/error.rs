@@ -4,7 +4,7 @@
 //! bad config is one cause of a failed start among others (the transport's
 //! bind), and a join fails for reasons no config check can see.
 
-use super::ConfigError;
+use crate::config_error::ConfigError;
 use crate::id::NodeId;
 use crate::net::TransportError;
 

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, ConfigBuilder, ConfigError, FillMode};
+pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
 pub use error::{JoinError, StartError};
 
@@ -216,19 +216,11 @@ impl GridKv {
             config.seeds.clone(),
             config.rng_seed,
             Duration::ZERO,
-        )
-        .map_err(|e| ConfigError {
-            field: e.field,
-            reason: e.reason.to_owned(),
-        })?;
-        let store = Arc::new(
-            Store::with_clock(config.store.clone(), config.clock.clone()).map_err(|e| {
-                ConfigError {
-                    field: e.field,
-                    reason: e.reason,
-                }
-            })?,
-        );
+        )?;
+        let store = Arc::new(Store::with_clock(
+            config.store.clone(),
+            config.clock.clone(),
+        )?);
         let hlc = Arc::new(Hlc::new(
             config.node_id,
             config.generation,

@@ -55,6 +55,8 @@ pub use stats::ReplicationStats;
 
 use std::time::Duration;
 
+use crate::config_error::ConfigError;
+
 /// Replication factor and quorums, validated at build time.
 ///
 /// # Examples
@@ -65,7 +67,7 @@ use std::time::Duration;
 /// let config = ReplicationConfig { replicas: 5, write_quorum: 3, read_quorum: 3, ..Default::default() };
 /// assert!(config.validate().is_ok());
 /// let bad = ReplicationConfig { write_quorum: 4, ..Default::default() };
-/// assert_eq!(bad.validate().unwrap_err().0, "write_quorum");
+/// assert_eq!(bad.validate().unwrap_err().field, "write_quorum");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
@@ -128,33 +130,34 @@ impl ReplicationConfig {
     ///
     /// # Errors
     ///
-    /// `(field, reason)` for the first invalid field.
-    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+    /// [`ConfigError`] naming the first invalid field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &'static str| Err(ConfigError::new("replication", field, reason));
         if self.replicas == 0 || self.replicas > crate::ring::Ring::MAX_REPLICAS {
-            return Err(("replicas", "must be 1 to 16"));
+            return err("replicas", "must be 1 to 16");
         }
         if self.write_quorum == 0 || self.write_quorum > self.replicas {
-            return Err(("write_quorum", "must be 1 to replicas"));
+            return err("write_quorum", "must be 1 to replicas");
         }
         if self.read_quorum == 0 || self.read_quorum > self.replicas {
-            return Err(("read_quorum", "must be 1 to replicas"));
+            return err("read_quorum", "must be 1 to replicas");
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(3600) {
-            return Err(("timeout", "must be positive and at most an hour"));
+            return err("timeout", "must be positive and at most an hour");
         }
         if self.max_restamps > 100 {
-            return Err(("max_restamps", "at most 100"));
+            return err("max_restamps", "at most 100");
         }
         if self.hint_ttl > Duration::from_secs(7 * 24 * 3600) {
-            return Err(("hint_ttl", "at most a week"));
+            return err("hint_ttl", "at most a week");
         }
         if self.anti_entropy_interval < Duration::from_millis(100)
             || self.anti_entropy_interval > Duration::from_secs(7 * 24 * 3600)
         {
-            return Err(("anti_entropy_interval", "must be 100 ms to a week"));
+            return err("anti_entropy_interval", "must be 100 ms to a week");
         }
         if self.fill_rate.is_some_and(|rate| rate < 64 << 10) {
-            return Err(("fill_rate", "at least 64 KiB/s (or none for no limit)"));
+            return err("fill_rate", "at least 64 KiB/s (or none for no limit)");
         }
         Ok(())
     }

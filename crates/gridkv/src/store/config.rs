@@ -1,9 +1,12 @@
 //! The store's configuration: [`StoreConfig`], its defaults, and the
-//! [`ConfigError`] its validation names a field with.
+//! validation that names the first field out of range ([`ConfigError`]).
 
 use std::time::Duration;
 
-/// Configuration of a [`Store`](super::Store).
+use crate::config_error::ConfigError;
+
+/// Configuration of a node's local store: its memory budget, value size
+/// limit and tombstone grace period.
 ///
 /// # Examples
 ///
@@ -26,7 +29,7 @@ pub struct StoreConfig {
     /// Longest accepted value in bytes. Default 4 MiB, well under the
     /// transport's 16 MiB frame limit.
     pub max_value_len: usize,
-    /// Bytes of keys, values and per-entry overhead ([`ENTRY_OVERHEAD`](super::ENTRY_OVERHEAD))
+    /// Bytes of keys, values and per-entry overhead (152 bytes an entry on 64-bit targets)
     /// the store may hold before it evicts. Default 1 GiB.
     pub memory_budget: u64,
     /// How long tombstones are kept, counted from their version's time (or
@@ -58,23 +61,13 @@ impl Default for StoreConfig {
     }
 }
 
-/// A [`StoreConfig`] field that is out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store config `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 impl StoreConfig {
     /// The longest accepted tombstone grace period: one year.
     pub const MAX_TOMBSTONE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 
     /// Checks every field, naming the first invalid one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: String| Err(ConfigError { field, reason });
+        let err = |field, reason: String| Err(ConfigError::new("store", field, reason));
         if !self.shards.is_power_of_two() || self.shards > 1 << 16 {
             return err(
                 "shards",

@@ -64,7 +64,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use clock::CoarseClock;
-pub use config::{ConfigError, StoreConfig};
+pub use config::StoreConfig;
 pub use entry::{
     ApplyOutcome, EntryData, Item, Lookup, RangeEntry, Write, WriteOp, ENTRY_OVERHEAD,
 };
@@ -72,6 +72,7 @@ pub use maintenance::Maintenance;
 pub use range::{RangeDigest, ScanBatch, ScanCursor};
 pub use stats::{Audit, StoreStats};
 
+use crate::config_error::ConfigError;
 use crate::hlc::{Clock, SystemClock};
 use crate::keyspace::key_hash;
 use entry::State;
@@ -164,11 +165,19 @@ const EVICT_STEPS: usize = 256;
 
 impl Store {
     /// A store on the system clock.
+    ///
+    /// # Errors
+    ///
+    /// The config's [`ConfigError`].
     pub fn new(config: StoreConfig) -> Result<Self, ConfigError> {
         Self::with_clock(config, Arc::new(SystemClock))
     }
 
     /// A store whose expiry and tombstone collection follow `clock`.
+    ///
+    /// # Errors
+    ///
+    /// The config's [`ConfigError`].
     pub fn with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         config.validate()?;
         let shard_bits = config.shards.trailing_zeros();

@@ -31,9 +31,10 @@ use self::probe::{Forward, Probe};
 pub use self::ring::RingMembers;
 use self::suspicion::Suspicion;
 use super::broadcast::Broadcasts;
-use super::config::{SwimConfig, SwimConfigError};
+use super::config::SwimConfig;
 use super::member::{Identity, Liveness, Member};
 use super::wire::{Message, Packet, WireError};
+use crate::config_error::ConfigError;
 use crate::id::NodeId;
 use crate::rng::SplitMix64;
 
@@ -221,22 +222,24 @@ impl Swim {
     ///
     /// # Errors
     ///
-    /// The config's [`SwimConfigError`].
+    /// The config's [`ConfigError`], or one for an `identity` label too
+    /// long to gossip.
     pub fn new(
         identity: Identity,
         config: SwimConfig,
         seeds: Vec<String>,
         rng_seed: u64,
         now: Duration,
-    ) -> Result<Swim, SwimConfigError> {
+    ) -> Result<Swim, ConfigError> {
         config.validate()?;
         if identity.addr.len() > Identity::MAX_LABEL
             || identity.datacenter.len() > Identity::MAX_LABEL
         {
-            return Err(SwimConfigError {
-                field: "identity",
-                reason: "address and datacenter must be at most 255 bytes",
-            });
+            return Err(ConfigError::new(
+                "membership",
+                "identity",
+                "address and datacenter must be at most 255 bytes",
+            ));
         }
         let seeds: Vec<String> = seeds.into_iter().filter(|s| *s != identity.addr).collect();
         let mut me = Member::new(identity);
