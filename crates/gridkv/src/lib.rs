@@ -82,8 +82,9 @@ internal_modules!(
 mod config_error;
 
 pub use config_error::ConfigError;
+pub use hlc::{Clock, SystemClock};
 pub use id::{Generation, NodeId, NodeIdError};
-pub use membership::{Liveness, Member, MemberEvent, RingState, SwimConfig};
+pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimConfig};
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use node::{Config, ConfigBuilder, FillMode, GridKv, JoinError, StartError, Ttl};
