@@ -210,7 +210,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         _ => {
             return Err(format!(
                 "{s:?}: expected a byte count such as 1073741824, 512mb or 1gb"
-            ))
+            ));
         }
     };
     let n: u64 = digits

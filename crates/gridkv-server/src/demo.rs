@@ -225,7 +225,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
             observer.node().id()
         );
         if n == 2 {
-            println!("(With 2 nodes and N=2, W=R=2, quorum operations fail until the node returns: an error above is expected.)");
+            println!(
+                "(With 2 nodes and N=2, W=R=2, quorum operations fail until the node returns: an error above is expected.)"
+            );
         } else {
             println!(
                 "Reads are still served: {} of {} owners remain.",

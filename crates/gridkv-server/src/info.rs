@@ -8,8 +8,8 @@
 
 use std::fmt::Write;
 
-use gridkv::metrics::HistogramSnapshot;
 use gridkv::Liveness;
+use gridkv::metrics::HistogramSnapshot;
 
 use crate::stats::Snapshot;
 

@@ -18,7 +18,6 @@
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
-#![warn(missing_docs)]
 
 pub mod bench;
 pub mod cmd;

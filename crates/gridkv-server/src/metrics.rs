@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn histograms_render_cumulative_buckets() {
         let h = gridkv::metrics::LatencyHistogram::new();
-        h.record(std::time::Duration::from_micros(30));
+        h.record(Duration::from_micros(30));
         let mut p = Prom(String::new());
         p.histogram("x_seconds", "op=\"read\"", &h.snapshot());
         assert!(
@@ -418,12 +418,8 @@ mod tests {
             "{}",
             p.0
         );
-        assert!(p
-            .0
-            .contains("gridkv_x_seconds_bucket{op=\"read\",le=\"0.00005\"} 1\n"));
-        assert!(p
-            .0
-            .contains("gridkv_x_seconds_bucket{op=\"read\",le=\"+Inf\"} 1\n"));
+        assert!(p.0.contains("gridkv_x_seconds_bucket{op=\"read\",le=\"0.00005\"} 1\n"));
+        assert!(p.0.contains("gridkv_x_seconds_bucket{op=\"read\",le=\"+Inf\"} 1\n"));
         assert!(p.0.contains("gridkv_x_seconds_count{op=\"read\"} 1\n"));
     }
 }

@@ -3,8 +3,8 @@
 //! owners first) and exit 0.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -144,7 +144,7 @@ pub fn init_logging(default: &str) {
 pub async fn signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut term) = signal(SignalKind::terminate()) else {
             let _ = tokio::signal::ctrl_c().await;
             return;

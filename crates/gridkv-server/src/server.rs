@@ -17,8 +17,8 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cmd::{Command, ParseError};
-use crate::resp::{parse_command, Protocol, Reply};
+use crate::resp::{Protocol, Reply, parse_command};
 use crate::session::Session;
 use crate::shared::Shared;
 

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{eventually, one_node, run_to_exit, Cluster, Node, ONE_COPY};
+use common::{Cluster, Node, ONE_COPY, eventually, one_node, run_to_exit};
 use redis::{Connection, RedisResult, Value};
 
 fn set(con: &mut Connection, key: impl redis::ToRedisArgs, value: impl redis::ToRedisArgs) {

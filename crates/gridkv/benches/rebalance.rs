@@ -12,8 +12,8 @@
 //!   before and during the join. `GRIDKV_BENCH_FILL_RATE` sets the fill
 //!   rate limit in MiB/s (0 for none; default the library's, 16).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gridkv::hlc::{Timestamp, Version};

@@ -25,8 +25,8 @@
 //! `GRIDKV_BENCH_ROUNDS` (default 3) and `GRIDKV_BENCH_SECS` (per round and
 //! side, default 1) scale the run.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gridkv::net::Lane;

@@ -11,9 +11,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use gridkv::NodeId;
 use gridkv::ring::{Ring, SharedRing};
 use gridkv::rng::SplitMix64;
-use gridkv::NodeId;
 
 struct CountingAllocator;
 
@@ -23,22 +23,28 @@ static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 // counter touches no memory the allocator hands out.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
+        unsafe {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            System.alloc(layout)
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc_zeroed(layout)
+        unsafe {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            System.alloc_zeroed(layout)
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
+        unsafe {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            System.realloc(ptr, layout, new_size)
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 
@@ -151,7 +157,9 @@ fn main() {
         ),
     ];
 
-    println!("### Ring placement (10 nodes x 150 vnodes, {OPS} random key hashes, median of {RUNS} runs)\n");
+    println!(
+        "### Ring placement (10 nodes x 150 vnodes, {OPS} random key hashes, median of {RUNS} runs)\n"
+    );
     println!("| operation | ns/op median | min | max | allocations in timed loops |");
     println!("|---|---:|---:|---:|---:|");
     let mut allocated = 0;

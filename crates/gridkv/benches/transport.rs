@@ -18,8 +18,8 @@
 //! (default 5) and `GRIDKV_BENCH_SECS` (per round and side, default 1) scale
 //! the run.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

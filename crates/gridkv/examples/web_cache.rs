@@ -16,10 +16,10 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get;
-use axum::Router;
 use gridkv::{GridKv, WriteOptions};
 
 /// How long a computed price stays cached.

@@ -81,7 +81,7 @@ impl RingRange {
 
     /// Splits the arc into at most two non-wrapping inclusive intervals
     /// `[lo, hi]`, in ring order. Useful to walk sorted structures.
-    pub fn intervals(&self) -> impl Iterator<Item = (u64, u64)> {
+    pub fn intervals(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
         let (a, b) = if self.start < self.end {
             (Some((self.start + 1, self.end)), None)
         } else if self.start == self.end {

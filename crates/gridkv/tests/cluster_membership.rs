@@ -8,7 +8,7 @@ use std::time::Duration;
 use gridkv::membership::{Liveness, MemberEvent, RingState};
 use gridkv::net::faults::LinkFaults;
 use gridkv::{FillMode, GridKv, JoinError, NodeId};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{Instant, sleep, timeout};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 

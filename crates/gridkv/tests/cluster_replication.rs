@@ -10,13 +10,13 @@ use std::time::Duration;
 use common::history::{History, Op};
 use gridkv::hlc::{Clock, SystemClock};
 use gridkv::keyspace::key_hash;
-use gridkv::net::faults::LinkFaults;
 use gridkv::net::Lane;
+use gridkv::net::faults::LinkFaults;
 use gridkv::replication::wire::{DataRequest, DataResponse, RefusalCode};
 use gridkv::replication::{ReadOptions, WriteOptions};
 use gridkv::store::Lookup;
 use gridkv::{Error, GridKv, Liveness, NodeId, RingState};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{Instant, sleep, timeout};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -391,10 +391,12 @@ async fn cluster_two_of_three_owners_down_fails_with_quorum_not_reached() -> Res
         sleep(Duration::from_secs(4)).await;
     }
     // An explicit local read still answers (weaker, and asked for).
-    assert!(nodes[0]
-        .get_opts("k", ReadOptions::local())
-        .await?
-        .is_some());
+    assert!(
+        nodes[0]
+            .get_opts("k", ReadOptions::local())
+            .await?
+            .is_some()
+    );
     shutdown(&nodes[..1]).await;
     Ok(())
 }
@@ -408,10 +410,12 @@ async fn cluster_partitioned_owner_is_repaired_and_deletes_stay_deleted() -> Res
     assert!(nodes[0].delete("doomed").await?);
     isolate(&nodes, 2, false);
     // c still holds the old value locally...
-    assert!(nodes[2]
-        .get_opts("doomed", ReadOptions::local())
-        .await?
-        .is_some());
+    assert!(
+        nodes[2]
+            .get_opts("doomed", ReadOptions::local())
+            .await?
+            .is_some()
+    );
     // ...but a quorum read sees the tombstone and repairs c.
     let mut repaired = false;
     for _ in 0..50 {
@@ -986,7 +990,9 @@ async fn cluster_anti_entropy_repairs_only_what_differs() -> Result {
     let spent = c.anti_entropy_bytes - before[2];
     println!(
         "c pulled {} entries, {} bytes of anti-entropy since the keys were written (dataset ≈ {} bytes)",
-        c.anti_entropy_entries, spent, 20_000 * 1024
+        c.anti_entropy_entries,
+        spent,
+        20_000 * 1024
     );
     // The exchange grows with the difference, not with the dataset: 20
     // differing keys cost under 1% of the 20 MB dataset (digests of every

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::membership_sim::{seeds, with_seed, Sim};
+use common::membership_sim::{Sim, seeds, with_seed};
 use gridkv::membership::{Liveness, MemberEvent, RingState, SwimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -86,7 +86,7 @@ fn crash_detection_meets_lan_bounds_at_p99() {
             ));
             let victim = rng.random_range(0..10);
             let t0 = sim.now;
-            let gen = sim.nodes[victim].generation;
+            let r#gen = sim.nodes[victim].generation;
             sim.crash(victim);
             let took = sim.run_until(10 * S, |s| {
                 (0..10)
@@ -96,7 +96,7 @@ fn crash_detection_meets_lan_bounds_at_p99() {
             let took = took.unwrap_or_else(|| panic!("not everyone saw the crash, seed {seed}"));
             let first = |l: Liveness| {
                 sim.events_about(victim, t0)
-                    .find(|(_, _, m)| m.liveness == l && m.identity.generation.get() == gen)
+                    .find(|(_, _, m)| m.liveness == l && m.identity.generation.get() == r#gen)
                     .map(|(t, ..)| t - t0)
                     .expect("event")
             };
@@ -154,9 +154,10 @@ fn short_pause_refutes_long_pause_goes_down_and_comes_back() {
             let back = sim.run_until(20 * S, |s| s.converged());
             assert!(back.is_some(), "the resumed node did not come back");
             // It kept its ring slots: down is not removal.
-            assert!(sim
-                .events_about(2, t1)
-                .all(|(_, _, m)| m.ring != RingState::Removed));
+            assert!(
+                sim.events_about(2, t1)
+                    .all(|(_, _, m)| m.ring != RingState::Removed)
+            );
         });
     }
 }
@@ -287,10 +288,11 @@ fn duplicate_id_is_refused_and_the_holder_keeps_it() {
             let dup = sim.start_impostor(2, "10.9.9.9:7946");
             sim.run_for(3 * S);
             assert!(sim.swim(dup).is_refused(), "the duplicate was not refused");
-            assert!(sim
-                .events
-                .iter()
-                .any(|(_, at, e)| *at == dup && matches!(e, MemberEvent::JoinRefused { .. })));
+            assert!(
+                sim.events
+                    .iter()
+                    .any(|(_, at, e)| *at == dup && matches!(e, MemberEvent::JoinRefused { .. }))
+            );
             for i in [0, 1, 3] {
                 assert_eq!(
                     sim.view(i, 2),
@@ -317,9 +319,10 @@ fn graceful_leave_is_left_not_down() {
                 );
                 assert_eq!(sim.swim(i).ring_members().placement.len(), 4);
             }
-            assert!(sim
-                .events_about(4, t0)
-                .all(|(_, _, m)| !matches!(m.liveness, Liveness::Suspect | Liveness::Down)));
+            assert!(
+                sim.events_about(4, t0)
+                    .all(|(_, _, m)| !matches!(m.liveness, Liveness::Suspect | Liveness::Down))
+            );
         });
     }
 }
@@ -450,7 +453,9 @@ fn slow_node_backs_off_instead_of_accusing_healthy_members() {
                     max_health = max_health.max(sim.swim(9).local_health());
                 }
                 let by_slow = suspicions_by(&sim, 9, t0);
-                println!("lifeguard {lifeguard}: slow node raised {by_slow} suspicions, health up to {max_health}");
+                println!(
+                    "lifeguard {lifeguard}: slow node raised {by_slow} suspicions, health up to {max_health}"
+                );
                 if lifeguard {
                     assert!(max_health > 0, "local health never rose");
                     for j in 0..9 {

@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use gridkv::keyspace::key_hash;
-use gridkv::ring::{vnode_token, Ring, RingError, SharedRing};
-use gridkv::rng::SplitMix64;
 use gridkv::NodeId;
+use gridkv::keyspace::key_hash;
+use gridkv::ring::{Ring, RingError, SharedRing, vnode_token};
+use gridkv::rng::SplitMix64;
 use proptest::prelude::*;
 
 fn id(name: &str) -> NodeId {

@@ -15,8 +15,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::history::{History, Op};
@@ -214,7 +214,7 @@ fn run(seed: u64) -> Outcome {
                 return Outcome {
                     violations: vec![format!("simulation error: {e}")],
                     histories: Vec::new(),
-                }
+                };
             }
         }
     }
@@ -331,7 +331,9 @@ fn a_schedule_replays() {
             .enumerate()
             .find(|(_, (x, y))| x != y)
         {
-            panic!("seed {seed} ran differently twice, at line {i} of {ops_a}/{ops_b} of the history dump:\n{x}\n{y}");
+            panic!(
+                "seed {seed} ran differently twice, at line {i} of {ops_a}/{ops_b} of the history dump:\n{x}\n{y}"
+            );
         }
         assert_eq!(ops_a, ops_b, "seed {seed}: histories of different lengths");
         assert!(ops_a > 100, "seed {seed}: only {ops_a} lines of history");

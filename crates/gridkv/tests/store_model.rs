@@ -37,13 +37,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gridkv::hlc::{Clock, ManualClock, Timestamp, Version};
-use gridkv::keyspace::{key_hash, RingRange};
-use gridkv::store::{
-    ApplyOutcome, EntryData, Item, Lookup, RangeDigest, RangeEntry, Store, StoreConfig, StoreError,
-    StoreStats, Write, ENTRY_OVERHEAD,
-};
 use gridkv::Generation;
+use gridkv::hlc::{Clock, ManualClock, Timestamp, Version};
+use gridkv::keyspace::{RingRange, key_hash};
+use gridkv::store::{
+    ApplyOutcome, ENTRY_OVERHEAD, EntryData, Item, Lookup, RangeDigest, RangeEntry, Store,
+    StoreConfig, StoreError, StoreStats, Write,
+};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -905,7 +905,7 @@ impl Budgeted {
             (Some(Known::Deleted { .. } | Known::Expired { .. }), _) => {
                 return Err(TestCaseError::fail(format!(
                     "a tombstone vanished or changed before its grace period: {ctx}"
-                )))
+                )));
             }
             (
                 Some(Known::Value {

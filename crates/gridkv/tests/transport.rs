@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gridkv::net::faults::LinkFaults;
-use gridkv::net::frame::{encode_frame, FrameDecoder, PRE_HANDSHAKE_MAX_FRAME};
+use gridkv::net::frame::{FrameDecoder, PRE_HANDSHAKE_MAX_FRAME, encode_frame};
 use gridkv::net::handshake::{Hello, HelloReply, LocalIdentity};
 use gridkv::net::{Incoming, Lane, Limit, Transport, TransportConfig, TransportError};
 use gridkv::{Generation, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{timeout, Instant};
+use tokio::time::{Instant, timeout};
 
 fn config(name: &str) -> TransportConfig {
     TransportConfig::new("prod", NodeId::new(name).unwrap(), Generation::new(1))
@@ -131,7 +131,7 @@ async fn many_requests_in_flight_get_their_own_answers_in_any_order() {
 /// Joins futures without a `futures` dependency: one task each.
 async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>)
 where
-    F: std::future::Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     for handle in handles {
@@ -1046,10 +1046,11 @@ async fn forgetting_a_peer_ends_its_links_and_shutdown_closes_incoming() {
     // The stale handle fails; a fresh one dials again.
     assert!(peer.send(Lane::Data, Bytes::from_static(b"late")).is_err());
     drop(held);
-    assert!(a
-        .peer(&addr(&b))
-        .send(Lane::Data, Bytes::from_static(b"fresh"))
-        .is_ok());
+    assert!(
+        a.peer(&addr(&b))
+            .send(Lane::Data, Bytes::from_static(b"fresh"))
+            .is_ok()
+    );
     assert_clean_shutdown(&a).await;
     assert_clean_shutdown(&b).await;
     // With b shut down, its application's receivers end.

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use gridkv::net::envelope::{Envelope, ErrorCode, Lane};
-use gridkv::net::frame::{encode_frame, FrameDecoder};
+use gridkv::net::frame::{FrameDecoder, encode_frame};
 use gridkv::net::handshake::{Hello, HelloReply};
 use proptest::prelude::*;
 

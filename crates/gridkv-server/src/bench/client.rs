@@ -1,20 +1,20 @@
 //! One bench client: a connection that sends pipelined batches, reads
 //! their replies and tallies latencies, errors and misses.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
+use tokio::net::tcp::ReadHalf;
 
 use super::args::TestKind;
 use super::job::Job;
-use super::reply::{error_message, parse_reply, ProtocolError, Reply};
-use super::workload::{encode_command, KeyRng, Op};
+use super::reply::{ProtocolError, Reply, error_message, parse_reply};
+use super::workload::{KeyRng, Op, encode_command};
 
 /// What one client measured.
 pub(super) struct ClientReport {
@@ -193,7 +193,7 @@ async fn read_replies(
                 return Err(ClientError::Protocol {
                     server: Arc::clone(server),
                     source,
-                })
+                });
             }
         }
     }

@@ -2,21 +2,21 @@
 //! the clock starts, handing out work, and Ctrl-C.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::args::TestKind;
-use super::client::{run_client, ClientReport};
+use super::client::{ClientReport, run_client};
 use super::error::BenchError;
 use super::job::{Interrupt, Job};
 use super::plan::Plan;
 use super::progress::Progress;
 use super::summary::TestSummary;
-use super::workload::{push_bulk, KeyRng};
+use super::workload::{KeyRng, push_bulk};
 
 /// A server as given to `--servers` and the address it resolved to.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ async fn connect_all(
                 return Err(BenchError::Connect {
                     server: name.to_string(),
                     source,
-                })
+                });
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The work one test hands out to its clients (a shared counter, a
 //! deadline) and the Ctrl-C flag they all watch.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::sync::Notify;

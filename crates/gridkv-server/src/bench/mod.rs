@@ -67,8 +67,8 @@ mod summary;
 mod workload;
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use self::driver::{resolve, run_test};
 use self::job::AbortOnDrop;
@@ -172,7 +172,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::plan::DEFAULT_REQUESTS;
-    use super::reply::{parse_reply, Reply};
+    use super::reply::{Reply, parse_reply};
     use super::*;
 
     #[derive(Debug, Parser)]

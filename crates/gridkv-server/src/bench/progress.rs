@@ -1,7 +1,7 @@
 //! The progress bar on stderr (only at a terminal, without `--quiet`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::args::TestKind;
 use super::job::AbortOnDrop;
 use super::job::Job;
-use super::plan::{Plan, DEFAULT_REQUESTS};
+use super::plan::{DEFAULT_REQUESTS, Plan};
 use super::summary::per_second;
 
 /// How often the progress bar is redrawn.

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::args::TestKind;
-use super::client::{new_histogram, ClientReport, Tally};
+use super::client::{ClientReport, Tally, new_histogram};
 use super::plan::Plan;
 
 /// One test's results, in the shape of both the text and the JSON summary.
@@ -154,11 +154,7 @@ fn micros_to_ms(us: u64) -> f64 {
 /// `count / elapsed`, or 0 for no time at all.
 pub(super) fn per_second(count: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
-    if secs > 0.0 {
-        count as f64 / secs
-    } else {
-        0.0
-    }
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }
 
 fn round2(x: f64) -> f64 {

@@ -1,7 +1,7 @@
 //! What the bench sends: RESP commands for each operation, and the keys
 //! each client draws from its own seeded generator.
 
-use gridkv::rng::{mix64, SplitMix64};
+use gridkv::rng::{SplitMix64, mix64};
 
 /// A command the bench sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl KeyRng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::reply::{parse_reply, Reply};
+    use crate::bench::reply::{Reply, parse_reply};
 
     #[test]
     fn commands_are_arrays_of_bulk_strings() {

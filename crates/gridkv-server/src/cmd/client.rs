@@ -194,8 +194,10 @@ mod tests {
             msg(parse(&["CLIENT", "SETINFO", "color", "x"])),
             "ERR Unrecognized option 'color'"
         );
-        assert!(msg(parse(&["CLIENT", "SETINFO", "LIB-NAME", "a\nb"]))
-            .starts_with("ERR LIB-NAME cannot contain"));
+        assert!(
+            msg(parse(&["CLIENT", "SETINFO", "LIB-NAME", "a\nb"]))
+                .starts_with("ERR LIB-NAME cannot contain")
+        );
         assert_eq!(
             msg(parse(&["CLIENT", "KILL"])),
             "ERR unknown or unsupported subcommand 'KILL' of 'client'"

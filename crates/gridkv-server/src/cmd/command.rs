@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::args::is;
 use super::error::ParseError;
-use super::table::{self, Spec, COMMANDS};
+use super::table::{self, COMMANDS, Spec};
 use crate::resp::Reply;
 
 /// A parsed `COMMAND`.

@@ -62,8 +62,10 @@ mod tests {
         };
         assert!(error_reply(&e).starts_with("NOQUORUM quorum not reached: 1 of 2"));
         assert!(error_reply(&Error::Backpressure).starts_with("BUSY "));
-        assert!(error_reply(&Error::ValueTooLarge { len: 9, max: 8 })
-            .starts_with("ERR value is 9 bytes"));
+        assert!(
+            error_reply(&Error::ValueTooLarge { len: 9, max: 8 })
+                .starts_with("ERR value is 9 bytes")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use gridkv::GridKv;
 
 use super::args::parse_int;
-use super::error::{error_reply, ParseError};
+use super::error::{ParseError, error_reply};
 use crate::resp::Reply;
 
 /// The unit of a TTL given or answered.

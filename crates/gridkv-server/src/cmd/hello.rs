@@ -40,12 +40,12 @@ impl Hello {
                 Some(_) => {
                     return Err(ParseError::Refused(
                         "NOPROTO unsupported protocol version".into(),
-                    ))
+                    ));
                 }
                 None => {
                     return Err(ParseError::Refused(
                         "ERR Protocol version is not an integer or out of range".into(),
-                    ))
+                    ));
                 }
             },
         };
@@ -145,10 +145,12 @@ mod tests {
                 "NOPROTO unsupported protocol version"
             );
         }
-        assert!(parse(&["HELLO", "x"])
-            .unwrap_err()
-            .to_string()
-            .contains("not an integer"));
+        assert!(
+            parse(&["HELLO", "x"])
+                .unwrap_err()
+                .to_string()
+                .contains("not an integer")
+        );
     }
 
     #[test]
@@ -162,10 +164,12 @@ mod tests {
                 .to_string(),
             "ERR Syntax error in HELLO option 'AUTH'"
         );
-        assert!(parse(&["HELLO", "3", "SETNAME", "a b"])
-            .unwrap_err()
-            .to_string()
-            .contains("cannot contain spaces"));
+        assert!(
+            parse(&["HELLO", "3", "SETNAME", "a b"])
+                .unwrap_err()
+                .to_string()
+                .contains("cannot contain spaces")
+        );
     }
 
     #[test]
@@ -188,7 +192,9 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["server", "version", "proto", "id", "mode", "role", "node", "modules"]
+            [
+                "server", "version", "proto", "id", "mode", "role", "node", "modules"
+            ]
         );
         assert_eq!(fields[2].1, Reply::Integer(3));
         assert_eq!(fields[3].1, Reply::Integer(9));

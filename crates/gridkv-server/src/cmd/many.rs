@@ -18,7 +18,7 @@ const KEY_CONCURRENCY: usize = 128;
 /// every lifetime.)
 pub(crate) async fn bounded<F, T>(calls: Vec<F>) -> Vec<T>
 where
-    F: std::future::Future<Output = T>,
+    F: Future<Output = T>,
 {
     use futures_util::StreamExt;
     futures_util::stream::iter(calls)

@@ -66,7 +66,7 @@ pub use command::Commands;
 pub use config::ConfigGet;
 pub use connection::Ping;
 pub use del::{Del, Exists};
-pub use error::{error_reply, ParseError};
+pub use error::{ParseError, error_reply};
 pub use expire::{Expire, Persist, Ttl, Unit};
 pub use get::{Get, MGet};
 pub use hello::Hello;
@@ -394,10 +394,12 @@ mod tests {
             Err(ParseError::ConditionalExpire)
         );
         assert_eq!(parse(&["EXPIRE", "k", "ten"]), Err(ParseError::NotInteger));
-        assert!(parse(&["SELECT", "1"])
-            .unwrap_err()
-            .to_string()
-            .starts_with("ERR DB index is out of range"));
+        assert!(
+            parse(&["SELECT", "1"])
+                .unwrap_err()
+                .to_string()
+                .starts_with("ERR DB index is out of range")
+        );
         assert_eq!(
             parse(&["COMMAND", "BOGUS"]).unwrap_err().to_string(),
             "ERR unknown subcommand of 'command'"

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use gridkv::{GridKv, WriteOptions};
 
 use super::args::{is, parse_int};
-use super::error::{error_reply, ParseError};
+use super::error::{ParseError, error_reply};
 use super::many::failure;
 use crate::resp::Reply;
 

@@ -5,5 +5,5 @@
 mod parse;
 mod reply;
 
-pub use parse::{parse_command, Limits, ProtocolError};
+pub use parse::{Limits, ProtocolError, parse_command};
 pub use reply::{Protocol, Reply};

@@ -393,9 +393,11 @@ mod tests {
     #[test]
     fn large_bulk_reserves_its_room_once() {
         let mut buf = BytesMut::from(&b"*1\r\n$1000000\r\nab"[..]);
-        assert!(parse_command(&mut buf, &Limits::default())
-            .unwrap()
-            .is_none());
+        assert!(
+            parse_command(&mut buf, &Limits::default())
+                .unwrap()
+                .is_none()
+        );
         assert!(buf.capacity() >= 1_000_002 + 14);
     }
 

@@ -150,9 +150,8 @@ impl Node {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("node {id}: {why}; its stderr:\n{text}");
         };
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => fail(child, format!("no ready line within {READY_TIMEOUT:?}")),
+        let Ok(line) = rx.recv_timeout(READY_TIMEOUT) else {
+            fail(child, format!("no ready line within {READY_TIMEOUT:?}"));
         };
         let Some(fields) = parse_ready_line(&line) else {
             fail(child, format!("unexpected first line {line:?}"));

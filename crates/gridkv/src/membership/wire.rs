@@ -462,10 +462,10 @@ impl Packet {
 mod tests {
     use super::*;
 
-    fn member(gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Member {
+    fn member(r#gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Member {
         let mut m = Member::new(Identity::new(
             NodeId::new("x").unwrap(),
-            Generation::new(gen),
+            Generation::new(r#gen),
             "h:1",
         ));
         m.incarnation = inc;
@@ -474,8 +474,8 @@ mod tests {
         m
     }
 
-    fn update(gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Update {
-        Update::of(&member(gen, inc, liveness, ring))
+    fn update(r#gen: u64, inc: u64, liveness: Liveness, ring: RingState) -> Update {
+        Update::of(&member(r#gen, inc, liveness, ring))
     }
 
     use Liveness::*;

@@ -12,7 +12,7 @@ use crate::config_error::ConfigError;
 use crate::{Generation, NodeId};
 
 /// How a transport behaves. Build one with [`TransportConfig::new`] and
-/// adjust fields; [`Transport::bind`](super::Transport::bind) validates it.
+/// adjust fields; `Transport::bind` validates it.
 ///
 /// # Examples
 ///
@@ -44,7 +44,7 @@ pub struct TransportConfig {
     /// This run's generation.
     pub generation: Generation,
     /// Where to listen, `host:port`. Port 0 picks a free port (see
-    /// [`Transport::local_addr`](super::Transport::local_addr)). Default `127.0.0.1:0`.
+    /// `Transport::local_addr`). Default `127.0.0.1:0`.
     pub listen: String,
     /// The address peers should dial, when it differs from the listen
     /// address (NAT, containers, `0.0.0.0`). Required when listening on an
@@ -76,7 +76,7 @@ pub struct TransportConfig {
     /// Request bytes awaiting answers from one peer per lane. Default
     /// 64 MiB.
     pub max_in_flight_bytes: usize,
-    /// Requests and messages per lane delivered to [`Incoming`](super::Incoming) and not yet
+    /// Requests and messages per lane delivered to `Incoming` and not yet
     /// received by the application. Default 4096.
     pub incoming_capacity: usize,
     /// Requests one inbound connection may have unanswered by this node's

@@ -310,7 +310,7 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
                         link.fail_all(&shared, || TransportError::ConnectionLost {
                             peer: link.addr.clone(),
                             reason: reason.clone(),
-                        })
+                        });
                     }
                 }
             }

@@ -270,7 +270,7 @@ impl GridKv {
         op: impl Fn(GridKv, T) -> Fut,
     ) -> Vec<Result<R, Error>>
     where
-        Fut: std::future::Future<Output = Result<R, Error>> + Send + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
         R: Send + 'static,
     {
         let mut running = std::collections::VecDeque::with_capacity(Self::MANY_IN_FLIGHT);

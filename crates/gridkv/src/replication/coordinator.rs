@@ -219,7 +219,7 @@ impl Coordinator {
         match result {
             Ok(_) => Counters::add(ok, 1),
             Err(Error::QuorumNotReached { .. } | Error::Timeout { .. }) => {
-                Counters::add(&self.counters.quorum_failures, 1)
+                Counters::add(&self.counters.quorum_failures, 1);
             }
             Err(_) => {}
         }
@@ -420,7 +420,7 @@ impl Coordinator {
         Some(match self.replica.store.get_hashed(key, hash) {
             Ok(Lookup::Evicted { .. }) => Ok(Lookup::Missing),
             Ok(lookup) => Ok(lookup),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Error::from_store(e)),
         })
     }
 

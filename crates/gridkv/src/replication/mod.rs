@@ -366,8 +366,9 @@ pub enum Error {
     ShuttingDown,
 }
 
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
+impl Error {
+    /// The error a caller sees for a key or value the store refused.
+    pub(crate) fn from_store(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::ValueTooLarge { len, max } => {
                 Error::ValueTooLarge { len, max }

@@ -295,7 +295,7 @@ impl Rebalancer {
 
     /// One fill pass: stream every gained piece, then re-stream the pieces
     /// whose digests still differ from a source's.
-    pub(crate) async fn fill(&mut self) -> FillReport {
+    pub(crate) async fn fill(&self) -> FillReport {
         // The epoch first: the placement loaded after it is at least as new.
         let epoch = self.replica.holdings.epoch();
         let p = self.placement.load_full();
@@ -320,15 +320,12 @@ impl Rebalancer {
                     complete = false;
                     continue;
                 }
-                let theirs = match self
+                let Some(DataResponse::Digest(theirs)) = self
                     .ask(addr, DataRequest::encode_digest(piece.range))
                     .await
-                {
-                    Some(DataResponse::Digest(d)) => d,
-                    _ => {
-                        complete = false;
-                        continue;
-                    }
+                else {
+                    complete = false;
+                    continue;
                 };
                 if theirs != self.replica.store.digest(piece.range) {
                     complete &= self.stream(addr, piece.range, false, &mut report).await;
@@ -373,9 +370,10 @@ impl Rebalancer {
                         break;
                     }
                     bytes += DIGEST_BYTES;
-                    let theirs = match self.ask(&addr, DataRequest::encode_digest(range)).await {
-                        Some(DataResponse::Digest(d)) => d,
-                        _ => break,
+                    let Some(DataResponse::Digest(theirs)) =
+                        self.ask(&addr, DataRequest::encode_digest(range)).await
+                    else {
+                        break;
                     };
                     if theirs == self.replica.store.digest(range) {
                         continue;

@@ -29,6 +29,13 @@ use crate::id::NodeId;
 /// # Ok::<(), gridkv::ring::RingError>(())
 /// ```
 #[derive(Clone, Copy)]
+#[cfg_attr(
+    not(feature = "internals"),
+    allow(
+        unnameable_types,
+        reason = "no public item yields one; rustc counts the trait impls as reachable"
+    )
+)]
 pub struct PreferenceList<'a> {
     /// Indices into `nodes`, in preference order.
     indices: &'a [u32],
@@ -132,6 +139,13 @@ impl fmt::Debug for PreferenceList<'_> {
 /// # Ok::<(), gridkv::ring::RingError>(())
 /// ```
 #[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "internals"),
+    allow(
+        unnameable_types,
+        reason = "no public item yields one; rustc counts the trait impls as reachable"
+    )
+)]
 pub struct PreferenceIter<'a> {
     indices: std::slice::Iter<'a, u32>,
     nodes: &'a [NodeId],

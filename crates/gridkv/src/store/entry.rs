@@ -353,7 +353,7 @@ pub(crate) fn expired(expires_at: u64, now_ms: u64) -> bool {
 /// Fixed per-entry bytes charged to the memory budget on top of key and
 /// value: the entry itself, its hash-table slot and control byte, and its
 /// share of the eviction queue and timer heap.
-pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 48;
+pub const ENTRY_OVERHEAD: usize = size_of::<Entry>() + 48;
 
 /// A stored key: inline up to [`KeyBuf::INLINE`] bytes (most cache keys),
 /// boxed beyond. 24 bytes either way. Only scans hand keys out, as copies.

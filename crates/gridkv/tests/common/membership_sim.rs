@@ -239,12 +239,12 @@ impl Sim {
                 let view = self.view(i, j);
                 if self.nodes[j].running() {
                     match view {
-                        Some((Liveness::Alive, ring, gen))
-                            if gen == self.nodes[j].generation && ring.receives_writes() => {}
+                        Some((Liveness::Alive, ring, r#gen))
+                            if r#gen == self.nodes[j].generation && ring.receives_writes() => {}
                         _ => return false,
                     }
-                } else if let Some((l, _, gen)) = view {
-                    if l.is_reachable() && gen == self.nodes[j].generation {
+                } else if let Some((l, _, r#gen)) = view {
+                    if l.is_reachable() && r#gen == self.nodes[j].generation {
                         return false;
                     }
                 }
@@ -266,11 +266,11 @@ impl Sim {
                 }
                 let view = self.view(i, j);
                 let ok = match view {
-                    Some((Liveness::Alive, ring, gen)) if self.nodes[j].running() => {
-                        gen == self.nodes[j].generation && ring.receives_writes()
+                    Some((Liveness::Alive, ring, r#gen)) if self.nodes[j].running() => {
+                        r#gen == self.nodes[j].generation && ring.receives_writes()
                     }
-                    Some((l, _, gen)) if !self.nodes[j].running() => {
-                        !(l.is_reachable() && gen == self.nodes[j].generation)
+                    Some((l, _, r#gen)) if !self.nodes[j].running() => {
+                        !(l.is_reachable() && r#gen == self.nodes[j].generation)
                     }
                     None => !self.nodes[j].running(),
                     _ => false,

@@ -456,7 +456,7 @@ impl Swim {
             Message::JoinReply { members } => self.on_join_reply(now, members),
             Message::JoinRefused { holder } => self.on_join_refused(holder),
             Message::PushPull { members, reply } => {
-                self.on_push_pull(now, from_addr, members, reply)
+                self.on_push_pull(now, from_addr, members, reply);
             }
         }
     }

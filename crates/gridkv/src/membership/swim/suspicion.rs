@@ -52,9 +52,9 @@ impl Swim {
     /// News about this node itself: refute anything but "alive" by raising
     /// the incarnation.
     pub(super) fn merge_own(&mut self, update: Update) {
-        let gen = update.identity.generation;
-        if gen != self.me.identity.generation {
-            if gen > self.me.identity.generation {
+        let r#gen = update.identity.generation;
+        if r#gen != self.me.identity.generation {
+            if r#gen > self.me.identity.generation {
                 self.report_conflict(&update.identity);
             } else {
                 self.saw_previous_run = true;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::{Generation, NodeId, NodeIdError};
 
-/// Why a node refused a peer's [`Hello`](super::Hello).
+/// Why a node refused a peer's `Hello`.
 ///
 /// Displayed from the refusing node's side ("we" is the refuser); the
 /// refused node sees it as [`HandshakeError::Refused`], which words it from
@@ -26,7 +26,7 @@ use crate::{Generation, NodeId, NodeIdError};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefusalReason {
-    /// The hello did not start with [`MAGIC`](super::MAGIC).
+    /// The hello did not start with `MAGIC`.
     #[error("bad magic: not a GridKV peer")]
     BadMagic,
     /// The peers speak different protocol versions.
@@ -132,13 +132,13 @@ impl fmt::Display for PeerView<'_> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    /// The message did not start with [`MAGIC`](super::MAGIC).
+    /// The message did not start with `MAGIC`.
     #[error("bad magic: not a GridKV peer")]
     BadMagic,
     /// The peer's hello is of another protocol version.
     #[error("protocol version mismatch: we speak {ours}, peer speaks {theirs}")]
     VersionMismatch {
-        /// Our [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+        /// Our `PROTOCOL_VERSION`.
         ours: u16,
         /// The peer's version.
         theirs: u16,
