@@ -151,12 +151,14 @@ async fn connection(
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
+        // Whether commands on distinct keys may run at once (with replicas
+        // they wait on the network); read once per batch of input.
+        let concurrent = shared.node.replication_status().effective_replicas > 1;
         // Run every complete command in the buffer, in order: a group of
         // independent ones at a time (see `group_key`).
         loop {
             let mut group: Vec<Parsed> = Vec::new();
             let mut failure = None;
-            let concurrent = shared.node.replication_status().effective_replicas > 1;
             loop {
                 let parsed = match held.take() {
                     Some(parsed) => parsed,

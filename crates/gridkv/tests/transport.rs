@@ -739,6 +739,47 @@ async fn too_large_messages_are_refused_before_sending() {
     assert_clean_shutdown(&a).await;
 }
 
+/// The frame limit counts each envelope's own header: one byte for a
+/// one-way message, nine (tag and id) for a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frame_limit_counts_each_envelopes_own_header() {
+    const MAX: usize = 64 * 1024;
+    let mut cfg = config("a");
+    cfg.max_frame = MAX;
+    let (a, _a_in) = start(cfg).await;
+    let mut cfg = config("b");
+    cfg.max_frame = MAX;
+    let (b, mut b_in) = start(cfg).await;
+    let peer = a.peer(&addr(&b));
+    // Exactly a frame: delivered.
+    peer.send(Lane::Data, Bytes::from(vec![7; MAX - 1]))
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), b_in.data.recv())
+        .await
+        .expect("the message arrives")
+        .unwrap();
+    assert_eq!(got.body.len(), MAX - 1);
+    assert!(got.reply.is_none());
+    // One byte over: refused before sending, as a request just over.
+    let over = peer
+        .send(Lane::Data, Bytes::from(vec![7; MAX]))
+        .unwrap_err();
+    assert!(
+        matches!(over, TransportError::TooLarge { len, max: MAX } if len == MAX + 1),
+        "got {over}"
+    );
+    let over = peer
+        .request(Lane::Data, Bytes::from(vec![7; MAX - 8]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(over, TransportError::TooLarge { len, max: MAX } if len == MAX + 1),
+        "got {over}"
+    );
+    assert_clean_shutdown(&a).await;
+    assert_clean_shutdown(&b).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_frames_reach_the_handler_twice_but_answer_once() {
     let (a, _a_in) = start(config("a")).await;

@@ -128,13 +128,13 @@ impl Link {
         }
     }
 
-    /// The checks shared by requests and one-way messages: running, fits a
-    /// frame (a request's header being the larger), not backing off.
-    fn check_sendable(&self, shared: &Shared, body_len: usize) -> Result<(), TransportError> {
+    /// The checks shared by requests and one-way messages, for an envelope
+    /// of `len` bytes (header and body): running, fits a frame, not backing
+    /// off.
+    fn check_sendable(&self, shared: &Shared, len: usize) -> Result<(), TransportError> {
         if shared.cancel.is_cancelled() {
             return Err(TransportError::ShuttingDown);
         }
-        let len = ID_HEADER + body_len;
         if len > shared.config.max_frame {
             return Err(TransportError::TooLarge {
                 len,
@@ -161,24 +161,25 @@ impl Link {
 
     /// Queues a one-way message. `Ok` means queued, not delivered.
     pub(crate) fn send(&self, shared: &Shared, body: Bytes) -> Result<(), TransportError> {
-        self.check_sendable(shared, body.len())?;
+        let envelope = Envelope::OneWay {
+            lane: self.lane,
+            body,
+        };
+        self.check_sendable(shared, envelope.encoded_len())?;
         self.queue
-            .push(Envelope::OneWay {
-                lane: self.lane,
-                body,
-            })
+            .push(envelope)
             .map_err(|error| self.push_error(shared, error))
     }
 
-    /// Sends a request and waits for its answer, for at most `timeout` or
-    /// else the adaptive one.
+    /// Sends a request and waits for its answer, for as long as `wait`
+    /// says.
     pub(crate) async fn request(
         &self,
         shared: &Shared,
         body: Bytes,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Bytes, TransportError> {
-        self.check_sendable(shared, body.len())?;
+        self.check_sendable(shared, ID_HEADER + body.len())?;
         let budget = self
             .in_flight
             .try_acquire(body.len())
@@ -203,7 +204,13 @@ impl Link {
         // fail now rather than wait out the backoff (the writer skips the
         // queued frame, its id no longer pending once the guard drops).
         self.check_backoff()?;
-        let timeout = timeout.unwrap_or_else(|| self.pending.timeout());
+        let timeout = match wait {
+            Wait::Adaptive => self.pending.timeout(),
+            Wait::For(timeout) => timeout,
+            // No timer: the caller bounds the wait (and withdraws the
+            // request by dropping this future).
+            Wait::Caller => return rx.await.unwrap_or(Err(TransportError::ShuttingDown)),
+        };
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             // Every path that drops a pending entry's sender (an answer,
@@ -243,6 +250,18 @@ impl Link {
         self.queue.close();
         self.forgotten.cancel();
     }
+}
+
+/// How long a request waits for its answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// The lane's adaptive timeout (from its RTT estimate).
+    Adaptive,
+    /// An explicit timeout.
+    For(Duration),
+    /// No timer of its own: until the answer, or the connection's failure;
+    /// the caller bounds it.
+    Caller,
 }
 
 /// Withdraws a request and releases its share of the in-flight budget.

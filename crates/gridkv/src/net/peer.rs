@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::envelope::Lane;
 use super::error::TransportError;
 use super::handshake::exchange::PeerInfo;
-use super::link::Link;
+use super::link::{Link, Wait};
 use super::rtt::RttSnapshot;
 use super::shared::Shared;
 
@@ -46,7 +46,7 @@ impl Peer {
     /// connection stays healthy.
     pub async fn request(&self, lane: Lane, body: Bytes) -> Result<Bytes, TransportError> {
         self.links[lane.index()]
-            .request(&self.shared, body, None)
+            .request(&self.shared, body, Wait::Adaptive)
             .await
     }
 
@@ -59,7 +59,23 @@ impl Peer {
         timeout: Duration,
     ) -> Result<Bytes, TransportError> {
         self.links[lane.index()]
-            .request(&self.shared, body, Some(timeout))
+            .request(&self.shared, body, Wait::For(timeout))
+            .await
+    }
+
+    /// As [`Peer::request`] with no timeout of its own: it ends with the
+    /// answer, or when the connection fails or the transport shuts down —
+    /// and never if the answer is lost on a live connection (a fault hook,
+    /// a peer that drops it), holding its pending entry and in-flight slot
+    /// meanwhile. The caller must bound it (`tokio::time::timeout_at`, a
+    /// `select!`); dropping the future withdraws the request. For callers
+    /// that wait on several requests under one deadline: no timer per
+    /// request, and its timeouts are neither counted in
+    /// [`TransportStats`](super::TransportStats) nor fed to the RTT
+    /// estimate.
+    pub(crate) async fn request_untimed(&self, lane: Lane, body: Bytes) -> Result<Bytes, TransportError> {
+        self.links[lane.index()]
+            .request(&self.shared, body, Wait::Caller)
             .await
     }
 
@@ -67,6 +83,11 @@ impl Peer {
     /// lost if the connection breaks first.
     pub fn send(&self, lane: Lane, body: Bytes) -> Result<(), TransportError> {
         self.links[lane.index()].send(&self.shared, body)
+    }
+
+    /// The address this handle dials.
+    pub fn addr(&self) -> &str {
+        self.links[0].addr()
     }
 
     /// The lane's RTT estimate.

@@ -230,67 +230,38 @@ impl GridKv {
     }
 
     /// Reads several keys at once; one result per key, in order. At most
-    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time, all in
+    /// the caller's task: dropping the returned future stops the reads.
     pub async fn get_many<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
     ) -> Vec<Result<Option<bytes::Bytes>, Error>> {
-        let keys = keys
-            .iter()
-            .map(|k| bytes::Bytes::copy_from_slice(k.as_ref()));
-        self.fan_out(keys, |node, key| async move { node.get(key).await })
-            .await
+        let mut window = Window::new(keys.len());
+        for key in keys {
+            window.push(self.get(key.as_ref())).await;
+        }
+        window.finish().await
     }
 
     /// Writes several keys at once; one result per pair, in order. At most
-    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time.
+    /// [`GridKv::MANY_IN_FLIGHT`] of them are in flight at a time, all in
+    /// the caller's task. Dropping the returned future stops the batch:
+    /// writes not yet started are not made; those already sent still reach
+    /// every owner (or leave hints), as with a dropped [`GridKv::set`].
     pub async fn set_many<K: AsRef<[u8]>, V: Clone + Into<bytes::Bytes>>(
         &self,
         pairs: &[(K, V)],
     ) -> Vec<Result<(), Error>> {
-        let pairs = pairs.iter().map(|(k, v)| {
-            let value: bytes::Bytes = v.clone().into();
-            (bytes::Bytes::copy_from_slice(k.as_ref()), value)
-        });
-        self.fan_out(pairs, |node, (key, value)| async move {
-            node.set(key, value).await
-        })
-        .await
+        let mut window = Window::new(pairs.len());
+        for (key, value) in pairs {
+            window.push(self.set(key.as_ref(), value.clone())).await;
+        }
+        window.finish().await
     }
 
     /// How many operations of one [`GridKv::get_many`] or
     /// [`GridKv::set_many`] run at once.
     pub const MANY_IN_FLIGHT: usize = 64;
-
-    /// Runs `op` on every item, each in a task of its own, at most
-    /// [`GridKv::MANY_IN_FLIGHT`] at a time; results in the items' order.
-    async fn fan_out<T, R, Fut>(
-        &self,
-        items: impl Iterator<Item = T>,
-        op: impl Fn(GridKv, T) -> Fut,
-    ) -> Vec<Result<R, Error>>
-    where
-        Fut: Future<Output = Result<R, Error>> + Send + 'static,
-        R: Send + 'static,
-    {
-        let mut running = std::collections::VecDeque::with_capacity(Self::MANY_IN_FLIGHT);
-        let mut out = Vec::with_capacity(items.size_hint().0);
-        let finish = |joined: Result<Result<R, Error>, tokio::task::JoinError>| {
-            joined.unwrap_or(Err(Error::ShuttingDown))
-        };
-        for item in items {
-            if running.len() == Self::MANY_IN_FLIGHT {
-                let first: tokio::task::JoinHandle<_> =
-                    running.pop_front().expect("the window is full");
-                out.push(finish(first.await));
-            }
-            running.push_back(tokio::spawn(op(self.clone(), item)));
-        }
-        for task in running {
-            out.push(finish(task.await));
-        }
-        out
-    }
 
     fn expiry(&self, ttl: Duration) -> u64 {
         let now = self.inner.coordinator.replica.hlc.clock().now_ms();
@@ -358,5 +329,41 @@ impl GridKv {
             }
             _ => Ok(false),
         }
+    }
+}
+
+/// Operations run at once, at most [`GridKv::MANY_IN_FLIGHT`], all in the
+/// caller's task (no task and no key copy per item: they wait on the
+/// network, not on a CPU); results in the order they were pushed.
+struct Window<F: Future> {
+    running: futures_util::stream::FuturesOrdered<F>,
+    out: Vec<F::Output>,
+}
+
+impl<F: Future> Window<F> {
+    fn new(items: usize) -> Self {
+        Self {
+            running: futures_util::stream::FuturesOrdered::new(),
+            out: Vec::with_capacity(items),
+        }
+    }
+
+    /// Starts `op`, after waiting for the oldest one if the window is full.
+    async fn push(&mut self, op: F) {
+        use futures_util::StreamExt;
+        if self.running.len() == GridKv::MANY_IN_FLIGHT {
+            let done = self.running.next().await.expect("the window is full");
+            self.out.push(done);
+        }
+        self.running.push_back(op);
+    }
+
+    /// Every result, in order.
+    async fn finish(mut self) -> Vec<F::Output> {
+        use futures_util::StreamExt;
+        while let Some(done) = self.running.next().await {
+            self.out.push(done);
+        }
+        self.out
     }
 }

@@ -41,6 +41,7 @@ use crate::net::Transport;
 use crate::replication::fill_driver::FillDriver;
 use crate::replication::fill_schedule::FillSchedule;
 use crate::replication::hints::{HintLimits, Hints};
+use crate::replication::in_flight::{Finisher, Keeper};
 use crate::replication::rebalance::Rebalancer;
 use crate::replication::Placement;
 use crate::replication::{hint_delivery, serve, Coordinator, Replica, ReplicationStatus};
@@ -248,7 +249,12 @@ impl GridKv {
             ),
         });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
+        let cancel = CancellationToken::new();
+        let keeper = Keeper::new(hints.clone(), counters.clone());
+        let (finisher, finishing) = Finisher::start(keeper.clone(), cancel.clone());
         let coordinator = Coordinator {
+            finisher,
+            keeper,
             me: config.node_id,
             transport: transport.clone(),
             replica: replica.clone(),
@@ -271,7 +277,7 @@ impl GridKv {
             events,
             phase,
             commands,
-            cancel: CancellationToken::new(),
+            cancel,
             tasks: Mutex::new(Vec::new()),
             coordinator: Arc::new(coordinator),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -297,7 +303,7 @@ impl GridKv {
         inner
             .tasks
             .lock()
-            .extend([membership, data, maintenance, rebalance, hints]);
+            .extend([membership, data, maintenance, rebalance, hints, finishing]);
         Ok(GridKv { inner })
     }
 

@@ -5,10 +5,7 @@
 //! it cannot reach, waits until the deadline, re-stamps a write that a
 //! newer version superseded, and repairs owners a read found stale.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -16,6 +13,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::hints::Hints;
+use super::in_flight::{AnswerFuture, Finisher, Keeper, Request, Requests, WriteRequests};
 use super::placement::Placement;
 use super::placement::Target;
 use super::quorum::{is_shed, read_failure, read_plan, resolve_evicted, unreachable, WritePlan};
@@ -39,6 +37,10 @@ pub(crate) struct Coordinator {
     pub(crate) placement: Arc<ArcSwap<Placement>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) hints: Arc<Hints>,
+    /// Carries writes' leftover requests to their end.
+    pub(crate) finisher: Finisher,
+    /// Keeps hints for owners that missed a write.
+    pub(crate) keeper: Keeper,
     /// Wall-clock ms before which this node stamps no write (see
     /// [`Coordinator::hold_writes_until`]); 0 for none.
     pub(crate) write_barrier: std::sync::atomic::AtomicU64,
@@ -54,80 +56,6 @@ thread_local! {
 }
 
 type PlacementCache = arc_swap::Cache<Arc<ArcSwap<Placement>>, Arc<Placement>>;
-
-/// One owner's answer: its slot (an index the caller chose), and what it
-/// said.
-type Answer = (usize, Result<DataResponse, TransportError>);
-
-/// One request to an owner, as [`Coordinator::request`] builds it.
-type RequestFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
-
-/// The requests of one operation, polled by its caller. There are at most
-/// a few (one per owner), so each wake-up polls them all.
-struct InFlight {
-    requests: Vec<RequestFuture>,
-    /// Whether requests left when this is dropped run on in a task of
-    /// their own (writes: every owner must get them) or are dropped
-    /// (reads).
-    finish_on_drop: bool,
-}
-
-impl InFlight {
-    fn new(finish_on_drop: bool) -> Self {
-        Self {
-            requests: Vec::new(),
-            finish_on_drop,
-        }
-    }
-
-    fn push(&mut self, request: RequestFuture) {
-        self.requests.push(request);
-    }
-
-    fn len(&self) -> usize {
-        self.requests.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.requests.is_empty()
-    }
-
-    /// The next answer, in completion order; `None` when none is left.
-    async fn next(&mut self) -> Option<Answer> {
-        std::future::poll_fn(|cx| {
-            if self.requests.is_empty() {
-                return Poll::Ready(None);
-            }
-            for i in 0..self.requests.len() {
-                if let Poll::Ready(answer) = self.requests[i].as_mut().poll(cx) {
-                    drop(self.requests.swap_remove(i));
-                    return Poll::Ready(Some(answer));
-                }
-            }
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.finish_on_drop || self.requests.is_empty() {
-            return;
-        }
-        // Also when the caller's future is dropped mid-write (a timeout
-        // around it): the requests already started still reach their owners
-        // and keep hints for those that fail.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut rest = InFlight {
-            requests: std::mem::take(&mut self.requests),
-            finish_on_drop: false,
-        };
-        runtime.spawn(async move { while rest.next().await.is_some() {} });
-    }
-}
 
 impl Coordinator {
     pub(crate) fn status(&self) -> ReplicationStatus {
@@ -157,47 +85,18 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A request of `body` to `addr`, answering under `slot`; if it fails
-    /// and `hint_for` names an owner, the write is kept as a hint for it.
-    /// The caller polls it ([`InFlight`]), so the common case needs no task
-    /// of its own (each would cost a wake-up on another thread).
-    fn request(
-        &self,
-        addr: String,
-        body: Bytes,
-        timeout: Duration,
-        slot: usize,
-        hint_for: Option<NodeId>,
-    ) -> RequestFuture {
-        let transport = self.transport.clone();
-        let hints = hint_for.map(|owner| (owner, self.hints.clone(), self.counters.clone()));
+    /// A request of `body` to `addr`, with no timer of its own: the
+    /// operation's deadline bounds it. The caller polls it ([`Requests`]),
+    /// so the common case needs no task of its own (each would cost a
+    /// wake-up on another thread).
+    fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
+        let peer = self.transport.peer(addr);
         Box::pin(async move {
-            let hint_body = hints.as_ref().map(|_| body.clone());
-            let answer = transport
-                .peer(&addr)
-                .request_with_timeout(Lane::Data, body, timeout)
-                .await
-                .and_then(|frame| {
-                    DataResponse::decode(&frame).map_err(|e| TransportError::ConnectionLost {
-                        peer: addr.clone(),
-                        reason: format!("undecodable answer: {e}"),
-                    })
-                });
-            // A write the owner did not get (it may still have applied it:
-            // the hint is then a harmless duplicate), or refused because it
-            // is stopping (it will be back, or be replaced).
-            let missed = matches!(
-                &answer,
-                Err(_)
-                    | Ok(DataResponse::Refused {
-                        code: RefusalCode::ShuttingDown,
-                        ..
-                    })
-            );
-            if let (Some((owner, hints, counters)), Some(body), true) = (hints, hint_body, missed) {
-                hints.keep(owner, body, &counters);
-            }
-            (slot, answer)
+            let frame = peer.request_untimed(Lane::Data, body).await?;
+            DataResponse::decode(&frame).map_err(|e| TransportError::ConnectionLost {
+                peer: peer.addr().to_owned(),
+                reason: format!("undecodable answer: {e}"),
+            })
         })
     }
 
@@ -311,7 +210,7 @@ impl Coordinator {
             };
             // Requests still running when the caller has its answer (or
             // gives up) finish in the background: every owner gets the write.
-            let mut in_flight = InFlight::new(true);
+            let mut in_flight = WriteRequests::new(deadline, &self.finisher);
             let mut tally = plan.tally(version);
             // Owners known down whose write this node now keeps as a hint.
             let mut hinted_here: Vec<NodeId> = Vec::new();
@@ -322,14 +221,10 @@ impl Coordinator {
                         tally.add(*sets, Ok(response));
                     }
                     Some(Target::Remote(addr)) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        in_flight.push(self.request(
-                            addr.to_owned(),
-                            encoded(&mut body),
-                            left,
-                            slot,
-                            Some(*id),
-                        ));
+                        let body = encoded(&mut body);
+                        let answer = self.request(addr, body.clone());
+                        let request = Request::new(slot, answer, Some((*id, body)));
+                        in_flight.requests.push(request);
                     }
                     None => {
                         if self.hints.keep(*id, encoded(&mut body), &self.counters) {
@@ -351,16 +246,17 @@ impl Coordinator {
                     Some(Target::Remote(addr)) => {
                         let hinted =
                             Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        in_flight.push(self.request(addr.to_owned(), hinted, left, slot, None));
+                        let answer = self.request(addr, hinted);
+                        in_flight.requests.push(Request::new(slot, answer, None));
                     }
                     // This node's hints are full; or (never: the plan
                     // picks reachable stand-ins) no way to the stand-in.
                     Some(Target::Local) | None => {}
                 }
             }
-            while !tally.satisfied() && !in_flight.is_empty() {
-                match tokio::time::timeout_at(deadline, in_flight.next()).await {
+            while !tally.satisfied() && !in_flight.requests.is_empty() {
+                let next = in_flight.requests.next(&self.keeper);
+                match tokio::time::timeout_at(deadline, next).await {
                     Ok(Some((slot, answer))) => tally.add(plan.sets_of(slot), answer),
                     Ok(None) => break,
                     Err(_) => {
@@ -446,7 +342,7 @@ impl Coordinator {
         let mut body: Option<Bytes> = None;
         // Reads change nothing: one the caller no longer waits for is
         // dropped, not finished.
-        let mut in_flight = InFlight::new(false);
+        let mut in_flight = Requests::default();
         let mut answers: Vec<(NodeId, Lookup)> = Vec::with_capacity(r);
         let mut next = 0;
         // Owners that shed the read (overloaded).
@@ -462,11 +358,10 @@ impl Coordinator {
                         }
                     }
                     Some(Target::Remote(addr)) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
                         let body = body
                             .get_or_insert_with(|| Bytes::from(DataRequest::encode_read(key)))
                             .clone();
-                        in_flight.push(self.request(addr.to_owned(), body, left, next, None));
+                        in_flight.push(Request::new(next, self.request(addr, body), None));
                     }
                     None => {}
                 }
@@ -478,7 +373,7 @@ impl Coordinator {
             if in_flight.is_empty() {
                 return Err(read_failure(answers.len(), shed, r));
             }
-            match tokio::time::timeout_at(deadline, in_flight.next()).await {
+            match tokio::time::timeout_at(deadline, in_flight.next(&self.keeper)).await {
                 Ok(Some((_, answer))) if is_shed(&answer) => shed += 1,
                 Ok(Some((slot, answer))) => {
                     if let Ok(DataResponse::Value(lookup)) = answer {

@@ -37,6 +37,7 @@ pub(crate) mod fill_driver;
 pub(crate) mod fill_schedule;
 pub(crate) mod hint_delivery;
 pub(crate) mod hints;
+pub(crate) mod in_flight;
 mod holdings;
 mod placement;
 mod quorum;
