@@ -21,10 +21,12 @@ use tokio::time::{Instant, sleep, timeout};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// The deadline of a request a test sends straight to one replica: the
-/// node's default operation timeout, as a coordinator's request would have,
-/// not the lane's adaptive one (a 10 ms floor that a loaded 2-core machine
-/// outstalls).
-const NODE_DEADLINE: Duration = Duration::from_secs(2);
+/// node's operation timeout (these nodes keep the default), as a
+/// coordinator's request would have, not the lane's adaptive one (a 10 ms
+/// floor that a loaded 2-core machine outstalls).
+fn node_deadline() -> Duration {
+    gridkv::ReplicationConfig::default().timeout
+}
 
 fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
@@ -795,7 +797,7 @@ async fn refill_reads(names: &[&str], fill_rate: u64, opts: ReadOptions) -> Resu
                 .request_with_timeout(
                     Lane::Data,
                     DataRequest::encode_read(key.as_bytes()).into(),
-                    NODE_DEADLINE,
+                    node_deadline(),
                 )
                 .await?;
             match DataResponse::decode(&frame)? {

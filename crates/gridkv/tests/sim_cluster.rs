@@ -234,8 +234,9 @@ fn run(seed: u64) -> Outcome {
     }
 }
 
-/// Runs schedules `first..first + count` (or the `GRIDKV_SEED` one).
-fn schedules(first: u64, count: u64) {
+/// Runs `count` schedules from `first`, every `step`-th seed (or the
+/// `GRIDKV_SEED` one).
+fn schedules(first: u64, count: u64, step: u64) {
     let seeds: Vec<u64> = match std::env::var("GRIDKV_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -245,9 +246,9 @@ fn schedules(first: u64, count: u64) {
             let count = std::env::var("GRIDKV_SIM_SEEDS")
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
-                .map(|n| n.div_ceil(10))
+                .map(|n| n.div_ceil(TESTS))
                 .unwrap_or(count);
-            (first..first + count).collect()
+            (0..count).map(|i| first + i * step).collect()
         }
     };
     for seed in seeds {
@@ -270,48 +271,99 @@ fn schedules(first: u64, count: u64) {
     }
 }
 
-// 1,000 schedules in ten tests of 100, so nextest spreads them over the
-// cores and each stays well inside its time budget. `GRIDKV_SIM_SEEDS=<n>`
-// sets the total (n / 10 per test).
+// 1,000 schedules in twenty tests of 50, so nextest spreads them over the
+// cores and each stays well inside its 5-minute budget on a loaded machine
+// (tests of 100 took up to 239 s beside two busy loops on 2 cores). The
+// seeds are those of the ten tests of 100 before them: block `k` is
+// 0xC1_0k00..0xC1_0k00 + 100, its even seeds in test `2k` and its odd ones in
+// test `2k + 1`. `GRIDKV_SIM_SEEDS=<n>` sets the total (n / 20 per test,
+// distinct up to 2,560, as before).
+const TESTS: u64 = 20;
+
+/// The `part`-th of the [`TESTS`] tests' schedules.
+fn part(part: u64) {
+    schedules(0xC1_0000 + (part / 2) * 0x100 + part % 2, 50, 2);
+}
+
 #[test]
 fn schedules_0() {
-    schedules(0xC1_0000, 100);
+    part(0);
 }
 #[test]
 fn schedules_1() {
-    schedules(0xC1_0100, 100);
+    part(1);
 }
 #[test]
 fn schedules_2() {
-    schedules(0xC1_0200, 100);
+    part(2);
 }
 #[test]
 fn schedules_3() {
-    schedules(0xC1_0300, 100);
+    part(3);
 }
 #[test]
 fn schedules_4() {
-    schedules(0xC1_0400, 100);
+    part(4);
 }
 #[test]
 fn schedules_5() {
-    schedules(0xC1_0500, 100);
+    part(5);
 }
 #[test]
 fn schedules_6() {
-    schedules(0xC1_0600, 100);
+    part(6);
 }
 #[test]
 fn schedules_7() {
-    schedules(0xC1_0700, 100);
+    part(7);
 }
 #[test]
 fn schedules_8() {
-    schedules(0xC1_0800, 100);
+    part(8);
 }
 #[test]
 fn schedules_9() {
-    schedules(0xC1_0900, 100);
+    part(9);
+}
+#[test]
+fn schedules_10() {
+    part(10);
+}
+#[test]
+fn schedules_11() {
+    part(11);
+}
+#[test]
+fn schedules_12() {
+    part(12);
+}
+#[test]
+fn schedules_13() {
+    part(13);
+}
+#[test]
+fn schedules_14() {
+    part(14);
+}
+#[test]
+fn schedules_15() {
+    part(15);
+}
+#[test]
+fn schedules_16() {
+    part(16);
+}
+#[test]
+fn schedules_17() {
+    part(17);
+}
+#[test]
+fn schedules_18() {
+    part(18);
+}
+#[test]
+fn schedules_19() {
+    part(19);
 }
 
 /// Schedules replay: the same seed, run again in a fresh process (as a
