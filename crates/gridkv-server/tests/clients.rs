@@ -3,9 +3,11 @@
 //! and redis-rs in both RESP2 and RESP3, plus the RESP3 reply shapes on a
 //! raw socket.
 //!
-//! The redis-py test needs `python3` with the `redis` module
-//! (`pip install redis`); without them it fails rather than skips, so a
-//! CI that lacks them says so.
+//! The redis-py test needs `python3` with the `redis` module (8 or
+//! later: `pip install 'redis>=8'`). Without them it says so on stderr and
+//! passes, so the README's test command works on a fresh machine; with
+//! `GRIDKV_REQUIRE_REDIS_PY=1` (which `.ci/run` sets after installing
+//! redis-py) it fails instead, so a CI that lacks them says so.
 
 // Each test binary compiles the harness whole and uses part of it.
 #[allow(dead_code)]
@@ -18,8 +20,28 @@ use std::process::Command;
 use common::one_node;
 use redis::{Connection, ProtocolVersion, Value};
 
+/// Whether redis-py can run here; `false` (with a notice) lets the test
+/// pass without it, unless `GRIDKV_REQUIRE_REDIS_PY=1`.
+fn redis_py_available() -> bool {
+    let probe = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let required = std::env::var("GRIDKV_REQUIRE_REDIS_PY").is_ok_and(|v| v == "1");
+    if !probe && !required {
+        eprintln!(
+            "SKIPPED redis_py_with_default_settings: python3 with redis-py is missing \
+             (`pip install 'redis>=8'`; GRIDKV_REQUIRE_REDIS_PY=1 makes this a failure)"
+        );
+    }
+    probe || required
+}
+
 #[test]
 fn redis_py_with_default_settings() {
+    if !redis_py_available() {
+        return;
+    }
     let node = one_node();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/redis_py_client.py");
     let out = Command::new("python3")
