@@ -184,16 +184,10 @@ impl Coordinator {
                 });
             }
         }
-        let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
+        let now = Instant::now();
+        let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
-        let plan = WritePlan::new(
-            &self.config,
-            &p,
-            &self.me,
-            key_hash(key),
-            &opts,
-            Instant::now(),
-        )?;
+        let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
         let mut attempt = 0;
         loop {
             let version = self.replica.hlc.new_version();
