@@ -406,11 +406,11 @@ impl Coordinator {
             let (batch, expired) = self.hints.take(&owner, 256);
             Counters::add(&self.counters.hints_dropped, expired as u64);
             let mut left = batch.into_iter();
-            while let Some(body) = left.next() {
+            while let Some(hint) = left.next() {
                 let sent = self
                     .transport
                     .peer(&addr)
-                    .request_with_timeout(Lane::Data, body.clone(), self.config.timeout)
+                    .request_with_timeout(Lane::Data, hint.body.clone(), self.config.timeout)
                     .await;
                 match sent.map(|frame| DataResponse::decode(&frame)) {
                     // Applied, or superseded by something newer: either
@@ -423,7 +423,7 @@ impl Coordinator {
                         code: RefusalCode::ShuttingDown,
                         ..
                     })) => {
-                        let mut rest = vec![body];
+                        let mut rest = vec![hint];
                         rest.extend(left);
                         self.hints.requeue(owner, rest);
                         break;
@@ -432,7 +432,7 @@ impl Coordinator {
                         Counters::add(&self.counters.hints_dropped, 1);
                     }
                     _ => {
-                        let mut rest = vec![body];
+                        let mut rest = vec![hint];
                         rest.extend(left);
                         self.hints.requeue(owner, rest);
                         break;

@@ -27,9 +27,11 @@ pub(crate) struct HintLimits {
     pub(crate) ttl: Duration,
 }
 
-#[derive(Debug)]
-struct Hint {
-    body: Bytes,
+/// One kept write: its encoded request, and when the write was first
+/// kept (its expiry counts from then, however often delivery fails).
+#[derive(Debug, Clone)]
+pub(crate) struct Hint {
+    pub(crate) body: Bytes,
     created: Instant,
 }
 
@@ -92,7 +94,7 @@ impl Hints {
 
     /// Up to `max` of `owner`'s oldest unexpired hints, removed from the
     /// store; also returns how many expired ones were dropped.
-    pub(crate) fn take(&self, owner: &NodeId, max: usize) -> (Vec<Bytes>, usize) {
+    pub(crate) fn take(&self, owner: &NodeId, max: usize) -> (Vec<Hint>, usize) {
         let mut inner = self.inner.lock();
         let ttl = self.limits.ttl;
         let Some(queue) = inner.by_owner.get_mut(owner) else {
@@ -107,7 +109,7 @@ impl Hints {
             if hint.created.elapsed() > ttl {
                 expired += 1;
             } else {
-                out.push(hint.body);
+                out.push(hint);
             }
         }
         if queue.is_empty() {
@@ -118,16 +120,16 @@ impl Hints {
         (out, expired)
     }
 
-    /// Puts undelivered hints back at the front of `owner`'s queue (their
-    /// age restarts; they still expire after the ttl from now).
-    pub(crate) fn requeue(&self, owner: NodeId, bodies: Vec<Bytes>) {
+    /// Puts undelivered hints back at the front of `owner`'s queue, with
+    /// the age they had: a hint whose delivery keeps failing still expires
+    /// a ttl after its write was kept, never after the tombstone grace.
+    pub(crate) fn requeue(&self, owner: NodeId, hints: Vec<Hint>) {
         let mut inner = self.inner.lock();
-        let now = Instant::now();
-        inner.count += bodies.len();
-        inner.bytes += bodies.iter().map(Bytes::len).sum::<usize>();
+        inner.count += hints.len();
+        inner.bytes += hints.iter().map(|h| h.body.len()).sum::<usize>();
         let queue = inner.by_owner.entry(owner).or_default();
-        for body in bodies.into_iter().rev() {
-            queue.push_front(Hint { body, created: now });
+        for hint in hints.into_iter().rev() {
+            queue.push_front(hint);
         }
     }
 
@@ -163,14 +165,30 @@ mod tests {
         assert!(!hints.add(a, Bytes::new()), "over the count bound");
         let (first, expired) = hints.take(&a, 2);
         assert_eq!((first.len(), expired), (2, 0));
-        assert_eq!(&first[0][..], b"1234");
+        assert_eq!(&first[0].body[..], b"1234");
         hints.requeue(a, vec![first[1].clone()]);
         let (rest, _) = hints.take(&a, 10);
         assert_eq!(
-            rest.iter().map(|b| &b[..]).collect::<Vec<_>>(),
+            rest.iter().map(|h| &h.body[..]).collect::<Vec<_>>(),
             [&b"5678"[..], b"ab"]
         );
         assert_eq!(hints.len(), 0);
         assert!(hints.owners().is_empty());
+    }
+
+    /// Issue 14: a hint whose delivery keeps failing must not live past its
+    /// ttl (else it could outlive the tombstone grace and resurrect a key).
+    #[tokio::test(start_paused = true)]
+    async fn a_requeued_hint_expires_a_ttl_after_it_was_first_kept() {
+        let hints = Hints::new(limits());
+        let a = NodeId::new("a").unwrap();
+        assert!(hints.add(a, Bytes::from_static(b"w")));
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let (failed, _) = hints.take(&a, 10);
+        hints.requeue(a, failed);
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let (left, expired) = hints.take(&a, 10);
+        assert_eq!((left.len(), expired), (0, 1), "80 s after it was kept, past the 60 s ttl");
+        assert_eq!(hints.len(), 0);
     }
 }
