@@ -251,10 +251,9 @@ impl GridKv {
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let cancel = CancellationToken::new();
         let keeper = Keeper::new(hints.clone(), counters.clone());
-        let (finisher, finishing) = Finisher::start(keeper.clone(), cancel.clone());
+        let (finisher, finishing) = Finisher::start(keeper, cancel.clone());
         let coordinator = Coordinator {
             finisher,
-            keeper,
             me: config.node_id,
             transport: transport.clone(),
             replica: replica.clone(),

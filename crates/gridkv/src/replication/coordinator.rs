@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::hints::Hints;
-use super::in_flight::{AnswerFuture, Finisher, Keeper, Request, Requests, WriteRequests};
+use super::in_flight::{AnswerFuture, Finisher, Request, Requests, WriteRequests};
 use super::placement::Placement;
 use super::placement::Target;
 use super::quorum::{is_shed, read_failure, read_plan, resolve_evicted, unreachable, WritePlan};
@@ -39,8 +39,6 @@ pub(crate) struct Coordinator {
     pub(crate) hints: Arc<Hints>,
     /// Carries writes' leftover requests to their end.
     pub(crate) finisher: Finisher,
-    /// Keeps hints for owners that missed a write.
-    pub(crate) keeper: Keeper,
     /// Wall-clock ms before which this node stamps no write (see
     /// [`Coordinator::hold_writes_until`]); 0 for none.
     pub(crate) write_barrier: std::sync::atomic::AtomicU64,
@@ -249,7 +247,7 @@ impl Coordinator {
                 }
             }
             while !tally.satisfied() && !in_flight.requests.is_empty() {
-                let next = in_flight.requests.next(&self.keeper);
+                let next = in_flight.requests.next(self.finisher.keeper());
                 match tokio::time::timeout_at(deadline, next).await {
                     Ok(Some((slot, answer))) => tally.add(plan.sets_of(slot), answer),
                     Ok(None) => break,
@@ -367,7 +365,7 @@ impl Coordinator {
             if in_flight.is_empty() {
                 return Err(read_failure(answers.len(), shed, r));
             }
-            match tokio::time::timeout_at(deadline, in_flight.next(&self.keeper)).await {
+            match tokio::time::timeout_at(deadline, in_flight.next(self.finisher.keeper())).await {
                 Ok(Some((_, answer))) if is_shed(&answer) => shed += 1,
                 Ok(Some((slot, answer))) => {
                     if let Ok(DataResponse::Value(lookup)) = answer {

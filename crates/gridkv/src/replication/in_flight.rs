@@ -203,6 +203,12 @@ impl Finisher {
         (Self { tx, keeper }, task)
     }
 
+    /// What keeps hints for owners that missed a write, for the requests
+    /// a caller polls itself ([`Requests::next`]).
+    pub(super) fn keeper(&self) -> &Keeper {
+        &self.keeper
+    }
+
     /// Carries `requests` to their end under `deadline`.
     fn take(&self, requests: Requests, deadline: Instant) {
         let leftover = Leftover { requests, deadline };
