@@ -1261,3 +1261,100 @@ async fn cluster_node_removed_while_away_rejoins_empty_and_deletes_stay_deleted(
     shutdown(&nodes).await;
     Ok(())
 }
+
+/// `EXPIRE` (or `PERSIST`) racing a `DEL` of the same key from another
+/// node: every order of the two leaves the key absent, so it must be absent
+/// afterwards on every node. (When the expiry change was a rewrite of the
+/// value it read under a new version, a delete acknowledged between that
+/// read and that write was undone: about one race in ten.)
+#[tokio::test]
+async fn cluster_expiry_changes_never_undo_a_concurrent_delete() -> Result {
+    let nodes = cluster(&["a", "b", "c"], &[]).await?;
+    let keys = 300;
+    let ttl = WriteOptions::default().ttl(Duration::from_secs(600));
+    for i in 0..keys {
+        nodes[0].set_opts(format!("x{i}"), "v", ttl.clone()).await?;
+    }
+    let races = (0..keys).map(|i| {
+        let (changer, deleter) = (&nodes[(i % 3) as usize], &nodes[((i + 1) % 3) as usize]);
+        async move {
+            let key = format!("x{i}");
+            let change = async {
+                if i % 2 == 0 {
+                    changer.expire(&key, Duration::from_secs(1000)).await
+                } else {
+                    changer.persist(&key).await
+                }
+            };
+            let (changed, deleted) = tokio::join!(change, deleter.delete(&key));
+            (changed, deleted)
+        }
+    });
+    for (changed, deleted) in futures_util::future::join_all(races).await {
+        changed?;
+        deleted?;
+    }
+    let mut undone = Vec::new();
+    for i in 0..keys {
+        let key = format!("x{i}");
+        for n in &nodes {
+            if n.get(&key).await?.is_some() {
+                undone.push(format!("{key} on {}", n.id()));
+            }
+        }
+    }
+    assert!(
+        undone.is_empty(),
+        "{} deletes undone, first: {:?}",
+        undone.len(),
+        &undone[..undone.len().min(6)]
+    );
+    shutdown(&nodes).await;
+    Ok(())
+}
+
+/// An expiry change reaches every owner, including one that missed it,
+/// through read repair, and a later overwrite clears it everywhere.
+#[tokio::test]
+async fn cluster_an_expiry_change_reaches_an_owner_that_missed_it() -> Result {
+    let nodes = cluster(&["a", "b", "c"], &[]).await?;
+    nodes[0].set("k", "v").await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in &nodes {
+        until_stored(n, "k", b"v", deadline).await?;
+    }
+    // c misses the change (once a sees it down, reads and writes skip it).
+    isolate(&nodes, 2, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes[..2].iter().all(|n| {
+        n.member(&id("c"))
+            .is_some_and(|m| m.liveness == Liveness::Down)
+    }) {
+        assert!(Instant::now() < deadline, "c never seen down");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert!(nodes[0].expire("k", Duration::from_secs(900)).await?);
+    isolate(&nodes, 2, false);
+    let expiry_of = |n: &GridKv| match n.store().get(b"k").unwrap() {
+        Lookup::Live(item) => item.expires_at,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(expiry_of(&nodes[2]), None, "c missed the change");
+    // Reads resolve by (version, expiry stamp) and repair c.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while expiry_of(&nodes[2]).is_none() {
+        let _ = nodes[2].get("k").await?;
+        assert!(Instant::now() < deadline, "c never got the expiry change");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(expiry_of(&nodes[2]), expiry_of(&nodes[0]));
+    // A later set (no TTL) wins over the change everywhere.
+    nodes[1].set("k", "w").await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in &nodes {
+        until_stored(n, "k", b"w", deadline).await?;
+        assert_eq!(expiry_of(n), None);
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}

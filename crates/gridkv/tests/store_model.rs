@@ -481,6 +481,7 @@ impl Model {
                     value: Bytes::from(value.clone()),
                     version: *version,
                     expires_at: *exp,
+                    expiry_stamp: Timestamp::ZERO,
                 })
             }
             Some(e) => Lookup::Dead {
@@ -490,6 +491,7 @@ impl Model {
                     MState::Expired { exp } => Some(*exp),
                     MState::Deleted => None,
                 },
+                expiry_stamp: Timestamp::ZERO,
             },
         })
     }
@@ -558,6 +560,7 @@ impl Model {
                 key: Bytes::from(k.clone()),
                 hash: key_hash(k),
                 version: e.version,
+                expiry_stamp: Timestamp::ZERO,
                 data: match &e.state {
                     MState::Live { value, exp } if !expired(*exp, self.now) => EntryData::Value {
                         value: Bytes::from(value.clone()),
@@ -834,7 +837,7 @@ enum Seen {
 impl From<Lookup> for Seen {
     fn from(l: Lookup) -> Self {
         match l {
-            Lookup::Missing => Seen::Missing,
+            Lookup::Missing | Lookup::Forgotten { .. } => Seen::Missing,
             Lookup::Dead { version, .. } => Seen::Dead(version),
             Lookup::Evicted { version } => Seen::Evicted(version),
             Lookup::Live(item) => Seen::Live {
@@ -1321,7 +1324,8 @@ fn an_expired_stub_is_a_tombstone_and_is_not_dropped() {
         store.get(b"a"),
         Ok(Lookup::Dead {
             version: v,
-            expired_at: Some(T0 + 5)
+            expired_at: Some(T0 + 5),
+            expiry_stamp: Timestamp::ZERO
         })
     );
     // More writes make the store evict again, before any sweep has run.
@@ -1332,7 +1336,8 @@ fn an_expired_stub_is_a_tombstone_and_is_not_dropped() {
         store.get(b"a"),
         Ok(Lookup::Dead {
             version: v,
-            expired_at: Some(T0 + 5)
+            expired_at: Some(T0 + 5),
+            expiry_stamp: Timestamp::ZERO
         }),
         "the expired entry was dropped inside its grace period"
     );
@@ -1434,7 +1439,8 @@ fn a_huge_tombstone_grace_is_not_truncated() {
         store.get(b"k"),
         Ok(Lookup::Dead {
             version: v,
-            expired_at: None
+            expired_at: None,
+            expiry_stamp: Timestamp::ZERO
         })
     );
 }

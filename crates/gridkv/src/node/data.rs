@@ -207,9 +207,10 @@ impl GridKv {
         )
     }
 
-    /// Sets `key` to expire after `ttl`; returns whether it existed. A read
-    /// then a write of the same value at a new version: a concurrent write
-    /// of the key wins if it is stamped later.
+    /// Sets `key` to expire after `ttl`; returns whether it existed. A read,
+    /// then a change of that value's expiry that applies to the version
+    /// read only: a set or delete acknowledged meanwhile (or concurrently)
+    /// always wins, and is never undone.
     ///
     /// # Errors
     ///
@@ -220,7 +221,8 @@ impl GridKv {
     }
 
     /// Removes `key`'s expiry; returns whether it had one (as Redis's
-    /// `PERSIST`). A key that is absent or never expires is not written.
+    /// `PERSIST`). A key that is absent or never expires is not written;
+    /// like [`GridKv::expire`], it never undoes a concurrent set or delete.
     ///
     /// # Errors
     ///
@@ -317,15 +319,24 @@ impl GridKv {
         result
     }
 
-    /// Writes `key`'s live value back with expiry `expires_at`; returns
-    /// whether it did. Nothing is written for an absent key, nor when
+    /// Changes the expiry of `key`'s live value to `expires_at`; returns
+    /// whether it did. The change applies to the version read only (see
+    /// `Coordinator::write_expiry`): a set or delete acknowledged meanwhile
+    /// is never undone. Nothing is written for an absent key, nor when
     /// removing the expiry of one that has none.
     async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
         match self.lookup(key, ReadOptions::default()).await? {
             Lookup::Live(item) if expires_at.is_some() || item.expires_at.is_some() => {
-                self.write(key, Some((item.value, expires_at)), WriteOptions::default())
-                    .await?;
-                Ok(true)
+                if self.is_closed() {
+                    return Err(Error::ShuttingDown);
+                }
+                let started = Instant::now();
+                let coordinator = &self.inner.coordinator;
+                let change =
+                    coordinator.write_expiry(key, &item, expires_at, WriteOptions::default());
+                let result = Box::pin(change).await;
+                self.inner.metrics.writes.record(started.elapsed());
+                result.map(|()| true)
             }
             _ => Ok(false),
         }

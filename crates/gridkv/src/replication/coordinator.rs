@@ -16,7 +16,9 @@ use super::hints::Hints;
 use super::in_flight::{AnswerFuture, Finisher, Request, Requests, WriteRequests};
 use super::placement::Placement;
 use super::placement::Target;
-use super::quorum::{is_shed, read_failure, read_plan, resolve_evicted, unreachable, WritePlan};
+use super::quorum::{
+    counted, is_shed, read_failure, read_plan, resolve_evicted, unreachable, Tally, WritePlan,
+};
 use super::replica::Replica;
 use super::stats::Counters;
 use super::wire::{DataRequest, DataResponse, RefusalCode};
@@ -24,7 +26,7 @@ use super::{Error, ReadOptions, ReplicationConfig, ReplicationStatus, WriteOptio
 use crate::id::NodeId;
 use crate::keyspace::key_hash;
 use crate::net::{Lane, Transport, TransportError};
-use crate::store::{Lookup, Write};
+use crate::store::{Item, Lookup, Write};
 
 use super::replica::WriteData;
 
@@ -174,13 +176,7 @@ impl Coordinator {
         self.check_key(key)?;
         self.pass_write_barrier(&opts).await?;
         if let Some((value, _)) = &data {
-            let max = self.replica.store.config().max_value_len;
-            if value.len() > max {
-                return Err(Error::ValueTooLarge {
-                    len: value.len(),
-                    max,
-                });
-            }
+            self.check_value(value)?;
         }
         let now = Instant::now();
         let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
@@ -193,70 +189,9 @@ impl Coordinator {
                 Some((value, expires_at)) => Write::set(version, value, *expires_at),
                 None => Write::delete(version),
             };
-            // The encoded request is built only when some owner is remote
-            // or needs a hint (a one-node cluster needs neither).
-            let mut body: Option<Bytes> = None;
-            let encoded = |body: &mut Option<Bytes>| {
-                body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, &write)))
-                    .clone()
-            };
-            // Requests still running when the caller has its answer (or
-            // gives up) finish in the background: every owner gets the write.
-            let mut in_flight = WriteRequests::new(deadline, &self.finisher);
-            let mut tally = plan.tally(version);
-            // Owners known down whose write this node now keeps as a hint.
-            let mut hinted_here: Vec<NodeId> = Vec::new();
-            for (slot, (id, sets)) in plan.owners.iter().enumerate() {
-                match p.target(&self.me, id) {
-                    Some(Target::Local) => {
-                        let response = self.replica.apply(key, write);
-                        tally.add(*sets, Ok(response));
-                    }
-                    Some(Target::Remote(addr)) => {
-                        let body = encoded(&mut body);
-                        let answer = self.request(addr, body.clone());
-                        let request = Request::new(slot, answer, Some((*id, body)));
-                        in_flight.requests.push(request);
-                    }
-                    None => {
-                        if self.hints.keep(*id, encoded(&mut body), &self.counters) {
-                            hinted_here.push(*id);
-                        }
-                        tally.add(*sets, Err(unreachable()));
-                    }
-                }
-            }
-            for (i, (owner, to)) in plan.stand_ins.iter().enumerate() {
-                let slot = plan.owners.len() + i;
-                match p.target(&self.me, to) {
-                    // This node already keeps the hint (above): that is
-                    // its stand-in's copy.
-                    Some(Target::Local) if hinted_here.contains(owner) => {
-                        let applied = Ok(DataResponse::Applied { was_live: false });
-                        tally.add(plan.sets_of(slot), applied);
-                    }
-                    Some(Target::Remote(addr)) => {
-                        let hinted =
-                            Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
-                        let answer = self.request(addr, hinted);
-                        in_flight.requests.push(Request::new(slot, answer, None));
-                    }
-                    // This node's hints are full; or (never: the plan
-                    // picks reachable stand-ins) no way to the stand-in.
-                    Some(Target::Local) | None => {}
-                }
-            }
-            while !tally.satisfied() && !in_flight.requests.is_empty() {
-                let next = in_flight.requests.next(self.finisher.keeper());
-                match tokio::time::timeout_at(deadline, next).await {
-                    Ok(Some((slot, answer))) => tally.add(plan.sets_of(slot), answer),
-                    Ok(None) => break,
-                    Err(_) => {
-                        let (answered, required) = tally.shortfall(plan.w);
-                        return Err(Error::Timeout { answered, required });
-                    }
-                }
-            }
+            let tally = self
+                .fan_out(key, &write, &plan, &p, deadline, plan.tally(version))
+                .await?;
             if tally.satisfied() {
                 return Ok(tally.was_live);
             }
@@ -273,6 +208,146 @@ impl Coordinator {
                 _ => return Err(tally.failure(plan.w)),
             }
         }
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Error> {
+        let max = self.replica.store.config().max_value_len;
+        if value.len() > max {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Changes the expiry of the value `item` that a read of `key` found,
+    /// and of that value only: the write keeps the item's version and
+    /// carries a new expiry stamp ([`Write::expiry_stamp`]), so every newer
+    /// set or delete, acknowledged before or concurrently, wins over it on
+    /// every replica; a replica that lacks the value gets it with the new
+    /// expiry. A replica that holds something newer counts as done (the
+    /// change is ordered before that write). Never re-stamped.
+    pub(crate) async fn write_expiry(
+        &self,
+        key: &[u8],
+        item: &Item,
+        expires_at: Option<u64>,
+        opts: WriteOptions,
+    ) -> Result<(), Error> {
+        let result = self.write_expiry_inner(key, item, expires_at, opts).await;
+        self.count(&result, &self.counters.writes);
+        result
+    }
+
+    async fn write_expiry_inner(
+        &self,
+        key: &[u8],
+        item: &Item,
+        expires_at: Option<u64>,
+        opts: WriteOptions,
+    ) -> Result<(), Error> {
+        self.check_key(key)?;
+        self.pass_write_barrier(&opts).await?;
+        self.check_value(&item.value)?;
+        // The stamp must follow the item's own (an earlier change may have
+        // been stamped by a clock ahead of this one). Past the drift bound
+        // the update is refused and replicas refuse the change alike.
+        let _ = self
+            .replica
+            .hlc
+            .update(item.version.ts.max(item.expiry_stamp));
+        let stamp = self.replica.hlc.new_version().ts;
+        let write =
+            Write::set(item.version, &item.value, expires_at).with_expiry_stamp(stamp);
+        let now = Instant::now();
+        let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
+        let p = self.placement.load_full();
+        let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
+        let tally = plan.tally(item.version).superseded_applies();
+        let tally = self.fan_out(key, &write, &plan, &p, deadline, tally).await?;
+        if tally.satisfied() {
+            Ok(())
+        } else {
+            Err(tally.failure(plan.w))
+        }
+    }
+
+    /// Sends `write` to every owner of `plan` (hints for those known down,
+    /// stand-ins for a sloppy quorum) and counts answers into `tally` until
+    /// every owner set has its quorum or no request is left. Requests still
+    /// running then finish in the background: every owner gets the write.
+    async fn fan_out(
+        &self,
+        key: &[u8],
+        write: &Write<'_>,
+        plan: &WritePlan,
+        p: &Placement,
+        deadline: Instant,
+        mut tally: Tally,
+    ) -> Result<Tally, Error> {
+        // The encoded request is built only when some owner is remote or
+        // needs a hint (a one-node cluster needs neither).
+        let mut body: Option<Bytes> = None;
+        let encoded = |body: &mut Option<Bytes>| {
+            body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, write)))
+                .clone()
+        };
+        let mut in_flight = WriteRequests::new(deadline, &self.finisher);
+        // Owners known down whose write this node now keeps as a hint.
+        let mut hinted_here: Vec<NodeId> = Vec::new();
+        for (slot, (id, sets)) in plan.owners.iter().enumerate() {
+            match p.target(&self.me, id) {
+                Some(Target::Local) => {
+                    let response = self.replica.apply(key, *write);
+                    tally.add(*sets, Ok(response));
+                }
+                Some(Target::Remote(addr)) => {
+                    let body = encoded(&mut body);
+                    let answer = self.request(addr, body.clone());
+                    let request = Request::new(slot, answer, Some((*id, body)));
+                    in_flight.requests.push(request);
+                }
+                None => {
+                    if self.hints.keep(*id, encoded(&mut body), &self.counters) {
+                        hinted_here.push(*id);
+                    }
+                    tally.add(*sets, Err(unreachable()));
+                }
+            }
+        }
+        for (i, (owner, to)) in plan.stand_ins.iter().enumerate() {
+            let slot = plan.owners.len() + i;
+            match p.target(&self.me, to) {
+                // This node already keeps the hint (above): that is its
+                // stand-in's copy.
+                Some(Target::Local) if hinted_here.contains(owner) => {
+                    let applied = Ok(DataResponse::Applied { was_live: false });
+                    tally.add(plan.sets_of(slot), applied);
+                }
+                Some(Target::Remote(addr)) => {
+                    let hinted =
+                        Bytes::from(DataRequest::encode_hinted(owner, &encoded(&mut body)));
+                    let answer = self.request(addr, hinted);
+                    in_flight.requests.push(Request::new(slot, answer, None));
+                }
+                // This node's hints are full; or (never: the plan picks
+                // reachable stand-ins) no way to the stand-in.
+                Some(Target::Local) | None => {}
+            }
+        }
+        while !tally.satisfied() && !in_flight.requests.is_empty() {
+            let next = in_flight.requests.next(self.finisher.keeper());
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Some((slot, answer))) => tally.add(plan.sets_of(slot), answer),
+                Ok(None) => break,
+                Err(_) => {
+                    let (answered, required) = tally.shortfall(plan.w);
+                    return Err(Error::Timeout { answered, required });
+                }
+            }
+        }
+        Ok(tally)
     }
 
     /// A local read, if this node is an owner of `key` that serves reads:
@@ -306,7 +381,7 @@ impl Coordinator {
             return None;
         }
         Some(match self.replica.store.get_hashed(key, hash) {
-            Ok(Lookup::Evicted { .. }) => Ok(Lookup::Missing),
+            Ok(Lookup::Evicted { .. } | Lookup::Forgotten { .. }) => Ok(Lookup::Missing),
             Ok(lookup) => Ok(lookup),
             Err(e) => Err(Error::from_store(e)),
         })
@@ -340,8 +415,10 @@ impl Coordinator {
         // Owners that shed the read (overloaded).
         let mut shed = 0;
         loop {
-            // Keep r requests in flight while candidates remain.
-            while answers.len() + in_flight.len() < r && next < candidates.len() {
+            // Keep r requests in flight while candidates remain. (Answers
+            // of owners that forgot the key's range may not count: see
+            // `counted`.)
+            while counted(&answers) + in_flight.len() < r && next < candidates.len() {
                 let id = candidates[next];
                 match p.target(&self.me, &id) {
                     Some(Target::Local) => {
@@ -359,11 +436,20 @@ impl Coordinator {
                 }
                 next += 1;
             }
-            if answers.len() >= r {
+            if counted(&answers) >= r {
                 break;
             }
             if in_flight.is_empty() {
-                return Err(read_failure(answers.len(), shed, r));
+                // Every owner that could answer did, and some had
+                // forgotten the key's range: for the caller, a miss.
+                if answers.len() + shed >= r
+                    && answers
+                        .iter()
+                        .any(|(_, l)| matches!(l, Lookup::Forgotten { .. }))
+                {
+                    return Ok(Lookup::Missing);
+                }
+                return Err(read_failure(counted(&answers), shed, r));
             }
             match tokio::time::timeout_at(deadline, in_flight.next(self.finisher.keeper())).await {
                 Ok(Some((_, answer))) if is_shed(&answer) => shed += 1,
@@ -375,7 +461,7 @@ impl Coordinator {
                 Ok(None) => unreachable!("a request is in flight"),
                 Err(_) => {
                     return Err(Error::Timeout {
-                        answered: answers.len(),
+                        answered: counted(&answers),
                         required: r,
                     })
                 }
@@ -447,13 +533,8 @@ impl Coordinator {
     fn repair(&self, key: &[u8], winner: &Lookup, p: &Placement, stale: Vec<NodeId>) {
         // The write that makes a replica match the winner; the store's own
         // tombstone rule covers deletes and expiries alike.
-        let write = match winner {
-            Lookup::Live(item) => Write::set(item.version, &item.value, item.expires_at),
-            Lookup::Dead {
-                version,
-                expired_at,
-            } => Write::tombstone(*version, *expired_at),
-            Lookup::Missing | Lookup::Evicted { .. } => return,
+        let Some(write) = Write::of_lookup(winner) else {
+            return;
         };
         let body = Bytes::from(DataRequest::encode_write(key, &write));
         Counters::add(&self.counters.read_repairs, stale.len() as u64);

@@ -316,6 +316,9 @@ pub(crate) struct Tally {
     shed: Vec<usize>,
     /// This attempt's version.
     mine: Option<Version>,
+    /// Whether an owner holding something newer counts as applied (an
+    /// expiry change: see `Tally::superseded_applies`).
+    superseded_applies: bool,
 }
 
 impl Tally {
@@ -377,6 +380,15 @@ impl Tally {
         })
     }
 
+    /// This tally, for an expiry change of an existing version: an owner
+    /// holding a newer write (or a later change) counts as applied, since
+    /// ordering the change just before that write is a valid history, and
+    /// the change must never be re-stamped past it.
+    pub(crate) fn superseded_applies(mut self) -> Self {
+        self.superseded_applies = true;
+        self
+    }
+
     /// Counts `answer`, from an owner (or stand-in) in `sets`.
     pub(crate) fn add(&mut self, sets: SetMask, answer: Result<DataResponse, TransportError>) {
         match answer {
@@ -390,6 +402,9 @@ impl Tally {
                     self.applied += 1;
                     self.was_live |= was_live;
                 }
+            }
+            Ok(DataResponse::Superseded { .. }) if self.superseded_applies => {
+                self.add(sets, Ok(DataResponse::Applied { was_live: false }));
             }
             Ok(DataResponse::Superseded { current }) if self.overtaken_by_own(current) => {
                 // A later write stamped by this same run of this node got
@@ -422,25 +437,53 @@ impl Tally {
     }
 }
 
-/// Picks the newest answer and the owners that need repair. An evicted
-/// value is unavailable unless another owner holds it at that version; it
-/// then reads as absent (a cache miss) and is not repaired.
+/// How many of a read's answers count towards R. An owner that forgot
+/// entries of the key's range under memory pressure
+/// ([`Lookup::Forgotten`]) may have forgotten this very key's newest
+/// version: its answer counts only when another answer is newer than
+/// everything it forgot (its own latest could then only be older).
+pub(crate) fn counted(answers: &[(NodeId, Lookup)]) -> usize {
+    let newest = answers.iter().filter_map(|(_, l)| l.version()).max();
+    answers
+        .iter()
+        .filter(|(_, l)| match l {
+            Lookup::Forgotten { below } => newest.is_some_and(|n| n > *below),
+            _ => true,
+        })
+        .count()
+}
+
+/// Picks the newest answer and the owners that need repair, ordering
+/// answers by version, then by expiry stamp (an `EXPIRE` or `PERSIST` of
+/// that version). An evicted value is unavailable unless another owner
+/// holds it at that version; it then reads as absent (a cache miss) and is
+/// not repaired. Owners that forgot the key's range neither win nor are
+/// repaired.
 pub(crate) fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<NodeId>) {
-    let newest = answers.iter().map(|(_, l)| l.version()).max().flatten();
-    let Some(newest) = newest else {
+    let Some(newest) = answers.iter().filter_map(|(_, l)| l.version()).max() else {
         return (Lookup::Missing, Vec::new());
     };
+    // Among the answers at the newest version, the one that can be sent
+    // on (not an evicted stub) with the latest expiry change.
     let winner = answers
         .iter()
         .map(|(_, l)| l)
-        .find(|l| l.version() == Some(newest) && !matches!(l, Lookup::Evicted { .. }))
+        .filter(|l| l.version() == Some(newest) && !matches!(l, Lookup::Evicted { .. }))
+        .max_by_key(|l| l.order())
         .cloned();
     let Some(winner) = winner else {
         return (Lookup::Missing, Vec::new());
     };
+    let order = winner.order();
     let stale = answers
         .iter()
-        .filter(|(_, l)| l.version() < Some(newest))
+        .filter(|(_, l)| match l {
+            Lookup::Forgotten { .. } => false,
+            // A stub of the winning version stays a stub: refilling it
+            // would only evict something else.
+            Lookup::Evicted { version } => *version < newest,
+            _ => l.order() < order,
+        })
         .map(|(id, _)| *id)
         .collect();
     (winner, stale)
@@ -956,20 +999,54 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_answer_wins_and_older_ones_are_repaired() {
+    fn a_forgetful_answer_counts_only_below_a_newer_one() {
         let live = |ms| {
             Lookup::Live(Item {
                 value: bytes::Bytes::from_static(b"v"),
                 version: version(ms, 1),
                 expires_at: None,
+                expiry_stamp: Timestamp::ZERO,
             })
         };
+        let forgot = |ms| Lookup::Forgotten {
+            below: version(ms, 1),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Vec<Lookup>, usize)> = vec![
+            ("plain answers all count", vec![live(1), Lookup::Missing], 2),
+            ("forgot alone: it may hide the newest version", vec![forgot(5)], 0),
+            ("forgot beside an older value: it may hide a newer write",
+             vec![forgot(5), live(4)], 1),
+            ("forgot beside a newer value: it could only hold older", vec![forgot(5), live(6)], 2),
+            ("forgot beside a miss: nothing known is newer", vec![forgot(5), Lookup::Missing], 1),
+        ];
+        for (name, answers, expected) in rows {
+            let answers: Vec<_> = answers.into_iter().map(|l| (id('a'), l)).collect();
+            assert_eq!(counted(&answers), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_newest_answer_wins_and_older_ones_are_repaired() {
+        let live_stamped = |ms, stamp| {
+            Lookup::Live(Item {
+                value: bytes::Bytes::from_static(b"v"),
+                version: version(ms, 1),
+                expires_at: None,
+                expiry_stamp: Timestamp::new(stamp, 0),
+            })
+        };
+        let live = |ms| live_stamped(ms, 0);
         let evicted = |ms| Lookup::Evicted {
             version: version(ms, 1),
         };
         let dead = |ms| Lookup::Dead {
             version: version(ms, 1),
             expired_at: None,
+            expiry_stamp: Timestamp::ZERO,
+        };
+        let forgot = |ms| Lookup::Forgotten {
+            below: version(ms, 1),
         };
         #[rustfmt::skip]
         let rows: Vec<ResolveRow> = vec![
@@ -983,6 +1060,13 @@ mod tests {
              vec![('a', evicted(2)), ('b', live(2)), ('c', live(1))], live(2), "c"),
             ("evicted and held nowhere else: a miss, nothing repaired",
              vec![('a', evicted(2)), ('b', live(1))], Lookup::Missing, ""),
+            ("the latest expiry change of the newest version wins and is repaired",
+             vec![('a', live_stamped(2, 5)), ('b', live_stamped(2, 9)), ('c', live(2))],
+             live_stamped(2, 9), "ac"),
+            ("an expiry change never beats a newer write",
+             vec![('a', live_stamped(2, 9)), ('b', dead(3))], dead(3), "a"),
+            ("an owner that forgot the range neither wins nor is repaired",
+             vec![('a', forgot(9)), ('b', live(2)), ('c', live(1))], live(2), "c"),
         ];
         for (name, answers, winner, stale) in rows {
             let answers = answers.into_iter().map(|(c, l)| (id(c), l)).collect();

@@ -37,7 +37,9 @@ impl Replica {
     /// Applies a write stamped elsewhere (or here): merges its timestamp
     /// into the clock (refusing one too far ahead), then stores it if newer.
     pub(crate) fn apply(&self, key: &[u8], write: Write<'_>) -> DataResponse {
-        if let Err(e) = self.hlc.update(write.version.ts) {
+        // An expiry change's stamp is a newer reading of the writer's clock
+        // than its version: both are merged (and checked for drift).
+        if let Err(e) = self.hlc.update(write.version.ts.max(write.expiry_stamp)) {
             return DataResponse::Refused {
                 code: RefusalCode::ClockDrift,
                 reason: e.to_string(),
@@ -142,12 +144,17 @@ impl Replica {
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
             Ok(DataRequest::Hinted { owner, write }) => self.keep_hint(owner, write),
-            Ok(DataRequest::Write { key, version, set }) => {
+            Ok(DataRequest::Write {
+                key,
+                version,
+                set,
+                expiry_stamp,
+            }) => {
                 let write = match &set {
                     Some((value, expires_at)) => Write::set(version, value, *expires_at),
                     None => Write::delete(version),
                 };
-                self.apply(&key, write)
+                self.apply(&key, write.with_expiry_stamp(expiry_stamp))
             }
         }
     }

@@ -20,7 +20,10 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub const MAX_BATCH_ENTRIES: usize = 4096;
 
 /// The format this build writes and reads.
-pub const DATA_WIRE_VERSION: u8 = 1;
+///
+/// 2: writes, values, tombstones and scanned entries carry their expiry
+/// stamp; a replica can answer that it forgot a key's range.
+pub const DATA_WIRE_VERSION: u8 = 2;
 
 /// Why a data-lane message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +96,7 @@ enum RequestWire<'a> {
         #[serde(serialize_with = "as_bytes")]
         value: &'a [u8],
         expires_at: Option<u64>,
+        expiry_stamp: u64,
     },
     Delete {
         #[serde(serialize_with = "as_bytes")]
@@ -132,6 +136,7 @@ struct EntryWire<'a> {
     value: Option<&'a [u8]>,
     /// The value's expiry, or the tombstone's time of expiry.
     expires_at: Option<u64>,
+    expiry_stamp: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,10 +153,12 @@ enum ResponseWire<'a> {
         value: &'a [u8],
         version: VersionWire,
         expires_at: Option<u64>,
+        expiry_stamp: u64,
     },
     Dead {
         version: VersionWire,
         expired_at: Option<u64>,
+        expiry_stamp: u64,
     },
     Evicted {
         version: VersionWire,
@@ -169,6 +176,9 @@ enum ResponseWire<'a> {
         hash: u64,
         count: u64,
     },
+    Forgotten {
+        below: VersionWire,
+    },
 }
 
 /// A request to a replica, decoded. Keys and values are slices of the
@@ -184,6 +194,8 @@ pub enum DataRequest {
         /// `Some` for a set (value, absolute expiry in ms), `None` for a
         /// delete.
         set: Option<(Bytes, Option<u64>)>,
+        /// When the expiry was last changed ([`Write::expiry_stamp`]).
+        expiry_stamp: Timestamp,
     },
     /// Read one key.
     Read {
@@ -332,7 +344,7 @@ impl DataRequest {
     /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
     /// let frame = Bytes::from(DataRequest::encode_write(b"k", &Write::set(v, b"hello", None)));
     /// match DataRequest::decode(&frame).unwrap() {
-    ///     DataRequest::Write { key, version, set } => {
+    ///     DataRequest::Write { key, version, set, .. } => {
     ///         assert_eq!((&key[..], version), (&b"k"[..], v));
     ///         assert_eq!(set.unwrap().0, Bytes::from_static(b"hello"));
     ///     }
@@ -348,6 +360,7 @@ impl DataRequest {
                     version,
                     value,
                     expires_at,
+                    expiry_stamp: write.expiry_stamp.as_u64(),
                 },
                 key.len() + value.len(),
             ),
@@ -456,15 +469,18 @@ impl DataRequest {
                 version,
                 value,
                 expires_at,
+                expiry_stamp,
             } => DataRequest::Write {
                 key: slice_of(frame, key),
                 version: version.into(),
                 set: Some((slice_of(frame, value), expires_at)),
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
             },
             RequestWire::Delete { key, version } => DataRequest::Write {
                 key: slice_of(frame, key),
                 version: version.into(),
                 set: None,
+                expiry_stamp: Timestamp::ZERO,
             },
             RequestWire::Read { key } => DataRequest::Read {
                 key: slice_of(frame, key),
@@ -517,16 +533,22 @@ impl DataResponse {
                 value: &item.value,
                 version: item.version.into(),
                 expires_at: item.expires_at,
+                expiry_stamp: item.expiry_stamp.as_u64(),
             },
             DataResponse::Value(Lookup::Dead {
                 version,
                 expired_at,
+                expiry_stamp,
             }) => ResponseWire::Dead {
                 version: (*version).into(),
                 expired_at: *expired_at,
+                expiry_stamp: expiry_stamp.as_u64(),
             },
             DataResponse::Value(Lookup::Evicted { version }) => ResponseWire::Evicted {
                 version: (*version).into(),
+            },
+            DataResponse::Value(Lookup::Forgotten { below }) => ResponseWire::Forgotten {
+                below: (*below).into(),
             },
             DataResponse::Refused { code, reason } => ResponseWire::Refused {
                 code: *code as u16,
@@ -549,6 +571,7 @@ impl DataResponse {
                             version: e.version.into(),
                             value,
                             expires_at,
+                            expiry_stamp: e.expiry_stamp.as_u64(),
                         })
                     })
                     .collect(),
@@ -587,17 +610,24 @@ impl DataResponse {
                 value,
                 version,
                 expires_at,
+                expiry_stamp,
             } => DataResponse::Value(Lookup::Live(Item {
                 value: slice_of(frame, value),
                 version: version.into(),
                 expires_at,
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
             })),
             ResponseWire::Dead {
                 version,
                 expired_at,
+                expiry_stamp,
             } => DataResponse::Value(Lookup::Dead {
                 version: version.into(),
                 expired_at,
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
+            }),
+            ResponseWire::Forgotten { below } => DataResponse::Value(Lookup::Forgotten {
+                below: below.into(),
             }),
             ResponseWire::Evicted { version } => DataResponse::Value(Lookup::Evicted {
                 version: version.into(),
@@ -617,6 +647,7 @@ impl DataResponse {
                             key: slice_of(frame, e.key),
                             hash: e.hash,
                             version: e.version.into(),
+                            expiry_stamp: Timestamp::from_u64(e.expiry_stamp),
                             data: match e.value {
                                 Some(value) => EntryData::Value {
                                     value: slice_of(frame, value),
@@ -663,6 +694,7 @@ mod tests {
             value: Bytes::from_static(b"value"),
             version: Version::ZERO,
             expires_at: None,
+            expiry_stamp: Timestamp::new(7, 1),
         };
         let live = DataResponse::Value(Lookup::Live(item));
         assert_eq!(

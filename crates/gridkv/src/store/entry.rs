@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 
-use crate::hlc::Version;
+use crate::hlc::{Timestamp, Version};
 
 /// One write to apply to the store: a set or a delete, with its version.
 ///
@@ -28,6 +28,12 @@ use crate::hlc::Version;
 pub struct Write<'a> {
     /// The write's version; it is applied only over older versions.
     pub version: Version,
+    /// When the value's expiry was last changed ([`Timestamp::ZERO`]: set
+    /// with the value). An expiry change (`EXPIRE`, `PERSIST`) keeps the
+    /// value's version and carries a newer stamp, so it applies to that
+    /// exact version only: writes are ordered by `(version, expiry_stamp)`,
+    /// and any newer set or delete wins over it everywhere.
+    pub expiry_stamp: Timestamp,
     /// What the write does.
     pub op: WriteOp<'a>,
 }
@@ -52,6 +58,7 @@ impl<'a> Write<'a> {
     pub fn set(version: Version, value: &'a [u8], expires_at: Option<u64>) -> Self {
         Self {
             version,
+            expiry_stamp: Timestamp::ZERO,
             op: WriteOp::Set { value, expires_at },
         }
     }
@@ -60,8 +67,37 @@ impl<'a> Write<'a> {
     pub fn delete(version: Version) -> Self {
         Self {
             version,
+            expiry_stamp: Timestamp::ZERO,
             op: WriteOp::Delete,
         }
+    }
+
+    /// This write with its expiry last changed at `stamp` (see
+    /// [`Write::expiry_stamp`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// let v = Version { ts: Timestamp::new(1_000, 0), ..Version::ZERO };
+    /// store.apply(b"k", Write::set(v, b"v", Some(u64::MAX / 2))).unwrap();
+    /// // PERSIST: the same value and version, no expiry, a newer stamp.
+    /// let persist = Write::set(v, b"v", None).with_expiry_stamp(Timestamp::new(2_000, 0));
+    /// assert!(store.apply(b"k", persist).unwrap().is_applied());
+    /// assert_eq!(store.get(b"k").unwrap().into_item().unwrap().expires_at, None);
+    /// ```
+    pub fn with_expiry_stamp(mut self, stamp: Timestamp) -> Self {
+        self.expiry_stamp = stamp;
+        self
+    }
+
+    /// The order in which writes to one key apply: version, then expiry
+    /// stamp.
+    pub fn order(&self) -> (Version, Timestamp) {
+        (self.version, self.expiry_stamp)
     }
 
     /// The write that recreates a tombstone elsewhere: a delete, or for a
@@ -72,6 +108,24 @@ impl<'a> Write<'a> {
         match expired_at {
             Some(at) => Write::set(version, b"", Some(at)),
             None => Write::delete(version),
+        }
+    }
+
+    /// The write that recreates what a read found: a live value (with its
+    /// expiry stamp) or a tombstone; `None` for a lookup that holds nothing
+    /// to send (missing, evicted, forgotten).
+    pub fn of_lookup(lookup: &'a Lookup) -> Option<Write<'a>> {
+        match lookup {
+            Lookup::Live(item) => Some(
+                Write::set(item.version, &item.value, item.expires_at)
+                    .with_expiry_stamp(item.expiry_stamp),
+            ),
+            Lookup::Dead {
+                version,
+                expired_at,
+                expiry_stamp,
+            } => Some(Write::tombstone(*version, *expired_at).with_expiry_stamp(*expiry_stamp)),
+            Lookup::Missing | Lookup::Evicted { .. } | Lookup::Forgotten { .. } => None,
         }
     }
 }
@@ -134,6 +188,8 @@ pub struct Item {
     pub version: Version,
     /// Absolute expiry in ms, if any.
     pub expires_at: Option<u64>,
+    /// When the expiry was last changed ([`Write::expiry_stamp`]).
+    pub expiry_stamp: Timestamp,
 }
 
 /// The result of a [`Store::get`](super::Store::get).
@@ -158,7 +214,7 @@ pub struct Item {
 /// let v2 = Version { ts: Timestamp::new(2, 0), ..Version::ZERO };
 /// store.apply(b"k", Write::delete(v2)).unwrap();
 /// let dead = store.get(b"k").unwrap();
-/// assert_eq!(dead, Lookup::Dead { version: v2, expired_at: None });
+/// assert_eq!(dead, Lookup::Dead { version: v2, expired_at: None, expiry_stamp: Timestamp::ZERO });
 /// // A replica answering with this beats an older value elsewhere.
 /// assert!(dead.version() > Some(v1));
 /// ```
@@ -175,12 +231,25 @@ pub enum Lookup {
         version: Version,
         /// When the TTL ran out, if that is how the key died.
         expired_at: Option<u64>,
+        /// The expiry stamp of the write whose TTL ran out (zero for a
+        /// delete).
+        expiry_stamp: Timestamp,
     },
     /// The key's value at this version was evicted for memory; other
     /// replicas may still hold it.
     Evicted {
         /// The evicted value's version.
         version: Version,
+    },
+    /// The key is absent here, but memory pressure made this store forget
+    /// entries of its range up to this version (see
+    /// [`Store`](super::Store)'s memory-pressure section): the key may have
+    /// been deleted or overwritten at a version this store no longer
+    /// knows. Such an answer is neither a miss nor a value: it cannot win a
+    /// read or drive a repair.
+    Forgotten {
+        /// The highest version forgotten in the key's range.
+        below: Version,
     },
 }
 
@@ -219,9 +288,33 @@ impl Lookup {
     /// The version known here (`None` if the key is unknown).
     pub fn version(&self) -> Option<Version> {
         match self {
-            Lookup::Missing => None,
+            Lookup::Missing | Lookup::Forgotten { .. } => None,
             Lookup::Live(item) => Some(item.version),
             Lookup::Dead { version, .. } | Lookup::Evicted { version } => Some(*version),
+        }
+    }
+
+    /// The live item, if any, taken out of the lookup.
+    pub fn into_item(self) -> Option<Item> {
+        match self {
+            Lookup::Live(item) => Some(item),
+            _ => None,
+        }
+    }
+
+    /// Version and expiry stamp of what is known here, for ordering
+    /// answers (`None` if nothing is known). An evicted stub's stamp is
+    /// not reported: it counts as zero.
+    pub fn order(&self) -> Option<(Version, Timestamp)> {
+        match self {
+            Lookup::Missing | Lookup::Forgotten { .. } => None,
+            Lookup::Live(item) => Some((item.version, item.expiry_stamp)),
+            Lookup::Dead {
+                version,
+                expiry_stamp,
+                ..
+            } => Some((*version, *expiry_stamp)),
+            Lookup::Evicted { version } => Some((*version, Timestamp::ZERO)),
         }
     }
 }
@@ -235,6 +328,8 @@ pub struct RangeEntry {
     pub hash: u64,
     /// The stored version.
     pub version: Version,
+    /// When the expiry was last changed ([`Write::expiry_stamp`]).
+    pub expiry_stamp: Timestamp,
     /// What is stored at that version.
     pub data: EntryData,
 }
@@ -243,15 +338,12 @@ impl RangeEntry {
     /// The write that recreates this entry on another replica, or `None`
     /// for an evicted value (which another replica has to supply).
     pub fn write(&self) -> Option<Write<'_>> {
-        match &self.data {
-            EntryData::Value { value, expires_at } => {
-                Some(Write::set(self.version, value, *expires_at))
-            }
-            EntryData::Tombstone { expired_at } => {
-                Some(Write::tombstone(self.version, *expired_at))
-            }
-            EntryData::Evicted => None,
-        }
+        let write = match &self.data {
+            EntryData::Value { value, expires_at } => Write::set(self.version, value, *expires_at),
+            EntryData::Tombstone { expired_at } => Write::tombstone(self.version, *expired_at),
+            EntryData::Evicted => return None,
+        };
+        Some(write.with_expiry_stamp(self.expiry_stamp))
     }
 }
 
@@ -308,6 +400,8 @@ pub(crate) struct Entry {
     pub hash: u64,
     pub key: KeyBuf,
     pub version: Version,
+    /// See [`Write::expiry_stamp`].
+    pub expiry_stamp: Timestamp,
     /// `Some` exactly when `state` is `Live`.
     pub value: Option<Bytes>,
     /// Absolute expiry in ms; 0 means none.
@@ -410,7 +504,7 @@ mod layout_tests {
     #[test]
     fn entries_stay_compact() {
         assert_eq!(std::mem::size_of::<KeyBuf>(), 24);
-        assert_eq!(std::mem::size_of::<Entry>(), 104);
+        assert_eq!(std::mem::size_of::<Entry>(), 112);
     }
 
     #[test]

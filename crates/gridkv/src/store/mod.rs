@@ -274,6 +274,7 @@ impl Store {
                     value: e.value.clone().unwrap_or_default(),
                     version: e.version,
                     expires_at: e.expires_at(),
+                    expiry_stamp: e.expiry_stamp,
                 }));
             }
             None => Lookup::Missing,
@@ -283,6 +284,7 @@ impl Store {
             Some(e) => Lookup::Dead {
                 version: e.version,
                 expired_at: e.expires_at(),
+                expiry_stamp: e.expiry_stamp,
             },
         };
         shard.reads.misses.fetch_add(1, Relaxed);

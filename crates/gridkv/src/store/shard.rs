@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use super::entry::{expired, ApplyOutcome, Entry, EntryData, RangeEntry, State, Write, WriteOp};
-use crate::hlc::Version;
+use crate::hlc::{Timestamp, Version};
 
 /// hashbrown takes its bucket index from the low bits of the hash and its
 /// 7-bit tag from the top bits. All keys in a shard share the top bits of
@@ -31,14 +31,16 @@ fn table_hash(hash: u64) -> u64 {
 /// runs twice on every overwrite); the constants are arbitrary odd digits of
 /// pi and only need to be fixed, since digests are compared across nodes.
 #[inline]
-pub(crate) fn entry_digest(hash: u64, version: &Version) -> u64 {
+pub(crate) fn entry_digest(hash: u64, version: &Version, stamp: Timestamp) -> u64 {
     let a = fold_mul(
         hash ^ 0x243F_6A88_85A3_08D3,
         version.ts.as_u64() ^ 0x1319_8A2E_0370_7345,
     );
+    // An expiry change keeps the version and moves the stamp: replicas
+    // that differ only in it must differ in digest too.
     let b = fold_mul(
         version.writer ^ 0xA409_3822_299F_31D1,
-        version.generation.get() ^ 0x082E_FA98_EC4E_6C89,
+        version.generation.get() ^ 0x082E_FA98_EC4E_6C89 ^ stamp.as_u64().rotate_left(29),
     );
     fold_mul(a ^ 0x4528_21E6_38D0_1377, b ^ 0xBE54_66CF_34E9_0C6D)
 }
@@ -59,13 +61,17 @@ pub(crate) struct Leaf {
 }
 
 impl Leaf {
-    fn add(&mut self, hash: u64, version: &Version) {
-        self.sum = self.sum.wrapping_add(entry_digest(hash, version));
+    fn add(&mut self, e: &Entry) {
+        self.sum = self
+            .sum
+            .wrapping_add(entry_digest(e.hash, &e.version, e.expiry_stamp));
         self.count += 1;
     }
 
-    fn remove(&mut self, hash: u64, version: &Version) {
-        self.sum = self.sum.wrapping_sub(entry_digest(hash, version));
+    fn remove(&mut self, e: &Entry) {
+        self.sum = self
+            .sum
+            .wrapping_sub(entry_digest(e.hash, &e.version, e.expiry_stamp));
         self.count -= 1;
     }
 }
@@ -267,11 +273,11 @@ impl Shard {
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key);
 
         let (outcome, from, to, timer, enqueue) = match found {
-            Some(e) if write.version < e.version => {
+            Some(e) if write.order() < (e.version, e.expiry_stamp) => {
                 self.counts.superseded += 1;
                 return (ApplyOutcome::Superseded { current: e.version }, 0);
             }
-            Some(e) if write.version == e.version => {
+            Some(e) if write.order() == (e.version, e.expiry_stamp) => {
                 // A duplicate delivery. One case changes something: a value
                 // evicted here comes back from another replica (read repair
                 // or anti-entropy) at the same version.
@@ -292,13 +298,14 @@ impl Shard {
                 let was_live =
                     matches!(e.state, State::Live | State::Evicted) && !expired(e.expires_at, now);
                 let from = (e.state, e.charge());
-                self.leaves[leaf].remove(hash, &e.version);
+                self.leaves[leaf].remove(e);
                 e.version = write.version;
+                e.expiry_stamp = write.expiry_stamp;
                 e.value = value.map(Bytes::copy_from_slice);
                 e.expires_at = expires_at;
                 e.state = state;
                 e.referenced.store(false, Relaxed);
-                self.leaves[leaf].add(hash, &e.version);
+                self.leaves[leaf].add(e);
                 let enqueue = state == State::Live && !e.queued;
                 e.queued |= enqueue;
                 (
@@ -316,6 +323,7 @@ impl Shard {
                     key: key.into(),
                     value: value.map(Bytes::copy_from_slice),
                     version: write.version,
+                    expiry_stamp: write.expiry_stamp,
                     hash,
                     expires_at,
                     seq,
@@ -326,7 +334,7 @@ impl Shard {
                 let to = (state, e.charge());
                 let timer = timer_for(&e, grace);
                 let enqueue = e.queued.then_some(seq);
-                self.leaves[leaf].add(hash, &e.version);
+                self.leaves[leaf].add(&e);
                 self.table
                     .insert_unique(table_hash(hash), e, |e| table_hash(e.hash));
                 (
@@ -501,7 +509,7 @@ impl Shard {
         };
         let (e, _) = slot.remove();
         let leaf = self.leaf_index(hash);
-        self.leaves[leaf].remove(hash, &e.version);
+        self.leaves[leaf].remove(&e);
         let charge = e.charge();
         self.counts.account(Some((e.state, charge)), None);
         charge
@@ -593,6 +601,7 @@ impl Shard {
                 key: Bytes::copy_from_slice(&e.key),
                 hash: e.hash,
                 version: e.version,
+                expiry_stamp: e.expiry_stamp,
                 data,
             });
         }
@@ -602,7 +611,7 @@ impl Shard {
     pub fn partial_leaf(&self, lo: u64, hi: u64) -> Leaf {
         let mut leaf = Leaf::default();
         for e in self.table.iter().filter(|e| lo <= e.hash && e.hash <= hi) {
-            leaf.add(e.hash, &e.version);
+            leaf.add(e);
         }
         leaf
     }
@@ -620,7 +629,7 @@ impl Shard {
         let mut leaves = vec![Leaf::default(); self.leaves.len()];
         for e in self.table.iter() {
             c.account(None, Some((e.state, e.charge())));
-            leaves[self.leaf_index(e.hash)].add(e.hash, &e.version);
+            leaves[self.leaf_index(e.hash)].add(e);
         }
         let differing = leaves
             .iter()

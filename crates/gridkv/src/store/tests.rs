@@ -67,7 +67,7 @@ fn digest_by_scan(store: &Store, range: RingRange) -> RangeDigest {
     loop {
         let batch = store.scan(range, after.as_ref(), 1000, usize::MAX);
         for e in &batch.entries {
-            d.hash = d.hash.wrapping_add(shard::entry_digest(e.hash, &e.version));
+            d.hash = d.hash.wrapping_add(shard::entry_digest(e.hash, &e.version, e.expiry_stamp));
             d.count += 1;
         }
         match batch.next {
@@ -102,7 +102,8 @@ fn newer_writes_win_older_are_superseded_equal_are_duplicates() {
         s.get(b"k").unwrap(),
         Lookup::Dead {
             version: v3,
-            expired_at: None
+            expired_at: None,
+            expiry_stamp: Timestamp::ZERO,
         }
     );
     // The tombstone keeps the older value from coming back.
@@ -121,7 +122,8 @@ fn newer_writes_win_older_are_superseded_equal_are_duplicates() {
         s.get(b"never").unwrap(),
         Lookup::Dead {
             version: v3,
-            expired_at: None
+            expired_at: None,
+            expiry_stamp: Timestamp::ZERO,
         }
     );
     assert!(s.audit().is_consistent());
@@ -304,7 +306,8 @@ fn ttl_expiry_reads_absent_then_becomes_a_tombstone() {
         s.get(b"k").unwrap(),
         Lookup::Dead {
             version: v,
-            expired_at: Some(T0 + 100)
+            expired_at: Some(T0 + 100),
+            expiry_stamp: Timestamp::ZERO,
         }
     );
     let used_before = s.used_bytes();
@@ -887,7 +890,8 @@ fn an_expired_tombstone_travels_with_its_expiry() {
         b.get(b"k").unwrap(),
         Lookup::Dead {
             version: v,
-            expired_at: Some(expiry)
+            expired_at: Some(expiry),
+            expiry_stamp: Timestamp::ZERO,
         }
     );
     // Past version + grace, but not expiry + grace: still a tombstone, so a
@@ -903,4 +907,38 @@ fn an_expired_tombstone_travels_with_its_expiry() {
     b.tick();
     b.maintain();
     assert_eq!(b.get(b"k").unwrap(), Lookup::Missing);
+}
+
+#[test]
+fn an_expiry_change_applies_to_its_version_only() {
+    let s = Store::new(StoreConfig::default()).unwrap();
+    let (v1, v2) = (version(1_000, 0), version(2_000, 0));
+    let stamp = |ms| Timestamp::new(ms, 0);
+    s.apply(b"k", Write::set(v1, b"old", None)).unwrap();
+    // EXPIRE of v1, stamped after v2 was written elsewhere.
+    let expire = Write::set(v1, b"old", Some(u64::MAX / 4)).with_expiry_stamp(stamp(3_000));
+    s.apply(b"k", Write::delete(v2)).unwrap();
+    assert!(!s.apply(b"k", expire).unwrap().is_applied());
+    assert_eq!(s.get(b"k").unwrap().version(), Some(v2), "the delete stays");
+
+    // Over the version it read, the latest change wins, in any order.
+    s.apply(b"j", Write::set(v1, b"v", Some(u64::MAX / 4))).unwrap();
+    let persist = Write::set(v1, b"v", None).with_expiry_stamp(stamp(5_000));
+    let earlier = Write::set(v1, b"v", Some(u64::MAX / 8)).with_expiry_stamp(stamp(4_000));
+    assert!(s.apply(b"j", persist).unwrap().is_applied());
+    assert!(!s.apply(b"j", earlier).unwrap().is_applied());
+    let item = s.get(b"j").unwrap().into_item().unwrap();
+    assert_eq!((item.expires_at, item.expiry_stamp), (None, stamp(5_000)));
+    // A replica that missed the value gets it with its latest expiry.
+    let fresh = Store::new(StoreConfig::default()).unwrap();
+    assert!(fresh.apply(b"j", persist).unwrap().is_applied());
+    assert_eq!(fresh.get(b"j").unwrap(), s.get(b"j").unwrap());
+    // Replicas that differ only in the change differ in digest.
+    let other = Store::new(StoreConfig::default()).unwrap();
+    other.apply(b"j", Write::set(v1, b"v", Some(u64::MAX / 4))).unwrap();
+    assert_ne!(
+        fresh.digest(RingRange::FULL),
+        other.digest(RingRange::FULL)
+    );
+    assert!(s.audit().is_consistent(), "{:?}", s.audit());
 }
