@@ -825,6 +825,8 @@ enum Known {
 #[derive(Debug)]
 enum Seen {
     Missing,
+    /// Absent, in a range that forgot entries up to this version.
+    Forgotten(Version),
     Dead(Version),
     Evicted(Version),
     Live {
@@ -837,7 +839,8 @@ enum Seen {
 impl From<Lookup> for Seen {
     fn from(l: Lookup) -> Self {
         match l {
-            Lookup::Missing | Lookup::Forgotten { .. } => Seen::Missing,
+            Lookup::Missing => Seen::Missing,
+            Lookup::Forgotten { below } => Seen::Forgotten(below),
             Lookup::Dead { version, .. } => Seen::Dead(version),
             Lookup::Evicted { version } => Seen::Evicted(version),
             Lookup::Live(item) => Seen::Live {
@@ -891,17 +894,33 @@ impl Budgeted {
             self.known.get(&key)
         );
         match (self.known.get_mut(&key), seen) {
-            (None, Seen::Missing) => {}
+            (None, Seen::Missing | Seen::Forgotten(_)) => {}
             (None, _) => return Err(TestCaseError::fail(format!("unknown key present: {ctx}"))),
             (Some(Known::Deleted { version } | Known::Expired { version, .. }), Seen::Dead(v)) => {
                 prop_assert_eq!(*version, v, "tombstone version: {}", ctx);
             }
-            (Some(Known::Deleted { .. } | Known::Expired { .. }), Seen::Missing)
-                if self.store.stats().tombstones_collected_early > self.early_seen =>
-            {
+            (
+                Some(Known::Deleted { version } | Known::Expired { version, .. }),
+                Seen::Forgotten(below),
+            ) if self.store.stats().tombstones_collected_early > self.early_seen => {
                 // Tombstones outgrew their cap and the oldest were
                 // collected early, as documented and counted: each early
-                // collection excuses one vanished tombstone.
+                // collection excuses one vanished tombstone. The delete is
+                // not forgotten: the range's watermark covers it.
+                let grace_over = phys(*version).saturating_add(self.grace) <= now;
+                prop_assert!(
+                    below >= *version || grace_over,
+                    "a forgotten delete is not covered: {}",
+                    ctx
+                );
+                self.early_seen += 1;
+                self.known.remove(&key);
+            }
+            (Some(Known::Deleted { version } | Known::Expired { version, .. }), Seen::Missing)
+                if self.store.stats().tombstones_collected_early > self.early_seen
+                    && version.ts.physical_ms() + self.grace <= now =>
+            {
+                // Collected early, and its grace period is over anyway.
                 self.early_seen += 1;
                 self.known.remove(&key);
             }
@@ -922,6 +941,21 @@ impl Budgeted {
                 match seen {
                     Seen::Missing => {
                         prop_assert!(*maybe_gone, "a value vanished without eviction: {}", ctx);
+                        prop_assert!(
+                            version.ts.physical_ms() + self.grace <= now,
+                            "a dropped version is not covered by a watermark: {}",
+                            ctx
+                        );
+                        self.known.remove(&key);
+                    }
+                    Seen::Forgotten(below) => {
+                        prop_assert!(*maybe_gone, "a value vanished without eviction: {}", ctx);
+                        let grace_over = phys(*version).saturating_add(self.grace) <= now;
+                        prop_assert!(
+                            below >= *version || grace_over,
+                            "a dropped version is not covered: {}",
+                            ctx
+                        );
                         self.known.remove(&key);
                     }
                     Seen::Dead(v) => {
@@ -988,7 +1022,29 @@ impl Budgeted {
         let got = got.unwrap();
         self.log.push((key, version, w.clone()));
         let now = self.now;
+        // A write of a key the store may have dropped can be refused by
+        // its range's watermark, which is at least the write's version.
+        let watermarked = match got {
+            ApplyOutcome::Superseded { current } => {
+                stats_before.forgotten > 0
+                    && current >= version
+                    && match self.known.get(&key) {
+                        None => true,
+                        Some(Known::Value {
+                            version: v,
+                            maybe_gone,
+                            ..
+                        }) => *maybe_gone && current != *v,
+                        Some(_) => false,
+                    }
+            }
+            _ => false,
+        };
+        if watermarked {
+            self.known.remove(&key);
+        }
         let allowed: Vec<ApplyOutcome> = match self.known.get(&key) {
+            _ if watermarked => vec![got],
             None => vec![ApplyOutcome::Applied { was_live: false }],
             Some(Known::Deleted { version: v } | Known::Expired { version: v, .. }) => {
                 vec![outcome_over(*v, version, false)]
@@ -1214,7 +1270,13 @@ impl Budgeted {
             .filter(|k| !present.contains(k))
             .collect();
         for key in absent {
-            self.observe(key, Seen::Missing)?;
+            // Not scanned: what a read of it says (missing, or forgotten
+            // under a watermark).
+            let seen = self
+                .store
+                .get(&self.keys[key])
+                .map_err(|e| TestCaseError::fail(format!("a known key fails to read: {e}")))?;
+            self.observe(key, seen.into())?;
         }
         // Tombstones are never evicted; everything else is, down to the
         // budget (plus the entry being written).

@@ -367,6 +367,45 @@ pub enum EntryData {
     Evicted,
 }
 
+/// What a store forgot of one part of its range under memory pressure: the
+/// highest version among the entries it dropped before their time (stubs of
+/// evicted values, tombstones collected early), and until when that matters
+/// (a grace period after the newest of them: by then every replica has
+/// seen them, as for any tombstone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watermark {
+    /// The highest version forgotten.
+    pub below: Version,
+    /// Wall-clock ms after which it no longer matters.
+    pub until_ms: u64,
+}
+
+impl Watermark {
+    /// The watermark, if it still protects anything at `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::Version;
+    /// use gridkv::store::Watermark;
+    ///
+    /// let w = Watermark { below: Version::ZERO, until_ms: 5_000 };
+    /// assert_eq!(w.active(4_999), Some(Version::ZERO));
+    /// assert_eq!(w.active(5_000), None);
+    /// ```
+    pub fn active(&self, now: u64) -> Option<Version> {
+        (self.until_ms > now).then_some(self.below)
+    }
+
+    pub(crate) fn raise(&mut self, below: Version, until_ms: u64, now: u64) {
+        if self.until_ms <= now {
+            *self = Watermark::default();
+        }
+        self.below = self.below.max(below);
+        self.until_ms = self.until_ms.max(until_ms);
+    }
+}
+
 /// Lifecycle of a stored key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {

@@ -33,8 +33,26 @@
 //! default; deletes of keys that were never cached are ordinary cache
 //! invalidation). Beyond it, the oldest tombstones of the shard are
 //! collected before their grace period ends and counted in
-//! [`StoreStats::tombstones_collected_early`]: memory stays bounded, and
-//! only those keys lose their protection against resurrection.
+//! [`StoreStats::tombstones_collected_early`]: memory stays bounded.
+//!
+//! # Memory pressure forgets values, never deletions or versions
+//! Whatever memory pressure drops before its time — a stub dropped on its
+//! second CLOCK visit, a tombstone collected early — raises a watermark
+//! of its part of the range ([`Watermark`]: the highest version dropped,
+//! until a grace period after it, as long as a tombstone would have lived;
+//! 16 parts per shard). Under an active watermark:
+//! - an absent key reads as [`Lookup::Forgotten`], never as missing: a
+//!   coordinator does not let it win a read or count it as a reply below a
+//!   newer answer, and the client sees a plain miss;
+//! - a live value for an absent key at a version not newer than the
+//!   watermark is refused ([`ApplyOutcome::Superseded`] with the watermark
+//!   as the current version): repair, hints, fills and anti-entropy cannot
+//!   bring back a value that a forgotten delete or write overwrote, while a
+//!   coordinator's new write re-stamps past it. Deletes are always taken.
+//!
+//! Fills carry the watermark of the range they copy
+//! ([`Store::watermark`], [`Store::absorb_watermark`]). Counted in
+//! [`StoreStats::forgotten`] and [`StoreStats::refused_forgotten`].
 //!
 //! # Time
 //! Expiry uses a [`CoarseClock`]: reads cost one atomic load, and the owner
@@ -66,7 +84,7 @@ use parking_lot::RwLock;
 pub use clock::CoarseClock;
 pub use config::StoreConfig;
 pub use entry::{
-    ApplyOutcome, EntryData, Item, Lookup, RangeEntry, Write, WriteOp, ENTRY_OVERHEAD,
+    ApplyOutcome, EntryData, Item, Lookup, RangeEntry, Watermark, Write, WriteOp, ENTRY_OVERHEAD,
 };
 pub use maintenance::Maintenance;
 pub use range::{RangeDigest, ScanBatch, ScanCursor};
@@ -74,7 +92,7 @@ pub use stats::{Audit, StoreStats};
 
 use crate::config_error::ConfigError;
 use crate::hlc::{Clock, SystemClock};
-use crate::keyspace::key_hash;
+use crate::keyspace::{key_hash, RingRange};
 use entry::State;
 use shard::{Evicted, Limits, Shard};
 
@@ -277,7 +295,10 @@ impl Store {
                     expiry_stamp: e.expiry_stamp,
                 }));
             }
-            None => Lookup::Missing,
+            None => match shard.forgotten(hash, now) {
+                Some(below) => Lookup::Forgotten { below },
+                None => Lookup::Missing,
+            },
             Some(e) if e.state == State::Evicted && !entry::expired(e.expires_at, now) => {
                 Lookup::Evicted { version: e.version }
             }
@@ -393,6 +414,68 @@ impl Store {
     /// assert!(store.audit().is_consistent());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    /// The highest active "forgotten below" watermark over the parts of
+    /// `range` (see the module's memory-pressure section), if any: what a
+    /// replica filled from this store's `range` must not accept either.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::store::{Store, StoreConfig};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// assert_eq!(store.watermark(RingRange::FULL), None);
+    /// ```
+    pub fn watermark(&self, range: RingRange) -> Option<Watermark> {
+        let now = self.clock.now_ms();
+        self.shard_segments(range)
+            .filter_map(|(i, seg)| self.shards[i].0.read().forgotten_in(seg, now))
+            .reduce(|a, b| Watermark {
+                below: a.below.max(b.below),
+                until_ms: a.until_ms.max(b.until_ms),
+            })
+    }
+
+    /// Raises the watermark of every part of `range` to `watermark` (a
+    /// fill or anti-entropy pass from a replica that forgot entries of
+    /// `range` carries its watermark along).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::store::{Lookup, Store, StoreConfig, Watermark, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// let forgot = Version { ts: Timestamp::new(5_000, 0), ..Version::ZERO };
+    /// let watermark = Watermark { below: forgot, until_ms: u64::MAX };
+    /// store.absorb_watermark(RingRange::FULL, watermark);
+    /// // Absent keys are now unknown, and older writes cannot create them.
+    /// assert_eq!(store.get(b"k").unwrap(), Lookup::Forgotten { below: forgot });
+    /// let older = Version { ts: Timestamp::new(4_000, 0), ..Version::ZERO };
+    /// assert!(!store.apply(b"k", Write::set(older, b"v", None)).unwrap().is_applied());
+    /// ```
+    pub fn absorb_watermark(&self, range: RingRange, watermark: Watermark) {
+        let now = self.clock.now_ms();
+        if watermark.active(now).is_none() {
+            return;
+        }
+        for (i, seg) in self.shard_segments(range) {
+            self.shards[i].0.write().absorb_forgotten(seg, watermark, now);
+        }
+    }
+
+    /// The shards `range` meets, each with the part of `range` it holds.
+    fn shard_segments(&self, range: RingRange) -> impl Iterator<Item = (usize, (u64, u64))> + '_ {
+        range.intervals().flat_map(move |(lo, hi)| {
+            (self.shard_index(lo)..=self.shard_index(hi)).map(move |i| {
+                (i, (lo.max(self.shard_start(i)), hi.min(self.shard_end(i))))
+            })
+        })
+    }
+
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             let freed = shard.0.write().clear();

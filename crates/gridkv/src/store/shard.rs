@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use super::entry::{expired, ApplyOutcome, Entry, EntryData, RangeEntry, State, Write, WriteOp};
+use super::entry::{
+    expired, ApplyOutcome, Entry, EntryData, RangeEntry, State, Watermark, Write, WriteOp,
+};
 use crate::hlc::{Timestamp, Version};
 
 /// hashbrown takes its bucket index from the low bits of the hash and its
@@ -125,6 +127,10 @@ pub(crate) struct WriteCounters {
     pub expirations: u64,
     pub tombstones_collected: u64,
     pub tombstones_collected_early: u64,
+    /// Entries dropped before their time that raised a watermark.
+    pub forgotten: u64,
+    /// Writes of absent keys refused under a watermark.
+    pub refused_forgotten: u64,
     pub bytes: u64,
     pub tombstone_bytes: u64,
     pub live: u64,
@@ -165,6 +171,10 @@ impl WriteCounters {
     }
 }
 
+/// Parts of a shard's range with a watermark of their own: finer parts
+/// make fewer absent keys unknown, at 32 bytes each.
+pub(crate) const FORGET_PARTS: usize = 16;
+
 /// Result of one eviction step.
 pub(crate) enum Evicted {
     /// Freed this many bytes.
@@ -194,6 +204,8 @@ pub(crate) struct Shard {
     /// tombstones are collected early when over their cap (oldest first).
     collections: BinaryHeap<Reverse<Timer>>,
     leaves: Box<[Leaf]>,
+    /// Per part of the shard's range, what memory pressure made it forget.
+    forgotten: [Watermark; FORGET_PARTS],
     leaf_shift: u32,
     limits: Limits,
     next_seq: u32,
@@ -211,6 +223,7 @@ impl Shard {
             expiries: BinaryHeap::new(),
             collections: BinaryHeap::new(),
             leaves: vec![Leaf::default(); leaves].into_boxed_slice(),
+            forgotten: [Watermark::default(); FORGET_PARTS],
             leaf_shift: 64 - leaf_bits,
             limits,
             next_seq: 0,
@@ -244,6 +257,54 @@ impl Shard {
             .find(table_hash(hash), |e| e.hash == hash && *e.key == *key)
     }
 
+    /// The part of the shard's range `hash` falls in (see [`Watermark`]).
+    #[inline]
+    fn part(&self, hash: u64) -> usize {
+        let leaf = self.leaf_index(hash);
+        leaf * FORGET_PARTS.min(self.leaves.len()) / self.leaves.len()
+    }
+
+    /// The watermark under which this shard may have forgotten `hash`'s
+    /// key, if any is active at `now`.
+    #[inline]
+    pub fn forgotten(&self, hash: u64, now: u64) -> Option<Version> {
+        self.forgotten[self.part(hash)].active(now)
+    }
+
+    /// Records that entry `e` is dropped before its time (see [`Watermark`]).
+    fn forget(&mut self, e: &Entry, now: u64) {
+        let until = e.collect_at(self.limits.grace_ms);
+        if until > now {
+            let part = self.part(e.hash);
+            self.forgotten[part].raise(e.version, until, now);
+            self.counts.forgotten += 1;
+        }
+    }
+
+    /// Raises the watermark of every part of the shard whose hashes meet
+    /// `[lo, hi]` (a range filled from a replica that had forgotten
+    /// entries of it: this one must not accept what that one would
+    /// refuse).
+    pub fn absorb_forgotten(&mut self, (lo, hi): (u64, u64), forgot: Watermark, now: u64) {
+        let (first, last) = (self.part(lo), self.part(hi));
+        for part in &mut self.forgotten[first..=last] {
+            part.raise(forgot.below, forgot.until_ms, now);
+        }
+    }
+
+    /// The highest active watermark over the parts meeting `[lo, hi]`.
+    pub fn forgotten_in(&self, (lo, hi): (u64, u64), now: u64) -> Option<Watermark> {
+        let (first, last) = (self.part(lo), self.part(hi));
+        self.forgotten[first..=last]
+            .iter()
+            .filter(|f| f.active(now).is_some())
+            .copied()
+            .reduce(|a, b| Watermark {
+                below: a.below.max(b.below),
+                until_ms: a.until_ms.max(b.until_ms),
+            })
+    }
+
     #[inline]
     fn leaf_index(&self, hash: u64) -> usize {
         hash.checked_shr(self.leaf_shift).unwrap_or(0) as usize & (self.leaves.len() - 1)
@@ -268,6 +329,15 @@ impl Shard {
         };
         let leaf = self.leaf_index(hash);
         let grace = self.limits.grace_ms;
+        // Only a live value can bring something back: deletes and expired
+        // values are always taken.
+        let refused_below = match write.op {
+            WriteOp::Set { expires_at, .. } if !expired(expires_at.unwrap_or(0), now) => self
+                .forgotten[self.part(hash)]
+                .active(now)
+                .filter(|below| write.version <= *below),
+            _ => None,
+        };
         let found = self
             .table
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key);
@@ -316,6 +386,16 @@ impl Shard {
                     enqueue.then_some(e.seq),
                 )
             }
+            // The key is absent, but this part of the range forgot entries
+            // up to `below`: the key may have been deleted or overwritten
+            // there. Only a newer write may create it (a coordinator's
+            // write refused here re-stamps past it).
+            None if refused_below.is_some() => {
+                let below = refused_below.expect("checked");
+                self.counts.superseded += 1;
+                self.counts.refused_forgotten += 1;
+                return (ApplyOutcome::Superseded { current: below }, 0);
+            }
             None => {
                 let seq = self.next_seq;
                 self.next_seq = self.next_seq.wrapping_add(1);
@@ -355,7 +435,7 @@ impl Shard {
             self.push_timer(t);
         }
         if to.0.is_tombstone() {
-            delta += self.cap_tombstones();
+            delta += self.cap_tombstones(now);
         }
         (outcome, delta)
     }
@@ -364,7 +444,7 @@ impl Shard {
     /// either (a stream of deletes of keys never cached is ordinary cache
     /// invalidation): over the cap, the oldest are collected before their
     /// grace period ends, and counted. Returns the byte delta.
-    fn cap_tombstones(&mut self) -> i64 {
+    fn cap_tombstones(&mut self, now: u64) -> i64 {
         let mut delta = 0;
         while self.counts.tombstone_bytes > self.limits.tombstone_bytes
             && self.counts.tombstones > 1
@@ -373,7 +453,7 @@ impl Shard {
                 break;
             };
             if self.timer_is_current(true, t) {
-                delta -= self.remove(t.hash, t.seq) as i64;
+                delta -= self.remove(t.hash, t.seq, Some(now)) as i64;
                 self.counts.tombstones_collected_early += 1;
             }
         }
@@ -426,7 +506,7 @@ impl Shard {
 
     /// Turns the live or evicted entry (hash, seq) into an expired
     /// tombstone. Returns the byte delta.
-    fn expire(&mut self, hash: u64, seq: u32) -> i64 {
+    fn expire(&mut self, hash: u64, seq: u32, now: u64) -> i64 {
         let grace = self.limits.grace_ms;
         let Some(e) = self
             .table
@@ -444,7 +524,7 @@ impl Shard {
         if let Some(t) = timer {
             self.push_timer(t);
         }
-        delta += self.cap_tombstones();
+        delta += self.cap_tombstones(now);
         delta
     }
 
@@ -469,7 +549,7 @@ impl Shard {
             match e.state {
                 State::Deleted | State::Expired => continue,
                 _ if expired(e.expires_at, now) => {
-                    let delta = self.expire(hash, seq);
+                    let delta = self.expire(hash, seq, now);
                     return Evicted::Freed(delta.unsigned_abs());
                 }
                 _ if e.referenced.swap(false, Relaxed) => {
@@ -490,7 +570,7 @@ impl Shard {
                     return Evicted::Freed(delta.unsigned_abs());
                 }
                 State::Evicted => {
-                    let freed = self.remove(hash, seq);
+                    let freed = self.remove(hash, seq, Some(now));
                     self.counts.stubs_dropped += 1;
                     return Evicted::Freed(freed);
                 }
@@ -499,8 +579,10 @@ impl Shard {
         Evicted::Nothing
     }
 
-    /// Removes the entry (hash, seq), returning its charge.
-    fn remove(&mut self, hash: u64, seq: u32) -> u64 {
+    /// Removes the entry (hash, seq), returning its charge. `forgetting`
+    /// (the time now) when it is dropped before its time, for memory: its
+    /// version then raises its part's watermark.
+    fn remove(&mut self, hash: u64, seq: u32, forgetting: Option<u64>) -> u64 {
         let Ok(slot) = self
             .table
             .find_entry(table_hash(hash), |e| e.hash == hash && e.seq == seq)
@@ -508,6 +590,9 @@ impl Shard {
             return 0;
         };
         let (e, _) = slot.remove();
+        if let Some(now) = forgetting {
+            self.forget(&e, now);
+        }
         let leaf = self.leaf_index(hash);
         self.leaves[leaf].remove(&e);
         let charge = e.charge();
@@ -538,7 +623,7 @@ impl Shard {
             self.expiries.pop();
             budget -= 1;
             if self.timer_is_current(false, t) {
-                delta += self.expire(t.hash, t.seq);
+                delta += self.expire(t.hash, t.seq, now);
             }
         }
         while budget > 0 {
@@ -551,7 +636,7 @@ impl Shard {
             self.collections.pop();
             budget -= 1;
             if self.timer_is_current(true, t) {
-                delta -= self.remove(t.hash, t.seq) as i64;
+                delta -= self.remove(t.hash, t.seq, None) as i64;
                 self.counts.tombstones_collected += 1;
             }
         }

@@ -42,6 +42,14 @@ pub struct StoreStats {
     /// Tombstones collected before their grace period ended, because
     /// tombstones reached `max_tombstone_percent` of the budget.
     pub tombstones_collected_early: u64,
+    /// Entries dropped before their time (stubs of evicted values,
+    /// tombstones collected early) whose version raised their range's
+    /// "forgotten below" watermark.
+    pub forgotten: u64,
+    /// Writes of absent keys refused because they were not newer than
+    /// their range's watermark (fills, repairs, hints and anti-entropy that
+    /// could otherwise bring back what was forgotten).
+    pub refused_forgotten: u64,
 }
 
 /// Result of [`Store::audit`]: incremental bookkeeping against a recount.
@@ -111,6 +119,8 @@ impl Store {
             s.expirations += c.expirations;
             s.tombstones_collected += c.tombstones_collected;
             s.tombstones_collected_early += c.tombstones_collected_early;
+            s.forgotten += c.forgotten;
+            s.refused_forgotten += c.refused_forgotten;
         }
         s
     }

@@ -853,7 +853,89 @@ fn tombstones_of_an_invalidation_stream_stay_within_their_cap() {
         s.get(b"never-cached:99999").unwrap(),
         Lookup::Dead { .. }
     ));
-    assert_eq!(s.get(b"never-cached:0").unwrap(), Lookup::Missing);
+    // The oldest were collected early: unknown now, not missing.
+    assert!(matches!(
+        s.get(b"never-cached:0").unwrap(),
+        Lookup::Forgotten { .. }
+    ));
+    assert!(s.audit().is_consistent());
+}
+
+/// Memory pressure may collect a tombstone early, but never forget the
+/// delete: a value older than it (a lagging replica's, sent by repair, a
+/// hint, a fill or anti-entropy) is refused, the key reads as unknown
+/// (neither a miss nor a value), and newer writes are accepted as ever.
+/// Once a grace period has passed since the forgotten delete, the range is
+/// as it would be had the tombstone lived its whole grace period.
+#[test]
+fn a_tombstone_collected_early_still_refuses_what_it_deleted() {
+    let grace = Duration::from_secs(60);
+    let (s, clock) = store_with(StoreConfig {
+        memory_budget: 1 << 20,
+        shards: 16,
+        digest_leaves: 16,
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    });
+    s.apply(b"k", Write::delete(version(T0 - 1_000, 1))).unwrap();
+    for i in 0..20_000u64 {
+        let key = format!("invalidate:{i}");
+        s.apply(key.as_bytes(), Write::delete(version(T0, 2)))
+            .unwrap();
+    }
+    assert!(s.stats().tombstones_collected_early > 0);
+    let Lookup::Forgotten { below } = s.get(b"k").unwrap() else {
+        panic!("k's tombstone should be gone: {:?}", s.get(b"k"));
+    };
+    assert!(below >= version(T0 - 1_000, 1));
+    let older = Write::set(version(T0 - 5_000, 0), b"old", None);
+    assert!(!s.apply(b"k", older).unwrap().is_applied(), "delete undone");
+    assert!(s.stats().refused_forgotten >= 1);
+    assert!(
+        s.apply(b"k", Write::set(version(T0 + 1, 0), b"new", None))
+            .unwrap()
+            .is_applied()
+    );
+    assert_eq!(value_of(&s, b"k").as_deref(), Some(&b"new"[..]));
+    // A grace period after the newest forgotten delete, nothing is unknown.
+    clock.set(T0 + grace.as_millis() as u64 + 1);
+    s.tick();
+    assert_eq!(s.get(b"other").unwrap(), Lookup::Missing);
+    assert!(s.apply(b"other", older).unwrap().is_applied());
+    assert!(s.audit().is_consistent());
+}
+
+/// An evicted value's stub dropped for memory takes its version with it;
+/// the range's watermark keeps refusing anything older, so a read repair or
+/// anti-entropy pass from a replica holding an overwritten value cannot
+/// install it.
+#[test]
+fn a_dropped_stub_still_refuses_older_values() {
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: 64 << 10,
+        shards: 16,
+        digest_leaves: 16,
+        ..StoreConfig::default()
+    });
+    let value = [b'v'; 200];
+    for i in 0..5_000u64 {
+        let key = format!("k{i}");
+        s.apply(key.as_bytes(), Write::set(version(T0, 5), &value, None))
+            .unwrap();
+    }
+    let st = s.stats();
+    assert!(st.stubs_dropped > 0 && st.forgotten > 0, "{st:?}");
+    let forgotten: Vec<String> = (0..5_000u64)
+        .map(|i| format!("k{i}"))
+        .filter(|k| matches!(s.get(k.as_bytes()).unwrap(), Lookup::Forgotten { .. }))
+        .collect();
+    assert!(!forgotten.is_empty());
+    for key in &forgotten {
+        // The value overwritten by the forgotten version.
+        let older = Write::set(version(T0, 4), b"overwritten", None);
+        assert!(!s.apply(key.as_bytes(), older).unwrap().is_applied());
+        assert!(value_of(&s, key.as_bytes()).is_none());
+    }
     assert!(s.audit().is_consistent());
 }
 
@@ -942,3 +1024,4 @@ fn an_expiry_change_applies_to_its_version_only() {
     );
     assert!(s.audit().is_consistent(), "{:?}", s.audit());
 }
+
