@@ -333,7 +333,7 @@ def run_op(rec: Recorder, conn: redis.Redis, name: str, node: int, kind: str, ke
 def client_loop(cid: int, cl: Cluster, rec: Recorder, stop: threading.Event, args) -> None:
     rng = random.Random(args.seed * 1000 + cid)
     kinds = [SET, DEL, GET] + ([EXPIRE, PERSIST] if args.expire else [])
-    weights = [35, 25, 40] + ([5, 5] if args.expire else [])
+    weights = list(args.mix) + ([5, 5] if args.expire else [])
     name = f"c{cid}"
     pad = "." * args.value_size
     n = 0
@@ -361,9 +361,15 @@ class Nemesis:
         self.kinds = args.fault_kinds
 
     def run(self, stop: threading.Event) -> None:
+        # Kinds are drawn in seeded rounds, each a shuffle of every kind:
+        # a run with k kinds has injected each of them after k faults.
+        order: List[str] = []
         try:
             while not stop.wait(self.rng.uniform(1.0, 4.0)):
-                kind = self.rng.choice(self.kinds)
+                if not order:
+                    order = list(self.kinds)
+                    self.rng.shuffle(order)
+                kind = order.pop()
                 hold = self.rng.uniform(self.args.fault_min, self.args.fault_max)
                 start = time.monotonic()
                 detail, heal = self.inject(kind)
@@ -452,7 +458,18 @@ def parse_args(argv):
     p.add_argument("--no-netns", action="store_true", help="nodes on 127.0.0.1 (no partitions)")
     p.add_argument("--history-out", default=None, help="write the history as JSON lines here")
     p.add_argument("--max-report", type=int, default=20, help="violations printed in full per kind")
+    p.add_argument("--mix", default="35:25:40", help="weights of SET:DEL:GET")
+    p.add_argument(
+        "--require-faults", action="store_true",
+        help="fail (exit 2) unless every kind in --faults was injected: no fallback to loopback",
+    )  # fmt: skip
     a = p.parse_args(argv)
+    try:
+        a.mix = [int(w) for w in a.mix.split(":")]
+    except ValueError:
+        a.mix = []
+    if len(a.mix) != 3 or min(a.mix) < 0 or sum(a.mix) == 0:
+        p.error("--mix: three non-negative integer weights SET:DEL:GET, e.g. 30:35:35")
     if a.seed is None:
         a.seed = random.SystemRandom().randrange(1, 2**31)
     a.fault_kinds = [] if a.faults == "none" else [f for f in a.faults.split(",") if f]
@@ -500,6 +517,8 @@ def main(argv) -> int:
             except SetupError as e:
                 net.cleanup()
                 net = None
+                if args.require_faults and "partition" in args.fault_kinds:
+                    raise SetupError(f"network namespaces unavailable, and partitions are required: {e}")
                 notes.append(f"network namespaces unavailable ({e}); nodes on 127.0.0.1")
         if net is None and "partition" in args.fault_kinds:
             args.fault_kinds.remove("partition")
@@ -522,7 +541,11 @@ def main(argv) -> int:
             t.start()
         if nt:
             nt.start()
-        log(f"workload: {args.clients} clients, {args.keys} keys, {args.duration:.0f}s, faults: {','.join(args.fault_kinds) or 'none'}")
+        mix = ", ".join(f"{k} {w}" for k, w in zip((SET, DEL, GET), args.mix))
+        log(
+            f"workload: {args.clients} clients, {args.keys} keys, {mix}, {args.duration:.0f}s, "
+            f"max-memory {args.max_memory}, faults: {','.join(args.fault_kinds) or 'none'}"
+        )
         time.sleep(args.duration)
         nem_stop.set()
         if nt:
@@ -593,6 +616,9 @@ def report(args, argv, rec, workload_ops, nem, violations, disagree, read_errors
         print(f"    {kind:9} {detail:16} [{s:7.2f}, {e:7.2f}]")
     for e in nem.errors:
         print(f"  nemesis stopped early: {e}")
+    missing = [k for k in args.fault_kinds if k not in fc]
+    if missing:
+        print(f"  never injected: {', '.join(missing)} (a longer --duration injects every kind)")
     print("== violations (kind: count)")
     vc = Counter(v.kind for v in violations)
     for k in VIOLATION_KINDS:
@@ -620,10 +646,18 @@ def report(args, argv, rec, workload_ops, nem, violations, disagree, read_errors
                 f.write(json.dumps(o.__dict__) + "\n")
         print(f"history written to {args.history_out}")
     bad = bool(violations or disagree or read_errors)
+    # Under --require-faults, a run that did not test what was asked fails.
+    short_of_faults = args.require_faults and bool(missing or nem.errors)
     print(f"seed: {args.seed}")
     print(f"reproduce: {repro_command(argv, args.seed)}")
-    print("RESULT: " + ("VIOLATIONS" if bad else "ok"))
-    return 1 if bad else 0
+    if bad:
+        print("RESULT: VIOLATIONS")
+        return 1
+    if short_of_faults:
+        print("RESULT: FAULTS MISSING (--require-faults)")
+        return 2
+    print("RESULT: ok")
+    return 0
 
 
 if __name__ == "__main__":
