@@ -18,6 +18,7 @@
 //! | `--max-memory` | `GRIDKV_MAX_MEMORY` | `max_memory` | `1gb` |
 //! | `--max-clients` | `GRIDKV_MAX_CLIENTS` | `max_clients` | 10000 |
 //! | `--cluster` | `GRIDKV_CLUSTER` | `cluster` | `gridkv` |
+//! | `--pipeline-order` | `GRIDKV_PIPELINE_ORDER` | `pipeline_order` | `strict` |
 //! | `--config` | `GRIDKV_CONFIG` | | none |
 //!
 //! # Examples
@@ -43,6 +44,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+
+use crate::server::PipelineOrder;
 
 /// Flags of `gridkv node`. Every one is optional here so that the
 /// environment and the config file can supply it; see the module docs.
@@ -94,6 +97,11 @@ pub struct NodeArgs {
     /// Cluster name: nodes of other clusters are refused.
     #[arg(long, env = "GRIDKV_CLUSTER", value_name = "NAME")]
     pub cluster: Option<String>,
+    /// `strict`: other clients see a connection's pipelined commands take
+    /// effect in the order sent, as with Redis. `relaxed`: pipelined writes
+    /// on distinct keys run at once (faster) and may be seen out of order.
+    #[arg(long, env = "GRIDKV_PIPELINE_ORDER", value_name = "ORDER", value_enum)]
+    pub pipeline_order: Option<PipelineOrder>,
     /// TOML config file (keys as the flags, with `_` for `-`).
     #[arg(long, env = "GRIDKV_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -131,6 +139,8 @@ pub struct FileConfig {
     pub max_clients: Option<usize>,
     /// See [`NodeArgs::cluster`].
     pub cluster: Option<String>,
+    /// See [`NodeArgs::pipeline_order`]: `"strict"` or `"relaxed"`.
+    pub pipeline_order: Option<PipelineOrder>,
 }
 
 /// Seeds in a config file: `["a:1", "b:2"]` or `"a:1,b:2"`.
@@ -249,6 +259,8 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// Cluster name.
     pub cluster: String,
+    /// How pipelined commands may overlap.
+    pub pipeline_order: PipelineOrder,
 }
 
 /// A setting that is missing or invalid, named as flag, variable and file
@@ -341,6 +353,10 @@ impl ServerConfig {
                 .cluster
                 .or(file.cluster)
                 .unwrap_or_else(|| "gridkv".into()),
+            pipeline_order: args
+                .pipeline_order
+                .or(file.pipeline_order)
+                .unwrap_or_default(),
         };
         config.check()?;
         Ok(config)
@@ -427,6 +443,11 @@ mod tests {
         assert_eq!(c.seeds, vec!["a:1", "b:2"]);
         assert_eq!(c.dc, "eu");
         assert_eq!(c.cluster, "gridkv");
+        assert_eq!(c.pipeline_order, PipelineOrder::Strict);
+        let file: FileConfig = toml::from_str("pipeline_order = \"relaxed\"").unwrap();
+        let c = ServerConfig::merge(args("n"), file).unwrap();
+        assert_eq!(c.pipeline_order, PipelineOrder::Relaxed);
+        assert!(toml::from_str::<FileConfig>("pipeline_order = \"loose\"").is_err());
     }
 
     #[test]

@@ -63,7 +63,10 @@ impl RunningNode {
             .map_err(|e| format!("listen (--listen): {e}"))?;
         let resp_addr = resp.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-        let shared = Arc::new(Shared::new(node, config.max_clients));
+        let shared = Arc::new(Shared {
+            pipeline_order: config.pipeline_order,
+            ..Shared::new(node, config.max_clients)
+        });
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(crate::server::serve_resp(

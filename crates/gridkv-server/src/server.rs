@@ -1,5 +1,9 @@
 //! The RESP listener: accepts clients (up to a limit), reads pipelined
 //! commands, runs them in order and writes the replies back in batches.
+//! Within a pipeline, consecutive reads of distinct keys may run together;
+//! a write runs alone, once everything before it has finished, so other
+//! clients see one connection's writes in the order it sent them (see
+//! [`PipelineOrder`]).
 //!
 //! # Examples
 //!
@@ -44,16 +48,99 @@ const MAX_GROUP: usize = 64;
 /// A command as read from the client: parsed, or refused before it runs.
 type Parsed = Result<Command, ParseError>;
 
-/// The key of a command that may run concurrently with the commands
-/// around it in a pipeline: one that touches a single key (`GET`, `SET`,
-/// `DEL` of one key, ...; see [`Command::key`]). A group holds such
-/// commands on distinct keys only, so running them at once cannot reorder
-/// anything a client could observe: commands on the same key, and every
-/// other command, still run one after another in the order sent. Only
-/// clusters with more than one copy group commands (each waits for the
-/// network); a one-copy node answers from its store at once.
-fn group_key(parsed: &Parsed) -> Option<&[u8]> {
-    parsed.as_ref().ok().and_then(Command::key)
+/// How the pipelined commands of one connection may overlap (`gridkv node
+/// --pipeline-order`). Replies always come back in the order sent; this
+/// decides when each command's effects may become visible to other
+/// clients.
+///
+/// Only clusters with more than one copy overlap commands at all (each
+/// waits for the network); a one-copy node answers from its store at once
+/// and runs every command in turn.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv_server::server::PipelineOrder;
+///
+/// assert_eq!(PipelineOrder::default(), PipelineOrder::Strict);
+/// let relaxed: PipelineOrder = toml::from_str::<toml::Value>("o = \"relaxed\"").unwrap()["o"]
+///     .clone()
+///     .try_into()
+///     .unwrap();
+/// assert_eq!(relaxed, PipelineOrder::Relaxed);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineOrder {
+    /// As Redis, and as the same commands sent one by one: a command's
+    /// effects become visible to other clients only after those of every
+    /// command before it on the connection. A write starts once every
+    /// earlier command has finished; consecutive single-key reads of
+    /// distinct keys run together, after every earlier write has finished.
+    #[default]
+    Strict,
+    /// Single-key commands on distinct keys run together, writes included:
+    /// faster for pipelined writes, but another client may see a later
+    /// write of the pipeline before an earlier one (a flag before the data
+    /// it announces). Commands on one key keep their order.
+    Relaxed,
+}
+
+/// What a command does to the keys it names, for [`joins`]. Reads and
+/// writes of exactly one key may overlap with their neighbours in a
+/// pipeline; every other command (several keys, no key, a refusal) runs
+/// alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access<'a> {
+    /// Reads one key: `GET`, `EXISTS`, `TTL`, `PTTL`.
+    Read(&'a [u8]),
+    /// Writes one key: `SET`, `DEL`, `EXPIRE`, `PEXPIRE`, `PERSIST`.
+    Write(&'a [u8]),
+    /// Runs alone.
+    Alone,
+}
+
+fn access(parsed: &Parsed) -> Access<'_> {
+    let Ok(command) = parsed else {
+        return Access::Alone;
+    };
+    let Some(key) = command.key() else {
+        return Access::Alone;
+    };
+    match command {
+        Command::Get(_) | Command::Exists(_) | Command::Ttl(_) => Access::Read(key),
+        _ => Access::Write(key),
+    }
+}
+
+/// Whether `next` may run together with the commands of `group` (all
+/// sent before it, none finished): under `Strict` only single-key reads
+/// of distinct keys run together, so no write overlaps any command before
+/// it and no read overlaps a write before it; under `Relaxed`, any
+/// single-key commands on distinct keys. Commands on one key never run
+/// together, so a client always sees its own writes in order.
+fn joins(group: &[Parsed], next: &Parsed, order: PipelineOrder) -> bool {
+    if group.is_empty() {
+        return true;
+    }
+    if group.len() >= MAX_GROUP {
+        return false;
+    }
+    let Some(key) = overlapping_key(next, order) else {
+        return false;
+    };
+    group
+        .iter()
+        .all(|g| overlapping_key(g, order).is_some_and(|k| k != key))
+}
+
+/// The key of a command that may overlap with others under `order`.
+fn overlapping_key(parsed: &Parsed, order: PipelineOrder) -> Option<&[u8]> {
+    match (order, access(parsed)) {
+        (PipelineOrder::Strict, Access::Read(key)) => Some(key),
+        (PipelineOrder::Relaxed, Access::Read(key) | Access::Write(key)) => Some(key),
+        _ => None,
+    }
 }
 
 /// Accepts RESP clients on `listener` until `cancel` fires; then waits for
@@ -61,6 +148,12 @@ fn group_key(parsed: &Parsed) -> Option<&[u8]> {
 pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         let _ = shared.resp_addr.set(addr);
+    }
+    if shared.pipeline_order == PipelineOrder::Relaxed {
+        tracing::warn!(
+            "--pipeline-order relaxed: pipelined writes on distinct keys run at once, \
+             so other clients may see them out of the order sent"
+        );
     }
     let tracker = TaskTracker::new();
     loop {
@@ -150,12 +243,13 @@ async fn connection(
     // instructions of every unpipelined command (callgrind).
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    let order = shared.pipeline_order;
     loop {
-        // Whether commands on distinct keys may run at once (with replicas
-        // they wait on the network); read once per batch of input.
+        // Whether commands may run at once at all (with replicas they wait
+        // on the network); read once per batch of input.
         let concurrent = shared.node.replication_status().effective_replicas > 1;
         // Run every complete command in the buffer, in order: a group of
-        // independent ones at a time (see `group_key`).
+        // commands that may overlap at a time (see `joins`).
         loop {
             let mut group: Vec<Parsed> = Vec::new();
             let mut failure = None;
@@ -171,18 +265,9 @@ async fn connection(
                         }
                     },
                 };
-                let joins = match (group.first().and_then(group_key), group_key(&parsed)) {
-                    _ if group.is_empty() => true,
-                    (Some(_), Some(key)) => {
-                        concurrent
-                            && group.len() < MAX_GROUP
-                            && group.iter().all(|g| group_key(g) != Some(key))
-                    }
-                    _ => false,
-                };
-                if joins {
+                if group.is_empty() || (concurrent && joins(&group, &parsed, order)) {
                     group.push(parsed);
-                    if !concurrent || group_key(&group[0]).is_none() {
+                    if !concurrent {
                         break;
                     }
                 } else {
@@ -208,7 +293,8 @@ async fn connection(
                     return Ok(());
                 }
             } else if !group.is_empty() {
-                // Independent keys: run at once, answer in order.
+                // Commands that may overlap (see `joins`): run at once,
+                // answer in order.
                 let runs = group.into_iter().map(|parsed| {
                     let mut own = session.clone();
                     async move {
@@ -265,4 +351,94 @@ async fn write_out(
         *out = BytesMut::with_capacity(READ_CHUNK);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn parsed(line: &str) -> Parsed {
+        Command::parse(
+            line.split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    fn group(lines: &[&str]) -> Vec<Parsed> {
+        lines.iter().map(|l| parsed(l)).collect()
+    }
+
+    #[test]
+    fn strict_order_never_overlaps_a_write_with_anything_before_it() {
+        let strict = PipelineOrder::Strict;
+        for write in [
+            "SET b 1",
+            "DEL b",
+            "EXPIRE b 10",
+            "PEXPIRE b 10",
+            "PERSIST b",
+        ] {
+            for before in [&["GET a"][..], &["SET a 1"], &["GET a", "GET c"]] {
+                assert!(
+                    !joins(&group(before), &parsed(write), strict),
+                    "{write} after {before:?}"
+                );
+            }
+        }
+        // Nor a read with a write before it.
+        for read in ["GET b", "EXISTS b", "TTL b", "PTTL b"] {
+            assert!(
+                !joins(&group(&["SET a 1"]), &parsed(read), strict),
+                "{read}"
+            );
+            assert!(!joins(&group(&["GET c", "DEL a"]), &parsed(read), strict));
+        }
+    }
+
+    #[test]
+    fn strict_order_runs_reads_of_distinct_keys_together() {
+        let strict = PipelineOrder::Strict;
+        let reads = group(&["GET a", "EXISTS b", "TTL c"]);
+        assert!(joins(&reads, &parsed("PTTL d"), strict));
+        assert!(joins(&reads, &parsed("GET e"), strict));
+        // The same key twice: in turn, so the second read is not older.
+        assert!(!joins(&reads, &parsed("GET b"), strict));
+        // Commands of several keys or none run alone.
+        for alone in ["MGET x y", "EXISTS x y", "PING", "INFO"] {
+            assert!(!joins(&reads, &parsed(alone), strict), "{alone}");
+            assert!(
+                !joins(&group(&[alone]), &parsed("GET z"), strict),
+                "{alone}"
+            );
+        }
+        assert!(!joins(&reads, &parsed("GET"), strict), "a refusal");
+        // A group starts with anything.
+        assert!(joins(&[], &parsed("SET a 1"), strict));
+    }
+
+    #[test]
+    fn relaxed_order_overlaps_single_key_commands_on_distinct_keys() {
+        let relaxed = PipelineOrder::Relaxed;
+        let mixed = group(&["SET a 1", "GET b", "DEL c"]);
+        assert!(joins(&mixed, &parsed("SET d 1"), relaxed));
+        assert!(joins(&mixed, &parsed("EXPIRE e 5"), relaxed));
+        assert!(!joins(&mixed, &parsed("GET a"), relaxed), "one key in turn");
+        assert!(!joins(&mixed, &parsed("MSET x 1 y 2"), relaxed));
+    }
+
+    #[test]
+    fn a_group_is_bounded() {
+        let full: Vec<Parsed> = (0..MAX_GROUP)
+            .map(|i| parsed(&format!("GET k{i}")))
+            .collect();
+        assert!(!joins(&full, &parsed("GET other"), PipelineOrder::Strict));
+        assert!(joins(
+            &full[1..],
+            &parsed("GET other"),
+            PipelineOrder::Strict
+        ));
+    }
 }

@@ -11,6 +11,7 @@ use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
 use crate::resp::Limits;
+use crate::server::PipelineOrder;
 
 /// Most pipelined commands run at once on the whole server. Well under
 /// the transport's in-flight bound per peer (1,024): a write returns at W
@@ -102,6 +103,8 @@ pub struct Shared {
     pub max_clients: usize,
     /// Parser bounds.
     pub limits: Limits,
+    /// How pipelined commands may overlap (`--pipeline-order`).
+    pub pipeline_order: PipelineOrder,
     /// Set when the node begins to leave: `/health` turns 503.
     pub leaving: AtomicBool,
     /// The RESP address clients connect to (for INFO).
@@ -133,6 +136,7 @@ impl Shared {
                 max_bulk: max_value.saturating_mul(2).max(Limits::default().max_bulk),
                 ..Limits::default()
             },
+            pipeline_order: PipelineOrder::default(),
             leaving: AtomicBool::new(false),
             resp_addr: OnceLock::new(),
             next_client_id: AtomicU64::new(1),

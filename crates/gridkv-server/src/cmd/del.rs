@@ -1,17 +1,20 @@
 //! `DEL key...` and `EXISTS key...`: each answers how many of its keys
-//! were there. The library has no batch delete or exists, so the keys run
-//! through [`bounded`] (a bounded number in flight at once).
+//! were there, as Redis counts: `DEL` each key once however often it is
+//! named, `EXISTS` every position. A key named twice is deleted or read
+//! once (see [`Distinct`]). The library has no batch delete or exists, so
+//! the keys run through [`bounded`] (a bounded number in flight at once).
 
 use bytes::Bytes;
 use gridkv::GridKv;
 
-use super::many::{bounded, count};
+use super::many::{Distinct, bounded, count, failure};
 use crate::resp::Reply;
 
 /// `DEL key [key ...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Del {
-    /// The keys.
+    /// The keys (a key named twice is deleted and counted once, as in
+    /// Redis).
     pub keys: Vec<Bytes>,
 }
 
@@ -22,7 +25,8 @@ impl Del {
     }
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let results = bounded(self.keys.iter().map(|k| node.delete(k)).collect()).await;
+        let distinct = Distinct::new(&self.keys);
+        let results = bounded(distinct.keys.iter().map(|k| node.delete(k)).collect()).await;
         count(&results, "DEL")
     }
 }
@@ -41,7 +45,16 @@ impl Exists {
     }
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let results = bounded(self.keys.iter().map(|k| node.exists(k)).collect()).await;
-        count(&results, "EXISTS")
+        let distinct = Distinct::new(&self.keys);
+        let results = bounded(distinct.keys.iter().map(|k| node.exists(k)).collect()).await;
+        if let Some(e) = failure(&results, "EXISTS") {
+            return e;
+        }
+        let there = distinct
+            .slots
+            .iter()
+            .filter(|&&slot| matches!(results[slot], Ok(true)))
+            .count();
+        Reply::Integer(there as i64)
     }
 }

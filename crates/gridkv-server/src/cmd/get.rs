@@ -4,7 +4,7 @@ use bytes::Bytes;
 use gridkv::GridKv;
 
 use super::error::error_reply;
-use super::many::failure;
+use super::many::{Distinct, failure};
 use crate::resp::Reply;
 
 /// `GET key`.
@@ -42,16 +42,20 @@ impl MGet {
         MGet { keys: args }
     }
 
-    /// Reads through the library's bounded batch call.
+    /// Reads through the library's bounded batch call, each key once: a
+    /// key named twice answers the same value at both positions, as in
+    /// Redis.
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let results = node.get_many(&self.keys).await;
+        let distinct = Distinct::new(&self.keys);
+        let results = node.get_many(&distinct.keys).await;
         if let Some(e) = failure(&results, "MGET") {
             return e;
         }
         Reply::Array(
-            results
-                .into_iter()
-                .map(|r| Reply::bulk_or_null(r.ok().flatten()))
+            distinct
+                .slots
+                .iter()
+                .map(|&slot| Reply::bulk_or_null(results[slot].as_ref().ok().cloned().flatten()))
                 .collect(),
         )
     }

@@ -168,8 +168,9 @@ impl Command {
     }
 
     /// The key, for a command that touches exactly one (`GET`, `SET`,
-    /// `EXPIRE`, ..., and `DEL`/`EXISTS` of one key). The server runs such
-    /// commands on distinct keys concurrently within a pipeline.
+    /// `EXPIRE`, ..., and `DEL`/`EXISTS` of one key). The server may run
+    /// such commands on distinct keys of a pipeline concurrently (see
+    /// [`PipelineOrder`](crate::server::PipelineOrder)).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Command::Get(c) => Some(&c.key),

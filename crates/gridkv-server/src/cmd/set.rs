@@ -11,7 +11,7 @@ use gridkv::{GridKv, WriteOptions};
 
 use super::args::{is, parse_int};
 use super::error::{ParseError, error_reply};
-use super::many::failure;
+use super::many::{failure, last_wins};
 use crate::resp::Reply;
 
 /// `SET key value [EX s | PX ms]`.
@@ -100,9 +100,10 @@ impl MSet {
         Ok(MSet { pairs })
     }
 
-    /// Writes through the library's bounded batch call.
+    /// Writes through the library's bounded batch call, each key once
+    /// with the value named last for it (as Redis).
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let results = node.set_many(&self.pairs).await;
+        let results = node.set_many(&last_wins(self.pairs)).await;
         failure(&results, "MSET").unwrap_or_else(Reply::ok)
     }
 }
