@@ -781,8 +781,8 @@ fn cluster_three_nodes_serve_every_key_from_every_node() {
         let v: String = redis::from_redis_value(r).unwrap();
         assert_eq!(v, format!("v{i}"), "GET {i}");
     }
-    // Pipelined commands on independent keys run concurrently; those on
-    // one key keep the order they were sent in.
+    // Pipelined commands take effect in the order they were sent (reads
+    // of distinct keys may run together); replies come back in order.
     let mut pipe = redis::pipe();
     for round in 0..20 {
         pipe.cmd("SET").arg("same").arg(format!("a{round}"));
