@@ -1273,7 +1273,7 @@ async fn cluster_expiry_changes_never_undo_a_concurrent_delete() -> Result {
     let keys = 300;
     let ttl = WriteOptions::default().ttl(Duration::from_secs(600));
     for i in 0..keys {
-        nodes[0].set_opts(format!("x{i}"), "v", ttl.clone()).await?;
+        nodes[0].set_opts(format!("x{i}"), "v", ttl).await?;
     }
     let races = (0..keys).map(|i| {
         let (changer, deleter) = (&nodes[(i % 3) as usize], &nodes[((i + 1) % 3) as usize]);

@@ -147,15 +147,9 @@ impl Replica {
             Ok(DataRequest::Write {
                 key,
                 version,
-                set,
+                op,
                 expiry_stamp,
-            }) => {
-                let write = match &set {
-                    Some((value, expires_at)) => Write::set(version, value, *expires_at),
-                    None => Write::delete(version),
-                };
-                self.apply(&key, write.with_expiry_stamp(expiry_stamp))
-            }
+            }) => self.apply(&key, op.write(version, expiry_stamp)),
         }
     }
 }

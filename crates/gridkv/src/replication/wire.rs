@@ -123,6 +123,14 @@ enum RequestWire<'a> {
         #[serde(serialize_with = "as_bytes")]
         write: &'a [u8],
     },
+    /// The tombstone of a value whose TTL ran out.
+    Expired {
+        #[serde(serialize_with = "as_bytes")]
+        key: &'a [u8],
+        version: VersionWire,
+        expired_at: u64,
+        expiry_stamp: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -191,9 +199,8 @@ pub enum DataRequest {
         key: Bytes,
         /// The write's version.
         version: Version,
-        /// `Some` for a set (value, absolute expiry in ms), `None` for a
-        /// delete.
-        set: Option<(Bytes, Option<u64>)>,
+        /// What the write stores.
+        op: WriteBody,
         /// When the expiry was last changed ([`Write::expiry_stamp`]).
         expiry_stamp: Timestamp,
     },
@@ -226,6 +233,47 @@ pub enum DataRequest {
         /// The encoded write.
         write: Bytes,
     },
+}
+
+/// What a decoded [`DataRequest::Write`] stores (an owned
+/// [`WriteOp`], its value a slice of the received frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteBody {
+    /// A value, with its absolute expiry in ms, if any.
+    Set {
+        /// The value.
+        value: Bytes,
+        /// Absolute expiry in ms.
+        expires_at: Option<u64>,
+    },
+    /// A delete.
+    Delete,
+    /// The tombstone of a value whose TTL ran out at `expired_at`.
+    Expired {
+        /// When the TTL ran out (ms).
+        expired_at: u64,
+    },
+}
+
+impl WriteBody {
+    /// The store write of this body at `version`.
+    pub fn write(&self, version: Version, expiry_stamp: Timestamp) -> Write<'_> {
+        let op = match self {
+            WriteBody::Set { value, expires_at } => WriteOp::Set {
+                value,
+                expires_at: *expires_at,
+            },
+            WriteBody::Delete => WriteOp::Delete,
+            WriteBody::Expired { expired_at } => WriteOp::Expired {
+                expired_at: *expired_at,
+            },
+        };
+        Write {
+            version,
+            expiry_stamp,
+            op,
+        }
+    }
 }
 
 /// Why a replica refused a request.
@@ -338,15 +386,15 @@ impl DataRequest {
     /// ```
     /// use bytes::Bytes;
     /// use gridkv::hlc::{Timestamp, Version};
-    /// use gridkv::replication::wire::DataRequest;
+    /// use gridkv::replication::wire::{DataRequest, WriteBody};
     /// use gridkv::store::Write;
     ///
     /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
     /// let frame = Bytes::from(DataRequest::encode_write(b"k", &Write::set(v, b"hello", None)));
     /// match DataRequest::decode(&frame).unwrap() {
-    ///     DataRequest::Write { key, version, set, .. } => {
+    ///     DataRequest::Write { key, version, op: WriteBody::Set { value, .. }, .. } => {
     ///         assert_eq!((&key[..], version), (&b"k"[..], v));
-    ///         assert_eq!(set.unwrap().0, Bytes::from_static(b"hello"));
+    ///         assert_eq!(value, Bytes::from_static(b"hello"));
     ///     }
     ///     other => panic!("{other:?}"),
     /// }
@@ -365,6 +413,15 @@ impl DataRequest {
                 key.len() + value.len(),
             ),
             WriteOp::Delete => encode(&RequestWire::Delete { key, version }, key.len()),
+            WriteOp::Expired { expired_at } => encode(
+                &RequestWire::Expired {
+                    key,
+                    version,
+                    expired_at,
+                    expiry_stamp: write.expiry_stamp.as_u64(),
+                },
+                key.len(),
+            ),
         }
     }
 
@@ -473,13 +530,27 @@ impl DataRequest {
             } => DataRequest::Write {
                 key: slice_of(frame, key),
                 version: version.into(),
-                set: Some((slice_of(frame, value), expires_at)),
+                op: WriteBody::Set {
+                    value: slice_of(frame, value),
+                    expires_at,
+                },
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
+            },
+            RequestWire::Expired {
+                key,
+                version,
+                expired_at,
+                expiry_stamp,
+            } => DataRequest::Write {
+                key: slice_of(frame, key),
+                version: version.into(),
+                op: WriteBody::Expired { expired_at },
                 expiry_stamp: Timestamp::from_u64(expiry_stamp),
             },
             RequestWire::Delete { key, version } => DataRequest::Write {
                 key: slice_of(frame, key),
                 version: version.into(),
-                set: None,
+                op: WriteBody::Delete,
                 expiry_stamp: Timestamp::ZERO,
             },
             RequestWire::Read { key } => DataRequest::Read {

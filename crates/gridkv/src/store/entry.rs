@@ -51,6 +51,13 @@ pub enum WriteOp<'a> {
     },
     /// Delete the key, leaving a tombstone for the grace period.
     Delete,
+    /// The tombstone a value leaves when its TTL runs out, copied to
+    /// another replica (repair, fills): absent there whatever its clock
+    /// says, kept a grace period after `expired_at`.
+    Expired {
+        /// When the value's TTL ran out (ms since the Unix epoch).
+        expired_at: u64,
+    },
 }
 
 impl<'a> Write<'a> {
@@ -101,13 +108,19 @@ impl<'a> Write<'a> {
     }
 
     /// The write that recreates a tombstone elsewhere: a delete, or for a
-    /// value whose TTL ran out, the (empty) value with its past expiry, so
-    /// that the receiver keeps the tombstone as long as this store does
-    /// (a grace period after the expiry, not after the version).
+    /// value whose TTL ran out, an expired tombstone, so that the receiver
+    /// keeps it as long as this store does (a grace period after the
+    /// expiry, not after the version) and reads it as absent even if its
+    /// clock is behind this one's.
     pub fn tombstone(version: Version, expired_at: Option<u64>) -> Write<'static> {
-        match expired_at {
-            Some(at) => Write::set(version, b"", Some(at)),
-            None => Write::delete(version),
+        let op = match expired_at {
+            Some(expired_at) => WriteOp::Expired { expired_at },
+            None => WriteOp::Delete,
+        };
+        Write {
+            version,
+            expiry_stamp: Timestamp::ZERO,
+            op,
         }
     }
 

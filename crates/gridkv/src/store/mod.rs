@@ -391,29 +391,6 @@ impl Store {
         }
     }
 
-    /// Drops every entry: values, stubs of evicted values and tombstones.
-    /// For a node whose data can no longer be trusted (it was taken off the
-    /// ring while away, so keys deleted meanwhile may have had their
-    /// tombstones collected): it refills from the other owners instead.
-    /// Cumulative counters (gets, applied, ...) are kept.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use gridkv::hlc::{Hlc, SystemClock};
-    /// use gridkv::store::{Store, StoreConfig, Write};
-    /// use gridkv::{Generation, NodeId};
-    ///
-    /// let store = Store::new(StoreConfig::default())?;
-    /// let hlc = Hlc::new(NodeId::new("n")?, Generation::now(), Arc::new(SystemClock));
-    /// store.apply(b"k", Write::set(hlc.new_version(), b"v", None))?;
-    /// store.clear();
-    /// assert!(store.get(b"k")?.value().is_none());
-    /// assert_eq!(store.stats().bytes, 0);
-    /// assert!(store.audit().is_consistent());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     /// The highest active "forgotten below" watermark over the parts of
     /// `range` (see the module's memory-pressure section), if any: what a
     /// replica filled from this store's `range` must not accept either.
@@ -476,6 +453,29 @@ impl Store {
         })
     }
 
+    /// Drops every entry: values, stubs of evicted values and tombstones.
+    /// For a node whose data can no longer be trusted (it was taken off the
+    /// ring while away, so keys deleted meanwhile may have had their
+    /// tombstones collected): it refills from the other owners instead.
+    /// Cumulative counters (gets, applied, ...) are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use gridkv::hlc::{Hlc, SystemClock};
+    /// use gridkv::store::{Store, StoreConfig, Write};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// let store = Store::new(StoreConfig::default())?;
+    /// let hlc = Hlc::new(NodeId::new("n")?, Generation::now(), Arc::new(SystemClock));
+    /// store.apply(b"k", Write::set(hlc.new_version(), b"v", None))?;
+    /// store.clear();
+    /// assert!(store.get(b"k")?.value().is_none());
+    /// assert_eq!(store.stats().bytes, 0);
+    /// assert!(store.audit().is_consistent());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             let freed = shard.0.write().clear();

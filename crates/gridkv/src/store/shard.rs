@@ -326,6 +326,7 @@ impl Shard {
                 (State::Live, Some(value), expires_at.map_or(0, |t| t.max(1)))
             }
             WriteOp::Delete => (State::Deleted, None, 0),
+            WriteOp::Expired { expired_at } => (State::Expired, None, expired_at.max(1)),
         };
         let leaf = self.leaf_index(hash);
         let grace = self.limits.grace_ms;

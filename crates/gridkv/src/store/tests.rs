@@ -939,6 +939,47 @@ fn a_dropped_stub_still_refuses_older_values() {
     assert!(s.audit().is_consistent());
 }
 
+/// A value that expired on its source is sent on (repair, fills) as a
+/// tombstone: a replica whose clock is behind the expiry must hold it as
+/// absent, not as an empty live value.
+#[test]
+fn an_expired_value_arrives_absent_on_a_replica_whose_clock_is_behind() {
+    let (a, clock_a) = store();
+    let v = version(T0, 0);
+    let expiry = T0 + 5_000;
+    a.apply(b"k", Write::set(v, b"value", Some(expiry))).unwrap();
+    clock_a.set(expiry + 1);
+    a.tick();
+    let Lookup::Dead { expired_at, .. } = a.get(b"k").unwrap() else {
+        panic!("expired on a");
+    };
+    let batch = a.scan(RingRange::FULL, None, 10, usize::MAX);
+    let dead = a.get(b"k").unwrap();
+    for write in [batch.entries[0].write().unwrap(), Write::of_lookup(&dead).unwrap()] {
+        let (b, _) = store();
+        // Through the wire, as repair and fills send it.
+        let frame = bytes::Bytes::from(
+            crate::replication::wire::DataRequest::encode_write(b"k", &write),
+        );
+        let crate::replication::wire::DataRequest::Write {
+            version,
+            op,
+            expiry_stamp,
+            ..
+        } = crate::replication::wire::DataRequest::decode(&frame).unwrap()
+        else {
+            panic!("a write");
+        };
+        b.apply(b"k", op.write(version, expiry_stamp)).unwrap();
+        assert!(
+            matches!(b.get(b"k").unwrap(), Lookup::Dead { expired_at: e, .. } if e == expired_at),
+            "{:?}",
+            b.get(b"k")
+        );
+        assert_eq!(b.get(b"k").unwrap().into_value(), None);
+    }
+}
+
 /// A tombstone left by an expiry is kept a grace period after the expiry;
 /// copied to another replica (rebalancing, repair) it must keep that
 /// deadline, not fall back to one counted from its (older) version.
