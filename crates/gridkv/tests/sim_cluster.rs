@@ -1,13 +1,17 @@
 //! Whole GridKV nodes (membership, replication, rebalancing, hints,
 //! anti-entropy) under a deterministic network simulation (turmoil):
 //! virtual time, five hosts, random fault schedules (crashes and restarts,
-//! partitions, held links, link failures, clock skew), and a history
-//! checker that treats failed writes as "maybe applied".
+//! partitions, held links, link failures, clock skew) whose rates and mix
+//! each seed draws, memory pressure in about a third of the seeds, and a
+//! history checker that treats failed writes as "maybe applied".
 //!
 //! Each key has one writer (the host named after it) writing increasing
-//! integers; every host reads every key. The checker asserts that a read
-//! returns the newest value acknowledged before it started, or a newer one
-//! that some write attempted.
+//! integers and now and then deleting the key; every host reads every key.
+//! The checker asserts that a read returns the newest value acknowledged
+//! before it started, or a newer one that some write attempted, and never
+//! a value older than an acknowledged delete. Under memory pressure (small
+//! budgets, and filler writes and invalidations that evict values and
+//! collect tombstones early) a read may miss, and nothing else changes.
 //!
 //! `GRIDKV_SIM_SEEDS=<n>` sets how many schedules run (default 1,000),
 //! `GRIDKV_SEED=<seed>` replays one (add `GRIDKV_TRACE_SIM=1` to print its
@@ -49,12 +53,22 @@ fn name(i: usize) -> String {
 /// Shared between host incarnations and the checker.
 struct World {
     histories: Vec<History>,
+    /// Whether this schedule runs under memory pressure.
+    pressure: bool,
+    /// The most entries any host's store dropped before their time
+    /// (stubs, tombstones collected early): proof that the pressure bit.
+    forgotten: AtomicU64,
     /// Next value per key (survives restarts, so values keep increasing).
     next: Vec<AtomicU64>,
     generations: Vec<AtomicU64>,
 }
 
-fn config(i: usize, generation: u64, seed: u64, skew_ms: i64) -> gridkv::Config {
+/// The memory budget of a host under pressure: far below its share of the
+/// filler, so values are evicted, stubs dropped and tombstones collected
+/// early all the time.
+const PRESSURE_BUDGET: u64 = 96 << 10;
+
+fn config(i: usize, generation: u64, seed: u64, skew_ms: i64, pressure: bool) -> gridkv::Config {
     let membership = SwimConfig {
         remove_after: Duration::from_secs(8),
         ..SwimConfig::lan()
@@ -71,7 +85,7 @@ fn config(i: usize, generation: u64, seed: u64, skew_ms: i64) -> gridkv::Config 
     );
     transport.heartbeat_interval = Duration::from_millis(200);
     transport.idle_timeout = Duration::from_secs(1);
-    GridKv::builder(name(i))
+    let builder = GridKv::builder(name(i))
         .cluster("sim")
         .listen("0.0.0.0:7000")
         .advertise(format!("{}:7000", name(i)))
@@ -81,16 +95,24 @@ fn config(i: usize, generation: u64, seed: u64, skew_ms: i64) -> gridkv::Config 
         .clock(Arc::new(SimClock { skew_ms }))
         .membership(membership)
         .replication(replication)
-        .transport(transport)
-        .build()
-        .expect("valid config")
+        .transport(transport);
+    let builder = if pressure {
+        builder.store(gridkv::store::StoreConfig {
+            memory_budget: PRESSURE_BUDGET,
+            ..gridkv::store::StoreConfig::default()
+        })
+    } else {
+        builder
+    };
+    builder.build().expect("valid config")
 }
 
 /// One host's life: start a node, then write its key and read the others
 /// until the host is crashed (or the simulation ends).
 async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::Result {
     let generation = world.generations[i].fetch_add(1, Ordering::Relaxed) + 1;
-    let node = GridKv::start_with(config(i, generation, seed, skew_ms), Arc::new(SimNet)).await?;
+    let config = config(i, generation, seed, skew_ms, world.pressure);
+    let node = GridKv::start_with(config, Arc::new(SimNet)).await?;
     node.ready().await?;
     if generation == 1 {
         // The workload starts once the cluster has formed: while it forms,
@@ -102,11 +124,27 @@ async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::
         }
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0xabcd ^ ((i as u64) << 8) ^ generation);
+    let filler = bytes::Bytes::from(vec![b'f'; 1500]);
     loop {
         let value = world.next[i].fetch_add(1, Ordering::Relaxed);
-        let at = world.histories[i].begin_write(value);
-        let ok = node.set(format!("k{i}"), value.to_string()).await.is_ok();
-        world.histories[i].finish_write(at, ok);
+        if rng.random_bool(0.15) {
+            let at = world.histories[i].begin_delete(value);
+            let ok = node.delete(format!("k{i}")).await.is_ok();
+            world.histories[i].finish_write(at, ok);
+        } else {
+            let at = world.histories[i].begin_write(value);
+            let ok = node.set(format!("k{i}"), value.to_string()).await.is_ok();
+            world.histories[i].finish_write(at, ok);
+        }
+        if world.pressure {
+            // Values that push the checked ones out, and invalidations of
+            // keys never cached, whose tombstones outgrow their cap.
+            let n = rng.random_range(0..400);
+            let _ = node.set(format!("f{i}-{n}"), filler.clone()).await;
+            let _ = node.delete(format!("g{i}-{value}")).await;
+            let forgotten = node.store().stats().forgotten;
+            world.forgotten.fetch_max(forgotten, Ordering::Relaxed);
+        }
         let j = rng.random_range(0..HOSTS);
         let start = common::history::now();
         if let Ok(v) = node.get(format!("k{j}")).await {
@@ -125,6 +163,8 @@ async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::
 /// history (the events each host's callers recorded, in order).
 struct Outcome {
     violations: Vec<String>,
+    /// Under memory pressure, the most entries one host forgot.
+    pressure: Option<u64>,
     histories: Vec<Vec<common::history::Event>>,
 }
 
@@ -136,6 +176,13 @@ impl Outcome {
 
 fn run(seed: u64) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
+    // What this seed is like: memory pressure or not, how often faults
+    // strike, and which kinds (crash, restart, partition, heal) it favours.
+    let mut knobs = StdRng::seed_from_u64(seed ^ 0x6b6e_6f62_73);
+    let pressure = knobs.random_bool(0.35);
+    let gap_lo = knobs.random_range(100..800);
+    let gap_hi = gap_lo + knobs.random_range(200..2500);
+    let weights: [u32; 4] = std::array::from_fn(|_| knobs.random_range(1..5));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(Duration::from_secs(60))
@@ -143,7 +190,17 @@ fn run(seed: u64) -> Outcome {
         .max_message_latency(Duration::from_millis(3))
         .build();
     let world = Arc::new(World {
-        histories: (0..HOSTS).map(|_| History::default()).collect(),
+        histories: (0..HOSTS)
+            .map(|_| {
+                if pressure {
+                    History::allowing_misses()
+                } else {
+                    History::default()
+                }
+            })
+            .collect(),
+        pressure,
+        forgotten: AtomicU64::new(0),
         next: (0..HOSTS).map(|_| AtomicU64::new(1)).collect(),
         generations: (0..HOSTS).map(|_| AtomicU64::new(0)).collect(),
     });
@@ -166,11 +223,22 @@ fn run(seed: u64) -> Outcome {
     loop {
         let elapsed = sim.elapsed();
         if elapsed >= next_fault && elapsed < Duration::from_secs(17) {
-            next_fault = elapsed + Duration::from_millis(rng.random_range(300..3000));
+            next_fault = elapsed + Duration::from_millis(rng.random_range(gap_lo..gap_hi));
             let trace = std::env::var("GRIDKV_TRACE_SIM").is_ok();
-            let choice = rng.random_range(0..4);
+            let mut pick = rng.random_range(0..weights.iter().sum::<u32>());
+            let choice = weights
+                .iter()
+                .position(|w| {
+                    let hit = pick < *w;
+                    pick = pick.saturating_sub(*w);
+                    hit
+                })
+                .expect("pick is below the sum");
             if trace {
-                eprintln!("{elapsed:?}: fault choice {choice} crashed {crashed:?} cut {cut:?}");
+                eprintln!(
+                    "{elapsed:?}: fault choice {choice} crashed {crashed:?} cut {cut:?} \
+                     (pressure {pressure}, gaps {gap_lo}..{gap_hi} ms, weights {weights:?})"
+                );
             }
             match choice {
                 0 if crashed.is_empty() => {
@@ -213,6 +281,7 @@ fn run(seed: u64) -> Outcome {
             Err(e) => {
                 return Outcome {
                     violations: vec![format!("simulation error: {e}")],
+                    pressure: None,
                     histories: Vec::new(),
                 };
             }
@@ -230,6 +299,7 @@ fn run(seed: u64) -> Outcome {
         .collect();
     Outcome {
         violations,
+        pressure: pressure.then(|| world.forgotten.load(Ordering::Relaxed)),
         histories: world.histories.iter().map(History::events).collect(),
     }
 }
@@ -257,6 +327,12 @@ fn schedules(first: u64, count: u64, step: u64) {
             Ok(outcome) if outcome.violations.is_empty() => {
                 let ops = outcome.ops();
                 assert!(ops > 100, "seed {seed}: only {ops} operations ran");
+                if let Some(forgotten) = outcome.pressure {
+                    assert!(
+                        forgotten > 0,
+                        "seed {seed}: memory pressure never made a store forget"
+                    );
+                }
             }
             Ok(Outcome { violations, .. }) => panic!(
                 "seed {seed} (replay: GRIDKV_SEED={seed}): {} violations, first: {:#?}",
