@@ -178,7 +178,7 @@ fn run(seed: u64) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     // What this seed is like: memory pressure or not, how often faults
     // strike, and which kinds (crash, restart, partition, heal) it favours.
-    let mut knobs = StdRng::seed_from_u64(seed ^ 0x6b6e_6f62_73);
+    let mut knobs = StdRng::seed_from_u64(seed ^ 0x006b_6e6f_6273);
     let pressure = knobs.random_bool(0.35);
     let gap_lo = knobs.random_range(100..800);
     let gap_hi = gap_lo + knobs.random_range(200..2500);
