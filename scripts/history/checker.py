@@ -216,12 +216,24 @@ def check(history: Iterable[Op], excerpt_limit: int = 16) -> List[Violation]:
     return out
 
 
-def disagreements(reads: Dict[str, Dict[int, object]]) -> Dict[str, Dict[int, object]]:
+def disagreements(
+    reads: Dict[str, Dict[int, object]], misses_allowed: bool = False
+) -> Dict[str, Dict[int, object]]:
     """Keys whose final reads differ between nodes.
 
     `reads[key][node]` is the value read (None: absent). Nodes whose read
-    failed are left out of `reads` by the caller (reported apart)."""
-    return {k: per for k, per in reads.items() if len(set(per.values())) > 1}
+    failed are left out of `reads` by the caller (reported apart). With
+    `misses_allowed` (nodes evicted values for memory, so a read may miss
+    what others still hold), only different values count: which one is
+    right is the history check's business."""
+
+    def differ(per: Dict[int, object]) -> bool:
+        seen = set(per.values())
+        if misses_allowed:
+            seen.discard(None)
+        return len(seen) > 1
+
+    return {k: per for k, per in reads.items() if differ(per)}
 
 
 def load(path: str) -> List[Op]:

@@ -219,6 +219,10 @@ class Agreement(unittest.TestCase):
         reads = {"k1": {0: "a", 1: "a", 2: "a"}, "k2": {0: None, 1: None}, "k3": {0: "a", 1: None}}
         self.assertEqual(list(disagreements(reads)), ["k3"])
 
+    def test_under_memory_pressure_only_different_values_disagree(self):
+        reads = {"k1": {0: "a", 1: None, 2: "a"}, "k2": {0: "a", 1: "b", 2: None}}
+        self.assertEqual(list(disagreements(reads, misses_allowed=True)), ["k2"])
+
 
 class Scale(unittest.TestCase):
     def test_many_operations_are_checked_without_false_positives(self):

@@ -234,6 +234,20 @@ pub fn render(snapshot: &Snapshot) -> String {
         s.evictions,
     );
     p.one(
+        "store_forgotten_total",
+        "counter",
+        "Entries dropped before their time for memory (stubs, tombstones \
+         collected early), whose versions their range's watermark keeps.",
+        s.forgotten,
+    );
+    p.one(
+        "store_refused_forgotten_total",
+        "counter",
+        "Writes of absent keys refused under their range's watermark (what \
+         could have brought back a forgotten delete or overwrite).",
+        s.refused_forgotten,
+    );
+    p.one(
         "expirations_total",
         "counter",
         "Values expired by their TTL.",
