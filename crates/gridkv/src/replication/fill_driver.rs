@@ -1,7 +1,10 @@
 //! The fill driver: the task that runs a node's [`FillSchedule`] over its
 //! [`Rebalancer`]. It feeds the schedule the placement's changes and the
 //! ends of fill passes and anti-entropy rounds, runs what the schedule says
-//! is due, and otherwise sleeps until the schedule's next deadline.
+//! is due, and otherwise sleeps until the schedule's next deadline. After
+//! each complete pass and each round it drops what the node holds on
+//! ranges it no longer owns, once their owners hold them
+//! ([`Rebalancer::drop_unowned`]).
 
 use std::future::Future;
 
@@ -60,6 +63,7 @@ where
                             entries = report.entries,
                             bytes = report.bytes,
                             complete = report.complete,
+                            cleared = report.cleared,
                             "filled gained ranges"
                         );
                     }
@@ -73,6 +77,9 @@ where
                     if report.complete && joining {
                         (self.on_filled)().await;
                     }
+                    if report.complete && !self.sweep(origin).await {
+                        return;
+                    }
                     self.schedule
                         .fill_finished(origin.elapsed(), report.complete);
                 }
@@ -82,7 +89,15 @@ where
                         _ = self.cancel.cancelled() => return,
                         _ = self.rebalancer.anti_entropy() => {}
                     }
+                    if !self.sweep(origin).await {
+                        return;
+                    }
                     self.schedule.anti_entropy_finished(origin.elapsed());
+                }
+                Some(Task::Sweep) => {
+                    if !self.sweep(origin).await {
+                        return;
+                    }
                 }
                 None => {
                     let sleep = self.schedule.next_deadline().saturating_sub(now);
@@ -100,5 +115,34 @@ where
                 }
             }
         }
+    }
+
+    /// Runs one [`Rebalancer::drop_unowned`] sweep and reports its end to
+    /// the schedule; `false` if the token was cancelled meanwhile.
+    async fn sweep(&mut self, origin: Instant) -> bool {
+        let report = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return false,
+            report = self.rebalancer.drop_unowned() => report,
+        };
+        if report.entries > 0 {
+            tracing::info!(
+                node = %self.rebalancer.me,
+                pieces = report.pieces,
+                entries = report.entries,
+                bytes = report.bytes,
+                kept = report.kept,
+                "dropped ranges no longer owned"
+            );
+        } else if report.kept > 0 {
+            tracing::debug!(
+                node = %self.rebalancer.me,
+                kept = report.kept,
+                "ranges no longer owned kept: an owner cannot be shown to hold them"
+            );
+        }
+        self.schedule
+            .sweep_finished(origin.elapsed(), report.recent > 0);
+        true
     }
 }

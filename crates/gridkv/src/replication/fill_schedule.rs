@@ -15,6 +15,9 @@
 //! - Once filled, anti-entropy rounds follow one another, each after the
 //!   configured interval jittered by ±25% (seeded), until the placement
 //!   changes and a fill pass is due again.
+//! - The driver sweeps ranges the node no longer owns after each complete
+//!   pass and each round; a sweep that left entries too recent to drop
+//!   asks for another [`FillSchedule::SWEEP_AGAIN`] later (while filled).
 
 use std::time::Duration;
 
@@ -28,6 +31,9 @@ pub(crate) enum Task {
     /// An anti-entropy round
     /// ([`Rebalancer::anti_entropy`](super::rebalance::Rebalancer::anti_entropy)).
     AntiEntropy,
+    /// A sweep of ranges no longer owned
+    /// ([`Rebalancer::drop_unowned`](super::rebalance::Rebalancer::drop_unowned)).
+    Sweep,
 }
 
 /// Where the schedule is. Times are offsets from the driver's origin, as
@@ -61,6 +67,8 @@ pub(crate) struct FillSchedule {
     anti_entropy: Duration,
     /// Jitters the anti-entropy rounds (seeded: a simulation replays).
     rng: SplitMix64,
+    /// When the next sweep is due, if the last one asked for another.
+    sweep_at: Option<Duration>,
 }
 
 impl FillSchedule {
@@ -72,6 +80,11 @@ impl FillSchedule {
     /// the placement changes first.
     pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
+    /// How long after a sweep that left recent entries on ranges this node
+    /// no longer owns the next one runs, unless a pass or round (each
+    /// followed by a sweep) comes first.
+    pub(crate) const SWEEP_AGAIN: Duration = super::rebalance::DROP_MARGIN;
+
     /// A schedule with a fill pass due, anti-entropy rounds every
     /// `anti_entropy` (jittered) once filled, and jitter drawn from `seed`.
     pub(crate) fn new(anti_entropy: Duration, seed: u64) -> Self {
@@ -81,6 +94,7 @@ impl FillSchedule {
             changed: false,
             anti_entropy,
             rng: SplitMix64::new(seed),
+            sweep_at: None,
         }
     }
 
@@ -102,15 +116,20 @@ impl FillSchedule {
                 self.start(Task::Fill)
             }
             State::Filled { until } if now >= until => self.start(Task::AntiEntropy),
+            State::Filled { .. } if self.sweep_at.is_some_and(|at| now >= at) => {
+                self.start(Task::Sweep)
+            }
             _ => None,
         }
     }
 
     fn start(&mut self, task: Task) -> Option<Task> {
-        self.state = match task {
-            Task::Fill => State::Filling,
-            Task::AntiEntropy => State::Repairing,
-        };
+        match task {
+            Task::Fill => self.state = State::Filling,
+            Task::AntiEntropy => self.state = State::Repairing,
+            // Runs between rounds; the state (and its round) stays.
+            Task::Sweep => self.sweep_at = None,
+        }
         Some(task)
     }
 
@@ -140,6 +159,12 @@ impl FillSchedule {
         self.changed = false;
     }
 
+    /// A sweep ended at `now`; `again` if it left entries to drop later.
+    /// Report it before the end of the pass or round it followed.
+    pub(crate) fn sweep_finished(&mut self, now: Duration, again: bool) {
+        self.sweep_at = again.then(|| now + Self::SWEEP_AGAIN);
+    }
+
     /// An anti-entropy round ended at `now`.
     pub(crate) fn anti_entropy_finished(&mut self, now: Duration) {
         self.state = self.next_round(now);
@@ -167,9 +192,8 @@ impl FillSchedule {
     pub(crate) fn next_deadline(&self) -> Duration {
         match self.state {
             State::FillDue => Duration::ZERO,
-            State::Settling { until } | State::Retrying { until } | State::Filled { until } => {
-                until
-            }
+            State::Filled { until } => self.sweep_at.map_or(until, |at| at.min(until)),
+            State::Settling { until } | State::Retrying { until } => until,
             State::Filling | State::Repairing => Duration::MAX,
         }
     }
@@ -267,6 +291,31 @@ mod tests {
         });
         assert_eq!(a.next_deadline(), b.next_deadline());
         assert_ne!(a.next_deadline(), c.next_deadline());
+    }
+
+    #[test]
+    fn a_sweep_that_left_recent_entries_runs_again_between_rounds() {
+        let mut s = filled_at(ms(0));
+        let round = s.next_deadline();
+        assert!(round > FillSchedule::SWEEP_AGAIN, "a round is {round:?} away");
+        // The sweep after the pass left entries too recent to drop.
+        s.sweep_finished(ms(0), true);
+        assert_eq!(s.next_deadline(), FillSchedule::SWEEP_AGAIN);
+        assert_eq!(s.poll(FillSchedule::SWEEP_AGAIN - ms(1), true), None);
+        assert_eq!(s.poll(FillSchedule::SWEEP_AGAIN, true), Some(Task::Sweep));
+        // The round is still due when it was.
+        assert_eq!(s.next_deadline(), round);
+        s.sweep_finished(FillSchedule::SWEEP_AGAIN, false);
+        assert_eq!(s.next_deadline(), round);
+        assert_eq!(s.poll(round, true), Some(Task::AntiEntropy));
+        // Not while a pass is retried (a complete one ends in a sweep).
+        let mut s = FillSchedule::new(AE, 7);
+        assert_eq!(s.poll(ms(0), true), Some(Task::Fill));
+        s.sweep_finished(ms(0), true);
+        let retry_at = FillSchedule::SWEEP_AGAIN - ms(500);
+        s.fill_finished(retry_at, false);
+        assert_eq!(s.poll(FillSchedule::SWEEP_AGAIN, true), None);
+        assert_eq!(s.next_deadline(), retry_at + FillSchedule::RETRY);
     }
 
     #[test]

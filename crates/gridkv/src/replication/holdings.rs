@@ -104,6 +104,16 @@ impl Holdings {
         self.forgot_at.store(now, Ordering::Release);
     }
 
+    /// Whether the last complete fill is for `epoch` and the rings have not
+    /// changed since: the ranges held in full are those this node owns on
+    /// the placement read after `epoch`, and no other range is served or
+    /// streamed from its store.
+    pub(crate) fn filled_for(&self, epoch: u64) -> bool {
+        self.filled_epoch.load(Ordering::Acquire) == epoch
+            && self.ring_epoch.load(Ordering::Acquire) == epoch
+            && !self.unfilled_start.load(Ordering::Acquire)
+    }
+
     fn settled(&self) -> bool {
         self.filled_epoch.load(Ordering::Acquire) == self.ring_epoch.load(Ordering::Acquire)
     }

@@ -15,6 +15,34 @@
 //!   coordinator that did not yet know this node was joining) are caught.
 //! - A leaving node stays leaving until the digests of what it holds match
 //!   on the members that gain its ranges (or a deadline passes).
+//!
+//! What a node held on a range it lost must never come back when it
+//! regains the range (a joiner that took it over is removed or leaves): a
+//! key deleted meanwhile, whose tombstone was collected, would be
+//! resurrected by the merge. Two rules keep it out:
+//!
+//! - **Dropped once the new owners hold it.** After each complete fill
+//!   pass and each anti-entropy round ([`Rebalancer::drop_unowned`]), a
+//!   node drops what it holds on ranges it owns on neither the placement
+//!   nor the future ring, piece by piece, once every current owner of the
+//!   piece answers that it holds it in full. From its last complete fill
+//!   on, the node neither serves nor streams those ranges (see
+//!   [`super::Holdings`]), so nothing it drops is needed for an
+//!   acknowledged write; this also returns their memory. Entries written
+//!   within [`DROP_MARGIN`] stay for a later sweep: a coordinator that
+//!   already knows this node regains the range (its new owner left) may
+//!   send it writes as a future owner before this node has heard of it,
+//!   and those must be there when it refills.
+//! - **Cleared before a refill.** What could not be dropped (an owner was
+//!   down, or writes reached this node as a previous owner after the drop)
+//!   is cleared by the fill pass that regains the piece, before streaming
+//!   it: every entry written more than half the tombstone grace ago. Writes
+//!   sent to this node as a new owner meanwhile are recent and stay; an
+//!   old entry that is an acknowledged write comes back from the sources;
+//!   and a kept entry is too recent for a newer version of its key to have
+//!   been collected before the stream brings it, as long as the piece is
+//!   streamed within half the grace of the clear (a slower pass counts as
+//!   incomplete, and the next clears again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +71,32 @@ pub struct FillReport {
     pub bytes: u64,
     /// Whether every gained piece was streamed from enough sources.
     pub complete: bool,
+    /// Entries held from before on gained pieces, cleared before the
+    /// refill (see the module docs).
+    pub cleared: u64,
+}
+
+/// How recent an entry on a range this node no longer owns may be and still
+/// be kept by a sweep (dropped by a later one): a coordinator that already
+/// knows this node regains the range may send it a write as a new owner
+/// before this node has heard of the change (see the module docs).
+pub(crate) const DROP_MARGIN: Duration = Duration::from_secs(10);
+
+/// What one [`Rebalancer::drop_unowned`] sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DropReport {
+    /// Pieces dropped.
+    pub(crate) pieces: usize,
+    /// Pieces holding entries that were kept: an owner could not be shown
+    /// to hold them (down, unreachable, or still filling).
+    pub(crate) kept: usize,
+    /// Pieces dropped but for entries written within [`DROP_MARGIN`],
+    /// left to a later sweep.
+    pub(crate) recent: usize,
+    /// Entries dropped.
+    pub(crate) entries: u64,
+    /// Bytes returned to the budget.
+    pub(crate) bytes: u64,
 }
 
 #[derive(Debug)]
@@ -115,6 +169,10 @@ const DIGEST_BYTES: u64 = 48;
 struct Piece {
     range: RingRange,
     sources: Vec<(NodeId, String)>,
+    /// Whether it has as many sources as it can have (`N − W + 1`, or
+    /// every other current owner if fewer): what this node held there
+    /// before may be cleared only then (see the module docs).
+    full: bool,
 }
 
 /// The pieces `me` gains on placement `p`, with up to `sources` sources
@@ -180,17 +238,35 @@ fn gained(
             .take(sources)
             .collect();
         let others = current.iter().filter(|id| *id != me).count();
-        if from.len() < sources.min(others) {
-            complete = false;
-        }
+        let full = from.len() >= sources.min(others);
+        complete &= full;
         if !from.is_empty() {
             pieces.push(Piece {
                 range,
                 sources: from,
+                full,
             });
         }
     }
     (pieces, complete)
+}
+
+/// The pieces of the ring `me` owns (of `n` replicas) on neither the
+/// placement ring nor the future ring of `p`, each with its current owners
+/// (none of them `me`). Empty while `me` is on neither ring: a node taken
+/// off the ring empties its store as a whole.
+fn unowned(me: &NodeId, n: usize, p: &Placement) -> Vec<(RingRange, Vec<NodeId>)> {
+    if p.ring.is_empty() || !(p.ring.contains(me) || p.future.contains(me)) {
+        return Vec::new();
+    }
+    let current = split(RingRange::FULL, &p.ring, n);
+    cut(current, &p.future, n, |current, future| {
+        (current, future.contains(me))
+    })
+    .into_iter()
+    .filter(|(_, (current, future))| !future && !current.contains(me))
+    .map(|(piece, (current, _))| (piece, current))
+    .collect()
 }
 
 impl Rebalancer {
@@ -304,13 +380,33 @@ impl Rebalancer {
             pieces: pieces.len(),
             ..FillReport::default()
         };
+        let half_grace = self.replica.store.config().tombstone_grace.as_millis() as u64 / 2;
+        let now_ms = || self.replica.store.clock().now_ms();
         for piece in &pieces {
+            // What this node held here before, unless too few sources can
+            // bring back the acknowledged writes among it.
+            let cleared_at = (piece.full && piece.sources.iter().all(|(id, _)| self.still_source(id)))
+                .then(|| {
+                    let at = now_ms();
+                    let cleared = self
+                        .replica
+                        .store
+                        .remove_range(piece.range, at.saturating_sub(half_grace));
+                    report.cleared += cleared.entries;
+                    at
+                });
+            // Entries kept (recent) must meet any newer version of their
+            // key before it can have been collected.
+            let kept = cleared_at.is_some() && self.replica.store.digest(piece.range).count > 0;
             for (id, addr) in &piece.sources {
                 if !self.still_source(id) {
                     complete = false;
                     continue;
                 }
                 complete &= self.stream(addr, piece.range, false, &mut report).await;
+            }
+            if let Some(at) = cleared_at.filter(|_| kept) {
+                complete &= now_ms().saturating_sub(at) <= half_grace;
             }
         }
         // Catch-up: writes that raced the first pass.
@@ -399,6 +495,87 @@ impl Rebalancer {
         Counters::add(&self.counters.anti_entropy_bytes, bytes);
         Counters::add(&self.counters.anti_entropy_entries, entries);
         bytes
+    }
+
+    /// Whether the replica at `addr` holds all of `range` in full: it
+    /// answers a scan of the range only then (otherwise `NotReady`). The
+    /// scan starts past the range's end, so the answer carries no entries.
+    /// `None` if it did not answer.
+    async fn holds_there(&self, addr: &str, range: RingRange) -> Option<bool> {
+        let past_end = ScanCursor::from_parts(u64::MAX, Bytes::new());
+        let answer = self
+            .ask(addr, DataRequest::encode_scan(range, Some(&past_end), true))
+            .await?;
+        Some(matches!(answer, DataResponse::Batch { .. }))
+    }
+
+    /// Drops what this node holds on ranges it owns on neither the
+    /// placement ring nor the future ring, piece by piece, once every
+    /// current owner of the piece holds it in full (see the module docs).
+    /// Runs only while the last complete fill is for the placement in
+    /// force, and stops at a ring change: until this node has filled for
+    /// the placement, it may still serve or stream what it held.
+    pub(crate) async fn drop_unowned(&self) -> DropReport {
+        let holdings = &self.replica.holdings;
+        let epoch = holdings.epoch();
+        let p = self.placement.load_full();
+        let mut report = DropReport::default();
+        if !holdings.filled_for(epoch) {
+            return report;
+        }
+        let before = self
+            .replica
+            .store
+            .clock()
+            .now_ms()
+            .saturating_sub(DROP_MARGIN.as_millis() as u64);
+        // Owners that did not answer: not asked again in this sweep, so an
+        // unreachable one costs one timeout, not one per piece.
+        let mut silent: Vec<NodeId> = Vec::new();
+        for (piece, owners) in unowned(&self.me, self.replicas, &p) {
+            if self.replica.store.digest(piece).count == 0 {
+                continue;
+            }
+            let mut held = !owners.is_empty();
+            for id in &owners {
+                let member = p
+                    .members
+                    .get(id)
+                    .filter(|m| m.serves_reads() && !silent.contains(id));
+                let Some(m) = member else {
+                    held = false;
+                    break;
+                };
+                match self.holds_there(&m.identity.addr, piece).await {
+                    Some(true) => {}
+                    Some(false) => {
+                        held = false;
+                        break;
+                    }
+                    None => {
+                        silent.push(*id);
+                        held = false;
+                        break;
+                    }
+                }
+            }
+            // The placement may have changed while the owners answered.
+            if !holdings.filled_for(epoch) {
+                break;
+            }
+            if !held {
+                report.kept += 1;
+                continue;
+            }
+            let removed = self.replica.store.remove_range(piece, before);
+            report.pieces += 1;
+            report.entries += removed.entries;
+            report.bytes += removed.bytes;
+            if self.replica.store.digest(piece).count > 0 {
+                report.recent += 1;
+            }
+        }
+        report
     }
 
     /// For a leaving node: whether every member that gains one of this
@@ -530,6 +707,61 @@ mod tests {
             // tokens, so the fill is complete exactly when no wanted point
             // lacked sources.
             proptest::prop_assert_eq!(complete, all_sources_enough);
+        }
+    }
+
+    proptest::proptest! {
+        /// `unowned`, which works on ranges, against its definition point
+        /// by point: `h` is in a piece exactly when `me` is on the placement
+        /// or the future ring and owns `h` on neither, pieces never
+        /// overlap, and each carries the owners of `h` on the placement
+        /// ring.
+        #[test]
+        fn unowned_pieces_match_their_definition(
+            placement in proptest::collection::btree_set(0usize..7, 0..6),
+            future in proptest::collection::btree_set(0usize..7, 1..6),
+            probes in proptest::collection::vec(proptest::num::u64::ANY, 64),
+        ) {
+            let ids: Vec<NodeId> = (0..7).map(|i| NodeId::new(&format!("n{i}")).unwrap()).collect();
+            let pick = |set: &std::collections::BTreeSet<usize>| -> Vec<NodeId> {
+                set.iter().map(|&i| ids[i]).collect()
+            };
+            let (me, n) = (ids[0], 3);
+            let ring = if placement.is_empty() {
+                Arc::new(Ring::empty())
+            } else {
+                ring_of(&pick(&placement))
+            };
+            let p = Placement {
+                ring,
+                future: ring_of(&pick(&future)),
+                members: std::collections::BTreeMap::new(),
+                local_serves_reads: true,
+                previous: None,
+            };
+            let pieces = unowned(&me, n, &p);
+            let on_a_ring = p.ring.contains(&me) || p.future.contains(&me);
+            let mut edges: Vec<u64> = pieces
+                .iter()
+                .flat_map(|(piece, _)| [piece.end, piece.start.wrapping_add(1)])
+                .collect();
+            for ring in [&p.ring, &p.future] {
+                edges.extend(ring.tokens().flat_map(|(t, _)| [t, t.wrapping_add(1)]));
+            }
+            for h in edges.into_iter().chain(probes) {
+                let wanted = on_a_ring
+                    && !p.ring.is_empty()
+                    && !owns(&p.ring, &me, h, n)
+                    && !owns(&p.future, &me, h, n);
+                let found: Vec<_> = pieces.iter().filter(|(piece, _)| piece.contains(h)).collect();
+                proptest::prop_assert!(found.len() <= 1, "pieces overlap at {h}");
+                proptest::prop_assert_eq!(!found.is_empty(), wanted, "at {}", h);
+                if let Some((_, owners)) = found.first() {
+                    let expected: Vec<NodeId> =
+                        p.ring.preference_list(h, n.min(p.ring.len())).iter().copied().collect();
+                    proptest::prop_assert_eq!(owners, &expected);
+                }
+            }
         }
     }
 

@@ -728,4 +728,54 @@ impl Shard {
     pub fn len(&self) -> usize {
         self.table.len()
     }
+
+    /// Removes every entry (value, stub or tombstone) with hash in
+    /// `[lo, hi]` whose version was written before `written_before`
+    /// (physical ms; `u64::MAX` removes them all), keeping the digest
+    /// leaves and gauges exact. Returns the bytes freed and the entries
+    /// removed. The eviction queue and the timer heaps keep items for the
+    /// removed entries (skipped when popped, as for any removed entry)
+    /// until they would outgrow the table, then are rebuilt from it.
+    pub fn remove_range(&mut self, lo: u64, hi: u64, written_before: u64) -> (u64, u64) {
+        let (mut freed, mut removed) = (0u64, 0u64);
+        let leaf_shift = self.leaf_shift;
+        let leaf_mask = self.leaves.len() - 1;
+        let (leaves, counts) = (&mut self.leaves, &mut self.counts);
+        self.table.retain(|e| {
+            if e.hash < lo || e.hash > hi || e.version.ts.physical_ms() >= written_before {
+                return true;
+            }
+            let leaf = e.hash.checked_shr(leaf_shift).unwrap_or(0) as usize & leaf_mask;
+            leaves[leaf].remove(e.hash, &e.version);
+            let charge = e.charge();
+            counts.account(Some((e.state, charge)), None);
+            freed += charge;
+            removed += 1;
+            false
+        });
+        if removed > 0 {
+            let bound = 2 * self.table.len() + 64;
+            if self.queue.len() > bound {
+                let table = &self.table;
+                self.queue.retain(|&(h, s)| {
+                    table
+                        .find(table_hash(h), |e| e.hash == h && e.seq == s)
+                        .is_some_and(|e| e.queued)
+                });
+            }
+            let grace = self.limits.grace_ms;
+            for (collect, heap) in [(false, &mut self.expiries), (true, &mut self.collections)] {
+                if heap.len() > bound {
+                    *heap = self
+                        .table
+                        .iter()
+                        .filter_map(|e| timer_for(e, grace))
+                        .filter(|(c, _)| *c == collect)
+                        .map(|(_, t)| Reverse(t))
+                        .collect();
+                }
+            }
+        }
+        (freed, removed)
+    }
 }
