@@ -746,7 +746,7 @@ impl Shard {
                 return true;
             }
             let leaf = e.hash.checked_shr(leaf_shift).unwrap_or(0) as usize & leaf_mask;
-            leaves[leaf].remove(e.hash, &e.version);
+            leaves[leaf].remove(e);
             let charge = e.charge();
             counts.account(Some((e.state, charge)), None);
             freed += charge;
