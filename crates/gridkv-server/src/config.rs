@@ -15,6 +15,7 @@
 //! | `--replicas` | `GRIDKV_REPLICAS` | `replicas` | 3 |
 //! | `--write-quorum` | `GRIDKV_WRITE_QUORUM` | `write_quorum` | 2 |
 //! | `--read-quorum` | `GRIDKV_READ_QUORUM` | `read_quorum` | 2 |
+//! | `--consistency` | `GRIDKV_CONSISTENCY` | `consistency` | `strong` (W + R > N required) |
 //! | `--max-memory` | `GRIDKV_MAX_MEMORY` | `max_memory` | `1gb` |
 //! | `--max-clients` | `GRIDKV_MAX_CLIENTS` | `max_clients` | 10000 |
 //! | `--cluster` | `GRIDKV_CLUSTER` | `cluster` | `gridkv` |
@@ -87,6 +88,11 @@ pub struct NodeArgs {
     /// Owners that must answer a read (R).
     #[arg(long, env = "GRIDKV_READ_QUORUM", value_name = "R")]
     pub read_quorum: Option<usize>,
+    /// `strong` (default): W + R must exceed N, so reads see the latest
+    /// acknowledged write. `eventual`: accept W + R <= N, where a read may
+    /// miss an acknowledged write until repair.
+    #[arg(long, env = "GRIDKV_CONSISTENCY", value_name = "strong|eventual")]
+    pub consistency: Option<gridkv::Consistency>,
     /// Memory budget of the local store (`1073741824`, `512mb`, `1gb`);
     /// beyond it values are evicted.
     #[arg(long, env = "GRIDKV_MAX_MEMORY", value_name = "BYTES", value_parser = parse_bytes)]
@@ -132,6 +138,8 @@ pub struct FileConfig {
     pub write_quorum: Option<usize>,
     /// See [`NodeArgs::read_quorum`].
     pub read_quorum: Option<usize>,
+    /// See [`NodeArgs::consistency`]: `"strong"` or `"eventual"`.
+    pub consistency: Option<String>,
     /// See [`NodeArgs::max_memory`]: a number of bytes or a string with a
     /// unit.
     pub max_memory: Option<Bytes>,
@@ -253,6 +261,8 @@ pub struct ServerConfig {
     pub write_quorum: usize,
     /// R.
     pub read_quorum: usize,
+    /// Strong (W + R > N enforced) or, when asked for, eventual.
+    pub consistency: gridkv::Consistency,
     /// Store memory budget in bytes.
     pub max_memory: u64,
     /// Most RESP clients at once.
@@ -344,6 +354,13 @@ impl ServerConfig {
             replicas: args.replicas.or(file.replicas).unwrap_or(3),
             write_quorum: args.write_quorum.or(file.write_quorum).unwrap_or(2),
             read_quorum: args.read_quorum.or(file.read_quorum).unwrap_or(2),
+            consistency: match (args.consistency, file.consistency) {
+                (Some(c), _) => c,
+                (None, Some(text)) => text
+                    .parse()
+                    .map_err(|reason: String| ConfigError::new("consistency", reason))?,
+                (None, None) => gridkv::Consistency::Strong,
+            },
             max_memory: args
                 .max_memory
                 .or(file.max_memory.map(|b| b.0))
@@ -384,6 +401,7 @@ impl ServerConfig {
             replicas: self.replicas,
             write_quorum: self.write_quorum,
             read_quorum: self.read_quorum,
+            consistency: self.consistency,
             ..Default::default()
         };
         let store = gridkv::store::StoreConfig {
@@ -485,6 +503,39 @@ mod tests {
         assert_eq!(e.setting, "seeds");
         let e = ServerConfig::merge(args("bad id"), FileConfig::default()).unwrap_err();
         assert_eq!(e.setting, "id");
+    }
+
+    #[test]
+    fn weak_quorums_need_consistency_eventual() {
+        let weak = || NodeArgs {
+            replicas: Some(3),
+            write_quorum: Some(1),
+            read_quorum: Some(2),
+            ..args("n")
+        };
+        let e = ServerConfig::merge(weak(), FileConfig::default()).unwrap_err();
+        assert_eq!(e.setting, "consistency");
+        let text = e.to_string();
+        assert!(text.contains("W=1 + R=2 <= N=3"), "{text}");
+        assert!(text.contains("--consistency"), "{text}");
+        let c = ServerConfig::merge(
+            NodeArgs {
+                consistency: Some(gridkv::Consistency::Eventual),
+                ..weak()
+            },
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.consistency, gridkv::Consistency::Eventual);
+        let file: FileConfig = toml::from_str("consistency = \"eventual\"").unwrap();
+        let c = ServerConfig::merge(weak(), file).unwrap();
+        assert_eq!(
+            c.node_config().unwrap().replication.consistency,
+            gridkv::Consistency::Eventual
+        );
+        let file: FileConfig = toml::from_str("consistency = \"maybe\"").unwrap();
+        let e = ServerConfig::merge(args("n"), file).unwrap_err();
+        assert_eq!(e.setting, "consistency");
     }
 
     #[test]

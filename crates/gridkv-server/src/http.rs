@@ -1,7 +1,9 @@
 //! The HTTP admin endpoints:
 //!
-//! - `GET /health`: `200` once the node has joined and filled its ranges,
-//!   `503` before that and while it leaves; a small JSON body says which.
+//! - `GET /health`: `200` once the node serves commands and has joined and
+//!   filled its ranges, `503` before that and while it leaves; a small JSON
+//!   body says which, and what is missing (`waiting_for`). It answers at
+//!   once, whatever the node's state.
 //! - `GET /metrics`: Prometheus text format, every name prefixed `gridkv_`.
 //! - `GET /cluster`: JSON: this node, the members as it sees them, and the
 //!   ring's ownership summary.
@@ -61,6 +63,9 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let body = json!({
         "status": status,
         "node": shared.node.id().to_string(),
+        "serving": shared.node.is_serving(),
+        "waiting_for": waiting_for(&shared.node),
+        "consistency": shared.node.consistency().as_str(),
         "replicas": s.replicas,
         "effective_replicas": s.effective_replicas,
         "effective_write_quorum": s.effective_write_quorum,
@@ -68,6 +73,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         "replication_reduced": s.is_reduced(),
     });
     (code, axum::Json(body)).into_response()
+}
+
+/// What keeps the node from serving commands, in words; `None` once it
+/// serves.
+fn waiting_for(node: &gridkv::GridKv) -> Option<String> {
+    match node.readiness() {
+        gridkv::Readiness::Serving => None,
+        other => Some(other.to_string()),
+    }
 }
 
 async fn index() -> Response {
@@ -114,6 +128,9 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
             "address": node.advertised_addr(),
             "resp": shared.resp_addr.get().map(|a| a.to_string()),
             "ready": node.is_ready(),
+            "serving": node.is_serving(),
+            "waiting_for": waiting_for(node),
+            "standalone": node.is_standalone(),
             "leaving": shared.leaving.load(Relaxed),
         },
         "members": members,
@@ -125,6 +142,8 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
             "effective_replicas": status.effective_replicas,
             "effective_write_quorum": status.effective_write_quorum,
             "effective_read_quorum": status.effective_read_quorum,
+            "reduced": status.is_reduced(),
+            "consistency": node.consistency().as_str(),
         },
     })
 }

@@ -86,10 +86,12 @@ pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimConfig};
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
-pub use node::{Config, ConfigBuilder, FillMode, GridKv, JoinError, StartError, Ttl};
+pub use node::{
+    Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness, StartError, Ttl,
+};
 pub use replication::{
-    Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats, ReplicationStatus,
-    WriteOptions,
+    Consistency, Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats,
+    ReplicationStatus, WriteOptions,
 };
 pub use store::{StoreConfig, StoreStats};
 

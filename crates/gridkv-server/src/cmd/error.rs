@@ -46,6 +46,7 @@ pub fn error_reply(e: &Error) -> String {
         Error::Timeout { .. } => format!("TIMEOUT {e}"),
         Error::Backpressure => format!("BUSY {e}"),
         Error::ShuttingDown => format!("SHUTDOWN {e}"),
+        Error::NotReady { .. } => format!("TRYAGAIN {e}"),
         _ => format!("ERR {e}"),
     }
 }
@@ -62,6 +63,13 @@ mod tests {
         };
         assert!(error_reply(&e).starts_with("NOQUORUM quorum not reached: 1 of 2"));
         assert!(error_reply(&Error::Backpressure).starts_with("BUSY "));
+        let forming = Error::NotReady {
+            missing: "cluster forming: waiting for a (the smallest id) to form it".into(),
+        };
+        assert_eq!(
+            error_reply(&forming),
+            "TRYAGAIN not ready: cluster forming: waiting for a (the smallest id) to form it"
+        );
         assert!(
             error_reply(&Error::ValueTooLarge { len: 9, max: 8 })
                 .starts_with("ERR value is 9 bytes")

@@ -10,6 +10,7 @@
 //! | `-TIMEOUT ...` | the deadline passed first (also indeterminate for writes) |
 //! | `-BUSY ...` | owners are overloaded: retry later |
 //! | `-SHUTDOWN ...` | the node is leaving |
+//! | `-TRYAGAIN ...` | the node does not serve yet (not joined, the cluster still forming, or fewer ring members than W and R need) and did not within the command's deadline; nothing was read or written: retry |
 //! | `-ERR ...` | a bad command, key or value (nothing was stored) |
 //!
 //! Commands that touch several keys (`DEL`, `EXISTS`, `MGET`, `MSET`) run

@@ -110,8 +110,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts `gridkv node --id ID` on loopback port 0 everywhere, with
-    /// `extra` flags, and waits for its ready line.
+    /// Starts `gridkv node --id ID` on loopback port 0 everywhere (except
+    /// where `extra` names an address flag itself), with `extra` flags, and
+    /// waits for its ready line.
     pub fn start(id: &str, extra: &[&str]) -> Node {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
@@ -122,11 +123,14 @@ impl Node {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = File::create(&log).expect("create the node log");
+        let mut args = vec!["node", "--id", id];
+        for flag in ["--listen", "--resp", "--http"] {
+            if !extra.contains(&flag) {
+                args.extend([flag, "127.0.0.1:0"]);
+            }
+        }
         let mut child = gridkv_command()
-            .args(["node", "--id", id])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--resp", "127.0.0.1:0"])
-            .args(["--http", "127.0.0.1:0"])
+            .args(args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

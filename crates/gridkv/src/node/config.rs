@@ -2,13 +2,14 @@
 //! the [`FillMode`] of a join.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config_error::ConfigError;
 use crate::hlc::{Clock, SystemClock};
 use crate::id::{Generation, NodeId};
 use crate::membership::{Identity, SwimConfig};
 use crate::net::TransportConfig;
-use crate::replication::ReplicationConfig;
+use crate::replication::{Consistency, ReplicationConfig};
 use crate::store::StoreConfig;
 
 /// How a joining node's ranges get filled before it serves reads.
@@ -59,7 +60,15 @@ pub struct Config {
     /// The wall clock versions and expiries are read from (tests inject a
     /// skewed one).
     pub clock: Arc<dyn Clock>,
+    /// How long a data call made while the node does not serve yet (see
+    /// [`GridKv::readiness`](crate::GridKv::readiness)) waits before it
+    /// fails with [`Error::NotReady`](crate::Error::NotReady), unless the
+    /// call gives its own timeout. Default 5 s.
+    pub ready_timeout: Duration,
 }
+
+/// The default [`Config::ready_timeout`].
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a [`Config`], checking every field.
 ///
@@ -103,6 +112,8 @@ pub struct ConfigBuilder {
     replication: ReplicationConfig,
     store: StoreConfig,
     clock: Arc<dyn Clock>,
+    consistency: Option<Consistency>,
+    ready_timeout: Duration,
 }
 
 impl ConfigBuilder {
@@ -124,12 +135,49 @@ impl ConfigBuilder {
             replication: ReplicationConfig::default(),
             store: StoreConfig::default(),
             clock: Arc::new(SystemClock),
+            consistency: None,
+            ready_timeout: READY_TIMEOUT,
         }
     }
 
     /// Replication factor and quorums (default N=3, W=2, R=2).
     pub fn replication(mut self, config: ReplicationConfig) -> Self {
         self.replication = config;
+        self
+    }
+
+    /// The consistency asked for, over the one in
+    /// [`ConfigBuilder::replication`]'s config whichever is called first.
+    /// Strong (the default) requires W + R > N; eventual accepts weaker
+    /// quorums and is reported as such in the startup log and by
+    /// [`GridKv::consistency`](crate::GridKv::consistency).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::{Consistency, GridKv, ReplicationConfig};
+    ///
+    /// let one_of_three = ReplicationConfig { write_quorum: 1, read_quorum: 1, ..Default::default() };
+    /// let err = GridKv::builder("n").replication(one_of_three.clone()).build().unwrap_err();
+    /// assert_eq!((err.section, err.field), ("replication", "consistency"));
+    ///
+    /// let config = GridKv::builder("n")
+    ///     .consistency(Consistency::Eventual)
+    ///     .replication(one_of_three)
+    ///     .build()?;
+    /// assert_eq!(config.replication.consistency, Consistency::Eventual);
+    /// # Ok::<(), gridkv::ConfigError>(())
+    /// ```
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
+    /// How long a data call waits for the node to serve before it fails
+    /// with [`Error::NotReady`](crate::Error::NotReady) (default 5 s; a
+    /// call's own timeout takes precedence).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
         self
     }
 
@@ -231,8 +279,18 @@ impl ConfigBuilder {
         if self.datacenter.is_empty() || self.datacenter.len() > Identity::MAX_LABEL {
             return Err(err("datacenter", "must be 1 to 255 bytes".into()));
         }
+        if self.ready_timeout.is_zero() || self.ready_timeout > Duration::from_secs(3600) {
+            return Err(err(
+                "ready_timeout",
+                "must be positive and at most an hour".into(),
+            ));
+        }
         self.membership.validate()?;
-        self.replication.validate()?;
+        let mut replication = self.replication;
+        if let Some(consistency) = self.consistency {
+            replication.consistency = consistency;
+        }
+        replication.validate()?;
         self.store.validate()?;
         let generation = self.generation.unwrap_or_else(Generation::now);
         let mut transport = self
@@ -258,9 +316,10 @@ impl ConfigBuilder {
             fill: self.fill,
             rng_seed,
             transport,
-            replication: self.replication,
+            replication,
             store: self.store,
             clock: self.clock,
+            ready_timeout: self.ready_timeout,
         })
     }
 }

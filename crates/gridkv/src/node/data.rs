@@ -279,6 +279,7 @@ impl GridKv {
         if self.is_closed() {
             return Err(Error::ShuttingDown);
         }
+        self.until_serving(options.timeout).await?;
         let histogram = match data {
             Some(_) => &self.inner.metrics.writes,
             None => &self.inner.metrics.deletes,
@@ -311,6 +312,7 @@ impl GridKv {
         if self.is_closed() {
             return Err(Error::ShuttingDown);
         }
+        self.until_serving(options.timeout).await?;
         // Boxed: the network path's state is large, and callers' futures
         // stay small.
         let started = Instant::now();

@@ -1,7 +1,8 @@
 //! The membership driver: the task that feeds packets and time to the
 //! sans-IO [`Swim`] state machine over the transport's control lane, and
 //! carries out its outputs (sends, events, the ring and placement the
-//! coordinator reads).
+//! coordinator reads). It also runs first formation ([`Formation`]) and
+//! publishes whether the node serves data calls ([`Readiness`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::formation::{self, Formation, Readiness, Step};
 use super::{Command, Inner, Phase, LEAVE_FLUSH};
 use crate::hlc::Hlc;
 use crate::membership::{Liveness, MemberEvent, Output, RingState, Swim};
@@ -37,6 +39,17 @@ pub(super) struct Driver {
     /// Wall-clock ms at start.
     pub(super) started_ms: u64,
     pub(super) restart_noted: bool,
+    /// First formation: whether this node forms the cluster.
+    pub(super) formation: Formation,
+    /// Whether the node becomes normal by itself once filled
+    /// ([`FillMode::Automatic`](super::FillMode::Automatic)).
+    pub(super) automatic: bool,
+    /// `mark_filled` was asked for before any member owned ranges.
+    pub(super) fill_requested: bool,
+    /// The ring members this node needs before it serves data calls.
+    pub(super) needed: usize,
+    /// The replication in force last logged: `(N, W, R)`.
+    pub(super) logged: Option<(usize, usize, usize)>,
 }
 
 impl Driver {
@@ -81,8 +94,14 @@ impl Driver {
                 _ = self.cancel.cancelled() => return,
                 command = commands.recv() => match command {
                     Some(Command::Fill) => {
-                        let now = self.now();
-                        self.swim.mark_filled(now);
+                        if self.formation.seen() {
+                            let now = self.now();
+                            self.swim.mark_filled(now);
+                        } else {
+                            // Nobody owns ranges yet: only the node that
+                            // forms the cluster may become normal now.
+                            self.fill_requested = true;
+                        }
                     }
                     Some(Command::StartLeaving) => {
                         let now = self.now();
@@ -171,7 +190,116 @@ impl Driver {
         }
     }
 
+    /// Carries out the state machine's outputs, then takes the formation
+    /// step they allow (which may produce more) and publishes readiness.
     fn flush(&mut self) {
+        let mut changed = self.drain();
+        loop {
+            let now = self.now();
+            let step = self.formation_step(now);
+            let joining = self.swim.local().ring == RingState::Joining;
+            if step == Step::Form && joining && (self.automatic || self.fill_requested) {
+                tracing::info!(
+                    node = %self.swim.local().id(),
+                    seeds = self.formation.seeds(),
+                    "forming the cluster: this node is its first owner; the others fill from it"
+                );
+                self.swim.mark_filled(now);
+                changed |= self.drain();
+                continue;
+            }
+            if changed || !self.formation.seen() {
+                self.publish_readiness(&step);
+            }
+            return;
+        }
+    }
+
+    /// The formation step now; `Formed` before the node has joined is
+    /// never returned (the formation waits for the join).
+    fn formation_step(&mut self, now: Duration) -> Step {
+        if !self.swim.is_joined() {
+            return Step::Wait(formation::Forming::Seeds {
+                heard: 0,
+                seeds: self.formation.seeds(),
+            });
+        }
+        let was_seen = self.formation.seen();
+        let placement_empty = self.swim.ring_members().placement.is_empty();
+        let step = self
+            .formation
+            .observe(now, self.swim.members(), placement_empty);
+        if !was_seen && self.formation.seen() {
+            if self.fill_requested && !self.automatic {
+                tracing::info!(
+                    node = %self.swim.local().id(),
+                    "mark_filled came before the cluster formed: call it again once this node has filled"
+                );
+            }
+            self.fill_requested = false;
+            if let Some(shared) = self.shared.upgrade() {
+                shared.formed.send_replace(true);
+            }
+        }
+        step
+    }
+
+    /// Publishes whether data calls are served, and logs the replication
+    /// in force when it changes.
+    fn publish_readiness(&mut self, step: &Step) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let ring = self.swim.ring_members().placement.len();
+        let readiness = formation::readiness(
+            self.swim.is_joined(),
+            self.formation.seeds(),
+            step,
+            ring,
+            self.needed,
+        );
+        let serving = readiness == Readiness::Serving;
+        if serving {
+            let status = shared.status();
+            let now = (
+                status.effective_replicas,
+                status.effective_write_quorum,
+                status.effective_read_quorum,
+            );
+            if self.logged != Some(now) {
+                self.logged = Some(now);
+                let (n, w, r) = now;
+                if status.is_reduced() {
+                    tracing::warn!(
+                        node = %shared.id,
+                        ring,
+                        "serving with fewer owners than configured: N={n} of {}, W={w}, R={r}",
+                        status.replicas
+                    );
+                } else {
+                    tracing::info!(node = %shared.id, ring, "serving: N={n}, W={w}, R={r}");
+                }
+            }
+        }
+        let mut stopped = false;
+        shared.readiness.send_if_modified(|current| {
+            stopped = *current == Readiness::Stopped;
+            if *current == readiness || stopped {
+                return false;
+            }
+            *current = readiness;
+            true
+        });
+        if !stopped {
+            shared
+                .serving
+                .store(serving, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Carries out every pending output; returns whether the members or
+    /// the ring changed.
+    fn drain(&mut self) -> bool {
         let mut members_changed = false;
         let mut ring_changed = false;
         while let Some(output) = self.swim.poll_output() {
@@ -231,7 +359,7 @@ impl Driver {
             }
         }
         let Some(shared) = self.shared.upgrade() else {
-            return;
+            return false;
         };
         if members_changed {
             shared
@@ -260,5 +388,6 @@ impl Driver {
             );
             shared.coordinator.hold_writes_until(until);
         }
+        members_changed || ring_changed
     }
 }

@@ -5,6 +5,8 @@
 //! - `config`: [`Config`] and its checked builder.
 //! - `error`: why a start or a join fails.
 //! - `driver`: the task that runs SWIM over the transport.
+//! - `formation`: which node forms a cluster that starts all at once, and
+//!   whether the node serves data calls ([`Readiness`]).
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
 //!
 //! The node starts, and awaits on shutdown, tasks owned elsewhere: the
@@ -17,6 +19,7 @@ mod config;
 mod data;
 mod driver;
 mod error;
+mod formation;
 #[cfg(feature = "internals")]
 mod internals;
 
@@ -33,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
 pub use error::{JoinError, StartError};
+pub use formation::{Forming, Readiness};
 
 use crate::hlc::Hlc;
 use crate::id::NodeId;
@@ -44,10 +48,13 @@ use crate::replication::hints::{HintLimits, Hints};
 use crate::replication::in_flight::{Finisher, Keeper};
 use crate::replication::rebalance::Rebalancer;
 use crate::replication::Placement;
-use crate::replication::{hint_delivery, serve, Coordinator, Replica, ReplicationStatus};
+use crate::replication::{
+    hint_delivery, serve, Consistency, Coordinator, Error, Replica, ReplicationStatus,
+};
 use crate::ring::Ring;
 use crate::store::Store;
 use driver::Driver;
+use formation::Formation;
 
 /// Where the node is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,11 +99,36 @@ struct Inner {
     /// cancellation token's lock.
     closed: std::sync::atomic::AtomicBool,
     metrics: crate::metrics::NodeMetrics,
+    /// Whether data calls are served, and if not, what is missing (the
+    /// driver publishes it).
+    readiness: watch::Sender<Readiness>,
+    /// `readiness == Serving`, read by every data call without a lock.
+    serving: std::sync::atomic::AtomicBool,
+    /// Set once a member owns ranges in this node's view (or it formed the
+    /// cluster): the fill driver starts then.
+    formed: watch::Sender<bool>,
+    /// Started with no seeds other than itself.
+    standalone: bool,
+    /// How long a data call waits for the node to serve (see
+    /// [`ConfigBuilder::ready_timeout`]).
+    ready_timeout: Duration,
 }
 
 impl Inner {
     fn placement_view(&self) -> Arc<Placement> {
         self.coordinator.placement.load_full()
+    }
+
+    /// The replication in force. A node given seeds serves no data call
+    /// until its ring holds max(W, R) members, so its W and R are never
+    /// the ring-capped ones; a standalone node's are.
+    fn status(&self) -> ReplicationStatus {
+        let mut status = self.coordinator.status();
+        if !self.standalone {
+            status.effective_write_quorum = status.write_quorum;
+            status.effective_read_quorum = status.read_quorum;
+        }
+        status
     }
 
     fn rebalancer(&self) -> Rebalancer {
@@ -151,8 +183,8 @@ impl Drop for Inner {
 /// }
 /// assert!(a.members().iter().any(|m| m.id().as_str() == "b"));
 ///
-/// // Written through one node, read through the other (N=3, W=2, R=2 are
-/// // capped at the two members there are).
+/// // Written through one node, read through the other (N=3 is capped at
+/// // the two members there are; W=2 and R=2 are not).
 /// a.set("user:1", "alice").await?;
 /// assert_eq!(b.get("user:1").await?.as_deref(), Some(&b"alice"[..]));
 /// assert!(b.delete("user:1").await?);
@@ -263,6 +295,20 @@ impl GridKv {
             hints,
             write_barrier: std::sync::atomic::AtomicU64::new(0),
         };
+        let formation = Formation::new(
+            config.node_id,
+            transport.advertised_addr(),
+            &config.seeds,
+            config.membership.probe_interval * 3,
+            config.membership.join_retry * 10,
+        );
+        let standalone = formation.standalone();
+        let needed = formation::needed_owners(
+            standalone,
+            config.replication.write_quorum,
+            config.replication.read_quorum,
+        );
+        log_start(&config, &formation, needed);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
         let (commands, command_rx) = mpsc::channel(16);
@@ -281,6 +327,13 @@ impl GridKv {
             coordinator: Arc::new(coordinator),
             closed: std::sync::atomic::AtomicBool::new(false),
             metrics: crate::metrics::NodeMetrics::default(),
+            readiness: watch::Sender::new(Readiness::Joining {
+                seeds: formation.seeds(),
+            }),
+            serving: std::sync::atomic::AtomicBool::new(false),
+            formed: watch::Sender::new(false),
+            standalone,
+            ready_timeout: config.ready_timeout,
         });
         let driver = Driver {
             swim,
@@ -292,6 +345,11 @@ impl GridKv {
             changes: changes_tx,
             started_ms: config.clock.now_ms(),
             restart_noted: false,
+            formation,
+            automatic: config.fill == FillMode::Automatic,
+            fill_requested: false,
+            needed,
+            logged: None,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let maintenance =
@@ -366,16 +424,39 @@ impl GridKv {
         }
     }
 
-    /// Whether this node is ready to serve: joined, its ranges filled, and
-    /// normal on the ring (what `/health` reports).
+    /// Whether this node is ready: it serves data calls (see
+    /// [`GridKv::readiness`]), and it is normal on the ring with its ranges
+    /// filled (what `/health` reports).
     pub fn is_ready(&self) -> bool {
-        self.inner.placement_view().local_serves_reads
+        self.is_serving() && self.inner.placement_view().local_serves_reads
     }
 
-    /// Waits until [`GridKv::is_ready`]: the node has joined and filled its
-    /// ranges. Data calls work before that too (any node coordinates), but a
-    /// cluster still forming may have no normal owner yet and answer
-    /// `QuorumNotReached`.
+    /// Whether data calls run now, rather than wait (see
+    /// [`GridKv::readiness`]). A node that is still filling its own ranges
+    /// may already serve: any node coordinates, over the owners that are
+    /// ready.
+    pub fn is_serving(&self) -> bool {
+        self.inner.serving.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether data calls run, and if not, what is missing: the node has
+    /// not reached a seed, the cluster is still forming, or the ring has
+    /// fewer members than the quorums need.
+    ///
+    /// A node given seeds serves only once it has joined a formed cluster
+    /// whose ring holds at least max(W, R) members, and two: it never acts
+    /// as a cluster of its own, nor cuts W or R down to the ring. A node
+    /// started with no seeds is a cluster of one at once, with N, W and R
+    /// capped at what one node can give ([`GridKv::replication_status`]
+    /// says so). Data calls made while the node does not serve wait for
+    /// it up to their deadline ([`ConfigBuilder::ready_timeout`] unless
+    /// the call gives its own), then fail with [`Error::NotReady`].
+    pub fn readiness(&self) -> Readiness {
+        self.inner.readiness.borrow().clone()
+    }
+
+    /// Waits until [`GridKv::is_ready`]: the node serves data calls, has
+    /// joined and filled its ranges.
     ///
     /// # Errors
     ///
@@ -445,6 +526,7 @@ impl GridKv {
         self.inner
             .closed
             .store(true, std::sync::atomic::Ordering::Release);
+        self.stop_serving();
         self.inner
             .coordinator
             .replica
@@ -457,6 +539,15 @@ impl GridKv {
         }
         self.inner.transport.shutdown().await;
         self.inner.phase.send_replace(Phase::Stopped);
+    }
+
+    /// Marks the node stopped for data calls: those waiting for it to
+    /// serve fail at once.
+    fn stop_serving(&self) {
+        self.inner
+            .serving
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.inner.readiness.send_replace(Readiness::Stopped);
     }
 
     /// This node's store: live keys, tombstones, bytes, evictions.
@@ -491,10 +582,79 @@ impl GridKv {
         stats
     }
 
-    /// The replication factor and quorums in force (smaller than
-    /// configured while the cluster has fewer members than N).
+    /// The replication factor and quorums in force: N is smaller than
+    /// configured while the ring has fewer members than N
+    /// ([`ReplicationStatus::is_reduced`]). W and R are the configured ones
+    /// for a node given seeds (it waits for enough members instead); a
+    /// node started with no seeds caps them at its ring.
     pub fn replication_status(&self) -> ReplicationStatus {
-        self.inner.coordinator.status()
+        self.inner.status()
+    }
+
+    /// The consistency the node's configuration asked for: strong (W + R >
+    /// N, the default) or, only when asked by name, eventual.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use gridkv::{Consistency, GridKv, ReplicationConfig};
+    ///
+    /// let weak = ReplicationConfig { write_quorum: 1, read_quorum: 1, ..Default::default() };
+    /// let config = GridKv::builder("c1")
+    ///     .replication(weak)
+    ///     .consistency(Consistency::Eventual)
+    ///     .build()?;
+    /// let node = GridKv::start(config).await?;
+    /// assert_eq!(node.consistency(), Consistency::Eventual);
+    /// // No seeds: a cluster of one, with N, W and R capped at one node.
+    /// assert!(node.is_standalone());
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn consistency(&self) -> Consistency {
+        self.inner.coordinator.config.consistency
+    }
+
+    /// Whether the node was started with no seeds other than itself: a
+    /// cluster of its own that others may join through it.
+    pub fn is_standalone(&self) -> bool {
+        self.inner.standalone
+    }
+
+    /// Waits until the node serves data calls, up to `timeout` (the
+    /// node's [`ConfigBuilder::ready_timeout`] if `None`). Every data call
+    /// passes here first; once the node serves, it costs one atomic load.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] naming what is still missing after the wait;
+    /// [`Error::ShuttingDown`] if the node stops.
+    pub(crate) async fn until_serving(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.is_serving() {
+            return Ok(());
+        }
+        // Boxed: the slow path's state stays out of every caller's future.
+        Box::pin(self.wait_serving(timeout.unwrap_or(self.inner.ready_timeout))).await
+    }
+
+    async fn wait_serving(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut readiness = self.inner.readiness.subscribe();
+        loop {
+            let missing = match &*readiness.borrow_and_update() {
+                Readiness::Serving => return Ok(()),
+                Readiness::Stopped => return Err(Error::ShuttingDown),
+                other => other.to_string(),
+            };
+            match tokio::time::timeout_at(deadline, readiness.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::ShuttingDown),
+                Err(_) => return Err(Error::NotReady { missing }),
+            }
+        }
     }
 
     fn is_closed(&self) -> bool {
@@ -523,10 +683,11 @@ impl GridKv {
     }
 }
 
-/// Starts the fill and anti-entropy driver, once the node has joined (a
-/// node not yet joined sees a cluster of one: nothing to fill). A complete
-/// fill of a joining node marks it filled unless the config asks for
-/// [`FillMode::Manual`].
+/// Starts the fill and anti-entropy driver once a member owns ranges in
+/// this node's view (or it formed the cluster itself): before that there
+/// is nothing to fill from, and a pass would "complete" against an empty
+/// ring. A complete fill of a joining node marks it filled unless the
+/// config asks for [`FillMode::Manual`].
 fn spawn_fill(inner: &Inner, config: &Config, changes: watch::Receiver<u64>) -> JoinHandle<()> {
     let commands = inner.commands.clone();
     let automatic = config.fill == FillMode::Automatic;
@@ -547,24 +708,50 @@ fn spawn_fill(inner: &Inner, config: &Config, changes: watch::Receiver<u64>) -> 
         },
         cancel: inner.cancel.clone(),
     };
-    let (phase, cancel) = (inner.phase.subscribe(), inner.cancel.clone());
+    let (formed, cancel) = (inner.formed.subscribe(), inner.cancel.clone());
     tokio::spawn(async move {
-        if until_joined(phase, &cancel).await {
+        if until_formed(formed, &cancel).await {
             fill.run().await;
         }
     })
 }
 
-/// Waits until the node has joined; `false` if it stopped first.
-async fn until_joined(mut phase: watch::Receiver<Phase>, cancel: &CancellationToken) -> bool {
-    loop {
-        if *phase.borrow_and_update() == Phase::Joined {
-            return true;
-        }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return false,
-            changed = phase.changed() => if changed.is_err() { return false },
-        }
+/// Waits until a member owns ranges in this node's view; `false` if the
+/// node stopped first.
+async fn until_formed(mut formed: watch::Receiver<bool>, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => false,
+        result = formed.wait_for(|formed| *formed) => result.is_ok(),
+    }
+}
+
+/// Logs the replication the node starts with, saying so when it is weaker
+/// than configured (a standalone node) or than strong (eventual).
+fn log_start(config: &Config, formation: &Formation, needed: usize) {
+    let r = &config.replication;
+    let (n, w, rq) = (r.replicas, r.write_quorum, r.read_quorum);
+    if r.consistency == Consistency::Eventual {
+        tracing::warn!(
+            node = %config.node_id,
+            "consistency eventual (asked for): N={n} W={w} R={rq}; with W + R <= N a read may \
+             miss an acknowledged write until repair brings the owners level"
+        );
+    } else {
+        tracing::info!(node = %config.node_id, "consistency strong: N={n} W={w} R={rq}");
+    }
+    if formation.standalone() {
+        tracing::warn!(
+            node = %config.node_id,
+            "no seeds: a one-node cluster; it keeps N=1 of {n} (W=1, R=1) until other nodes \
+             join through it"
+        );
+    } else {
+        tracing::info!(
+            node = %config.node_id,
+            seeds = formation.seeds(),
+            "joining through seeds; data calls wait until the cluster has formed with at \
+             least {needed} members"
+        );
     }
 }

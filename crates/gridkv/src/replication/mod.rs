@@ -26,11 +26,18 @@
 //! the superseded/re-stamp rule gives the ordering guarantee that a single
 //! coordinator per key would.
 //!
-//! **A cluster smaller than N** (one `cargo add gridkv` node, or two): the
-//! effective replication factor is the number of placement members, and W
-//! and R are capped at it. [`ReplicationStatus`] reports both the configured
-//! and the effective values, so the reduction is visible (the server shows
-//! it in `/health` and a metric).
+//! **Strong by default.** W + R > N, so every read quorum meets every write
+//! quorum: [`ReplicationConfig::validate`] refuses anything weaker unless
+//! it asks for [`Consistency::Eventual`] by name.
+//!
+//! **A cluster smaller than N**: the effective replication factor is the
+//! number of placement members. A node given seeds serves no data call
+//! until its ring holds at least max(W, R) members (and two), so W and R
+//! are never cut down to fit; only a node started with no seeds (one
+//! `cargo add gridkv` node) caps W and R at the members it has.
+//! [`ReplicationStatus`] reports the configured and the effective values,
+//! so the reduction is visible (the server shows it in `/health`,
+//! `/cluster` and a metric).
 
 pub(crate) mod coordinator;
 pub(crate) mod fill_driver;
@@ -63,12 +70,20 @@ use crate::config_error::ConfigError;
 /// # Examples
 ///
 /// ```
-/// use gridkv::replication::ReplicationConfig;
+/// use gridkv::{Consistency, ReplicationConfig};
 ///
 /// let config = ReplicationConfig { replicas: 5, write_quorum: 3, read_quorum: 3, ..Default::default() };
 /// assert!(config.validate().is_ok());
 /// let bad = ReplicationConfig { write_quorum: 4, ..Default::default() };
 /// assert_eq!(bad.validate().unwrap_err().field, "write_quorum");
+///
+/// // W + R must exceed N, unless eventual consistency is asked for.
+/// let weak = ReplicationConfig { write_quorum: 1, read_quorum: 1, ..Default::default() };
+/// let err = weak.validate().unwrap_err();
+/// assert_eq!(err.field, "consistency");
+/// assert!(err.reason.contains("W=1 + R=1 <= N=3"), "{err}");
+/// let eventual = ReplicationConfig { consistency: Consistency::Eventual, ..weak };
+/// assert!(eventual.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
@@ -107,6 +122,65 @@ pub struct ReplicationConfig {
     /// 8 MiB/s or less kept foreground p99 during a join within 2× of
     /// its typical value before the join (docs/BENCHMARKS.md).
     pub fill_rate: Option<u64>,
+    /// Whether W + R > N is required ([`Consistency::Strong`], the
+    /// default) or weaker quorums are accepted
+    /// ([`Consistency::Eventual`]).
+    pub consistency: Consistency,
+}
+
+/// The consistency a [`ReplicationConfig`] promises.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::Consistency;
+///
+/// assert_eq!(Consistency::default(), Consistency::Strong);
+/// assert_eq!("eventual".parse::<Consistency>(), Ok(Consistency::Eventual));
+/// assert_eq!(Consistency::Strong.as_str(), "strong");
+/// assert!("quorum".parse::<Consistency>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// W + R > N, enforced when the config is validated: every read quorum
+    /// meets every write quorum, so a read sees the latest acknowledged
+    /// write.
+    #[default]
+    Strong,
+    /// Any W and R from 1 to N. With W + R <= N a read quorum can miss
+    /// every owner that applied a write, so a read may answer an older
+    /// value (or none) after a newer write was acknowledged, until read
+    /// repair, hints or anti-entropy bring the owners level. Only when
+    /// asked for by name.
+    Eventual,
+}
+
+impl Consistency {
+    /// The lowercase name used in flags, logs and `/cluster`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Strong => "strong",
+            Consistency::Eventual => "eventual",
+        }
+    }
+}
+
+impl std::fmt::Display for Consistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "strong" => Ok(Consistency::Strong),
+            "eventual" => Ok(Consistency::Eventual),
+            _ => Err(format!("{s:?}: expected strong or eventual")),
+        }
+    }
 }
 
 impl Default for ReplicationConfig {
@@ -122,6 +196,7 @@ impl Default for ReplicationConfig {
             max_hint_bytes: 64 << 20,
             hint_ttl: Duration::from_secs(600),
             fill_rate: Some(16 << 20),
+            consistency: Consistency::Strong,
         }
     }
 }
@@ -142,6 +217,18 @@ impl ReplicationConfig {
         }
         if self.read_quorum == 0 || self.read_quorum > self.replicas {
             return err("read_quorum", "must be 1 to replicas");
+        }
+        let (n, w, r) = (self.replicas, self.write_quorum, self.read_quorum);
+        if self.consistency == Consistency::Strong && w + r <= n {
+            return Err(ConfigError::new(
+                "replication",
+                "consistency",
+                format!(
+                    "strong consistency needs W + R > N, but W={w} + R={r} <= N={n}: a read \
+                     could miss an acknowledged write; raise write_quorum or read_quorum, \
+                     lower replicas, or ask for eventual consistency explicitly"
+                ),
+            ));
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(3600) {
             return err("timeout", "must be positive and at most an hour");
@@ -365,6 +452,15 @@ pub enum Error {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The node does not serve data calls yet (it has not joined, the
+    /// cluster is still forming, or its ring has fewer members than the
+    /// quorums need) and did not within the call's deadline. Nothing was
+    /// read or written: retry later.
+    #[error("not ready: {missing}")]
+    NotReady {
+        /// What is missing, in words.
+        missing: String,
+    },
 }
 
 impl Error {
