@@ -115,9 +115,9 @@ async fn host(i: usize, seed: u64, skew_ms: i64, world: Arc<World>) -> turmoil::
     let node = GridKv::start_with(config, Arc::new(SimNet)).await?;
     node.ready().await?;
     if generation == 1 {
-        // The workload starts once the cluster has formed: while it forms,
-        // the effective N is the number of normal members (documented), so
-        // early writes are only as safe as the few nodes there were.
+        // The workload starts once every host is in the ring, so the faults
+        // strike a whole cluster (data calls would wait for the node to
+        // serve anyway).
         let formed = |n: &GridKv| n.ring().len() == HOSTS;
         while !formed(&node) && turmoil::sim_elapsed().unwrap_or_default() < WARM_UP {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -58,7 +58,7 @@ use crate::id::NodeId;
 use crate::keyspace::RingRange;
 use crate::net::{Lane, Transport};
 use crate::ring::{cut, split, subdivide, Ring};
-use crate::store::ScanCursor;
+use crate::store::{ScanCursor, Watermark};
 
 /// What one fill pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -327,8 +327,16 @@ impl Rebalancer {
         report: &mut FillReport,
     ) -> bool {
         let mut after: Option<ScanCursor> = None;
+        // What the source forgot of the range: adopted once the stream is
+        // done (its own entries, held there, are applied whatever it
+        // forgot), so this store refuses what the source would.
+        let mut forgot: Option<Watermark> = None;
         loop {
-            let Some(DataResponse::Batch { entries, next }) = self
+            let Some(DataResponse::Batch {
+                entries,
+                next,
+                watermark,
+            }) = self
                 .ask(
                     addr,
                     DataRequest::encode_scan(range, after.as_ref(), tombstones_only),
@@ -353,9 +361,18 @@ impl Rebalancer {
             }
             report.bytes += batch_bytes;
             self.pace.take(batch_bytes).await;
+            forgot = match (forgot, watermark) {
+                (Some(a), Some(b)) => Some(a.merge(b)),
+                (a, b) => a.or(b),
+            };
             match next {
                 Some(cursor) => after = Some(cursor),
-                None => return true,
+                None => {
+                    if let Some(w) = forgot {
+                        self.replica.store.absorb_watermark(range, w);
+                    }
+                    return true;
+                }
             }
         }
     }

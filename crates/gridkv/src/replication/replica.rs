@@ -140,6 +140,7 @@ impl Replica {
                 DataResponse::Batch {
                     entries: batch.entries,
                     next: batch.next,
+                    watermark: self.store.watermark(range),
                 }
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
@@ -231,6 +232,41 @@ mod tests {
         let read = |k: &str| replica.handle(&Bytes::from(DataRequest::encode_read(k.as_bytes())));
         assert!(matches!(read(mine), DataResponse::Value(_)));
         assert_eq!(refusal(read(theirs)), Some(RefusalCode::NotReady));
+    }
+
+    /// A scan carries what the source forgot of the range, through the
+    /// wire, so that the replica it fills refuses what the source would.
+    #[test]
+    fn a_scan_carries_the_sources_watermark() {
+        use crate::hlc::Timestamp;
+        use crate::keyspace::RingRange;
+        use crate::hlc::Version;
+        use crate::store::Watermark;
+
+        let me = id("a");
+        let replica = replica(me);
+        let alone = Arc::new(Ring::new(1, [me]).unwrap());
+        replica
+            .holdings
+            .mark_filled(alone.clone(), alone, replica.holdings.epoch());
+        let scan = |replica: &Replica| {
+            let frame = Bytes::from(DataRequest::encode_scan(RingRange::FULL, None, false));
+            let answer = Bytes::from(replica.handle(&frame).encode());
+            match DataResponse::decode(&answer).unwrap() {
+                DataResponse::Batch { watermark, .. } => watermark,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(scan(&replica), None);
+        let forgot = Watermark {
+            below: Version {
+                ts: Timestamp::new(5_000, 0),
+                ..Version::ZERO
+            },
+            until_ms: u64::MAX,
+        };
+        replica.store.absorb_watermark(RingRange::FULL, forgot);
+        assert_eq!(scan(&replica), Some(forgot));
     }
 
     #[test]

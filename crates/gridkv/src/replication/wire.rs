@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::{Timestamp, Version};
 use crate::id::{Generation, NodeId};
 use crate::keyspace::RingRange;
-use crate::store::{EntryData, Item, Lookup, RangeDigest, RangeEntry, ScanCursor, Write, WriteOp};
+use crate::store::{
+    EntryData, Item, Lookup, RangeDigest, RangeEntry, ScanCursor, Watermark, Write, WriteOp,
+};
 
 /// Most bytes of entries one scan batch carries (well under the frame
 /// limit).
@@ -179,6 +181,8 @@ enum ResponseWire<'a> {
         #[serde(borrow)]
         entries: Vec<EntryWire<'a>>,
         next: Option<(u64, &'a [u8])>,
+        /// The source's watermark over the scanned range: (below, until).
+        watermark: Option<(VersionWire, u64)>,
     },
     Digest {
         hash: u64,
@@ -338,6 +342,11 @@ pub enum DataResponse {
         entries: Vec<RangeEntry>,
         /// Where to continue, or `None` when the range is done.
         next: Option<ScanCursor>,
+        /// What the source forgot of the scanned range under memory
+        /// pressure ([`Store::watermark`](crate::store::Store::watermark)):
+        /// the receiver adopts it, so that it refuses what the source
+        /// would.
+        watermark: Option<Watermark>,
     },
     /// A range's digest.
     Digest(RangeDigest),
@@ -625,7 +634,12 @@ impl DataResponse {
                 code: *code as u16,
                 reason,
             },
-            DataResponse::Batch { entries, next } => ResponseWire::Batch {
+            DataResponse::Batch {
+                entries,
+                next,
+                watermark,
+            } => ResponseWire::Batch {
+                watermark: watermark.map(|w| (w.below.into(), w.until_ms)),
                 entries: entries
                     .iter()
                     .filter_map(|e| {
@@ -707,7 +721,11 @@ impl DataResponse {
                 code: RefusalCode::from_u16(code),
                 reason: reason.to_owned(),
             },
-            ResponseWire::Batch { entries, next } => {
+            ResponseWire::Batch {
+                entries,
+                next,
+                watermark,
+            } => {
                 if entries.len() > MAX_BATCH_ENTRIES {
                     return Err(DataWireError::Malformed("batch too long".to_owned()));
                 }
@@ -731,6 +749,10 @@ impl DataResponse {
                         })
                         .collect(),
                     next: next.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                    watermark: watermark.map(|(below, until_ms)| Watermark {
+                        below: below.into(),
+                        until_ms,
+                    }),
                 }
             }
             ResponseWire::Digest { hash, count } => {

@@ -410,6 +410,26 @@ impl Watermark {
         (self.until_ms > now).then_some(self.below)
     }
 
+    /// The watermark covering both: the higher version, the later end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::Watermark;
+    ///
+    /// let v = |ms| Version { ts: Timestamp::new(ms, 0), ..Version::ZERO };
+    /// let a = Watermark { below: v(5), until_ms: 100 };
+    /// let b = Watermark { below: v(3), until_ms: 200 };
+    /// assert_eq!(a.merge(b), Watermark { below: v(5), until_ms: 200 });
+    /// ```
+    pub fn merge(self, other: Watermark) -> Watermark {
+        Watermark {
+            below: self.below.max(other.below),
+            until_ms: self.until_ms.max(other.until_ms),
+        }
+    }
+
     pub(crate) fn raise(&mut self, below: Version, until_ms: u64, now: u64) {
         if self.until_ms <= now {
             *self = Watermark::default();

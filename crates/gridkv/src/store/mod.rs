@@ -408,10 +408,7 @@ impl Store {
         let now = self.clock.now_ms();
         self.shard_segments(range)
             .filter_map(|(i, seg)| self.shards[i].0.read().forgotten_in(seg, now))
-            .reduce(|a, b| Watermark {
-                below: a.below.max(b.below),
-                until_ms: a.until_ms.max(b.until_ms),
-            })
+            .reduce(Watermark::merge)
     }
 
     /// Raises the watermark of every part of `range` to `watermark` (a

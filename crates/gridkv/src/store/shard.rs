@@ -299,10 +299,7 @@ impl Shard {
             .iter()
             .filter(|f| f.active(now).is_some())
             .copied()
-            .reduce(|a, b| Watermark {
-                below: a.below.max(b.below),
-                until_ms: a.until_ms.max(b.until_ms),
-            })
+            .reduce(Watermark::merge)
     }
 
     #[inline]
