@@ -1358,3 +1358,34 @@ async fn cluster_an_expiry_change_reaches_an_owner_that_missed_it() -> Result {
     shutdown(&nodes).await;
     Ok(())
 }
+
+/// Review (issue 14): an expiry change stamped by a coordinator whose
+/// clock is more than the drift bound behind the value's last expiry
+/// stamp. The coordinator cannot adopt that stamp, so its own is older;
+/// every replica answers Superseded, which the expiry tally counts as
+/// applied. EXPIRE must then fail, not report success and change nothing.
+#[tokio::test]
+async fn cluster_an_acknowledged_expiry_change_takes_effect_under_clock_skew() -> Result {
+    // a runs 3 s ahead, c 2.5 s behind: 5.5 s apart, past the 5 s bound
+    // (c refuses a's stamps; a and b make the quorum of a's writes).
+    let nodes = cluster(&["a", "b", "c"], &[3_000, 0, -2_500]).await?;
+    nodes[0].set("k", "v").await?;
+    // An expiry change stamped by a's clock.
+    assert!(nodes[0].expire("k", Duration::from_secs(900)).await?);
+    // c shortens it to 1 s.
+    let acknowledged = nodes[2].expire("k", Duration::from_secs(1)).await;
+    if let Ok(true) = acknowledged {
+        sleep(Duration::from_secs(2)).await;
+        for n in &nodes {
+            let held = n.get("k").await?;
+            assert_eq!(
+                held,
+                None,
+                "EXPIRE k 1 from c was acknowledged, yet {} reads k 2 s later",
+                n.id()
+            );
+        }
+    }
+    shutdown(&nodes).await;
+    Ok(())
+}

@@ -1073,4 +1073,33 @@ mod tests {
             assert_eq!(resolve_evicted(answers), (winner, ids(stale)), "{name}");
         }
     }
+
+    /// Review (issue 14, section 8): a replica whose clock is behind still
+    /// holds the value that expired on another at the same (version,
+    /// stamp). The expired answer must win whichever arrives last; today
+    /// the tie goes to the last answer, so the read's result depends on
+    /// answer order and the lagging replica is never repaired.
+    #[test]
+    fn an_expired_answer_beats_a_live_one_of_the_same_version_in_any_order() {
+        let v = version(2, 1);
+        let live = Lookup::Live(Item {
+            value: bytes::Bytes::from_static(b"v"),
+            version: v,
+            expires_at: Some(5),
+            expiry_stamp: Timestamp::ZERO,
+        });
+        let expired = Lookup::Dead {
+            version: v,
+            expired_at: Some(5),
+            expiry_stamp: Timestamp::ZERO,
+        };
+        for answers in [
+            vec![(id('a'), expired.clone()), (id('b'), live.clone())],
+            vec![(id('b'), live.clone()), (id('a'), expired.clone())],
+        ] {
+            let (winner, _) = resolve_evicted(answers.clone());
+            assert_eq!(winner, expired, "answers {answers:?}");
+        }
+    }
+
 }

@@ -1066,3 +1066,112 @@ fn an_expiry_change_applies_to_its_version_only() {
     assert!(s.audit().is_consistent(), "{:?}", s.audit());
 }
 
+
+/// Review (issue 14): a value written long ago whose expiry was changed
+/// just now (EXPIRE/PERSIST keep the version and carry a fresh stamp) is
+/// evicted and its stub dropped. A replica that missed the change still
+/// holds the same version with the old expiry; until a grace period after
+/// the *change*, this store must refuse that stale copy, or read repair
+/// and anti-entropy undo the acknowledged expiry change.
+#[test]
+fn a_dropped_stub_keeps_refusing_what_its_expiry_change_replaced() {
+    let grace = Duration::from_secs(60);
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: 64 << 10,
+        shards: 1,
+        digest_leaves: 16,
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    });
+    // Written three grace periods ago, everywhere.
+    let old = version(T0 - 3 * grace.as_millis() as u64, 1);
+    s.apply(b"k", Write::set(old, b"v", None)).unwrap();
+    // EXPIRE k 30 now: same version, fresh stamp.
+    let change = Write::set(old, b"v", Some(T0 + 30_000)).with_expiry_stamp(Timestamp::new(T0, 0));
+    assert!(s.apply(b"k", change).unwrap().is_applied());
+    // Memory pressure from other old keys (whose drops need no watermark)
+    // evicts k's value and then drops its stub.
+    let filler = [b'f'; 200];
+    // (No reads of k meanwhile: a read would mark it referenced.)
+    for i in 0..5_000u64 {
+        let key = format!("filler{i}");
+        s.apply(key.as_bytes(), Write::set(old, &filler, None)).unwrap();
+    }
+    assert!(s.stats().stubs_dropped > 0);
+    let after_drop = s.get(b"k").unwrap();
+    assert!(
+        matches!(after_drop, Lookup::Missing | Lookup::Forgotten { .. }),
+        "k still held: {after_drop:?}"
+    );
+    // The lagging replica's copy: the same version, without the change.
+    let stale = Write::set(old, b"v", None);
+    let outcome = s.apply(b"k", stale).unwrap();
+    assert!(
+        !outcome.is_applied(),
+        "the expiry change (stamped {T0}) was forgotten without a watermark: \
+         get after drop was {after_drop:?}, stale copy {outcome:?}"
+    );
+}
+
+/// Review (issue 14): a delete (a hint, or anti-entropy from a replica
+/// holding an older tombstone) older than the watermark is taken for an
+/// absent key. It must not open the key to values the watermark refuses:
+/// here the value that the forgotten (newer) delete removed.
+#[test]
+fn an_old_delete_under_a_watermark_does_not_let_older_values_back() {
+    let grace = Duration::from_secs(60);
+    let (s, _) = store_with(StoreConfig {
+        memory_budget: 1 << 20,
+        shards: 16,
+        digest_leaves: 16,
+        tombstone_grace: grace,
+        ..StoreConfig::default()
+    });
+    // DEL k at T0-1000, acknowledged; its tombstone collected early.
+    s.apply(b"k", Write::delete(version(T0 - 1_000, 1))).unwrap();
+    for i in 0..20_000u64 {
+        let key = format!("invalidate:{i}");
+        s.apply(key.as_bytes(), Write::delete(version(T0, 2))).unwrap();
+    }
+    let Lookup::Forgotten { below } = s.get(b"k").unwrap() else {
+        panic!("k's tombstone should be gone: {:?}", s.get(b"k"));
+    };
+    assert!(below >= version(T0 - 1_000, 1));
+    // Later writes turn some tombstones back into values: room under the
+    // tombstone cap again (the watermark is still active).
+    for i in 0..2_000u64 {
+        let key = format!("invalidate:{i}");
+        s.apply(key.as_bytes(), Write::set(version(T0 + 1, 0), b"x", None))
+            .unwrap();
+    }
+    assert!(matches!(s.get(b"k").unwrap(), Lookup::Forgotten { .. }));
+    // An older delete arrives late (a hint queued before the value below
+    // was written): accepted, as deletes always are.
+    s.apply(b"k", Write::delete(version(T0 - 5_000, 1))).unwrap();
+    // The value the forgotten delete removed, from a lagging replica.
+    let deleted_value = Write::set(version(T0 - 3_000, 1), b"deleted", None);
+    let outcome = s.apply(b"k", deleted_value).unwrap();
+    assert!(
+        !outcome.is_applied(),
+        "the delete at T0-1000 is undone: k = {:?}",
+        value_of(&s, b"k").map(String::from_utf8)
+    );
+}
+
+/// Review (issue 14, section 8): an expired value's tombstone sent on
+/// (repair, fills) to a replica whose clock is behind must arrive as
+/// absent, also when that replica already holds the value at the same
+/// version and stamp (today: a duplicate, and the value stays live).
+#[test]
+fn an_expired_tombstone_makes_a_held_value_absent_on_a_replica_whose_clock_is_behind() {
+    let (b, _) = store();
+    let v = version(T0 - 1_000, 0);
+    let expiry = T0 + 5_000;
+    b.apply(b"k", Write::set(v, b"value", Some(expiry))).unwrap();
+    b.apply(b"k", Write::tombstone(v, Some(expiry))).unwrap();
+    assert_eq!(
+        b.get(b"k").unwrap().into_value(),
+        None,
+        "the value that expired elsewhere is still live here"
+    );
+}
