@@ -463,6 +463,7 @@ impl Model {
             }
             ApplyOutcome::Duplicate => self.counters.duplicates += 1,
             ApplyOutcome::Superseded { .. } => self.counters.superseded += 1,
+            ApplyOutcome::Forgotten { .. } => unreachable!("the unbounded model forgets nothing"),
         }
         Ok(outcome)
     }
@@ -1025,24 +1026,32 @@ impl Budgeted {
         // A write of a key the store may have dropped can be refused by
         // its range's watermark, which is at least the write's version.
         let watermarked = match got {
-            ApplyOutcome::Superseded { current } => {
-                stats_before.forgotten > 0
-                    && current >= version
-                    && match self.known.get(&key) {
-                        None => true,
-                        Some(Known::Value {
-                            version: v,
-                            maybe_gone,
-                            ..
-                        }) => *maybe_gone && current != *v,
-                        Some(_) => false,
+            ApplyOutcome::Forgotten { below } => {
+                let value = matches!(&w, OwnedWrite::Set { .. });
+                prop_assert!(
+                    value && stats_before.forgotten > 0 && below >= version,
+                    "refused under a watermark that cannot be: {:?} at {:?}, below {:?}",
+                    w,
+                    version,
+                    below
+                );
+                match self.known.get(&key) {
+                    // Absent here (dropped): it stays unknown.
+                    None => true,
+                    Some(Known::Value { maybe_gone, .. }) => {
+                        prop_assert!(*maybe_gone, "refused over a value it holds");
+                        self.known.remove(&key);
+                        true
                     }
+                    // A tombstone under the watermark stays.
+                    Some(Known::Deleted { version: v } | Known::Expired { version: v, .. }) => {
+                        prop_assert!(*v <= below, "refused over a newer tombstone");
+                        true
+                    }
+                }
             }
             _ => false,
         };
-        if watermarked {
-            self.known.remove(&key);
-        }
         let allowed: Vec<ApplyOutcome> = match self.known.get(&key) {
             _ if watermarked => vec![got],
             None => vec![ApplyOutcome::Applied { was_live: false }],
@@ -1090,6 +1099,8 @@ impl Budgeted {
                 };
                 self.known.insert(key, known);
             }
+            // Refused under a watermark: nothing changed (checked above).
+            ApplyOutcome::Forgotten { .. } => {}
             ApplyOutcome::Duplicate | ApplyOutcome::Superseded { .. } => {
                 // The key is still stored at its version.
                 self.still_stored(key);

@@ -252,12 +252,19 @@ impl Coordinator {
         self.check_value(&item.value)?;
         // The stamp must follow the item's own (an earlier change may have
         // been stamped by a clock ahead of this one). Past the drift bound
-        // the update is refused and replicas refuse the change alike.
-        let _ = self
-            .replica
+        // this clock cannot follow: the change would be older than the
+        // one it replaces, and every replica would ignore it.
+        self.replica
             .hlc
-            .update(item.version.ts.max(item.expiry_stamp));
+            .update(item.version.ts.max(item.expiry_stamp))
+            .map_err(|e| Error::ClockDrift(e.to_string()))?;
         let stamp = self.replica.hlc.new_version().ts;
+        if stamp <= item.expiry_stamp {
+            return Err(Error::ClockDrift(format!(
+                "the new expiry stamp {stamp:?} is not past the current one {:?}",
+                item.expiry_stamp
+            )));
+        }
         let write =
             Write::set(item.version, &item.value, expires_at).with_expiry_stamp(stamp);
         let now = Instant::now();
@@ -499,7 +506,12 @@ impl Coordinator {
                 match sent.map(|frame| DataResponse::decode(&frame)) {
                     // Applied, or superseded by something newer: either
                     // way the owner no longer needs it.
-                    Ok(Ok(DataResponse::Applied { .. } | DataResponse::Superseded { .. })) => {
+                    // (Refused under a watermark: it would be every time.)
+                    Ok(Ok(
+                        DataResponse::Applied { .. }
+                        | DataResponse::Superseded { .. }
+                        | DataResponse::Forgotten { .. },
+                    )) => {
                         delivered += 1;
                     }
                     // Stopping: it comes back (or is replaced); keep the rest.

@@ -461,6 +461,12 @@ pub enum Error {
         /// What is missing, in words.
         missing: String,
     },
+    /// The operation needs a timestamp past one stamped by a clock further
+    /// ahead of this node's than the drift bound allows (an expiry change
+    /// of a value whose last change came from such a clock). Nothing was
+    /// written.
+    #[error("clock drift: {0}")]
+    ClockDrift(String),
 }
 
 impl Error {

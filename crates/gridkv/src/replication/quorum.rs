@@ -74,9 +74,24 @@ fn owners_on(ring: &Ring, hash: u64, replicas: usize) -> Vec<NodeId> {
 }
 
 /// A quorum asked for, capped at the effective N (and at least 1, so an
-/// empty ring still reports what was needed).
+/// empty ring still reports what was needed). Only the configured quorum
+/// is capped (a node serves with fewer members than W or R only when it
+/// runs alone, as it reports); one asked for per call is what the caller
+/// gets, or an error.
 fn capped(quorum: usize, n: usize) -> usize {
     quorum.min(n.max(1))
+}
+
+/// The quorum in force: `asked` per call (never weakened: at most N, or
+/// [`Error::InvalidOptions`]), else the configured one capped at `n`.
+fn quorum_of(asked: Option<usize>, configured: usize, replicas: usize, n: usize) -> Result<usize, Error> {
+    match asked {
+        Some(q) if q > replicas => Err(Error::InvalidOptions(
+            "a per-call quorum cannot exceed the replica count N",
+        )),
+        Some(q) => Ok(q),
+        None => Ok(capped(configured, n)),
+    }
 }
 
 impl WritePlan {
@@ -99,7 +114,7 @@ impl WritePlan {
             return Err(Error::InvalidOptions("write quorum must be at least 1"));
         }
         let n = config.replicas.min(p.ring.len());
-        let w = capped(opts.quorum.unwrap_or(config.write_quorum), n);
+        let w = quorum_of(opts.quorum, config.write_quorum, config.replicas, n)?;
         if n == 0 {
             return Err(Error::QuorumNotReached {
                 answered: 0,
@@ -261,7 +276,7 @@ pub(crate) fn read_plan(
     let required = if opts.local {
         1
     } else {
-        capped(opts.quorum.unwrap_or(config.read_quorum), n)
+        quorum_of(opts.quorum, config.read_quorum, config.replicas, n)?
     };
     Ok(OwnerSet { owners, required })
 }
@@ -419,6 +434,13 @@ impl Tally {
             Ok(DataResponse::Superseded { current }) => {
                 self.superseded = self.superseded.max(Some(current));
             }
+            // Refused under the owner's watermark: not applied (it holds
+            // nothing for the key), and a re-stamp past the watermark is
+            // what gets in. An expiry change cannot re-stamp: it fails
+            // there.
+            Ok(DataResponse::Forgotten { below }) if !self.superseded_applies => {
+                self.superseded = self.superseded.max(Some(below));
+            }
             Ok(DataResponse::Refused {
                 code: RefusalCode::ClockDrift,
                 reason,
@@ -463,18 +485,22 @@ pub(crate) fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<No
     let Some(newest) = answers.iter().filter_map(|(_, l)| l.version()).max() else {
         return (Lookup::Missing, Vec::new());
     };
+    // Answers rank by (version, expiry stamp), then a tombstone above a
+    // value of the same ones: the value's TTL ran out on an owner whose
+    // clock is ahead, and it has expired everywhere, or is about to.
+    let rank = |l: &Lookup| (l.order(), matches!(l, Lookup::Dead { .. }));
     // Among the answers at the newest version, the one that can be sent
-    // on (not an evicted stub) with the latest expiry change.
+    // on (not an evicted stub) with the highest rank.
     let winner = answers
         .iter()
         .map(|(_, l)| l)
         .filter(|l| l.version() == Some(newest) && !matches!(l, Lookup::Evicted { .. }))
-        .max_by_key(|l| l.order())
+        .max_by_key(|l| rank(l))
         .cloned();
     let Some(winner) = winner else {
         return (Lookup::Missing, Vec::new());
     };
-    let order = winner.order();
+    let top = rank(&winner);
     let stale = answers
         .iter()
         .filter(|(_, l)| match l {
@@ -482,7 +508,7 @@ pub(crate) fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<No
             // A stub of the winning version stays a stub: refilling it
             // would only evict something else.
             Lookup::Evicted { version } => *version < newest,
-            _ => l.order() < order,
+            _ => rank(l) < top,
         })
         .map(|(id, _)| *id)
         .collect();
@@ -682,9 +708,12 @@ mod tests {
             ("capped N: two members for N = 3, W = 3",
              config(3, 3, 3), View { ring: "ab", future: "ab", ..STEADY }, plain,
              Ok((sets(&[("ba", 2)]), vec![('b', 1), ('a', 1)], vec![]))),
-            ("a per-call quorum above N is capped at N",
+            ("a per-call quorum above N is refused, never weakened",
              config(3, 2, 2), STEADY, q(5),
-             Ok((sets(&[("bca", 3)]), vec![('b', 1), ('c', 1), ('a', 1)], vec![]))),
+             Err(Error::InvalidOptions("a per-call quorum cannot exceed the replica count N"))),
+            ("a per-call quorum above a small ring is kept (and fails if unmet)",
+             config(3, 2, 2), View { ring: "ab", future: "ab", ..STEADY }, q(3),
+             Ok((sets(&[("ba", 3)]), vec![('b', 1), ('a', 1)], vec![]))),
             ("an empty ring",
              config(3, 2, 2), View { ring: "", future: "", ..STEADY }, plain,
              Err(Error::QuorumNotReached { answered: 0, required: 1 })),
@@ -777,8 +806,11 @@ mod tests {
              config(3, 2, 2), STEADY, ReadOptions::local(), Ok(("abc", 1))),
             ("capped N: R = 3 of two members",
              config(3, 2, 3), View { ring: "ab", future: "ab", ..STEADY }, plain, Ok(("ab", 2))),
-            ("a per-call quorum above N is capped at N",
-             config(3, 2, 2), STEADY, q(4), Ok(("abc", 3))),
+            ("a per-call quorum above N is refused, never weakened",
+             config(3, 2, 2), STEADY, q(4),
+             Err(Error::InvalidOptions("a per-call quorum cannot exceed the replica count N"))),
+            ("a per-call quorum above a small ring is kept",
+             config(3, 2, 2), View { ring: "ab", future: "ab", ..STEADY }, q(3), Ok(("ab", 3))),
             ("an empty ring: no owner, one answer needed",
              config(3, 2, 2), View { ring: "", future: "", ..STEADY }, plain, Ok(("", 1))),
             ("a quorum of zero",

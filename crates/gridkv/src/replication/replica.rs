@@ -51,6 +51,7 @@ impl Replica {
             // value was there before is not known any more.
             Ok(ApplyOutcome::Duplicate) => DataResponse::Applied { was_live: false },
             Ok(ApplyOutcome::Superseded { current }) => DataResponse::Superseded { current },
+            Ok(ApplyOutcome::Forgotten { below }) => DataResponse::Forgotten { below },
             Err(e) => DataResponse::Refused {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),

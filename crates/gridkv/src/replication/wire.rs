@@ -191,6 +191,10 @@ enum ResponseWire<'a> {
     Forgotten {
         below: VersionWire,
     },
+    /// A write refused under the replica's watermark.
+    RefusedForgotten {
+        below: VersionWire,
+    },
 }
 
 /// A request to a replica, decoded. Keys and values are slices of the
@@ -325,6 +329,15 @@ pub enum DataResponse {
     Superseded {
         /// The stored version.
         current: Version,
+    },
+    /// A write of a value not newer than what the replica forgot of the
+    /// key's range under memory pressure ([`ApplyOutcome::Forgotten`]):
+    /// refused, not applied.
+    ///
+    /// [`ApplyOutcome::Forgotten`]: crate::store::ApplyOutcome::Forgotten
+    Forgotten {
+        /// The replica's watermark there.
+        below: Version,
     },
     /// The answer to a read.
     Value(Lookup),
@@ -608,6 +621,9 @@ impl DataResponse {
             DataResponse::Superseded { current } => ResponseWire::Superseded {
                 current: (*current).into(),
             },
+            DataResponse::Forgotten { below } => ResponseWire::RefusedForgotten {
+                below: (*below).into(),
+            },
             DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
             DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
                 value: &item.value,
@@ -714,6 +730,9 @@ impl DataResponse {
             ResponseWire::Forgotten { below } => DataResponse::Value(Lookup::Forgotten {
                 below: below.into(),
             }),
+            ResponseWire::RefusedForgotten { below } => DataResponse::Forgotten {
+                below: below.into(),
+            },
             ResponseWire::Evicted { version } => DataResponse::Value(Lookup::Evicted {
                 version: version.into(),
             }),

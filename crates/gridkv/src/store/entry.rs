@@ -183,12 +183,21 @@ pub enum ApplyOutcome {
         /// The stored, newer version.
         current: Version,
     },
+    /// Refused: the key's part of the range forgot entries up to `below`
+    /// under memory pressure, and the write is a value not newer than
+    /// that (it could be one a forgotten delete or overwrite replaced).
+    /// Nothing is stored: the write does not count as applied, and a
+    /// coordinator re-stamps past `below`.
+    Forgotten {
+        /// The part's watermark.
+        below: Version,
+    },
 }
 
 impl ApplyOutcome {
     /// Whether the write's version is now (or was already) stored.
     pub fn is_applied(&self) -> bool {
-        !matches!(self, ApplyOutcome::Superseded { .. })
+        matches!(self, ApplyOutcome::Applied { .. } | ApplyOutcome::Duplicate)
     }
 }
 

@@ -45,8 +45,9 @@
 //!   coordinator does not let it win a read or count it as a reply below a
 //!   newer answer, and the client sees a plain miss;
 //! - a live value for an absent key at a version not newer than the
-//!   watermark is refused ([`ApplyOutcome::Superseded`] with the watermark
-//!   as the current version): repair, hints, fills and anti-entropy cannot
+//!   watermark is refused ([`ApplyOutcome::Forgotten`], not applied), as is
+//!   one over a tombstone under the watermark (an old delete that came in
+//!   after a newer one was forgotten): repair, hints, fills and anti-entropy cannot
 //!   bring back a value that a forgotten delete or write overwrote, while a
 //!   coordinator's new write re-stamps past it. Deletes are always taken.
 //!

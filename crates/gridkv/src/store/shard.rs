@@ -273,7 +273,10 @@ impl Shard {
 
     /// Records that entry `e` is dropped before its time (see [`Watermark`]).
     fn forget(&mut self, e: &Entry, now: u64) {
-        let until = e.collect_at(self.limits.grace_ms);
+        // As long as a tombstone would have protected it, counted from its
+        // version or from its latest expiry change, whichever is later.
+        let since_stamp = e.expiry_stamp.physical_ms().saturating_add(self.limits.grace_ms);
+        let until = e.collect_at(self.limits.grace_ms).max(since_stamp);
         if until > now {
             let part = self.part(e.hash);
             self.forgotten[part].raise(e.version, until, now);
@@ -336,6 +339,23 @@ impl Shard {
                 .filter(|below| write.version <= *below),
             _ => None,
         };
+        if let WriteOp::Expired { .. } = write.op {
+            // The tombstone of a value this store holds at the same version
+            // and stamp: the value's TTL ran out where the write came from
+            // (a clock ahead of this one); it is expired here too.
+            let same = self
+                .table
+                .find(table_hash(hash), |e| e.hash == hash && *e.key == *key)
+                .filter(|e| {
+                    (e.version, e.expiry_stamp) == write.order()
+                        && matches!(e.state, State::Live | State::Evicted)
+                })
+                .map(|e| e.seq);
+            if let Some(seq) = same {
+                self.counts.duplicates += 1;
+                return (ApplyOutcome::Duplicate, self.expire(hash, seq, now));
+            }
+        }
         let found = self
             .table
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key);
@@ -361,6 +381,18 @@ impl Shard {
                     .counts
                     .account(Some((State::Evicted, before)), Some((State::Live, after)));
                 return (ApplyOutcome::Duplicate, delta);
+            }
+            // A tombstone under the watermark may be an old delete that came
+            // in after a newer one was forgotten: it must not let the value
+            // that newer delete removed in over it.
+            Some(e)
+                if e.state.is_tombstone()
+                    && refused_below.is_some_and(|below| e.version <= below) =>
+            {
+                let below = refused_below.expect("checked");
+                self.counts.superseded += 1;
+                self.counts.refused_forgotten += 1;
+                return (ApplyOutcome::Forgotten { below }, 0);
             }
             Some(e) => {
                 let was_live =
@@ -392,7 +424,7 @@ impl Shard {
                 let below = refused_below.expect("checked");
                 self.counts.superseded += 1;
                 self.counts.refused_forgotten += 1;
-                return (ApplyOutcome::Superseded { current: below }, 0);
+                return (ApplyOutcome::Forgotten { below }, 0);
             }
             None => {
                 let seq = self.next_seq;
