@@ -44,7 +44,6 @@
 //!   streamed within half the grace of the clear (a slower pass counts as
 //!   incomplete, and the next clears again).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,9 +74,6 @@ pub struct FillReport {
     /// Entries held from before on gained pieces, cleared before the
     /// refill (see the module docs).
     pub cleared: u64,
-    /// Entries forgotten because a source that had forgotten entries of
-    /// the range did not hold them (see [`crate::store::Watermark`]).
-    pub forgotten: u64,
 }
 
 /// How recent an entry on a range this node no longer owns may be and still
@@ -85,11 +81,6 @@ pub struct FillReport {
 /// knows this node regains the range may send it a write as a new owner
 /// before this node has heard of the change (see the module docs).
 pub(crate) const DROP_MARGIN: Duration = Duration::from_secs(10);
-
-/// Most ring positions one stream remembers to forget what its source
-/// could not vouch for (8 MiB); past it, nothing is forgotten (the
-/// source's watermark is still adopted).
-const MAX_VOUCHED: usize = 1 << 20;
 
 /// What one [`Rebalancer::drop_unowned`] sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -340,10 +331,6 @@ impl Rebalancer {
         // done (its own entries, held there, are applied whatever it
         // forgot), so this store refuses what the source would.
         let mut forgot: Option<Watermark> = None;
-        // What the source streamed (ring positions), to forget what it
-        // could not vouch for under its watermark: kept only while the
-        // source has one, and up to a bound.
-        let mut vouched: HashSet<u64> = HashSet::new();
         loop {
             let Some(DataResponse::Batch {
                 entries,
@@ -374,9 +361,6 @@ impl Rebalancer {
             }
             report.bytes += batch_bytes;
             self.pace.take(batch_bytes).await;
-            if watermark.is_some() && !tombstones_only && vouched.len() < MAX_VOUCHED {
-                vouched.extend(entries.iter().map(|e| e.hash));
-            }
             forgot = match (forgot, watermark) {
                 (Some(a), Some(b)) => Some(a.merge(b)),
                 (a, b) => a.or(b),
@@ -385,16 +369,6 @@ impl Rebalancer {
                 Some(cursor) => after = Some(cursor),
                 None => {
                     if let Some(w) = forgot {
-                        // A value here that the source does not hold at all
-                        // may be one a delete removed there (its tombstone
-                        // collected early): forget it too, so it cannot
-                        // outlive the watermarks. (A full stream only: a
-                        // tombstones-only one vouches for no value.)
-                        if !tombstones_only && vouched.len() < MAX_VOUCHED {
-                            let dropped =
-                                self.replica.store.forget_unvouched(range, w.below, &vouched);
-                            report.forgotten += dropped;
-                        }
                         self.replica.store.absorb_watermark(range, w);
                     }
                     return true;

@@ -443,7 +443,7 @@ impl Store {
     }
 
     /// The shards `range` meets, each with the part of `range` it holds.
-    pub(crate) fn shard_segments(&self, range: RingRange) -> impl Iterator<Item = (usize, (u64, u64))> + '_ {
+    fn shard_segments(&self, range: RingRange) -> impl Iterator<Item = (usize, (u64, u64))> + '_ {
         range.intervals().flat_map(move |(lo, hi)| {
             (self.shard_index(lo)..=self.shard_index(hi)).map(move |i| {
                 (i, (lo.max(self.shard_start(i)), hi.min(self.shard_end(i))))

@@ -264,35 +264,6 @@ impl Store {
         }
         removal
     }
-
-    /// Forgets what a replica that forgot entries of `range` up to `below`
-    /// could not vouch for: every value (or stub) of `range` at a version
-    /// not newer than `below` whose ring position is not in `present`
-    /// (what that replica streamed; a 64-bit position stands for its key). Each is dropped as memory pressure drops an
-    /// entry, raising this store's watermark, so that a value a delete
-    /// removed elsewhere (its tombstone since collected early there) is
-    /// forgotten here too rather than outliving the watermarks. Tombstones
-    /// stay. Returns the entries dropped.
-    pub(crate) fn forget_unvouched(
-        &self,
-        range: RingRange,
-        below: crate::hlc::Version,
-        present: &std::collections::HashSet<u64>,
-    ) -> u64 {
-        let now = self.clock.now_ms();
-        let mut dropped = 0;
-        for (i, (lo, hi)) in self.shard_segments(range) {
-            let (freed, removed) = self.shards[i].0.write().forget_unvouched(
-                (lo, hi),
-                below,
-                now,
-                |hash| present.contains(&hash),
-            );
-            self.charge(-(freed as i64));
-            dropped += removed;
-        }
-        dropped
-    }
 }
 
 fn cursor_of(last: Option<&RangeEntry>, rel: impl Fn(u64) -> u64) -> ScanCursor {

@@ -807,30 +807,4 @@ impl Shard {
         }
         (freed, removed)
     }
-
-    /// Drops (forgetting, see [`Watermark`]) every value or stub with hash
-    /// in `[lo, hi]` at a version not newer than `below` for which
-    /// `vouched(hash)` is false. Returns the bytes freed and the
-    /// entries dropped.
-    pub fn forget_unvouched(
-        &mut self,
-        (lo, hi): (u64, u64),
-        below: Version,
-        now: u64,
-        vouched: impl Fn(u64) -> bool,
-    ) -> (u64, u64) {
-        let doomed: Vec<(u64, u32)> = self
-            .table
-            .iter()
-            .filter(|e| lo <= e.hash && e.hash <= hi && e.version <= below)
-            .filter(|e| matches!(e.state, State::Live | State::Evicted))
-            .filter(|e| !vouched(e.hash))
-            .map(|e| (e.hash, e.seq))
-            .collect();
-        let mut freed = 0;
-        for &(hash, seq) in &doomed {
-            freed += self.remove(hash, seq, Some(now));
-        }
-        (freed, doomed.len() as u64)
-    }
 }

@@ -1175,33 +1175,3 @@ fn an_expired_tombstone_makes_a_held_value_absent_on_a_replica_whose_clock_is_be
         "the value that expired elsewhere is still live here"
     );
 }
-
-/// A replica that forgot entries of a range (its watermark) streams what
-/// it holds; a value here that it does not hold, at a version under its
-/// watermark, may be one a delete removed there: it is forgotten here
-/// too (dropped, raising this store's watermark), so a read cannot find
-/// it once the watermarks are gone. Newer values and tombstones stay.
-#[test]
-fn what_a_forgetful_source_cannot_vouch_for_is_forgotten() {
-    let (s, _) = store();
-    let (old, new) = (version(T0, 1), version(T0 + 10, 0));
-    for k in [&b"held-there"[..], b"gone-there"] {
-        s.apply(k, Write::set(old, b"v", None)).unwrap();
-    }
-    s.apply(b"newer", Write::set(new, b"v", None)).unwrap();
-    s.apply(b"deleted", Write::delete(old)).unwrap();
-    let present: HashSet<u64> = [key_hash(b"held-there")].into();
-    let dropped = s.forget_unvouched(RingRange::FULL, version(T0 + 5, 0), &present);
-    assert_eq!(dropped, 1);
-    assert!(value_of(&s, b"held-there").is_some());
-    assert!(value_of(&s, b"newer").is_some());
-    assert!(matches!(s.get(b"deleted").unwrap(), Lookup::Dead { .. }));
-    assert!(matches!(
-        s.get(b"gone-there").unwrap(),
-        Lookup::Forgotten { below } if below >= old
-    ));
-    // Its older value cannot come back either.
-    let stale = Write::set(version(T0, 0), b"stale", None);
-    assert!(!s.apply(b"gone-there", stale).unwrap().is_applied());
-    assert!(s.audit().is_consistent());
-}
