@@ -10,8 +10,8 @@ use std::time::Instant;
 use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
+use crate::config::PipelineOrder;
 use crate::resp::Limits;
-use crate::server::PipelineOrder;
 
 /// Most pipelined commands run at once on the whole server. Well under
 /// the transport's in-flight bound per peer (1,024): a write returns at W

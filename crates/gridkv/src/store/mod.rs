@@ -66,11 +66,14 @@
 //! This file holds the [`Store`] and its point reads and writes; beside it,
 //! `config` ([`StoreConfig`]), `range` (scans and digests of ring ranges),
 //! `maintenance` (the sweep and its task), `stats` (counters and the
-//! audit), `entry` (what is stored per key), `shard` (one shard's table,
-//! eviction queue, timers and digest leaves) and `clock` ([`CoarseClock`]).
+//! audit), `entry` (what is stored per key, and [`Watermark`]), `shard`
+//! (one shard's table, eviction queue, timers, digest leaves and
+//! watermarks), `counters` (a shard's counters and gauges) and `clock`
+//! ([`CoarseClock`]).
 
 mod clock;
 mod config;
+mod counters;
 mod entry;
 pub(crate) mod maintenance;
 mod range;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{shard, Store};
+use super::{counters, Store};
 
 /// A point-in-time summary of a store's counters and gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl Store {
             let shard = shard.0.read();
             let (c, differing) = shard.recount();
             recounted += c.bytes;
-            let gauges = |c: &shard::WriteCounters| {
+            let gauges = |c: &counters::WriteCounters| {
                 (c.bytes, c.tombstone_bytes, c.live, c.evicted, c.tombstones)
             };
             gauges_match &= gauges(&c) == gauges(&shard.counts);
