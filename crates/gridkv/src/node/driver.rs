@@ -208,7 +208,7 @@ impl Driver {
                 changed |= self.drain();
                 continue;
             }
-            if changed || !self.formation.seen() {
+            if changed || !self.formation.settled() {
                 self.publish_readiness(&step);
             }
             return;

@@ -100,6 +100,15 @@ pub enum Forming {
     /// This node forms it once [`GridKv::mark_filled`](crate::GridKv::mark_filled)
     /// is called ([`FillMode::Manual`](crate::FillMode::Manual)).
     MarkFilled,
+    /// The cluster has formed, but other members are still joining or
+    /// leaving: a node serves for the first time only once the ring it
+    /// sees has stopped moving (or after the formation timeout), so that
+    /// no two serving nodes see rings more than one change apart.
+    Moving {
+        /// Reachable members other than this node that are joining or
+        /// leaving.
+        members: usize,
+    },
 }
 
 impl std::fmt::Display for Readiness {
@@ -123,6 +132,10 @@ impl std::fmt::Display for Readiness {
             Readiness::Forming(Forming::MarkFilled) => {
                 f.write_str("cluster forming: this node forms it once mark_filled is called")
             }
+            Readiness::Forming(Forming::Moving { members }) => write!(
+                f,
+                "cluster forming: {members} other members are still joining or leaving"
+            ),
             Readiness::TooFewOwners { owners, needed } => write!(
                 f,
                 "the ring has {owners} of the {needed} members needed \
@@ -157,6 +170,9 @@ pub(super) struct Formation {
     timeout: Duration,
     /// A member has owned ranges in this node's view: formation is over.
     seen: bool,
+    /// After `seen`, no other member was joining or leaving (or the
+    /// timeout passed): the node serves from then on.
+    settled: bool,
     joined_at: Option<Duration>,
     /// The reachable members it knows, other than itself, sorted.
     view: Vec<NodeId>,
@@ -187,6 +203,7 @@ impl Formation {
             settle,
             timeout,
             seen: false,
+            settled: false,
             joined_at: None,
             view: Vec::new(),
             view_since: Duration::ZERO,
@@ -208,6 +225,12 @@ impl Formation {
         self.seen
     }
 
+    /// Whether formation is over for good: a member owned ranges, and then
+    /// the ring stopped moving once (or the timeout passed).
+    pub(super) fn settled(&self) -> bool {
+        self.settled
+    }
+
     /// The decision at `now` of a node that has joined, from its member
     /// table (`members`, this node included) and whether any member holds
     /// ring slots (`placement_empty`).
@@ -219,7 +242,7 @@ impl Formation {
     ) -> Step {
         if self.seen || !placement_empty {
             self.seen = true;
-            return Step::Formed;
+            return self.settle(now, members);
         }
         if self.standalone {
             return Step::Form;
@@ -259,6 +282,39 @@ impl Formation {
             return Step::Wait(Forming::Settling);
         }
         Step::Form
+    }
+}
+
+impl Formation {
+    /// After a member has owned ranges: `Formed` once no other reachable
+    /// member is joining or leaving, or once the formation timeout has
+    /// passed since the join; from then on always `Formed`.
+    ///
+    /// Joint quorums (a write also needs the owners of the ring before the
+    /// last change) cover a reader and a writer whose rings are one change
+    /// apart. Nodes started together join in quick succession (their fills
+    /// are empty), faster than gossip spreads each change: a node serving
+    /// in the middle could read through a ring several changes behind the
+    /// writer's, from owners the write never reached. Serving for the first
+    /// time only once the ring has stopped moving rules that out; a node
+    /// joining a formed cluster alone waits for nothing.
+    fn settle<'a>(&mut self, now: Duration, members: impl Iterator<Item = &'a Member>) -> Step {
+        if self.settled {
+            return Step::Formed;
+        }
+        let joined_at = *self.joined_at.get_or_insert(now);
+        let moving = members
+            .filter(|m| {
+                m.id() != self.me
+                    && m.liveness.is_reachable()
+                    && matches!(m.ring, RingState::Joining | RingState::Leaving)
+            })
+            .count();
+        if moving == 0 || now.saturating_sub(joined_at) >= self.timeout {
+            self.settled = true;
+            return Step::Formed;
+        }
+        Step::Wait(Forming::Moving { members: moving })
     }
 }
 
@@ -372,12 +428,64 @@ mod tests {
     fn a_member_that_owns_ranges_ends_formation_for_good() {
         let mut c = formation("c", &["a", "b"]);
         let mut view = members(&["a", "b", "c"]);
+        view[0].ring = RingState::Normal;
         view[1].ring = RingState::Normal;
         assert_eq!(observe(&mut c, ms(0), &view), Step::Formed);
+        assert!(c.settled());
         // Even if the owner leaves later, c never forms a cluster itself.
         view[1].ring = RingState::Left;
         assert_eq!(observe(&mut c, ms(1), &view), Step::Formed);
         assert!(c.seen());
+    }
+
+    #[test]
+    fn a_node_first_serves_once_no_other_member_is_joining_or_leaving() {
+        // a formed; b, c, d (and e itself) are still joining, as when five
+        // nodes start at once: e waits, whether or not it has filled.
+        let mut e = formation("e", &["a", "b", "c", "d"]);
+        let mut view = members(&["a", "b", "c", "d", "e"]);
+        view[0].ring = RingState::Normal;
+        assert_eq!(
+            observe(&mut e, ms(0), &view),
+            Step::Wait(Forming::Moving { members: 3 })
+        );
+        view[4].ring = RingState::Normal;
+        view[1].ring = RingState::Normal;
+        view[2].ring = RingState::Leaving;
+        assert_eq!(
+            observe(&mut e, ms(100), &view),
+            Step::Wait(Forming::Moving { members: 2 })
+        );
+        // A joiner that is down does not hold it back.
+        view[2].ring = RingState::Normal;
+        view[3].liveness = Liveness::Down;
+        assert_eq!(observe(&mut e, ms(200), &view), Step::Formed);
+        assert!(e.settled());
+        // Once serving, later joins never take it back.
+        view[3].liveness = Liveness::Alive;
+        view.push(member("f"));
+        assert_eq!(observe(&mut e, ms(300), &view), Step::Formed);
+        assert_eq!(
+            readiness(true, 4, &Step::Wait(Forming::Moving { members: 2 }), 1, 2)
+                .to_string(),
+            "cluster forming: 2 other members are still joining or leaving"
+        );
+    }
+
+    #[test]
+    fn a_ring_that_keeps_moving_is_served_after_the_timeout() {
+        let mut b = formation("b", &["a", "c"]);
+        let mut view = members(&["a", "b", "c"]);
+        view[0].ring = RingState::Normal;
+        assert_eq!(
+            observe(&mut b, ms(0), &view),
+            Step::Wait(Forming::Moving { members: 1 })
+        );
+        assert_eq!(
+            observe(&mut b, TIMEOUT - ms(1), &view),
+            Step::Wait(Forming::Moving { members: 1 })
+        );
+        assert_eq!(observe(&mut b, TIMEOUT, &view), Step::Formed);
     }
 
     #[test]
