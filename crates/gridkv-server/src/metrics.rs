@@ -248,6 +248,14 @@ pub fn render(snapshot: &Snapshot) -> String {
         s.refused_forgotten,
     );
     p.one(
+        "store_unvouched_total",
+        "counter",
+        "Values dropped because every other owner had forgotten their \
+         range above them (a delete or overwrite nobody could tell this \
+         replica about any more).",
+        s.unvouched,
+    );
+    p.one(
         "expirations_total",
         "counter",
         "Values expired by their TTL.",

@@ -196,6 +196,9 @@ impl Driver {
         let mut changed = self.drain();
         loop {
             let now = self.now();
+            // Readiness is published while formation goes on, and once
+            // more on the step that ends it.
+            let settled = self.formation.settled();
             let step = self.formation_step(now);
             let joining = self.swim.local().ring == RingState::Joining;
             if step == Step::Form && joining && (self.automatic || self.fill_requested) {
@@ -208,7 +211,7 @@ impl Driver {
                 changed |= self.drain();
                 continue;
             }
-            if changed || !self.formation.settled() {
+            if changed || !settled {
                 self.publish_readiness(&step);
             }
             return;

@@ -279,6 +279,7 @@ impl GridKv {
                 config.node_id,
                 config.replication.replicas,
             ),
+            suspects: Default::default(),
         });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let cancel = CancellationToken::new();
@@ -357,10 +358,12 @@ impl GridKv {
         let data = serve::spawn(incoming.data, replica, inner.cancel.clone());
         let rebalance = spawn_fill(&inner, &config, changes_rx);
         let hints = hint_delivery::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
+        let vouch =
+            crate::replication::vouch::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
         inner
             .tasks
             .lock()
-            .extend([membership, data, maintenance, rebalance, hints, finishing]);
+            .extend([membership, data, maintenance, rebalance, hints, vouch, finishing]);
         Ok(GridKv { inner })
     }
 

@@ -454,6 +454,11 @@ impl Coordinator {
                         .iter()
                         .any(|(_, l)| matches!(l, Lookup::Forgotten { .. }))
                 {
+                    // Every owner answered: a value the others forgot
+                    // above, and none holds, is nobody's to vouch for.
+                    if answers.len() == candidates.len() {
+                        self.forget_unvouched(key, &p, &answers);
+                    }
                     return Ok(Lookup::Missing);
                 }
                 return Err(read_failure(counted(&answers), shed, r));
@@ -538,6 +543,27 @@ impl Coordinator {
         }
         Counters::add(&self.counters.hints_delivered, delivered as u64);
         delivered
+    }
+
+    /// Drops, on the owners holding them, the values of `key` that no other
+    /// owner vouches for (see [`vouch`](super::vouch)), in the background.
+    fn forget_unvouched(&self, key: &[u8], p: &Placement, answers: &[(NodeId, Lookup)]) {
+        for (id, version) in super::vouch::unvouched(answers) {
+            match p.target(&self.me, &id) {
+                Some(Target::Local) => {
+                    let _ = self.replica.store.forget_unvouched(key, version);
+                }
+                Some(Target::Remote(addr)) => {
+                    let peer = self.transport.peer(addr);
+                    let body = Bytes::from(DataRequest::encode_forget(key, version));
+                    let timeout = self.config.timeout;
+                    tokio::spawn(async move {
+                        let _ = peer.request_with_timeout(Lane::Data, body, timeout).await;
+                    });
+                }
+                None => {}
+            }
+        }
     }
 
     /// Sends the winning version to owners that answered with older ones,

@@ -52,6 +52,7 @@ pub(crate) mod rebalance;
 mod replica;
 pub(crate) mod serve;
 pub(crate) mod stats;
+pub(crate) mod vouch;
 pub mod wire;
 
 pub(crate) use coordinator::Coordinator;

@@ -352,10 +352,17 @@ impl Rebalancer {
                     batch_bytes += value.len() as u64;
                 }
                 if let Some(write) = entry.write() {
-                    if let Ok(crate::store::ApplyOutcome::Applied { .. }) =
-                        self.replica.store.apply(&entry.key, write)
-                    {
-                        report.entries += 1;
+                    match self.replica.store.apply(&entry.key, write) {
+                        Ok(crate::store::ApplyOutcome::Applied { .. }) => report.entries += 1,
+                        // A value this node's watermark refuses: perhaps
+                        // one a delete or overwrite that nobody holds any
+                        // more superseded (see `vouch`).
+                        Ok(crate::store::ApplyOutcome::Forgotten { .. })
+                            if matches!(write.op, crate::store::WriteOp::Set { .. }) =>
+                        {
+                            self.replica.suspects.note(&entry.key);
+                        }
+                        _ => {}
                     }
                 }
             }

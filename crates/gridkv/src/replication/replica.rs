@@ -31,6 +31,9 @@ pub(crate) struct Replica {
     /// stands in for ([`DataRequest::Hinted`]).
     pub(crate) hints: Arc<super::hints::Hints>,
     pub(crate) counters: Arc<super::stats::Counters>,
+    /// Keys whose value another owner offered but this node's watermark
+    /// refused: read later to see whether anybody vouches for it.
+    pub(crate) suspects: super::vouch::Suspects,
 }
 
 impl Replica {
@@ -146,6 +149,15 @@ impl Replica {
             }
             Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
             Ok(DataRequest::Hinted { owner, write }) => self.keep_hint(owner, write),
+            Ok(DataRequest::Forget { key, version }) => {
+                match self.store.forget_unvouched(&key, version) {
+                    Ok(dropped) => DataResponse::Applied { was_live: dropped },
+                    Err(e) => DataResponse::Refused {
+                        code: RefusalCode::Invalid,
+                        reason: e.to_string(),
+                    },
+                }
+            }
             Ok(DataRequest::Write {
                 key,
                 version,
@@ -189,6 +201,7 @@ mod tests {
             serves_reads: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
             holdings: Holdings::new(me, 2),
+            suspects: Default::default(),
             hints: Arc::new(super::super::hints::Hints::new(
                 super::super::hints::HintLimits {
                     max_hints: 1,

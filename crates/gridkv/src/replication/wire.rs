@@ -133,6 +133,13 @@ enum RequestWire<'a> {
         expired_at: u64,
         expiry_stamp: u64,
     },
+    /// Drop the key's value if it is at `version`: no other owner vouches
+    /// for it.
+    Forget {
+        #[serde(serialize_with = "as_bytes")]
+        key: &'a [u8],
+        version: VersionWire,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,6 +247,18 @@ pub enum DataRequest {
         owner: NodeId,
         /// The encoded write.
         write: Bytes,
+    },
+    /// Drop the key's value if it is still at `version`: a read found that
+    /// every other owner had forgotten the key's range above it, so nobody
+    /// can vouch for it any more ([`Store::forget_unvouched`]). Answered
+    /// [`DataResponse::Applied`], `was_live` telling whether it was dropped.
+    ///
+    /// [`Store::forget_unvouched`]: crate::store::Store::forget_unvouched
+    Forget {
+        /// The key.
+        key: Bytes,
+        /// The version no other owner vouches for.
+        version: Version,
     },
 }
 
@@ -524,6 +543,33 @@ impl DataRequest {
         )
     }
 
+    /// Encodes a request to drop `key`'s value if it is still at
+    /// `version` ([`DataRequest::Forget`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
+    /// let frame = Bytes::from(DataRequest::encode_forget(b"k", v));
+    /// assert_eq!(
+    ///     DataRequest::decode(&frame).unwrap(),
+    ///     DataRequest::Forget { key: Bytes::from_static(b"k"), version: v }
+    /// );
+    /// ```
+    pub fn encode_forget(key: &[u8], version: Version) -> Vec<u8> {
+        encode(
+            &RequestWire::Forget {
+                key,
+                version: version.into(),
+            },
+            key.len(),
+        )
+    }
+
     /// Encodes a digest request for `range`.
     pub fn encode_digest(range: RingRange) -> Vec<u8> {
         encode(
@@ -595,6 +641,10 @@ impl DataRequest {
                 owner: NodeId::new(owner)
                     .map_err(|e| DataWireError::Malformed(format!("owner: {e}")))?,
                 write: slice_of(frame, write),
+            },
+            RequestWire::Forget { key, version } => DataRequest::Forget {
+                key: slice_of(frame, key),
+                version: version.into(),
             },
         })
     }

@@ -30,6 +30,8 @@ pub(crate) struct WriteCounters {
     pub forgotten: u64,
     /// Writes of absent keys refused under a watermark.
     pub refused_forgotten: u64,
+    /// Values dropped because no other owner vouched for them.
+    pub unvouched: u64,
     pub bytes: u64,
     pub tombstone_bytes: u64,
     pub live: u64,

@@ -95,7 +95,7 @@ pub use range::{RangeDigest, ScanBatch, ScanCursor};
 pub use stats::{Audit, StoreStats};
 
 use crate::config_error::ConfigError;
-use crate::hlc::{Clock, SystemClock};
+use crate::hlc::{Clock, SystemClock, Version};
 use crate::keyspace::{key_hash, RingRange};
 use entry::State;
 use shard::{Evicted, Limits, Shard};
@@ -345,6 +345,45 @@ impl Store {
             self.evict_elsewhere(index, now);
         }
         Ok(outcome)
+    }
+
+    /// Drops `key`'s value if it is still at `version` (live, or an evicted
+    /// stub); returns whether it did. For a value no other owner vouches
+    /// for: every other owner answered that memory pressure made it forget
+    /// the key's range above `version`, so this copy may be a deleted or
+    /// overwritten value that nobody can tell this replica about any more.
+    /// Kept, it would be served again once their watermarks lapse; dropped,
+    /// the key is at worst a cache miss. Its version raises the range's
+    /// watermark, as any early drop does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::{Lookup, Store, StoreConfig, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// let v1 = Version { ts: Timestamp::new(1_000, 0), ..Version::ZERO };
+    /// let v2 = Version { ts: Timestamp::new(2_000, 0), ..Version::ZERO };
+    /// store.apply(b"k", Write::set(v2, b"new", None)).unwrap();
+    /// // Another version than the one held: nothing is dropped.
+    /// assert!(!store.forget_unvouched(b"k", v1).unwrap());
+    /// assert!(store.forget_unvouched(b"k", v2).unwrap());
+    /// assert!(!matches!(store.get(b"k").unwrap(), Lookup::Live(_)));
+    /// assert_eq!(store.stats().unvouched, 1);
+    /// ```
+    pub fn forget_unvouched(&self, key: &[u8], version: Version) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        let hash = key_hash(key);
+        let now = self.clock.now_ms();
+        let freed = self.shards[self.shard_index(hash)]
+            .0
+            .write()
+            .forget_unvouched(hash, key, version, now);
+        if let Some(bytes) = freed {
+            self.charge(-(bytes as i64));
+        }
+        Ok(freed.is_some())
     }
 
     /// Adds `delta` to the used bytes; returns the new total.

@@ -50,6 +50,11 @@ pub struct StoreStats {
     /// their range's watermark (fills, repairs, hints and anti-entropy that
     /// could otherwise bring back what was forgotten).
     pub refused_forgotten: u64,
+    /// Values dropped because every other owner had forgotten the key's
+    /// range above them ([`Store::forget_unvouched`](super::Store::forget_unvouched)):
+    /// what may be a deleted or overwritten value that nobody can tell
+    /// this replica about any more.
+    pub unvouched: u64,
 }
 
 /// Result of [`Store::audit`]: incremental bookkeeping against a recount.
@@ -121,6 +126,7 @@ impl Store {
             s.tombstones_collected_early += c.tombstones_collected_early;
             s.forgotten += c.forgotten;
             s.refused_forgotten += c.refused_forgotten;
+            s.unvouched += c.unvouched;
         }
         s
     }
