@@ -51,7 +51,7 @@ pub struct StoreStats {
     /// could otherwise bring back what was forgotten).
     pub refused_forgotten: u64,
     /// Values dropped because every other owner had forgotten the key's
-    /// range above them ([`Store::forget_unvouched`](super::Store::forget_unvouched)):
+    /// range above them (`Store::forget_unvouched`):
     /// what may be a deleted or overwritten value that nobody can tell
     /// this replica about any more.
     pub unvouched: u64,
