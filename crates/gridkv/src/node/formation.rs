@@ -103,7 +103,8 @@ pub enum Forming {
     /// The cluster has formed, but other members are still joining or
     /// leaving: a node serves for the first time only once the ring it
     /// sees has stopped moving (or after the formation timeout), so that
-    /// no two serving nodes see rings more than one change apart.
+    /// nodes started together do not serve while the ring still grows
+    /// faster than gossip spreads it.
     Moving {
         /// Reachable members other than this node that are joining or
         /// leaving.
@@ -134,7 +135,7 @@ impl std::fmt::Display for Readiness {
             }
             Readiness::Forming(Forming::Moving { members }) => write!(
                 f,
-                "cluster forming: {members} other members are still joining or leaving"
+                "cluster forming: other members still joining or leaving: {members}"
             ),
             Readiness::TooFewOwners { owners, needed } => write!(
                 f,
@@ -171,8 +172,10 @@ pub(super) struct Formation {
     /// A member has owned ranges in this node's view: formation is over.
     seen: bool,
     /// After `seen`, no other member was joining or leaving (or the
-    /// timeout passed): the node serves from then on.
+    /// timeout passed since `seen_at`): the node serves from then on.
     settled: bool,
+    /// When this node first saw a member own ranges.
+    seen_at: Option<Duration>,
     joined_at: Option<Duration>,
     /// The reachable members it knows, other than itself, sorted.
     view: Vec<NodeId>,
@@ -204,6 +207,7 @@ impl Formation {
             timeout,
             seen: false,
             settled: false,
+            seen_at: None,
             joined_at: None,
             view: Vec::new(),
             view_since: Duration::ZERO,
@@ -288,7 +292,8 @@ impl Formation {
 impl Formation {
     /// After a member has owned ranges: `Formed` once no other reachable
     /// member is joining or leaving, or once the formation timeout has
-    /// passed since the join; from then on always `Formed`.
+    /// passed since this node first saw an owner; from then on always
+    /// `Formed`.
     ///
     /// Joint quorums (a write also needs the owners of the ring before the
     /// last change) cover a reader and a writer whose rings are one change
@@ -302,7 +307,9 @@ impl Formation {
         if self.settled {
             return Step::Formed;
         }
-        let joined_at = *self.joined_at.get_or_insert(now);
+        // Timed from formation's end, not the join: a node that waited
+        // out the seed timeout must still wait for the joins that follow.
+        let seen_at = *self.seen_at.get_or_insert(now);
         let moving = members
             .filter(|m| {
                 m.id() != self.me
@@ -310,7 +317,7 @@ impl Formation {
                     && matches!(m.ring, RingState::Joining | RingState::Leaving)
             })
             .count();
-        if moving == 0 || now.saturating_sub(joined_at) >= self.timeout {
+        if moving == 0 || now.saturating_sub(seen_at) >= self.timeout {
             self.settled = true;
             return Step::Formed;
         }
@@ -468,24 +475,31 @@ mod tests {
         assert_eq!(
             readiness(true, 4, &Step::Wait(Forming::Moving { members: 2 }), 1, 2)
                 .to_string(),
-            "cluster forming: 2 other members are still joining or leaving"
+            "cluster forming: other members still joining or leaving: 2"
         );
     }
 
     #[test]
     fn a_ring_that_keeps_moving_is_served_after_the_timeout() {
+        // b joined long before anyone owned ranges (waiting for a): the
+        // timeout counts from when it first saw an owner, not the join.
         let mut b = formation("b", &["a", "c"]);
         let mut view = members(&["a", "b", "c"]);
-        view[0].ring = RingState::Normal;
         assert_eq!(
             observe(&mut b, ms(0), &view),
+            Step::Wait(Forming::By(id("a")))
+        );
+        view[0].ring = RingState::Normal;
+        let seen = TIMEOUT * 2;
+        assert_eq!(
+            observe(&mut b, seen, &view),
             Step::Wait(Forming::Moving { members: 1 })
         );
         assert_eq!(
-            observe(&mut b, TIMEOUT - ms(1), &view),
+            observe(&mut b, seen + TIMEOUT - ms(1), &view),
             Step::Wait(Forming::Moving { members: 1 })
         );
-        assert_eq!(observe(&mut b, TIMEOUT, &view), Step::Formed);
+        assert_eq!(observe(&mut b, seen + TIMEOUT, &view), Step::Formed);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::in_flight::{AnswerFuture, Finisher, Request, Requests, WriteRequests}
 use super::placement::Placement;
 use super::placement::Target;
 use super::quorum::{
+    every_owner_answered,
     counted, is_shed, read_failure, read_plan, resolve_evicted, unreachable, Tally, WritePlan,
 };
 use super::replica::Replica;
@@ -456,7 +457,7 @@ impl Coordinator {
                 {
                     // Every owner answered: a value the others forgot
                     // above, and none holds, is nobody's to vouch for.
-                    if answers.len() == candidates.len() {
+                    if every_owner_answered(&self.config, &p, hash, answers.len()) {
                         self.forget_unvouched(key, &p, &answers);
                     }
                     return Ok(Lookup::Missing);

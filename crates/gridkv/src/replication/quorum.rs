@@ -281,6 +281,19 @@ pub(crate) fn read_plan(
     Ok(OwnerSet { owners, required })
 }
 
+/// Whether `answered` answers are every owner's of `hash`: none is left
+/// out of the read for being down or joining, and no ring change is
+/// pending (the owners of the future ring could hold what these lack).
+pub(crate) fn every_owner_answered(
+    config: &ReplicationConfig,
+    p: &Placement,
+    hash: u64,
+    answered: usize,
+) -> bool {
+    p.future.nodes() == p.ring.nodes()
+        && answered == owners_on(&p.ring, hash, config.replicas).len()
+}
+
 /// The error of a read that ran out of owners to ask with `answered` of
 /// `required` answers: [`Error::Backpressure`] when the `shed` owners
 /// (overloaded) would have made up the quorum, else

@@ -355,8 +355,8 @@ impl Rebalancer {
                     match self.replica.store.apply(&entry.key, write) {
                         Ok(crate::store::ApplyOutcome::Applied { .. }) => report.entries += 1,
                         // A value this node's watermark refuses: perhaps
-                        // one a delete or overwrite that nobody holds any
-                        // more superseded (see `vouch`).
+                        // one superseded by a delete or overwrite that no
+                        // owner holds any more (see `vouch`).
                         Ok(crate::store::ApplyOutcome::Forgotten { .. })
                             if matches!(write.op, crate::store::WriteOp::Set { .. }) =>
                         {

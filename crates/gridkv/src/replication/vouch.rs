@@ -38,20 +38,22 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// next anti-entropy round offers them again).
 pub(crate) const MAX_SUSPECTS: usize = 1_024;
 
+/// Key bytes the suspects may hold together (keys may be long).
+pub(crate) const MAX_SUSPECT_BYTES: usize = 256 << 10;
+
 /// Suspects read per round (each is one quorum read).
 const PER_ROUND: usize = 64;
 
 /// The owners holding a live value that no other answer vouches for,
-/// with its version: every other answer is `Forgotten` above it, or
-/// older. `answers` must hold every owner's answer to a read that found
-/// too few countable answers (a miss for the caller): a value vouched by
-/// an owner that did not answer would otherwise be dropped.
+/// with its version: every other answer is `Forgotten` at or above it.
+/// `answers` must hold every owner's answer (see
+/// `quorum::every_owner_answered`) to a read that found too few countable
+/// answers (a miss for the caller): a value vouched for by an owner that
+/// did not answer would otherwise be dropped.
 pub(crate) fn unvouched(answers: &[(NodeId, Lookup)]) -> Vec<(NodeId, Version)> {
-    let forgot_above = |v: Version| {
-        answers
-            .iter()
-            .any(|(_, l)| matches!(l, Lookup::Forgotten { below } if *below >= v))
-    };
+    if answers.len() < 2 {
+        return Vec::new();
+    }
     answers
         .iter()
         .filter_map(|(holder, l)| match l {
@@ -59,47 +61,55 @@ pub(crate) fn unvouched(answers: &[(NodeId, Lookup)]) -> Vec<(NodeId, Version)> 
             _ => None,
         })
         .filter(|(holder, v)| {
-            forgot_above(*v)
-                && !answers.iter().any(|(other, l)| {
-                    other != holder
-                        && !matches!(l, Lookup::Forgotten { .. })
-                        && l.version().is_some_and(|o| o >= *v)
-                })
+            answers.iter().all(|(other, l)| {
+                other == holder || matches!(l, Lookup::Forgotten { below } if *below >= *v)
+            })
         })
         .collect()
 }
 
 /// Keys whose value another owner offered this node but its watermark
 /// refused: reading them finds out whether anybody still vouches for that
-/// value. Bounded by [`MAX_SUSPECTS`], each key at most once.
+/// value. Bounded by [`MAX_SUSPECTS`] and [`MAX_SUSPECT_BYTES`], each key
+/// at most once.
 #[derive(Debug, Default)]
 pub(crate) struct Suspects {
-    inner: Mutex<(VecDeque<Bytes>, HashSet<Bytes>)>,
+    inner: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    order: VecDeque<Bytes>,
+    noted: HashSet<Bytes>,
+    bytes: usize,
 }
 
 impl Suspects {
     /// Notes `key`; returns whether it was taken (not already noted, and
     /// room left).
     pub(crate) fn note(&self, key: &[u8]) -> bool {
-        let mut guard = self.inner.lock();
-        let (queue, set) = &mut *guard;
-        if queue.len() >= MAX_SUSPECTS || set.contains(key) {
+        let mut q = self.inner.lock();
+        if q.order.len() >= MAX_SUSPECTS
+            || q.bytes + key.len() > MAX_SUSPECT_BYTES
+            || q.noted.contains(key)
+        {
             return false;
         }
         let key = Bytes::copy_from_slice(key);
-        set.insert(key.clone());
-        queue.push_back(key);
+        q.bytes += key.len();
+        q.noted.insert(key.clone());
+        q.order.push_back(key);
         true
     }
 
     /// Takes up to `max` suspects, oldest first.
     pub(crate) fn take(&self, max: usize) -> Vec<Bytes> {
-        let mut guard = self.inner.lock();
-        let (queue, set) = &mut *guard;
-        let n = queue.len().min(max);
-        let taken: Vec<Bytes> = queue.drain(..n).collect();
+        let mut q = self.inner.lock();
+        let n = q.order.len().min(max);
+        let taken: Vec<Bytes> = q.order.drain(..n).collect();
         for k in &taken {
-            set.remove(k);
+            q.noted.remove(k);
+            q.bytes -= k.len();
         }
         taken
     }
@@ -174,14 +184,16 @@ mod tests {
         let rows = [
             ("another copy", [(id("l"), live(10)), (id("s"), forgot(20)), (id("t"), live(10))]),
             ("a stub of it", [(id("l"), live(10)), (id("s"), forgot(20)), (id("t"), Lookup::Evicted { version: v(10) })]),
-            ("forgotten below it", [(id("l"), live(10)), (id("s"), forgot(9)), (id("t"), Lookup::Missing)]),
+            ("forgotten below it", [(id("l"), live(10)), (id("s"), forgot(9)), (id("t"), forgot(20))]),
+            ("another owner missed it", [(id("l"), live(10)), (id("s"), forgot(20)), (id("t"), Lookup::Missing)]),
         ];
         for (name, answers) in rows {
             assert_eq!(unvouched(&answers), vec![], "{name}");
         }
-        // Nobody forgot above it: nothing to drop, whatever else answered.
+        // Nobody forgot above it, or nobody else answered: nothing to drop.
         let answers = [(id("l"), live(10)), (id("s"), Lookup::Missing)];
         assert_eq!(unvouched(&answers), vec![]);
+        assert_eq!(unvouched(&[(id("l"), live(10))]), vec![]);
     }
 
     #[test]
@@ -197,5 +209,10 @@ mod tests {
         assert_eq!(first[0], Bytes::from_static(b"a"));
         assert!(s.note(b"a"), "taken keys may be noted again");
         assert_eq!(s.take(usize::MAX).len(), MAX_SUSPECTS - 1);
+        // Long keys are bounded by their bytes.
+        let long = vec![b'x'; MAX_SUSPECT_BYTES / 2];
+        assert!(s.note(&long));
+        assert!(!s.note(&[b'y'; MAX_SUSPECT_BYTES / 2 + 1]));
+        assert_eq!(s.take(usize::MAX), vec![Bytes::from(long)]);
     }
 }

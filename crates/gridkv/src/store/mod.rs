@@ -353,8 +353,9 @@ impl Store {
     /// the key's range above `version`, so this copy may be a deleted or
     /// overwritten value that nobody can tell this replica about any more.
     /// Kept, it would be served again once their watermarks lapse; dropped,
-    /// the key is at worst a cache miss. Its version raises the range's
-    /// watermark, as any early drop does.
+    /// the key is at worst a cache miss. Unlike other early drops it
+    /// raises no watermark (that would make values other owners hold in
+    /// the range look unvouched in turn).
     ///
     /// # Examples
     ///
@@ -375,11 +376,10 @@ impl Store {
     pub fn forget_unvouched(&self, key: &[u8], version: Version) -> Result<bool, StoreError> {
         self.check_key(key)?;
         let hash = key_hash(key);
-        let now = self.clock.now_ms();
         let freed = self.shards[self.shard_index(hash)]
             .0
             .write()
-            .forget_unvouched(hash, key, version, now);
+            .forget_unvouched(hash, key, version);
         if let Some(bytes) = freed {
             self.charge(-(bytes as i64));
         }

@@ -569,15 +569,16 @@ impl Shard {
 
     /// Drops `key`'s value (or its evicted stub) if it is still at
     /// `version`: no other owner vouches for it (see
-    /// [`Store::forget_unvouched`](super::Store::forget_unvouched)). Its
-    /// version raises its part's watermark as any early drop does. Returns
-    /// the bytes freed, `None` if the key is not at that version.
+    /// [`Store::forget_unvouched`](super::Store::forget_unvouched)). It
+    /// raises no watermark: that would make this shard's other absent keys
+    /// of the part unknown, and values other owners hold there unvouched in
+    /// turn. Returns the bytes freed, `None` if the key is not at that
+    /// version.
     pub fn forget_unvouched(
         &mut self,
         hash: u64,
         key: &[u8],
         version: Version,
-        now: u64,
     ) -> Option<u64> {
         let e = self.find(hash, key)?;
         if e.version != version || !matches!(e.state, State::Live | State::Evicted) {
@@ -585,7 +586,7 @@ impl Shard {
         }
         let seq = e.seq;
         self.counts.unvouched += 1;
-        Some(self.remove(hash, seq, Some(now)))
+        Some(self.remove(hash, seq, None))
     }
 
     /// Whether any timer is due at `now` (checked under the shared lock,
