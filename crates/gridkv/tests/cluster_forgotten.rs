@@ -108,7 +108,7 @@ const KEYS: usize = 200;
 /// within it (without memory pressure the tombstones would then still be
 /// there to repair it), short enough that the watermarks expire within
 /// the test.
-const GRACE: Duration = Duration::from_secs(6);
+const GRACE: Duration = Duration::from_secs(10);
 
 /// A delete acknowledged while one owner was cut off stays deleted even
 /// when every other owner forgot it under memory pressure: no read, on any
@@ -122,7 +122,7 @@ const GRACE: Duration = Duration::from_secs(6);
 /// their tombstones pass 25% of a 64 KiB budget and the oldest, the 200
 /// deletes, are collected early (checked: the keys read as `Forgotten` in
 /// both stores, and both raised a watermark). c is healed within the
-/// tombstone grace (6 s), the deletes stop (nothing is collected early any
+/// tombstone grace (10 s), the deletes stop (nothing is collected early any
 /// more), and every key is read through every node, over and over, until
 /// the watermarks have expired and several anti-entropy rounds ran. Reads
 /// may fail while too few answers count; none may return a value, and at

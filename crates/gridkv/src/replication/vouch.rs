@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Coordinator, ReadOptions};
+use super::Coordinator;
 use crate::hlc::Version;
 use crate::id::NodeId;
 use crate::store::Lookup;
@@ -136,7 +136,7 @@ pub(crate) fn spawn(coordinator: Weak<Coordinator>, cancel: CancellationToken) -
                     _ = cancel.cancelled() => return,
                     // A failed read (an owner down) decides nothing: the
                     // next anti-entropy round notes the key again.
-                    _ = coordinator.read(&key, ReadOptions::default()) => {}
+                    _ = coordinator.check(&key) => {}
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! network; it gives replication what it needs:
 //!
 //! - **Versioned writes.** [`Store::apply`] stores a set or delete only if
-//!   its [`Version`](crate::hlc::Version) is newer than the stored one, atomically per key, and
+//!   its [`Version`] is newer than the stored one, atomically per key, and
 //!   says what happened ([`ApplyOutcome`]).
 //! - **Tombstones.** Deletes, and values whose TTL ran out, leave a
 //!   tombstone with their version, so an older copy elsewhere cannot come
