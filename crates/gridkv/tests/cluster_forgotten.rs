@@ -4,56 +4,20 @@
 //!
 //! Test names start with `cluster_` so nextest runs them one at a time.
 
+mod common;
+
+use common::cluster::{isolate, wait_normal};
+
 use std::time::Duration;
 
 use gridkv::hlc::{Clock, SystemClock};
 use gridkv::keyspace::RingRange;
-use gridkv::net::faults::LinkFaults;
 use gridkv::store::{Lookup, StoreConfig, Watermark};
-use gridkv::{GridKv, Liveness, NodeId, RingState};
+use gridkv::{GridKv, NodeId};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-fn id(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
-/// Cuts node `victim` off from every other node (both directions, at the
-/// transport's fault hooks), or heals that.
-fn isolate(nodes: &[GridKv], victim: usize, on: bool) {
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in nodes.iter().enumerate() {
-            if (i == victim) != (j == victim) {
-                if on {
-                    n.transport()
-                        .faults()
-                        .set(other.id(), LinkFaults::partitioned());
-                } else {
-                    n.transport().faults().clear(&other.id());
-                }
-            }
-        }
-    }
-}
-
-/// Waits until every node's ring has `count` members and sees `who` alive
-/// and normal.
-async fn wait_normal(nodes: &[GridKv], who: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodes.iter().all(|n| {
-        n.ring().len() == count
-            && n.member(&id(who))
-                .is_some_and(|m| m.ring == RingState::Normal && m.liveness == Liveness::Alive)
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "{who} never became normal everywhere"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn shutdown(nodes: &[GridKv]) {
     for n in nodes {

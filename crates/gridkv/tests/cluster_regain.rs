@@ -5,10 +5,14 @@
 //!
 //! Test names start with `cluster_` so nextest runs them one at a time.
 
+mod common;
+
+use common::cluster::wait_normal;
+
 use std::time::Duration;
 
 use gridkv::keyspace::key_hash;
-use gridkv::{FillMode, GridKv, Liveness, NodeId, RingState};
+use gridkv::{FillMode, GridKv, NodeId, RingState};
 use tokio::time::{Instant, sleep, timeout};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -56,21 +60,6 @@ async fn four() -> Result<Vec<GridKv>> {
     }
     sleep(PAST_TRANSITION).await;
     Ok(nodes)
-}
-
-async fn wait_normal(nodes: &[GridKv], who: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodes.iter().all(|n| {
-        n.ring().len() == count
-            && n.member(&id(who))
-                .is_some_and(|m| m.ring == RingState::Normal && m.liveness == Liveness::Alive)
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "{who} never became normal everywhere"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until every node's ring has `count` members.

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::cluster::{isolate, wait_normal};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,6 @@ use common::history::{History, Op};
 use gridkv::hlc::{Clock, SystemClock};
 use gridkv::keyspace::key_hash;
 use gridkv::net::Lane;
-use gridkv::net::faults::LinkFaults;
 use gridkv::replication::wire::{DataRequest, DataResponse, RefusalCode};
 use gridkv::replication::{ReadOptions, WriteOptions};
 use gridkv::store::Lookup;
@@ -83,24 +84,6 @@ async fn cluster_with(
         }
         assert!(Instant::now() < deadline, "cluster did not form");
         sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Cuts node `victim` off from every other node (both directions, at the
-/// transport's fault hooks), or heals that.
-fn isolate(nodes: &[GridKv], victim: usize, on: bool) {
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in nodes.iter().enumerate() {
-            if (i == victim) != (j == victim) {
-                if on {
-                    n.transport()
-                        .faults()
-                        .set(other.id(), LinkFaults::partitioned());
-                } else {
-                    n.transport().faults().clear(&other.id());
-                }
-            }
-        }
     }
 }
 
@@ -516,21 +499,6 @@ async fn join(name: &str, seed: &GridKv) -> Result<GridKv> {
         .membership(membership)
         .build()?;
     Ok(GridKv::start(config).await?)
-}
-
-async fn wait_normal(nodes: &[GridKv], who: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodes.iter().all(|n| {
-        n.ring().len() == count
-            && n.member(&id(who))
-                .is_some_and(|m| m.ring == RingState::Normal && m.liveness == Liveness::Alive)
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "{who} never became normal everywhere"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

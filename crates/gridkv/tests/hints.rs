@@ -5,10 +5,13 @@
 //!
 //! Test names start with `cluster_` so nextest runs them one at a time.
 
+mod common;
+
+use common::cluster::isolate;
+
 use std::time::Duration;
 
 use gridkv::keyspace::key_hash;
-use gridkv::net::faults::LinkFaults;
 use gridkv::{GridKv, Liveness, NodeId, RingState};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -57,24 +60,6 @@ async fn cluster(names: &[&str], remove_after: Duration) -> Result<Vec<GridKv>> 
     }
     sleep(Duration::from_millis(3500)).await;
     Ok(nodes)
-}
-
-/// Cuts node `victim` off from every other node (both directions, at the
-/// transport's fault hooks), or heals that.
-fn isolate(nodes: &[GridKv], victim: usize, on: bool) {
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in nodes.iter().enumerate() {
-            if (i == victim) != (j == victim) {
-                if on {
-                    n.transport()
-                        .faults()
-                        .set(other.id(), LinkFaults::partitioned());
-                } else {
-                    n.transport().faults().clear(&other.id());
-                }
-            }
-        }
-    }
 }
 
 /// Writes `count` keys owned by `owner` (on `via`'s ring) through `via`,

@@ -54,6 +54,7 @@ pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod vouch;
 pub mod wire;
+mod wire_codec;
 
 pub(crate) use coordinator::Coordinator;
 pub(crate) use holdings::Holdings;
