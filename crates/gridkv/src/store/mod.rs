@@ -44,12 +44,15 @@
 //! - an absent key reads as [`Lookup::Forgotten`], never as missing: a
 //!   coordinator does not let it win a read or count it as a reply below a
 //!   newer answer, and the client sees a plain miss;
-//! - a live value for an absent key at a version not newer than the
-//!   watermark is refused ([`ApplyOutcome::Forgotten`], not applied), as is
-//!   one over a tombstone under the watermark (an old delete that came in
-//!   after a newer one was forgotten): repair, hints, fills and anti-entropy cannot
-//!   bring back a value that a forgotten delete or write overwrote, while a
-//!   coordinator's new write re-stamps past it. Deletes are always taken.
+//! - nothing is installed for an absent key at a version not newer than
+//!   the watermark, value or delete ([`ApplyOutcome::Forgotten`], not
+//!   applied), and a live value over a tombstone under the watermark is
+//!   refused too (an old delete held from before a newer one was
+//!   forgotten): repair, hints, fills and anti-entropy cannot bring back a
+//!   value that a forgotten delete or write overwrote, nor install an old
+//!   tombstone that would read as the key's latest version, while a
+//!   coordinator's new write re-stamps past it. A delete of a key the
+//!   store holds is always taken.
 //!
 //! Fills carry the watermark of the range they copy
 //! ([`Store::watermark`], [`Store::absorb_watermark`]). Counted in

@@ -276,6 +276,14 @@ impl Shard {
                 .filter(|below| write.version <= *below),
             _ => None,
         };
+        // Nothing at all is installed for an absent key under the
+        // watermark, not even a delete: an old tombstone there would read
+        // as the key's latest version (`Dead`), while a newer write of it
+        // may be what this part forgot, and the read would let an older
+        // value on another owner win.
+        let absent_below = self.forgotten[self.part(hash)]
+            .active(now)
+            .filter(|below| write.version <= *below);
         if let WriteOp::Expired { .. } = write.op {
             // The tombstone of a value this store holds at the same version
             // and stamp: the value's TTL ran out where the write came from
@@ -357,8 +365,8 @@ impl Shard {
             // up to `below`: the key may have been deleted or overwritten
             // there. Only a newer write may create it (a coordinator's
             // write refused here re-stamps past it).
-            None if refused_below.is_some() => {
-                let below = refused_below.expect("checked");
+            None if absent_below.is_some() => {
+                let below = absent_below.expect("checked");
                 self.counts.superseded += 1;
                 self.counts.refused_forgotten += 1;
                 return (ApplyOutcome::Forgotten { below }, 0);

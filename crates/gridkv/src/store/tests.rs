@@ -1146,8 +1146,17 @@ fn an_old_delete_under_a_watermark_does_not_let_older_values_back() {
     }
     assert!(matches!(s.get(b"k").unwrap(), Lookup::Forgotten { .. }));
     // An older delete arrives late (a hint queued before the value below
-    // was written): accepted, as deletes always are.
-    s.apply(b"k", Write::delete(version(T0 - 5_000, 1))).unwrap();
+    // was written): refused, and the key still reads as unknown. Stored,
+    // it would read as `Dead` at T0-5000, the key's latest version for a
+    // coordinator, and a value at T0-3000 on another owner would win the
+    // read (found by the history checker: an acknowledged DEL undone).
+    let late = s.apply(b"k", Write::delete(version(T0 - 5_000, 1))).unwrap();
+    assert!(matches!(late, ApplyOutcome::Forgotten { .. }), "{late:?}");
+    assert!(
+        matches!(s.get(b"k").unwrap(), Lookup::Forgotten { .. }),
+        "an old tombstone reads as the key's latest version: {:?}",
+        s.get(b"k")
+    );
     // The value the forgotten delete removed, from a lagging replica.
     let deleted_value = Write::set(version(T0 - 3_000, 1), b"deleted", None);
     let outcome = s.apply(b"k", deleted_value).unwrap();
