@@ -193,6 +193,15 @@ impl Coordinator {
             let tally = self
                 .fan_out(key, &write, &plan, &p, deadline, plan.tally(version))
                 .await?;
+            tracing::trace!(
+                target: "gridkv::keys",
+                key = %String::from_utf8_lossy(key),
+                %version,
+                delete = data.is_none(),
+                satisfied = tally.satisfied(),
+                superseded = ?tally.superseded,
+                "write"
+            );
             if tally.satisfied() {
                 return Ok(tally.was_live);
             }
@@ -487,6 +496,15 @@ impl Coordinator {
                 }
             }
         }
+        tracing::trace!(
+            target: "gridkv::keys",
+            key = %String::from_utf8_lossy(key),
+            answers = ?answers
+                .iter()
+                .map(|(id, l)| format!("{id}:{}", super::replica::brief(l)))
+                .collect::<Vec<_>>(),
+            "read answers"
+        );
         let (result, stale) = resolve_evicted(answers);
         if !stale.is_empty() {
             self.repair(key, &result, &p, stale);
@@ -557,6 +575,13 @@ impl Coordinator {
     /// owner vouches for (see [`vouch`](super::vouch)), in the background.
     fn forget_unvouched(&self, key: &[u8], p: &Placement, answers: &[(NodeId, Lookup)]) {
         for (id, version) in super::vouch::unvouched(answers) {
+            tracing::trace!(
+                target: "gridkv::keys",
+                key = %String::from_utf8_lossy(key),
+                %id,
+                %version,
+                "forget unvouched"
+            );
             match p.target(&self.me, &id) {
                 Some(Target::Local) => {
                     let _ = self.replica.store.forget_unvouched(key, version);
@@ -584,6 +609,13 @@ impl Coordinator {
         };
         let body = Bytes::from(DataRequest::encode_write(key, &write));
         Counters::add(&self.counters.read_repairs, stale.len() as u64);
+        tracing::trace!(
+            target: "gridkv::keys",
+            key = %String::from_utf8_lossy(key),
+            version = %write.version,
+            ?stale,
+            "repair"
+        );
         for id in stale {
             match p.target(&self.me, &id) {
                 Some(Target::Local) => {

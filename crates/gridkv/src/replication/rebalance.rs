@@ -352,7 +352,16 @@ impl Rebalancer {
                     batch_bytes += value.len() as u64;
                 }
                 if let Some(write) = entry.write() {
-                    match self.replica.store.apply(&entry.key, write) {
+                    let outcome = self.replica.store.apply(&entry.key, write);
+                    tracing::trace!(
+                        target: "gridkv::keys",
+                        key = %String::from_utf8_lossy(&entry.key),
+                        version = %write.version,
+                        op = super::replica::op_name(&write.op),
+                        outcome = ?outcome,
+                        "fill apply"
+                    );
+                    match outcome {
                         Ok(crate::store::ApplyOutcome::Applied { .. }) => report.entries += 1,
                         // A value this node's watermark refuses: perhaps
                         // one superseded by a delete or overwrite that no

@@ -48,7 +48,16 @@ impl Replica {
                 reason: e.to_string(),
             };
         }
-        match self.store.apply(key, write) {
+        let outcome = self.store.apply(key, write);
+        tracing::trace!(
+            target: "gridkv::keys",
+            key = %String::from_utf8_lossy(key),
+            version = %write.version,
+            op = op_name(&write.op),
+            outcome = ?outcome,
+            "apply"
+        );
+        match outcome {
             Ok(ApplyOutcome::Applied { was_live }) => DataResponse::Applied { was_live },
             // The same version is in place: counts as applied. Whether a
             // value was there before is not known any more.
@@ -69,7 +78,15 @@ impl Replica {
             return not_filled();
         }
         match self.store.get_hashed(key, hash) {
-            Ok(lookup) => DataResponse::Value(lookup),
+            Ok(lookup) => {
+                tracing::trace!(
+                    target: "gridkv::keys",
+                    key = %String::from_utf8_lossy(key),
+                    lookup = %brief(&lookup),
+                    "read"
+                );
+                DataResponse::Value(lookup)
+            }
             Err(e) => DataResponse::Refused {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),
@@ -169,6 +186,28 @@ impl Replica {
 }
 
 /// The refusal of a read or scan of a range this node has not pulled yet.
+/// A lookup in a trace line: its kind and version, not its value.
+pub(crate) fn brief(lookup: &crate::store::Lookup) -> String {
+    use crate::store::Lookup;
+    match lookup {
+        Lookup::Missing => "missing".to_owned(),
+        Lookup::Live(item) => format!("live@{}", item.version),
+        Lookup::Dead { version, .. } => format!("dead@{version}"),
+        Lookup::Evicted { version } => format!("evicted@{version}"),
+        Lookup::Forgotten { below } => format!("forgotten<{below:?}"),
+    }
+}
+
+/// A write's operation in a trace line, without its value.
+pub(crate) fn op_name(op: &crate::store::WriteOp<'_>) -> &'static str {
+    use crate::store::WriteOp;
+    match op {
+        WriteOp::Set { .. } => "set",
+        WriteOp::Delete => "delete",
+        _ => "other",
+    }
+}
+
 fn not_filled() -> DataResponse {
     DataResponse::Refused {
         code: RefusalCode::NotReady,
