@@ -267,8 +267,8 @@ impl Shard {
         };
         let leaf = self.leaf_index(hash);
         let grace = self.limits.grace_ms;
-        // Only a live value can bring something back: deletes and expired
-        // values are always taken.
+        // Only a live value can bring something back over a tombstone
+        // held under the watermark: deletes of a held key are taken.
         let refused_below = match write.op {
             WriteOp::Set { expires_at, .. } if !expired(expires_at.unwrap_or(0), now) => self
                 .forgotten[self.part(hash)]
