@@ -59,6 +59,7 @@ from checker import (  # noqa: E402
     disagreements,
     short,
 )
+from shapes import both_ways, cut_rules  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLUSTER_PORT, RESP_PORT, HTTP_PORT = 7000, 6379, 8080
@@ -122,11 +123,14 @@ class Net:
 
     def partition(self, side_a: List[int], side_b: List[int]) -> None:
         """Drop every packet between the two sides (both directions)."""
-        for a in side_a:
-            for b in side_b:
-                for x, y in ((a, b), (b, a)):
-                    sh("ip", "netns", "exec", self.ns[x], "iptables", "-A", "INPUT", "-s", self.ip(y), "-j", "DROP")
-                    sh("ip", "netns", "exec", self.ns[x], "iptables", "-A", "OUTPUT", "-d", self.ip(y), "-j", "DROP")
+        self.cut(both_ways(side_a, side_b))
+
+    def cut(self, cuts) -> None:
+        """Drop the packets of each directed cut `(x, y)`: from x to y
+        (shapes.py); `heal` removes them."""
+        for n, rules in cut_rules(cuts, len(self.ns), self.ip).items():
+            for rule in rules:
+                sh("ip", "netns", "exec", self.ns[n], "iptables", *rule)
 
     def heal(self) -> None:
         for ns in self.ns:
@@ -340,8 +344,20 @@ class Recorder:
             self.ops.append(Op(id=len(self.ops), **kw))
 
 
-def run_op(rec: Recorder, conn: redis.Redis, name: str, node: int, kind: str, key: str, value=None) -> bool:
-    """Runs one operation and records it; False if the connection is gone."""
+def error_message(e: Exception) -> str:
+    """An error reply as the server sent it: redis-py strips the code of
+    the replies it knows (`ERR`, `TRYAGAIN`, ...) and keeps it apart."""
+    code = getattr(e, "status_code", None)
+    return f"{code} {e}" if code else str(e)
+
+
+def run_op(
+    rec: Recorder, conn: redis.Redis, name: str, node: int, kind: str, key: str, value=None, messages: bool = False
+) -> bool:
+    """Runs one operation and records it; False if the connection is gone.
+    The error recorded is the reply's code (`NOQUORUM`) or the exception's
+    type, or with `messages` the whole reply (`Type: message` when no
+    reply came), cut at 200 characters."""
     inv = time.monotonic()
     outcome, result, error, conn_ok = OK, None, "", True
     try:
@@ -358,9 +374,11 @@ def run_op(rec: Recorder, conn: redis.Redis, name: str, node: int, kind: str, ke
             result = conn.persist(key)
         result = int(result) if kind in (DEL, EXPIRE, PERSIST) else result
     except redis.exceptions.ResponseError as e:
-        outcome, error = FAIL, str(e).split(" ")[0]
+        msg = error_message(e)
+        outcome, error = FAIL, msg[:200] if messages else msg.split(" ")[0]
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-        outcome, error, conn_ok = TIMEOUT, type(e).__name__, False
+        error = f"{type(e).__name__}: {e}"[:200] if messages else type(e).__name__
+        outcome, conn_ok = TIMEOUT, False
     cmp = time.monotonic()
     if kind == SET:
         result = value
