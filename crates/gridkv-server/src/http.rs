@@ -100,6 +100,7 @@ async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
 pub fn cluster_json(shared: &Shared) -> serde_json::Value {
     let node = &shared.node;
     let transport = node.transport();
+    let health = node.peer_health();
     let members: Vec<_> = node
         .members()
         .iter()
@@ -108,6 +109,15 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
                 .rtt(&m.identity.addr)
                 .and_then(|r| r.srtt)
                 .map(|d| d.as_secs_f64() * 1000.0);
+            // What this node's own data requests say of the member:
+            // reachable or avoided, whatever membership says.
+            let seen = health.iter().find(|h| h.addr == m.identity.addr).map(|h| {
+                json!({
+                    "data_rtt_ms": h.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    "failures": h.failures,
+                    "avoided_for_ms": h.avoided_for.map(|d| d.as_millis() as u64),
+                })
+            });
             json!({
                 "id": m.identity.id.to_string(),
                 "address": m.identity.addr,
@@ -117,6 +127,7 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
                 "incarnation": m.incarnation,
                 "generation": m.identity.generation.get(),
                 "rtt_ms": rtt,
+                "requests": seen,
                 "self": m.identity.id == node.id(),
             })
         })

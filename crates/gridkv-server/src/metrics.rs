@@ -134,6 +134,24 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     p.one("hints_pending", "gauge", "Hints held now.", r.hints_pending);
     p.one(
+        "speculative_reads_total",
+        "counter",
+        "Reads that asked one more owner because one was slower than its usual.",
+        r.speculative_reads,
+    );
+    p.one(
+        "unreachable_fast_failures_total",
+        "counter",
+        "Operations failed at once: their quorum needed an owner this node cannot reach now.",
+        r.fast_failures,
+    );
+    p.one(
+        "peers_avoided",
+        "gauge",
+        "Peers this node avoids now after failed requests to them.",
+        r.peers_avoided,
+    );
+    p.one(
         "anti_entropy_rounds_total",
         "counter",
         "Anti-entropy rounds run.",

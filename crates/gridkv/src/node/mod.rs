@@ -295,6 +295,7 @@ impl GridKv {
             counters,
             hints,
             write_barrier: std::sync::atomic::AtomicU64::new(0),
+            peers: Default::default(),
         };
         let formation = Formation::new(
             config.node_id,
@@ -582,7 +583,23 @@ impl GridKv {
     pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
         let mut stats = self.inner.coordinator.counters.snapshot();
         stats.hints_pending = self.inner.coordinator.hints.len() as u64;
+        stats.peers_avoided = self.inner.coordinator.peers.avoided_count() as u64;
         stats
+    }
+
+    /// What this node's own data requests taught it about each peer it
+    /// asked: round trip, failures in a row, and whether it avoids the
+    /// peer now (it could not reach it, whatever membership says; see
+    /// [`PeerHealth`](crate::replication::PeerHealth)).
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), gridkv::Error> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
+    /// assert!(node.peer_health().is_empty()); // no peer asked yet
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_health(&self) -> Vec<crate::replication::PeerHealth> {
+        self.inner.coordinator.peers.snapshot()
     }
 
     /// The replication factor and quorums in force: N is smaller than

@@ -16,6 +16,7 @@ use super::hints::Hints;
 use super::in_flight::{AnswerFuture, Finisher, Request, Requests, WriteRequests};
 use super::placement::Placement;
 use super::placement::Target;
+use super::peers::PeerScores;
 use super::quorum::{
     every_owner_answered,
     counted, is_shed, read_failure, read_plan, resolve_evicted, unreachable, Tally, WritePlan,
@@ -45,6 +46,25 @@ pub(crate) struct Coordinator {
     /// Wall-clock ms before which this node stamps no write (see
     /// [`Coordinator::hold_writes_until`]); 0 for none.
     pub(crate) write_barrier: std::sync::atomic::AtomicU64,
+    /// What this node's requests taught it about each peer.
+    pub(crate) peers: Arc<PeerScores>,
+}
+
+/// A data request on its way: records its outcome in the peer's score,
+/// also when dropped unanswered (see [`PeerScores::record`]).
+struct Pending {
+    peer: crate::net::Peer,
+    scores: Arc<PeerScores>,
+    sent: Instant,
+    done: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.scores.record(self.peer.addr(), self.sent, None);
+        }
+    }
 }
 
 thread_local! {
@@ -90,12 +110,25 @@ impl Coordinator {
     /// operation's deadline bounds it. The caller polls it ([`Requests`]),
     /// so the common case needs no task of its own (each would cost a
     /// wake-up on another thread).
+    ///
+    /// Its outcome goes into the peer's score ([`PeerScores`]): an answer,
+    /// a failure, or, dropped unanswered, a failure if it waited longer
+    /// than the peer's usual.
     fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
-        let peer = self.transport.peer(addr);
+        let mut pending = Pending {
+            peer: self.transport.peer(addr),
+            scores: self.peers.clone(),
+            sent: Instant::now(),
+            done: false,
+        };
         Box::pin(async move {
-            let frame = peer.request_untimed(Lane::Data, body).await?;
-            DataResponse::decode(&frame).map_err(|e| TransportError::ConnectionLost {
-                peer: peer.addr().to_owned(),
+            let answer = pending.peer.request_untimed(Lane::Data, body).await;
+            pending.done = true;
+            pending
+                .scores
+                .record(pending.peer.addr(), pending.sent, Some(&answer));
+            DataResponse::decode(&answer?).map_err(|e| TransportError::ConnectionLost {
+                peer: pending.peer.addr().to_owned(),
                 reason: format!("undecodable answer: {e}"),
             })
         })
@@ -183,6 +216,7 @@ impl Coordinator {
         let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
+        self.reachable_quorum(&plan, &p)?;
         let mut attempt = 0;
         loop {
             let version = self.replica.hlc.new_version();
@@ -216,6 +250,24 @@ impl Coordinator {
                     attempt += 1;
                 }
                 _ => return Err(tally.failure(plan.w)),
+            }
+        }
+    }
+
+    /// Fails at once (instead of at the deadline) a write whose quorum
+    /// needs an owner this node cannot reach now: known down, or avoided
+    /// after failed requests ([`PeerScores`]).
+    fn reachable_quorum(&self, plan: &WritePlan, p: &Placement) -> Result<(), Error> {
+        let usable = |id: &NodeId| match p.target(&self.me, id) {
+            Some(Target::Local) => true,
+            Some(Target::Remote(addr)) => !self.peers.avoided(addr),
+            None => false,
+        };
+        match plan.short_of(usable) {
+            None => Ok(()),
+            Some((answered, required)) => {
+                Counters::add(&self.counters.fast_failures, 1);
+                Err(Error::QuorumNotReached { answered, required })
             }
         }
     }
@@ -427,7 +479,8 @@ impl Coordinator {
         let deadline = Instant::now() + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
         let plan = read_plan(&self.config, &p, &self.me, hash, &opts)?;
-        let (candidates, r) = (plan.owners, plan.required);
+        let r = plan.required;
+        let candidates = self.read_order(&p, plan.owners, r)?;
         // Built on the first remote request (an answer from the local store
         // alone needs neither).
         let mut body: Option<Bytes> = None;
@@ -438,11 +491,15 @@ impl Coordinator {
         let mut next = 0;
         // Owners that shed the read (overloaded).
         let mut shed = 0;
+        // One more request than needed once an owner is slower than its
+        // usual (a speculative read), and when that may happen.
+        let mut extra = 0;
+        let mut speculate_at: Option<Instant> = None;
         loop {
             // Keep r requests in flight while candidates remain. (Answers
             // of owners that forgot the key's range may not count: see
             // `counted`.)
-            while counted(&answers) + in_flight.len() < r && next < candidates.len() {
+            while counted(&answers) + in_flight.len() < r + extra && next < candidates.len() {
                 let id = candidates[next];
                 match p.target(&self.me, &id) {
                     Some(Target::Local) => {
@@ -455,6 +512,10 @@ impl Coordinator {
                             .get_or_insert_with(|| Bytes::from(DataRequest::encode_read(key)))
                             .clone();
                         in_flight.push(Request::new(next, self.request(addr, body), None));
+                        if extra == 0 {
+                            let at = Instant::now() + self.peers.speculate_after(addr);
+                            speculate_at = Some(speculate_at.map_or(at, |t| t.min(at)));
+                        }
                     }
                     None => {}
                 }
@@ -480,7 +541,15 @@ impl Coordinator {
                 }
                 return Err(read_failure(counted(&answers), shed, r));
             }
-            match tokio::time::timeout_at(deadline, in_flight.next(self.finisher.keeper())).await {
+            // Until the deadline, or until it is time for a speculative
+            // read (once, and only if an owner is left to ask).
+            let speculate = speculate_at.filter(|_| extra == 0 && next < candidates.len());
+            let wake = speculate.map_or(deadline, |at| at.min(deadline));
+            match tokio::time::timeout_at(wake, in_flight.next(self.finisher.keeper())).await {
+                Err(_) if wake < deadline => {
+                    extra = 1;
+                    Counters::add(&self.counters.speculative_reads, 1);
+                }
                 Ok(Some((_, answer))) if is_shed(&answer) => shed += 1,
                 Ok(Some((slot, answer))) => {
                     if let Ok(DataResponse::Value(lookup)) = answer {
@@ -510,6 +579,34 @@ impl Coordinator {
             self.repair(key, &result, &p, stale);
         }
         Ok(result)
+    }
+
+    /// The order in which a read asks `owners` (this node first, then
+    /// reachable owners nearest first, avoided ones last), or a fast
+    /// failure if fewer than `r` of them can be reached now.
+    fn read_order(&self, p: &Placement, owners: Vec<NodeId>, r: usize) -> Result<Vec<NodeId>, Error> {
+        let targets: Vec<Option<Target<'_>>> =
+            owners.iter().map(|id| p.target(&self.me, id)).collect();
+        let addrs: Vec<Option<&str>> = targets
+            .iter()
+            .map(|t| match t {
+                Some(Target::Remote(addr)) => Some(*addr),
+                _ => None,
+            })
+            .collect();
+        let ranked = self.peers.rank(&addrs);
+        let usable = ranked
+            .iter()
+            .filter(|(i, avoided)| targets[*i].is_some() && !avoided)
+            .count();
+        if usable < r {
+            Counters::add(&self.counters.fast_failures, 1);
+            return Err(Error::QuorumNotReached {
+                answered: usable,
+                required: r,
+            });
+        }
+        Ok(ranked.into_iter().map(|(i, _)| owners[i]).collect())
     }
 
     /// Delivers waiting hints to owners that are reachable again. Returns

@@ -46,6 +46,7 @@ pub(crate) mod hint_delivery;
 pub(crate) mod hints;
 pub(crate) mod in_flight;
 mod holdings;
+pub(crate) mod peers;
 mod placement;
 mod quorum;
 pub(crate) mod rebalance;
@@ -61,6 +62,7 @@ pub(crate) use holdings::Holdings;
 pub(crate) use placement::Placement;
 pub use rebalance::FillReport;
 pub(crate) use replica::{Replica, WriteData};
+pub use peers::PeerHealth;
 pub use stats::ReplicationStats;
 
 use std::time::Duration;

@@ -186,6 +186,20 @@ impl WritePlan {
         self.owners.get(slot).map_or(1, |(_, mask)| *mask)
     }
 
+    /// The first owner set (current owners first) that cannot reach its
+    /// quorum from the owners for which `usable` holds (and, for the
+    /// current owners, the stand-ins), as `(usable, required)`; `None` if
+    /// every set can.
+    pub(crate) fn short_of(&self, usable: impl Fn(&NodeId) -> bool) -> Option<(usize, usize)> {
+        self.sets.iter().enumerate().find_map(|(i, set)| {
+            let mut have = set.owners.iter().filter(|id| usable(id)).count();
+            if i == 0 {
+                have += self.stand_ins.iter().filter(|(_, to)| usable(to)).count();
+            }
+            (have < set.required).then_some((have, set.required))
+        })
+    }
+
     /// A tally for one attempt of this write, stamped `mine`.
     pub(crate) fn tally(&self, mine: Version) -> Tally {
         let mut tally = Tally::new(self.sets.iter().map(|s| s.required).collect());

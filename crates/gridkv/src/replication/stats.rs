@@ -34,6 +34,15 @@ pub struct ReplicationStats {
     pub hints_dropped: u64,
     /// Hints held now.
     pub hints_pending: u64,
+    /// Reads that asked one more owner because one was slower than its
+    /// usual.
+    pub speculative_reads: u64,
+    /// Operations failed at once because their quorum needed an owner
+    /// this node cannot reach now (known down, or avoided after failed
+    /// requests), instead of waiting out their deadline.
+    pub fast_failures: u64,
+    /// Peers this node avoids now after failed requests to them.
+    pub peers_avoided: u64,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +60,8 @@ pub(crate) struct Counters {
     pub(crate) hints_stored: AtomicU64,
     pub(crate) hints_delivered: AtomicU64,
     pub(crate) hints_dropped: AtomicU64,
+    pub(crate) speculative_reads: AtomicU64,
+    pub(crate) fast_failures: AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +85,9 @@ impl Counters {
             hints_delivered: self.hints_delivered.load(Relaxed),
             hints_dropped: self.hints_dropped.load(Relaxed),
             hints_pending: 0,
+            speculative_reads: self.speculative_reads.load(Relaxed),
+            fast_failures: self.fast_failures.load(Relaxed),
+            peers_avoided: 0,
         }
     }
 }

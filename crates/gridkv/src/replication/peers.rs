@@ -1,0 +1,323 @@
+//! What this node's coordinator has learnt of each peer from its own
+//! requests: one score per peer (reachability now; its round-trip time
+//! for ordering and speculative reads).
+//!
+//! Membership may call an owner alive while this node cannot reach it: in
+//! a "bridge" partition (A reaches B and C, B and C cannot reach each
+//! other) indirect probes keep everyone alive, and a coordinator that
+//! trusted membership alone would wait out every operation's deadline on
+//! the owner it cannot reach. Instead, every data request's outcome is
+//! recorded here:
+//! - an answer (any answer: a refusal is an answer) records its round
+//!   trip and clears the peer's failures;
+//! - a transport failure, or a request left unanswered for longer than
+//!   the peer's usual (`slow_after`) when the operation ended without it,
+//!   is a failure: the peer is *avoided* for a back-off that doubles with
+//!   each failure in a row (100 ms up to 2 s). When it ends, the next
+//!   operation asks the peer again (a half-open probe); one answer
+//!   restores it at once.
+//!
+//! Reads ask owners that are not avoided first, nearest first, and send
+//! one more request when one is slower than its usual (a speculative
+//! read); writes and reads that cannot reach their quorum without avoided
+//! owners fail at once instead of waiting out their deadline. Avoidance
+//! is local to this node, never gossiped: it says "I cannot reach it",
+//! not "it is down".
+//!
+//! The table holds one entry per address this node's coordinator sent
+//! to, bounded by [`MAX_PEERS`]: entries untouched for a minute are
+//! dropped first.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::net::TransportError;
+
+/// Most peers scored at once. Only members' addresses are ever asked, so
+/// this is never reached in practice; it bounds the table regardless.
+pub(crate) const MAX_PEERS: usize = 4096;
+
+/// The first back-off after a failure; it doubles per failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A request dropped unanswered is a failure only past this age (and
+/// past several of the peer's usual round trips): a loaded machine's
+/// scheduling delays are not unreachability.
+const SLOW_FLOOR: Duration = Duration::from_millis(200);
+/// Bounds of the delay before a speculative read.
+const SPECULATE_MIN: Duration = Duration::from_millis(5);
+const SPECULATE_MAX: Duration = Duration::from_millis(100);
+/// The delay before a speculative read to a peer with no round trip
+/// measured yet.
+const SPECULATE_UNKNOWN: Duration = Duration::from_millis(50);
+
+#[derive(Debug)]
+struct Score {
+    /// Smoothed round trip, in microseconds (0: none measured yet).
+    rtt_us: f64,
+    /// Failures in a row.
+    failures: u32,
+    /// Until when the peer is avoided.
+    avoid_until: Option<Instant>,
+    /// When the last outcome was recorded.
+    touched: Instant,
+}
+
+/// A peer's score, as [`GridKv::peer_health`](crate::GridKv::peer_health)
+/// reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerHealth {
+    /// The peer's cluster address.
+    pub addr: String,
+    /// Smoothed round trip of its data requests, if any was answered.
+    pub rtt: Option<Duration>,
+    /// Failed or unanswered requests in a row.
+    pub failures: u32,
+    /// Whether this node avoids it now (and for how long yet).
+    pub avoided_for: Option<Duration>,
+}
+
+/// The scores of every peer this node's coordinator asked.
+#[derive(Debug, Default)]
+pub(crate) struct PeerScores {
+    scores: Mutex<HashMap<Box<str>, Score>>,
+}
+
+impl PeerScores {
+    /// Records an answer from `addr` after `rtt`.
+    pub(crate) fn answered(&self, addr: &str, rtt: Duration) {
+        let now = Instant::now();
+        let mut scores = self.scores.lock();
+        let score = entry(&mut scores, addr, now);
+        let sample = rtt.as_micros() as f64;
+        score.rtt_us = if score.rtt_us == 0.0 {
+            sample
+        } else {
+            score.rtt_us * 0.8 + sample * 0.2
+        };
+        score.failures = 0;
+        score.avoid_until = None;
+        score.touched = now;
+    }
+
+    /// Records a failed (or abandoned, unanswered) request to `addr`.
+    pub(crate) fn failed(&self, addr: &str) {
+        let now = Instant::now();
+        let mut scores = self.scores.lock();
+        let score = entry(&mut scores, addr, now);
+        score.failures = score.failures.saturating_add(1);
+        let doublings = (score.failures - 1).min(16);
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF);
+        score.avoid_until = Some(now + backoff);
+        score.touched = now;
+    }
+
+    /// Records the outcome of a request to `addr` sent at `sent`: an
+    /// answer, a transport failure, or (`None`) a request abandoned
+    /// unanswered, a failure only if it waited longer than
+    /// [`PeerScores::slow_after`].
+    pub(crate) fn record(
+        &self,
+        addr: &str,
+        sent: Instant,
+        outcome: Option<&Result<bytes::Bytes, TransportError>>,
+    ) {
+        let waited = sent.elapsed();
+        match outcome {
+            Some(Ok(_)) => self.answered(addr, waited),
+            // Shed for load: it answered, it is just busy.
+            Some(Err(TransportError::Backpressure { .. } | TransportError::Overloaded { .. })) => {}
+            Some(Err(_)) => self.failed(addr),
+            None if waited > self.slow_after(addr) => self.failed(addr),
+            None => {}
+        }
+    }
+
+    /// Whether `addr` is avoided now.
+    pub(crate) fn avoided(&self, addr: &str) -> bool {
+        let now = Instant::now();
+        self.scores
+            .lock()
+            .get(addr)
+            .and_then(|s| s.avoid_until)
+            .is_some_and(|until| until > now)
+    }
+
+    /// How many peers are avoided now.
+    pub(crate) fn avoided_count(&self) -> usize {
+        let now = Instant::now();
+        self.scores
+            .lock()
+            .values()
+            .filter(|s| s.avoid_until.is_some_and(|until| until > now))
+            .count()
+    }
+
+    /// The order in which to ask `addrs` (indexes into it): peers not
+    /// avoided first, nearest first; avoided ones last. `None` entries
+    /// (this node itself) come first.
+    pub(crate) fn rank(&self, addrs: &[Option<&str>]) -> Vec<(usize, bool)> {
+        let now = Instant::now();
+        let scores = self.scores.lock();
+        let mut ranked: Vec<(usize, bool, u64)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| match addr {
+                None => (i, false, 0),
+                Some(addr) => match scores.get(*addr) {
+                    None => (i, false, 1),
+                    Some(s) => {
+                        let avoided = s.avoid_until.is_some_and(|until| until > now);
+                        (i, avoided, (s.rtt_us as u64).max(1))
+                    }
+                },
+            })
+            .collect();
+        drop(scores);
+        ranked.sort_by_key(|&(i, avoided, rtt)| (avoided, rtt, i));
+        ranked.into_iter().map(|(i, avoided, _)| (i, avoided)).collect()
+    }
+
+    /// How long a request to `addr` may go unanswered before it counts
+    /// against the peer once its operation ends without it.
+    pub(crate) fn slow_after(&self, addr: &str) -> Duration {
+        let rtt = self.rtt(addr).unwrap_or_default();
+        SLOW_FLOOR.max(rtt.saturating_mul(8))
+    }
+
+    /// How long to wait on `addr` before a read asks one more owner.
+    pub(crate) fn speculate_after(&self, addr: &str) -> Duration {
+        match self.rtt(addr) {
+            Some(rtt) => rtt.saturating_mul(4).clamp(SPECULATE_MIN, SPECULATE_MAX),
+            None => SPECULATE_UNKNOWN,
+        }
+    }
+
+    fn rtt(&self, addr: &str) -> Option<Duration> {
+        let scores = self.scores.lock();
+        let s = scores.get(addr)?;
+        (s.rtt_us > 0.0).then(|| Duration::from_micros(s.rtt_us as u64))
+    }
+
+    /// Every scored peer, by address.
+    pub(crate) fn snapshot(&self) -> Vec<PeerHealth> {
+        let now = Instant::now();
+        let scores = self.scores.lock();
+        let mut all: Vec<PeerHealth> = scores
+            .iter()
+            .map(|(addr, s)| PeerHealth {
+                addr: addr.to_string(),
+                rtt: (s.rtt_us > 0.0).then(|| Duration::from_micros(s.rtt_us as u64)),
+                failures: s.failures,
+                avoided_for: s
+                    .avoid_until
+                    .filter(|until| *until > now)
+                    .map(|until| until - now),
+            })
+            .collect();
+        all.sort_by(|a, b| a.addr.cmp(&b.addr));
+        all
+    }
+}
+
+/// `addr`'s score, created if new; the table stays within [`MAX_PEERS`].
+fn entry<'a>(scores: &'a mut HashMap<Box<str>, Score>, addr: &str, now: Instant) -> &'a mut Score {
+    if !scores.contains_key(addr) {
+        if scores.len() >= MAX_PEERS {
+            let stale = Duration::from_secs(60);
+            scores.retain(|_, s| now.saturating_duration_since(s.touched) < stale);
+            if scores.len() >= MAX_PEERS {
+                // All recent: forget the one untouched longest.
+                if let Some(oldest) = scores
+                    .iter()
+                    .min_by_key(|(_, s)| s.touched)
+                    .map(|(a, _)| a.clone())
+                {
+                    scores.remove(&oldest);
+                }
+            }
+        }
+        scores.insert(
+            addr.into(),
+            Score {
+                rtt_us: 0.0,
+                failures: 0,
+                avoid_until: None,
+                touched: now,
+            },
+        );
+    }
+    scores.get_mut(addr).expect("inserted above")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_doubling_and_one_answer_restores() {
+        let peers = PeerScores::default();
+        assert!(!peers.avoided("b"));
+        peers.failed("b");
+        assert!(peers.avoided("b"));
+        tokio::time::advance(Duration::from_millis(101)).await;
+        assert!(!peers.avoided("b"), "a half-open probe is let through");
+        peers.failed("b");
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert!(peers.avoided("b"), "the second back-off is 200 ms");
+        for _ in 0..10 {
+            peers.failed("b");
+        }
+        let left = peers.snapshot()[0].avoided_for.unwrap();
+        assert!(left <= MAX_BACKOFF, "{left:?}");
+        peers.answered("b", Duration::from_micros(300));
+        assert!(!peers.avoided("b"));
+        assert_eq!(peers.snapshot()[0].failures, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_rank_reachable_nearest_first_and_self_before_all() {
+        let peers = PeerScores::default();
+        peers.answered("far", Duration::from_millis(5));
+        peers.answered("near", Duration::from_micros(200));
+        peers.answered("gone", Duration::from_micros(100));
+        peers.failed("gone");
+        let order = peers.rank(&[Some("gone"), Some("far"), None, Some("near"), Some("new")]);
+        assert_eq!(
+            order,
+            vec![(2, false), (4, false), (3, false), (1, false), (0, true)],
+            "self, then unmeasured, then by round trip; avoided last"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_request_counts_only_once_slow() {
+        let peers = PeerScores::default();
+        peers.answered("b", Duration::from_millis(1));
+        let sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(20)).await;
+        peers.record("b", sent, None);
+        assert!(!peers.avoided("b"), "dropped early: the quorum came first");
+        tokio::time::advance(Duration::from_millis(400)).await;
+        peers.record("b", sent, None);
+        assert!(peers.avoided("b"), "unanswered for 420 ms");
+        let shed = Err(TransportError::Overloaded { peer: "c".into() });
+        peers.record("c", Instant::now(), Some(&shed));
+        assert!(!peers.avoided("c"), "shedding load is an answer");
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let peers = PeerScores::default();
+        for i in 0..MAX_PEERS + 10 {
+            peers.failed(&format!("10.0.0.{i}:7000"));
+        }
+        assert!(peers.snapshot().len() <= MAX_PEERS);
+    }
+}
