@@ -248,7 +248,7 @@ impl Swim {
             self.send(f.requester, Message::Ack { seq: f.seq });
             return;
         }
-        self.on_id_check_ack(now, seq);
+        self.on_id_check_ack(now, seq, from.1);
     }
 
     /// Moves the wall-clock readings of the pings still out by `step_ms`
