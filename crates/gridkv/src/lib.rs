@@ -87,7 +87,8 @@ pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimCon
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use node::{
-    Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness, StartError, Ttl,
+    ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness,
+    StartError, Ttl,
 };
 pub use replication::{
     Consistency, Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats,
