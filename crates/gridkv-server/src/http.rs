@@ -1,9 +1,13 @@
 //! The HTTP admin endpoints:
 //!
 //! - `GET /health`: `200` once the node serves commands and has joined and
-//!   filled its ranges, `503` before that and while it leaves; a small JSON
-//!   body says which, and what is missing (`waiting_for`). It answers at
-//!   once, whatever the node's state.
+//!   filled its ranges, `503` before that, while it leaves, and while its
+//!   clock is beyond the bound from the cluster's (`clock_offset`: it
+//!   serves reads but coordinates no writes; this is readiness, not
+//!   liveness: the node is alive and recovers by itself when its clock
+//!   does); a small JSON body says which, what is missing (`waiting_for`),
+//!   and the clock's offset. It answers at once, whatever the node's
+//!   state.
 //! - `GET /metrics`: Prometheus text format, every name prefixed `gridkv_`.
 //! - `GET /cluster`: JSON: this node, the members as it sees them, and the
 //!   ring's ownership summary.
@@ -50,6 +54,8 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
 pub fn health_status(shared: &Shared) -> (StatusCode, &'static str) {
     if shared.leaving.load(Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "leaving")
+    } else if shared.node.clock().fenced {
+        (StatusCode::SERVICE_UNAVAILABLE, "clock_offset")
     } else if shared.node.is_ready() {
         (StatusCode::OK, "ok")
     } else {
@@ -60,6 +66,7 @@ pub fn health_status(shared: &Shared) -> (StatusCode, &'static str) {
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let (code, status) = health_status(&shared);
     let s = shared.node.replication_status();
+    let clock = shared.node.clock();
     let body = json!({
         "status": status,
         "node": shared.node.id().to_string(),
@@ -71,6 +78,13 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         "effective_write_quorum": s.effective_write_quorum,
         "effective_read_quorum": s.effective_read_quorum,
         "replication_reduced": s.is_reduced(),
+        "clock": {
+            "offset_ms": clock.offset_ms,
+            "uncertainty_ms": clock.uncertainty_ms,
+            "bound_ms": clock.bound_ms,
+            "fenced": clock.fenced,
+            "restart_barrier_ms": clock.restart_barrier.map(|d| d.as_millis() as u64),
+        },
     });
     (code, axum::Json(body)).into_response()
 }

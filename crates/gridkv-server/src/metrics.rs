@@ -292,6 +292,39 @@ pub fn render(snapshot: &Snapshot) -> String {
         s.gets - s.hits,
     );
 
+    let clock = &snapshot.clock;
+    p.one(
+        "clock_offset_ms",
+        "gauge",
+        "This node's clock minus the median of the members it reaches, measured on \
+         membership round trips (0 until a majority is measured).",
+        clock.offset_ms.unwrap_or(0),
+    );
+    p.one(
+        "clock_offset_uncertainty_ms",
+        "gauge",
+        "The uncertainty of gridkv_clock_offset_ms (half a round trip).",
+        clock.uncertainty_ms,
+    );
+    p.one(
+        "clock_offset_bound_ms",
+        "gauge",
+        "The bound past which the node coordinates no writes.",
+        clock.bound_ms,
+    );
+    p.one(
+        "clock_fenced",
+        "gauge",
+        "1 while this node's clock is beyond the bound from the cluster's median: it \
+         coordinates no writes (it still serves reads and replicas).",
+        u8::from(clock.fenced),
+    );
+    p.one(
+        "clock_restart_barrier_seconds",
+        "gauge",
+        "While a restart's write barrier holds, how long it has left at most; 0 otherwise.",
+        clock.restart_barrier.unwrap_or_default().as_secs_f64(),
+    );
     p.family(
         "peer_rtt_seconds",
         "gauge",
@@ -412,6 +445,25 @@ mod tests {
             local_reads: 0,
             transport: Default::default(),
             peer_rtts: Vec::new(),
+            clock: gridkv::ClockStatus {
+                offset_ms: Some(-12),
+                fenced: true,
+                bound_ms: 5_000,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_clock_is_a_metric() {
+        let prom = render(&snapshot());
+        for metric in [
+            "gridkv_clock_offset_ms -12",
+            "gridkv_clock_fenced 1",
+            "gridkv_clock_offset_bound_ms 5000",
+            "gridkv_clock_restart_barrier_seconds 0",
+        ] {
+            assert!(prom.contains(metric), "/metrics lacks {metric}:\n{prom}");
         }
     }
 

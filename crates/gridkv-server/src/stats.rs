@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub transport: TransportStats,
     /// Smoothed round-trip time to each other member that has one.
     pub peer_rtts: Vec<PeerRtt>,
+    /// This node's clock against the cluster's.
+    pub clock: gridkv::ClockStatus,
 }
 
 /// The smoothed round-trip time to one peer (data lane).
@@ -124,6 +126,7 @@ impl Snapshot {
                 .load(std::sync::atomic::Ordering::Relaxed),
             transport: transport.stats(),
             peer_rtts,
+            clock: node.clock(),
         }
     }
 

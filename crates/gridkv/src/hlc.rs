@@ -9,9 +9,16 @@
 //!
 //! The clock source is a [`Clock`] trait object, so tests and simulations
 //! run the same code on virtual time ([`ManualClock`]).
+//!
+//! A node stamps in the **cluster's time**: its wall clock minus its
+//! offset from the median of the members it reaches, as the clock monitor
+//! measured it ([`Hlc::set_offset`]; 0 until measured). The drift guard
+//! compares remote timestamps with that time, not with the local clock:
+//! a node 3 s slow accepts a write stamped by one 3 s fast, since both are
+//! within the bound of the cluster's middle.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -267,16 +274,17 @@ impl fmt::Display for Version {
 /// Errors of [`Hlc::update`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HlcError {
-    /// A remote timestamp is further ahead of the local wall clock than the
-    /// configured maximum drift; it was not adopted.
+    /// A remote timestamp is further ahead of the cluster's clock (as this
+    /// node estimates it: [`Hlc::cluster_ms`]) than the configured maximum
+    /// drift; it was not adopted.
     #[error(
-        "remote timestamp {remote} is {ahead_ms} ms ahead of the local clock \
+        "remote timestamp {remote} is {ahead_ms} ms ahead of the cluster's clock \
          (maximum drift {max_drift_ms} ms); not adopted"
     )]
     DriftExceeded {
         /// The rejected timestamp.
         remote: Timestamp,
-        /// How far ahead of the local wall clock it was.
+        /// How far ahead of the cluster's clock it was.
         ahead_ms: u64,
         /// The configured maximum.
         max_drift_ms: u64,
@@ -316,7 +324,11 @@ pub struct Hlc {
     last: AtomicU64,
     max_drift_ms: u64,
     node: NodeId,
-    generation: Generation,
+    /// The [`Generation`] versions carry (a node may take a later one as
+    /// it joins, before it stamps anything).
+    generation: AtomicU64,
+    /// This node's wall clock minus the cluster's, in ms.
+    offset_ms: AtomicI64,
     drift_rejections: AtomicU64,
 }
 
@@ -332,7 +344,8 @@ impl Hlc {
             last: AtomicU64::new(0),
             max_drift_ms: Self::DEFAULT_MAX_DRIFT.as_millis() as u64,
             node,
-            generation,
+            generation: AtomicU64::new(generation.get()),
+            offset_ms: AtomicI64::new(0),
             drift_rejections: AtomicU64::new(0),
         }
     }
@@ -350,22 +363,71 @@ impl Hlc {
 
     /// The generation this clock stamps versions with.
     pub fn generation(&self) -> Generation {
-        self.generation
+        Generation::new(self.generation.load(Ordering::Acquire))
     }
 
-    /// The clock source.
+    /// Stamps versions with `generation` from now on: for a node that
+    /// found, as it joined, that the cluster knows a later run of it (its
+    /// wall clock stepped back), before it stamps anything.
+    pub fn set_generation(&self, generation: Generation) {
+        self.generation.store(generation.get(), Ordering::Release);
+    }
+
+    /// The maximum drift [`Hlc::update`] accepts, in ms.
+    pub fn max_drift_ms(&self) -> u64 {
+        self.max_drift_ms
+    }
+
+    /// The clock source (the local wall clock, uncorrected).
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
+    /// Sets this node's offset from the cluster's clock, in ms (positive:
+    /// this node's wall clock is ahead), as the clock monitor measured it.
+    /// From now on the clock stamps, and checks remote timestamps, in the
+    /// cluster's time. Timestamps already handed out stay ordered: the
+    /// clock never goes back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use gridkv::hlc::{Hlc, ManualClock, Timestamp};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// // This node's clock reads 1_000, the cluster's 4_000.
+    /// let hlc = Hlc::new(NodeId::new("slow")?, Generation::new(1), Arc::new(ManualClock::new(1_000)));
+    /// assert!(hlc.update(Timestamp::new(8_000, 0)).is_err()); // 7 s ahead of its clock
+    /// hlc.set_offset(-3_000);
+    /// assert_eq!(hlc.cluster_ms(), 4_000);
+    /// assert!(hlc.update(Timestamp::new(8_000, 0)).is_ok()); // 4 s ahead of the cluster's
+    /// # Ok::<(), gridkv::NodeIdError>(())
+    /// ```
+    pub fn set_offset(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// This node's offset from the cluster's clock (see [`Hlc::set_offset`]).
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// The cluster's time as this node estimates it: its wall clock minus
+    /// its offset, in ms since the Unix epoch.
+    pub fn cluster_ms(&self) -> u64 {
+        let wall = self.clock.now_ms() as i128;
+        (wall - self.offset_ms() as i128).clamp(0, Timestamp::MAX_PHYSICAL_MS as i128) as u64
+    }
+
     /// A timestamp strictly greater than every one this clock returned
-    /// before, and at least the wall clock.
+    /// before, and at least the cluster's clock ([`Hlc::cluster_ms`]).
     ///
     /// If the wall clock went backwards, the counter advances instead; a full
     /// counter carries into the physical part (the clock runs ahead of wall
     /// time by a millisecond rather than wrapping).
     pub fn now(&self) -> Timestamp {
-        let wall = Timestamp::new(self.clock.now_ms(), 0).as_u64();
+        let wall = Timestamp::new(self.cluster_ms(), 0).as_u64();
         self.advance_to(wall)
     }
 
@@ -374,19 +436,66 @@ impl Hlc {
         Version {
             ts: self.now(),
             writer: self.node.tag(),
-            generation: self.generation,
+            generation: self.generation(),
         }
     }
 
     /// Merges a timestamp received from another node and returns a local
     /// timestamp greater than both it and every earlier local one.
     ///
-    /// A remote timestamp more than the maximum drift ahead of the local
-    /// wall clock is refused with [`HlcError::DriftExceeded`], counted, and
-    /// leaves the clock unchanged: one node with a wild clock must not drag
-    /// every other node's versions into the future.
+    /// A remote timestamp more than the maximum drift ahead of the
+    /// cluster's clock ([`Hlc::cluster_ms`]) is refused with
+    /// [`HlcError::DriftExceeded`], counted, and leaves the clock
+    /// unchanged: one node with a wild clock must not drag every other
+    /// node's versions into the future.
     pub fn update(&self, remote: Timestamp) -> Result<Timestamp, HlcError> {
-        let wall_ms = self.clock.now_ms();
+        let wall_ms = self.check(remote)?;
+        // Strictly after the remote event (receive happens after send), and
+        // never behind the wall clock.
+        let floor = Timestamp::new(wall_ms, 0).as_u64().max(remote.as_u64() + 1);
+        Ok(self.advance_to(floor))
+    }
+
+    /// Merges a timestamp received from another node, checked as
+    /// [`Hlc::update`] checks it, without reading the local clock into
+    /// the result: the clock moves past `remote`, and no further.
+    ///
+    /// What a replica does with the versions it stores. A node whose wall
+    /// clock is far off (before the clock monitor has corrected it, or
+    /// while it is fenced) thereby never carries its own wrong reading
+    /// into its clock just by storing others' writes; its next `now()`
+    /// still reads the clock, as any local event does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use gridkv::hlc::{Hlc, ManualClock, Timestamp};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// let hlc = Hlc::new(NodeId::new("r")?, Generation::new(1), Arc::new(ManualClock::new(9_000)));
+    /// hlc.observe(Timestamp::new(5_000, 0)).unwrap();
+    /// assert_eq!(hlc.last(), Timestamp::new(5_000, 1));
+    /// assert!(hlc.now() >= Timestamp::new(9_000, 0));
+    /// # Ok::<(), gridkv::NodeIdError>(())
+    /// ```
+    pub fn observe(&self, remote: Timestamp) -> Result<(), HlcError> {
+        self.check(remote)?;
+        self.advance_to(remote.as_u64() + 1);
+        Ok(())
+    }
+
+    /// A timestamp no lower than any this clock handed out or merged, nor
+    /// than the cluster's clock now, read without advancing the clock:
+    /// what a node vouches for in its membership packets.
+    pub fn floor(&self) -> Timestamp {
+        self.last().max(Timestamp::new(self.cluster_ms(), 0))
+    }
+
+    /// The drift guard: `remote` is at most the maximum drift ahead of the
+    /// cluster's clock, which is returned.
+    fn check(&self, remote: Timestamp) -> Result<u64, HlcError> {
+        let wall_ms = self.cluster_ms();
         let remote_ms = remote.physical_ms();
         if remote_ms > wall_ms.saturating_add(self.max_drift_ms) {
             self.drift_rejections.fetch_add(1, Ordering::Relaxed);
@@ -396,10 +505,7 @@ impl Hlc {
                 max_drift_ms: self.max_drift_ms,
             });
         }
-        // Strictly after the remote event (receive happens after send), and
-        // never behind the wall clock.
-        let floor = Timestamp::new(wall_ms, 0).as_u64().max(remote.as_u64() + 1);
-        Ok(self.advance_to(floor))
+        Ok(wall_ms)
     }
 
     /// How many remote timestamps [`Hlc::update`] refused.

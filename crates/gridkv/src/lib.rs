@@ -87,10 +87,11 @@ pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimCon
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use node::{
-    Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness, StartError, Ttl,
+    ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness,
+    StartError, Ttl,
 };
 pub use replication::{
-    Consistency, Error, FillReport, ReadOptions, ReplicationConfig, ReplicationStats,
+    Consistency, Error, FillReport, PeerHealth, ReadOptions, ReplicationConfig, ReplicationStats,
     ReplicationStatus, WriteOptions,
 };
 pub use store::{StoreConfig, StoreStats};

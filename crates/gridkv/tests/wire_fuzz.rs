@@ -189,6 +189,7 @@ proptest! {
                 Message::PushPull { members: (0..n).map(member).collect(), reply: true }
             },
             updates: (0..n).map(member).collect(),
+            clock: gridkv::membership::wire::ClockReading { wall_ms: seq, hlc: n as u64 },
         };
         let mut bytes = packet.encode();
         prop_assert_eq!(Packet::decode(&bytes).unwrap(), packet);

@@ -46,7 +46,12 @@ pub fn error_reply(e: &Error) -> String {
         Error::Timeout { .. } => format!("TIMEOUT {e}"),
         Error::Backpressure => format!("BUSY {e}"),
         Error::ShuttingDown => format!("SHUTDOWN {e}"),
-        Error::NotReady { .. } => format!("TRYAGAIN {e}"),
+        // Nothing was written and retrying later (or through another node)
+        // helps: the node is not serving yet, its restart barrier holds,
+        // or its clock is too far from the cluster's to stamp writes.
+        Error::NotReady { .. } | Error::RestartBarrier { .. } | Error::ClockOffset { .. } => {
+            format!("TRYAGAIN {e}")
+        }
         _ => format!("ERR {e}"),
     }
 }
@@ -74,6 +79,29 @@ mod tests {
             error_reply(&Error::ValueTooLarge { len: 9, max: 8 })
                 .starts_with("ERR value is 9 bytes")
         );
+    }
+
+    #[test]
+    fn clock_holds_are_tryagain_and_name_the_cause() {
+        let barrier = error_reply(&Error::RestartBarrier {
+            remaining_ms: 2_750,
+        });
+        assert!(
+            barrier.starts_with("TRYAGAIN restart barrier: "),
+            "{barrier}"
+        );
+        assert!(barrier.contains("2750 ms left"), "{barrier}");
+        let offset = error_reply(&Error::ClockOffset {
+            offset_ms: -3_600_000,
+            distance_ms: 3_599_990,
+            bound_ms: 5_000,
+        });
+        assert!(offset.starts_with("TRYAGAIN clock offset: "), "{offset}");
+        assert!(
+            offset.contains("-3600000 ms from the cluster's median"),
+            "{offset}"
+        );
+        assert!(offset.contains("bound 5000 ms"), "{offset}");
     }
 
     #[test]

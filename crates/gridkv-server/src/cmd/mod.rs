@@ -10,7 +10,7 @@
 //! | `-TIMEOUT ...` | the deadline passed first (also indeterminate for writes) |
 //! | `-BUSY ...` | owners are overloaded: retry later |
 //! | `-SHUTDOWN ...` | the node is leaving |
-//! | `-TRYAGAIN ...` | the node does not serve yet (not joined, the cluster still forming, or fewer ring members than W and R need) and did not within the command's deadline; nothing was read or written: retry |
+//! | `-TRYAGAIN ...` | the node does not serve yet (not joined, the cluster still forming, or fewer ring members than W and R need) and did not within the command's deadline; or a write meets a hold on this node's clock: `restart barrier: ... N ms left at most` (it restarted moments ago) or `clock offset: ... +N ms from the cluster's median` (its clock is beyond the bound; it still serves reads). Nothing was read or written: retry, or write through another node |
 //! | `-ERR ...` | a bad command, key or value (nothing was stored) |
 //!
 //! Commands that touch several keys (`DEL`, `EXISTS`, `MGET`, `MSET`) run

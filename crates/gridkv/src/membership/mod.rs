@@ -22,6 +22,10 @@
 //!   replaces its old entry; a join naming an id that a live member holds is
 //!   refused ([`MemberEvent::JoinRefused`]).
 //!
+//! - **Clocks.** Every packet carries its sender's wall clock; a ping's
+//!   round trip measures the peer's offset, and [`clock`] compares this
+//!   node with the median of the members it reaches.
+//!
 //! Liveness is not placement. Each member also has a [`RingState`]:
 //! joining → normal → leaving → left, or removed. A down member keeps its
 //! ring slots until it has been down for [`SwimConfig::remove_after`], and a
@@ -33,6 +37,7 @@
 //! drives it over the transport's control lane.
 
 mod broadcast;
+pub mod clock;
 mod config;
 mod member;
 mod swim;

@@ -3,15 +3,21 @@
 //! Every packet starts with a format version and carries the sender's own
 //! current state, so any packet from a member is also news about it. Member
 //! states in packets are [`Update`]s: the whole state of one member at one
-//! incarnation, merged by the rules in [`Update::overrides`].
+//! incarnation, merged by the rules in [`Update::overrides`]. Every packet
+//! also carries the sender's clocks ([`ClockReading`]): a ping and its ack
+//! measure the offset between two nodes' wall clocks (see
+//! [`super::clock`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::member::{Identity, Liveness, Member, RingState};
 use crate::id::{Generation, NodeId};
 
-/// The packet format this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+/// The packet format this build writes and reads. Version 2 added the
+/// sender's [`ClockReading`]; version 1 packets are refused (a node of
+/// the earlier format cannot measure clocks, and membership has no
+/// mixed-version mode).
+pub const WIRE_VERSION: u8 = 2;
 
 /// Most member states one packet may carry; a larger table is sent as
 /// several push-pull packets.
@@ -182,6 +188,40 @@ pub struct Packet {
     pub message: Message,
     /// Gossip riding along.
     pub updates: Vec<Update>,
+    /// The sender's clocks when it sent the packet.
+    pub clock: ClockReading,
+}
+
+/// A node's clocks as it sends a membership packet: the wall clock (what
+/// the clock monitor compares) and the highest Hybrid Logical Clock
+/// timestamp it has handed out or merged (what a restarted node learns
+/// the cluster's clock from). Zero means unknown: a state machine driven
+/// without clocks (simulations of membership alone) sends zeros, and
+/// receivers ignore them.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::membership::wire::ClockReading;
+///
+/// assert!(!ClockReading::default().has_wall());
+/// assert!(ClockReading { wall_ms: 1_700_000_000_000, hlc: 0 }.has_wall());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockReading {
+    /// Wall-clock milliseconds since the Unix epoch; 0 if unknown.
+    pub wall_ms: u64,
+    /// A packed [`Timestamp`](crate::hlc::Timestamp) no lower than any the
+    /// sender has issued or merged; 0 if it does not vouch for one (it is
+    /// itself a restart still waiting out its write barrier).
+    pub hlc: u64,
+}
+
+impl ClockReading {
+    /// Whether the wall clock was read.
+    pub fn has_wall(&self) -> bool {
+        self.wall_ms != 0
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -245,6 +285,8 @@ struct PacketWire<'a> {
     message: MessageWire<'a>,
     #[serde(borrow)]
     updates: Vec<UpdateWire<'a>>,
+    wall_ms: u64,
+    hlc: u64,
 }
 
 fn liveness_code(l: Liveness) -> u8 {
@@ -359,6 +401,7 @@ impl Packet {
     ///     from: Update::of(&me),
     ///     message: Message::Ping { seq: 7, target: NodeId::new("b")? },
     ///     updates: vec![],
+    ///     clock: Default::default(),
     /// };
     /// let bytes = packet.encode();
     /// assert_eq!(Packet::decode(&bytes).unwrap(), packet);
@@ -397,6 +440,8 @@ impl Packet {
             from: to_wire(&self.from),
             message,
             updates: list(&self.updates),
+            wall_ms: self.clock.wall_ms,
+            hlc: self.clock.hlc,
         };
         // Serialising into a Vec only fails on types postcard cannot
         // express; these are all plain data.
@@ -454,6 +499,10 @@ impl Packet {
             from: from_wire(&wire.from)?,
             message,
             updates: list_from_wire(&wire.updates)?,
+            clock: ClockReading {
+                wall_ms: wire.wall_ms,
+                hlc: wire.hlc,
+            },
         })
     }
 }
@@ -530,6 +579,10 @@ mod tests {
                 members: vec![update(1, 2, Down, Normal)],
             },
             updates: vec![],
+            clock: ClockReading {
+                wall_ms: 1_700_000_000_000,
+                hlc: 7,
+            },
         };
         let bytes = p.encode();
         assert_eq!(Packet::decode(&bytes).unwrap(), p);

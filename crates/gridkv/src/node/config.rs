@@ -31,7 +31,9 @@ pub struct Config {
     /// This node's id (stable across restarts).
     pub node_id: NodeId,
     /// This run's generation. Default: the wall clock at build time, so a
-    /// restart is later.
+    /// restart is later. If the cluster knows a later run of this node id
+    /// (the wall clock stepped back), the node takes the next generation as
+    /// it joins.
     pub generation: Generation,
     /// The cluster's name; nodes of other clusters are refused.
     pub cluster: String,
@@ -60,6 +62,11 @@ pub struct Config {
     /// The wall clock versions and expiries are read from (tests inject a
     /// skewed one).
     pub clock: Arc<dyn Clock>,
+    /// How far this node's clock may be from the median of the members it
+    /// reaches before it stops coordinating writes, and how far ahead of
+    /// the cluster's clock a remote timestamp may be (the HLC's drift
+    /// guard). Default 5 s.
+    pub max_clock_offset: Duration,
     /// How long a data call made while the node does not serve yet (see
     /// [`GridKv::readiness`](crate::GridKv::readiness)) waits before it
     /// fails with [`Error::NotReady`](crate::Error::NotReady), unless the
@@ -114,6 +121,7 @@ pub struct ConfigBuilder {
     clock: Arc<dyn Clock>,
     consistency: Option<Consistency>,
     ready_timeout: Duration,
+    max_clock_offset: Duration,
 }
 
 impl ConfigBuilder {
@@ -137,6 +145,7 @@ impl ConfigBuilder {
             clock: Arc::new(SystemClock),
             consistency: None,
             ready_timeout: READY_TIMEOUT,
+            max_clock_offset: crate::hlc::Hlc::DEFAULT_MAX_DRIFT,
         }
     }
 
@@ -178,6 +187,29 @@ impl ConfigBuilder {
     /// call's own timeout takes precedence).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    /// How far this node's clock may be from the median of the members it
+    /// reaches (measured on membership round trips) before it stops
+    /// coordinating writes; also how far ahead of the cluster's clock a
+    /// remote timestamp may be. Default 5 s; 10 ms to 1 h. Every node of
+    /// a cluster should use the same bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gridkv::GridKv;
+    ///
+    /// let config = GridKv::builder("n").max_clock_offset(Duration::from_secs(2)).build()?;
+    /// assert_eq!(config.max_clock_offset, Duration::from_secs(2));
+    /// let err = GridKv::builder("n").max_clock_offset(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.field, "max_clock_offset");
+    /// # Ok::<(), gridkv::ConfigError>(())
+    /// ```
+    pub fn max_clock_offset(mut self, bound: Duration) -> Self {
+        self.max_clock_offset = bound;
         self
     }
 
@@ -285,6 +317,14 @@ impl ConfigBuilder {
                 "must be positive and at most an hour".into(),
             ));
         }
+        if self.max_clock_offset < Duration::from_millis(10)
+            || self.max_clock_offset > Duration::from_secs(3600)
+        {
+            return Err(err(
+                "max_clock_offset",
+                "must be 10 ms to an hour".into(),
+            ));
+        }
         self.membership.validate()?;
         let mut replication = self.replication;
         if let Some(consistency) = self.consistency {
@@ -320,6 +360,7 @@ impl ConfigBuilder {
             store: self.store,
             clock: self.clock,
             ready_timeout: self.ready_timeout,
+            max_clock_offset: self.max_clock_offset,
         })
     }
 }

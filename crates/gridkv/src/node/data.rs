@@ -195,7 +195,7 @@ impl GridKv {
     /// # }
     /// ```
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl, Error> {
-        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        let now = self.inner.coordinator.replica.hlc.cluster_ms();
         Ok(
             match self.lookup(key.as_ref(), ReadOptions::default()).await? {
                 Lookup::Live(item) => match item.expires_at {
@@ -217,6 +217,7 @@ impl GridKv {
     /// As [`GridKv::set`].
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let expires_at = self.expiry(ttl);
+        self.check_expiry(expires_at)?;
         self.rewrite_expiry(key.as_ref(), Some(expires_at)).await
     }
 
@@ -265,8 +266,12 @@ impl GridKv {
     /// [`GridKv::set_many`] run at once.
     pub const MANY_IN_FLIGHT: usize = 64;
 
+    /// The expiry of a value written now with `ttl`, in the cluster's
+    /// time (the clock versions are stamped with), not the local wall
+    /// clock's: a node whose clock is behind must not write values that
+    /// other nodes find already expired.
     fn expiry(&self, ttl: Duration) -> u64 {
-        let now = self.inner.coordinator.replica.hlc.clock().now_ms();
+        let now = self.inner.coordinator.replica.hlc.cluster_ms();
         now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
     }
 
@@ -280,6 +285,7 @@ impl GridKv {
             return Err(Error::ShuttingDown);
         }
         self.until_serving(options.timeout).await?;
+        self.check_stamp(&data)?;
         let histogram = match data {
             Some(_) => &self.inner.metrics.writes,
             None => &self.inner.metrics.deletes,

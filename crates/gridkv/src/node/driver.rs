@@ -1,8 +1,9 @@
 //! The membership driver: the task that feeds packets and time to the
 //! sans-IO [`Swim`] state machine over the transport's control lane, and
 //! carries out its outputs (sends, events, the ring and placement the
-//! coordinator reads). It also runs first formation ([`Formation`]) and
-//! publishes whether the node serves data calls ([`Readiness`]).
+//! coordinator reads). It also runs first formation ([`Formation`]),
+//! publishes whether the node serves data calls ([`Readiness`]), and
+//! keeps the node's clock in step with the cluster's (`super::clock`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,9 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::ClockKeeper;
 use super::formation::{self, Formation, Readiness, Step};
 use super::{Command, Inner, Phase, LEAVE_FLUSH};
-use crate::hlc::Hlc;
 use crate::membership::{Liveness, MemberEvent, Output, RingState, Swim};
 use crate::net::{Inbound, Lane, Transport};
 use crate::replication::Placement;
@@ -36,8 +37,8 @@ pub(super) struct Driver {
     pub(super) placement: Arc<ArcSwap<Placement>>,
     /// Bumped whenever the placement changes (wakes the rebalancer).
     pub(super) changes: watch::Sender<u64>,
-    /// Wall-clock ms at start.
-    pub(super) started_ms: u64,
+    /// This node's clocks, and what holds its writes.
+    pub(super) clock: ClockKeeper,
     pub(super) restart_noted: bool,
     /// First formation: whether this node forms the cluster.
     pub(super) formation: Formation,
@@ -53,7 +54,7 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    fn now(&self) -> Duration {
+    pub(super) fn now(&self) -> Duration {
         self.origin.elapsed()
     }
 
@@ -92,7 +93,9 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return,
-                command = commands.recv() => match command {
+                command = commands.recv() => {
+                    self.observe_clock();
+                    match command {
                     Some(Command::Fill) => {
                         if self.formation.seen() {
                             let now = self.now();
@@ -114,10 +117,11 @@ impl Driver {
                         leave_done = Some(done);
                     }
                     None => return,
-                },
+                }},
                 inbound = control.recv() => {
                     let Some(inbound) = inbound else { return };
                     let now = self.now();
+                    self.observe_clock();
                     if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
                         tracing::warn!(from = %inbound.from, %error, "bad membership packet");
                     }
@@ -129,6 +133,7 @@ impl Driver {
                 }
                 _ = tokio::time::sleep(sleep) => {
                     let now = self.now();
+                    self.observe_clock();
                     self.swim.handle_timers(now);
                 }
             }
@@ -194,6 +199,9 @@ impl Driver {
     /// step they allow (which may produce more) and publishes readiness.
     fn flush(&mut self) {
         let mut changed = self.drain();
+        if let Some(shared) = self.shared.upgrade() {
+            self.check_clock(&shared);
+        }
         loop {
             let now = self.now();
             // Readiness is published while formation goes on, and once
@@ -326,6 +334,12 @@ impl Driver {
                             if gone && !me {
                                 self.transport.forget(&member.identity.addr);
                             }
+                            let generation = member.identity.generation;
+                            if me && previous.as_ref().is_some_and(|p| p.identity.generation != generation) {
+                                // Taken as it joined: the cluster knew a
+                                // later run (its wall clock stepped back).
+                                shared.coordinator.replica.hlc.set_generation(generation);
+                            }
                             let was_serving =
                                 previous.as_ref().is_some_and(|p| p.ring.serves_reads());
                             if me && was_serving && member.ring == RingState::Joining {
@@ -382,14 +396,7 @@ impl Driver {
         }
         if self.swim.saw_previous_run() && !self.restart_noted {
             self.restart_noted = true;
-            let hlc = &shared.coordinator.replica.hlc;
-            let until = self.started_ms + Hlc::DEFAULT_MAX_DRIFT.as_millis() as u64;
-            tracing::info!(
-                node = %shared.id,
-                wait_ms = until.saturating_sub(hlc.clock().now_ms()),
-                "restart of a known node: writes wait until the clock passes the previous run's"
-            );
-            shared.coordinator.hold_writes_until(until);
+            self.hold_restart_writes(&shared);
         }
         members_changed || ring_changed
     }

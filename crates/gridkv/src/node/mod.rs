@@ -8,6 +8,8 @@
 //! - `formation`: which node forms a cluster that starts all at once, and
 //!   whether the node serves data calls ([`Readiness`]).
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//! - `clock`: this node's clock against the cluster's ([`ClockStatus`]),
+//!   and what the driver does about it.
 //!
 //! The node starts, and awaits on shutdown, tasks owned elsewhere: the
 //! replica's request loop (`replication::serve`), the fill and
@@ -15,6 +17,7 @@
 //! (`replication::hint_delivery`) and store maintenance
 //! (`store::maintenance`).
 
+mod clock;
 mod config;
 mod data;
 mod driver;
@@ -33,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use clock::ClockStatus;
 pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
 pub use error::{JoinError, StartError};
@@ -112,6 +116,8 @@ struct Inner {
     /// How long a data call waits for the node to serve (see
     /// [`ConfigBuilder::ready_timeout`]).
     ready_timeout: Duration,
+    /// This node's clock against the cluster's, as the driver last saw it.
+    clock: clock::NodeClock,
 }
 
 impl Inner {
@@ -254,11 +260,11 @@ impl GridKv {
             config.store.clone(),
             config.clock.clone(),
         )?);
-        let hlc = Arc::new(Hlc::new(
-            config.node_id,
-            config.generation,
-            config.clock.clone(),
-        ));
+        let hlc = Arc::new(
+            Hlc::new(config.node_id, config.generation, config.clock.clone())
+                .with_max_drift(config.max_clock_offset),
+        );
+        let clock_gate = Arc::new(crate::replication::clock_gate::ClockGate::new(hlc.clone()));
         let hints = Arc::new(Hints::new(HintLimits {
             max_hints: config.replication.max_hints,
             max_bytes: config.replication.max_hint_bytes,
@@ -270,7 +276,7 @@ impl GridKv {
         let counters: Arc<crate::replication::stats::Counters> = Arc::default();
         let replica = Arc::new(Replica {
             store,
-            hlc,
+            hlc: hlc.clone(),
             hints: hints.clone(),
             counters: counters.clone(),
             serves_reads: std::sync::atomic::AtomicBool::new(false),
@@ -294,7 +300,7 @@ impl GridKv {
             placement: placement.clone(),
             counters,
             hints,
-            write_barrier: std::sync::atomic::AtomicU64::new(0),
+            clock_gate: clock_gate.clone(),
             peers: Default::default(),
         };
         let formation = Formation::new(
@@ -336,6 +342,7 @@ impl GridKv {
             formed: watch::Sender::new(false),
             standalone,
             ready_timeout: config.ready_timeout,
+            clock: clock::NodeClock::default(),
         });
         let driver = Driver {
             swim,
@@ -345,7 +352,12 @@ impl GridKv {
             cancel: inner.cancel.clone(),
             placement,
             changes: changes_tx,
-            started_ms: config.clock.now_ms(),
+            clock: clock::ClockKeeper {
+                wall: config.clock.clone(),
+                hlc,
+                gate: clock_gate,
+                checked: None,
+            },
             restart_noted: false,
             formation,
             automatic: config.fill == FillMode::Automatic,
@@ -429,10 +441,15 @@ impl GridKv {
     }
 
     /// Whether this node is ready: it serves data calls (see
-    /// [`GridKv::readiness`]), and it is normal on the ring with its ranges
-    /// filled (what `/health` reports).
+    /// [`GridKv::readiness`]), it is normal on the ring with its ranges
+    /// filled, and its clock is within the bound of the cluster's (see
+    /// [`GridKv::clock`]; a node beyond it serves reads but coordinates no
+    /// write). What `/health` reports. A node that is not ready is still
+    /// alive: it answers probes and stores what others coordinate.
     pub fn is_ready(&self) -> bool {
-        self.is_serving() && self.inner.placement_view().local_serves_reads
+        self.is_serving()
+            && self.inner.placement_view().local_serves_reads
+            && self.inner.coordinator.clock_gate.fenced().is_none()
     }
 
     /// Whether data calls run now, rather than wait (see
@@ -590,7 +607,7 @@ impl GridKv {
     /// What this node's own data requests taught it about each peer it
     /// asked: round trip, failures in a row, and whether it avoids the
     /// peer now (it could not reach it, whatever membership says; see
-    /// [`PeerHealth`](crate::replication::PeerHealth)).
+    /// [`PeerHealth`](crate::PeerHealth)).
     ///
     /// ```
     /// # async fn run() -> Result<(), gridkv::Error> {
@@ -598,7 +615,7 @@ impl GridKv {
     /// assert!(node.peer_health().is_empty()); // no peer asked yet
     /// # Ok(()) }
     /// ```
-    pub fn peer_health(&self) -> Vec<crate::replication::PeerHealth> {
+    pub fn peer_health(&self) -> Vec<crate::PeerHealth> {
         self.inner.coordinator.peers.snapshot()
     }
 

@@ -6,7 +6,6 @@
 //! newer version superseded, and repairs owners a read found stale.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -43,9 +42,9 @@ pub(crate) struct Coordinator {
     pub(crate) hints: Arc<Hints>,
     /// Carries writes' leftover requests to their end.
     pub(crate) finisher: Finisher,
-    /// Wall-clock ms before which this node stamps no write (see
-    /// [`Coordinator::hold_writes_until`]); 0 for none.
-    pub(crate) write_barrier: std::sync::atomic::AtomicU64,
+    /// The clock checks a write passes before it is stamped: the restart
+    /// barrier and the clock fence.
+    pub(crate) clock_gate: Arc<super::clock_gate::ClockGate>,
     /// What this node's requests taught it about each peer.
     pub(crate) peers: Arc<PeerScores>,
 }
@@ -158,47 +157,13 @@ impl Coordinator {
         }
     }
 
-    /// A restarted node's clock may be behind the versions its previous
-    /// run stamped (that run's clock could have been pulled up to the drift
-    /// limit ahead by faster peers). Its writes wait until the wall clock
-    /// passes `ms`, so none is stamped below a version of the previous run,
-    /// even one that only reached a replica that is unreachable now.
-    pub(crate) fn hold_writes_until(&self, ms: u64) {
-        self.write_barrier
-            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Waits out the barrier of [`Coordinator::hold_writes_until`], if one
-    /// is set (`Timeout` if it outlasts the write's deadline). Once the wall
-    /// clock has passed it, the HLC is moved past it too (so a wall clock
-    /// that later steps back still stamps above it) and it is cleared: no
-    /// clock read per write after that.
+    /// Waits, within the write's deadline, until this node may stamp
+    /// writes: its restart barrier passed and its clock within the bound
+    /// of the cluster's (see [`ClockGate`](super::clock_gate::ClockGate)).
+    /// One atomic load once nothing holds writes.
     async fn pass_write_barrier(&self, opts: &WriteOptions) -> Result<(), Error> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let barrier = self.write_barrier.load(Relaxed);
-        if barrier == 0 {
-            return Ok(());
-        }
-        let now = self.replica.hlc.clock().now_ms();
-        if now < barrier {
-            let wait = Duration::from_millis(barrier - now);
-            if wait > opts.timeout.unwrap_or(self.config.timeout) {
-                return Err(Error::Timeout {
-                    answered: 0,
-                    required: opts.quorum.unwrap_or(self.config.write_quorum),
-                });
-            }
-            tokio::time::sleep(wait).await;
-        }
-        let _ = self
-            .replica
-            .hlc
-            .update(crate::hlc::Timestamp::new(barrier, 0));
-        // A later barrier set meanwhile stays (the exchange then fails).
-        let _ = self
-            .write_barrier
-            .compare_exchange(barrier, 0, Relaxed, Relaxed);
-        Ok(())
+        let budget = opts.timeout.unwrap_or(self.config.timeout);
+        self.clock_gate.pass(budget).await
     }
 
     async fn write_inner(
@@ -208,11 +173,12 @@ impl Coordinator {
         opts: WriteOptions,
     ) -> Result<bool, Error> {
         self.check_key(key)?;
+        // The barrier's wait counts against the write's deadline.
+        let now = Instant::now();
         self.pass_write_barrier(&opts).await?;
         if let Some((value, _)) = &data {
             self.check_value(value)?;
         }
-        let now = Instant::now();
         let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;

@@ -39,6 +39,7 @@
 //! so the reduction is visible (the server shows it in `/health`,
 //! `/cluster` and a metric).
 
+pub(crate) mod clock_gate;
 pub(crate) mod coordinator;
 pub(crate) mod fill_driver;
 pub(crate) mod fill_schedule;
@@ -471,6 +472,40 @@ pub enum Error {
     /// written.
     #[error("clock drift: {0}")]
     ClockDrift(String),
+    /// This node restarted moments ago and stamps no write until its clock
+    /// is past every version its previous run may have stamped: it learns
+    /// the cluster's clock from the members as it joins, or, while a
+    /// member is down, waits until the drift bound has passed since it
+    /// started. A write waits for that within its deadline; this error
+    /// says the wait would be longer. Nothing was written: retry after
+    /// `remaining_ms`, or write through another node.
+    #[error(
+        "restart barrier: this node restarted and stamps no write until its clock \
+         passes its previous run's; {remaining_ms} ms left at most"
+    )]
+    RestartBarrier {
+        /// How long the barrier holds at most.
+        remaining_ms: u64,
+    },
+    /// This node's clock is further from the median of the members it
+    /// reaches than the bound allows (measured on membership round trips,
+    /// over several samples, net of their uncertainty), so it coordinates
+    /// no write until its clock is back within the bound. It still serves
+    /// reads and stores writes other nodes coordinate. Nothing was
+    /// written: write through another node, and fix this node's clock.
+    #[error(
+        "clock offset: this node's clock is {offset_ms:+} ms from the cluster's median \
+         (at least {distance_ms} ms off, bound {bound_ms} ms); it coordinates no writes \
+         until its clock is back within the bound"
+    )]
+    ClockOffset {
+        /// This node's offset from the median, ms (positive: ahead).
+        offset_ms: i64,
+        /// At least how far off it is, given the measurements' uncertainty.
+        distance_ms: u64,
+        /// The bound (`ConfigBuilder::max_clock_offset`).
+        bound_ms: u64,
+    },
 }
 
 impl Error {

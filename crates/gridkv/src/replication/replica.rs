@@ -39,10 +39,19 @@ pub(crate) struct Replica {
 impl Replica {
     /// Applies a write stamped elsewhere (or here): merges its timestamp
     /// into the clock (refusing one too far ahead), then stores it if newer.
+    ///
+    /// "Too far ahead" is measured against the cluster's clock as this node
+    /// estimates it (its wall clock corrected by its measured offset from
+    /// the median; see `Hlc::cluster_ms`), not against its own wall clock:
+    /// a node 3 s slow stores a write stamped by one 3 s fast, as both are
+    /// within the bound of the cluster's middle. The merge does not read
+    /// the local clock into the HLC (`Hlc::observe`), so a node whose clock
+    /// is far off does not carry that reading into its clock by storing
+    /// others' writes.
     pub(crate) fn apply(&self, key: &[u8], write: Write<'_>) -> DataResponse {
         // An expiry change's stamp is a newer reading of the writer's clock
         // than its version: both are merged (and checked for drift).
-        if let Err(e) = self.hlc.update(write.version.ts.max(write.expiry_stamp)) {
+        if let Err(e) = self.hlc.observe(write.version.ts.max(write.expiry_stamp)) {
             return DataResponse::Refused {
                 code: RefusalCode::ClockDrift,
                 reason: e.to_string(),

@@ -227,6 +227,7 @@ impl Swim {
             from: Update::of(&self.me),
             message,
             updates,
+            clock: self.clock_reading,
         };
         self.outputs.push_back(Output::Send {
             to,

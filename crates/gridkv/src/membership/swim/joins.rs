@@ -2,13 +2,16 @@
 //! and telling a restart of a member from a second process that uses the
 //! same id.
 //!
-//! A join naming an id that a live member holds under an older generation
-//! is refused at once; under a later generation it is a restart, unless
-//! the holder still answers a ping (an id check).
+//! A join naming an id that a live member holds under another generation
+//! is a restart, unless the holder still answers a ping (an id check): a
+//! later generation replaces the holder's entry; an earlier one (the
+//! restarted node's wall clock stepped back) gets the table, finds its
+//! previous run there, and takes the generation after it.
 
 use std::time::Duration;
 
 use super::{expired, MemberEvent, Output, Swim, MAX_FORWARDS};
+use crate::id::Generation;
 use crate::membership::member::{Identity, RingState};
 use crate::membership::wire::{Message, Update};
 
@@ -29,8 +32,25 @@ impl Swim {
         }
     }
 
-    /// A member answered this node's join with its table.
+    /// A member answered this node's join with its table. If the table
+    /// holds this node's id under a later generation than its own, that
+    /// is its previous run (the seed checked that it no longer answers;
+    /// otherwise it would have refused the join), started when the wall
+    /// clock read later than it does now: this run takes the next
+    /// generation, so that it replaces that entry everywhere at once
+    /// rather than once every member has forgotten it.
     pub(super) fn on_join_reply(&mut self, now: Duration, members: Vec<Update>) {
+        let me = self.me.identity.id;
+        let previous = members
+            .iter()
+            .filter(|u| u.identity.id == me)
+            .map(|u| u.identity.generation)
+            .max();
+        if let Some(previous) = previous.filter(|g| *g > self.me.identity.generation) {
+            if !self.joined {
+                self.adopt_generation(Generation::new(previous.get().saturating_add(1)));
+            }
+        }
         for update in members {
             self.merge(now, update);
         }
@@ -44,6 +64,23 @@ impl Swim {
             self.outputs
                 .push_back(Output::Event(MemberEvent::JoinRefused { holder }));
         }
+    }
+
+    /// Takes `generation` for this run (see [`Swim::on_join_reply`]).
+    fn adopt_generation(&mut self, generation: Generation) {
+        let previous = self.me.clone();
+        tracing::warn!(
+            node = %self.me.identity.id,
+            ours = %previous.identity.generation,
+            taken = %generation,
+            "the cluster knows a later run of this node (its wall clock stepped back): \
+             taking the next generation"
+        );
+        self.me.identity.generation = generation;
+        self.me.incarnation = 0;
+        self.saw_previous_run = true;
+        self.broadcasts.push(Update::of(&self.me));
+        self.changed(Some(previous), self.me.clone());
     }
 
     /// Records that a member answered: this node is part of a cluster.
@@ -91,8 +128,10 @@ impl Swim {
     }
 
     /// A join from an id a live member already holds under another
-    /// generation. Returns whether the join is held back: refused at once
-    /// (an older generation), or until the holder has been probed.
+    /// generation. Returns whether the join is held back until the holder
+    /// has been probed. Either generation may be the restart: a later one
+    /// normally, an earlier one when the restarted node's wall clock
+    /// stepped back (it then takes a later one from the table it gets).
     pub(super) fn check_join_conflict(&mut self, now: Duration, joiner: &Update) -> bool {
         let id = joiner.identity.id;
         if self.id_checks.values().any(|c| c.joiner.identity.id == id) {
@@ -108,19 +147,10 @@ impl Swim {
         {
             return false;
         }
-        if joiner.identity.generation < holder.identity.generation {
-            let holder = holder.identity.addr.clone();
-            self.send_raw(
-                joiner.identity.addr.clone(),
-                Message::JoinRefused { holder },
-                Vec::new(),
-            );
-            return true;
-        }
         if self.id_checks.len() >= MAX_FORWARDS {
             return true;
         }
-        // A later generation: a restart, unless the holder still answers.
+        // A restart, unless the holder still answers.
         let holder = holder.identity.clone();
         let seq = self.next_seq();
         let to = holder.addr.clone();
@@ -136,16 +166,17 @@ impl Swim {
         true
     }
 
-    /// The holder of a joiner's id answered its check: still alive means the
-    /// joiner is refused.
-    pub(super) fn on_id_check_ack(&mut self, now: Duration, seq: u64) {
+    /// An answer to the id check `seq`, from the run `answered` of the
+    /// id: the holder itself means it is alive and the joiner is refused;
+    /// another run (the joiner, restarted at the holder's address) means
+    /// the holder is gone.
+    pub(super) fn on_id_check_ack(&mut self, now: Duration, seq: u64, answered: Generation) {
         if let Some(check) = self.id_checks.remove(&seq) {
-            // Who answered was merged already; the holder's generation
-            // still being the one we know means it is alive.
-            let alive = self.members.get(&check.holder.id).is_some_and(|e| {
-                e.member.identity.generation == check.holder.generation
-                    && e.member.liveness.is_reachable()
-            });
+            let alive = answered == check.holder.generation
+                && self
+                    .members
+                    .get(&check.holder.id)
+                    .is_some_and(|e| e.member.liveness.is_reachable());
             if alive {
                 tracing::warn!(
                     id = %check.holder.id,

@@ -13,7 +13,10 @@
 //! `probe` (probe schedule, direct and indirect probes, acks),
 //! `suspicion` (suspect, confirm, time out, refute), `gossip` (merging
 //! updates, piggybacking, push-pull), `joins` (seeds, join answers, id
-//! checks) and `ring` (ring states, leaving, removal, forgetting).
+//! checks) and `ring` (ring states, leaving, removal, forgetting). Round
+//! trips also measure peers' clocks ([`ClockMonitor`]): the driver tells
+//! the state machine its clocks ([`Swim::observe_clock`]) and every packet
+//! carries them.
 
 mod gossip;
 mod joins;
@@ -31,9 +34,10 @@ use self::probe::{Forward, Probe};
 pub use self::ring::RingMembers;
 use self::suspicion::Suspicion;
 use super::broadcast::Broadcasts;
+use super::clock::{ClockMonitor, ClockView, Weighed};
 use super::config::SwimConfig;
 use super::member::{Identity, Liveness, Member};
-use super::wire::{Message, Packet, WireError};
+use super::wire::{ClockReading, Message, Packet, WireError};
 use crate::config_error::ConfigError;
 use crate::id::NodeId;
 use crate::rng::SplitMix64;
@@ -212,6 +216,9 @@ pub struct Swim {
     ring: RingMembers,
     ring_dirty: bool,
     saw_previous_run: bool,
+    /// This node's clocks as of the last [`Swim::observe_clock`].
+    clock_reading: ClockReading,
+    clock: ClockMonitor,
 }
 
 impl Swim {
@@ -269,6 +276,8 @@ impl Swim {
             ring: RingMembers::default(),
             ring_dirty: true,
             saw_previous_run: false,
+            clock_reading: ClockReading::default(),
+            clock: ClockMonitor::default(),
         };
         if swim.joined {
             swim.outputs.push_back(Output::Event(MemberEvent::Joined));
@@ -311,6 +320,57 @@ impl Swim {
     /// be in some member's table).
     pub fn saw_previous_run(&self) -> bool {
         self.saw_previous_run
+    }
+
+    /// Tells the state machine this node's clocks, read just now: the
+    /// packets it sends from now on carry them, and round trips are
+    /// measured against them. A driver calls it before each
+    /// [`Swim::handle_packet`] and [`Swim::handle_timers`]; one that never
+    /// does sends zeros, which peers ignore.
+    pub fn observe_clock(&mut self, reading: ClockReading) {
+        self.clock_reading = reading;
+    }
+
+    /// What the round trips measured of this node's clock against the
+    /// members it reaches at `now` (see [`ClockView`]), against a bound
+    /// of `bound_ms`.
+    pub fn clock_view(&self, now: Duration, bound_ms: u64) -> ClockView {
+        self.clock.view(now, &self.weighed(), bound_ms)
+    }
+
+    /// The highest HLC timestamp every member vouched for, once every
+    /// member that counts (neither left nor removed) is reachable and has
+    /// sent one in this run: no version any of them merged is above it.
+    pub fn clock_floor(&self) -> Option<u64> {
+        self.clock.floor_of_all(&self.weighed())
+    }
+
+    /// This node's wall clock stepped by `step_ms` (forwards when
+    /// positive), as its driver saw against monotonic time: the
+    /// measurements taken against the old reading, and the pings still
+    /// out, are moved to the new one.
+    pub fn shift_clock(&mut self, step_ms: i64) {
+        self.clock.shift(step_ms);
+        self.shift_pending_probes(step_ms);
+    }
+
+    /// The clock monitor's records (samples per member).
+    pub fn clock_monitor(&self) -> &ClockMonitor {
+        &self.clock
+    }
+
+    /// Every other member as the clock monitor weighs it.
+    fn weighed(&self) -> Vec<Weighed> {
+        use super::member::RingState;
+        self.members
+            .values()
+            .map(|e| Weighed {
+                id: e.member.identity.id,
+                reachable: e.member.liveness.is_reachable(),
+                counts: e.member.liveness != Liveness::Left
+                    && !matches!(e.member.ring, RingState::Left | RingState::Removed),
+            })
+            .collect()
     }
 
     /// Lifeguard's local health multiplier: 0 when this node's probes are
@@ -435,7 +495,13 @@ impl Swim {
             return;
         }
         let from_addr = from.identity.addr.clone();
+        let (from_id, from_generation) = (from.identity.id, from.identity.generation);
         self.merge(now, from);
+        if self.members.contains_key(&from_id) {
+            let local = self.clock_reading.wall_ms;
+            let (wall, hlc) = (packet.clock.wall_ms, packet.clock.hlc);
+            self.clock.heard(from_id, wall, local, hlc);
+        }
         for update in packet.updates {
             self.merge(now, update);
         }
@@ -445,7 +511,9 @@ impl Swim {
                     self.send(from_addr, Message::Ack { seq });
                 }
             }
-            Message::Ack { seq } => self.on_ack(now, seq),
+            Message::Ack { seq } => {
+                self.on_ack(now, seq, (from_id, from_generation), packet.clock);
+            }
             Message::PingReq {
                 seq,
                 target,

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use super::{expired, Swim, MAX_FORWARDS};
 use crate::id::{Generation, NodeId};
+use crate::membership::clock::Sample;
 use crate::membership::member::Liveness;
-use crate::membership::wire::Message;
+use crate::membership::wire::{ClockReading, Message};
 
 /// Which answers a probe waits for.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub(super) struct Probe {
     pub(super) deadline: Duration,
     stage: ProbeStage,
     nacks: u32,
+    /// When the ping left, and this node's wall clock then (0: unknown):
+    /// the target's ack measures its clock.
+    sent: (Duration, u64),
 }
 
 /// A ping this node runs for another member's indirect probe, under a
@@ -44,6 +48,10 @@ pub(super) struct Forward {
     requester: String,
     seq: u64,
     pub(super) deadline: Duration,
+    /// Whom this node pings, when, and its wall clock then: the ack
+    /// measures the target's clock as well.
+    target: NodeId,
+    sent: (Duration, u64),
 }
 
 impl Swim {
@@ -68,6 +76,7 @@ impl Swim {
             deadline: now + self.scaled(self.config.probe_timeout),
             stage: ProbeStage::Direct,
             nacks: 0,
+            sent: (now, self.clock_reading.wall_ms),
         });
         self.send(addr, Message::Ping { seq, target });
     }
@@ -196,6 +205,8 @@ impl Swim {
                     // Nack before the requester gives up, so the
                     // nack counts (Lifeguard uses 80%).
                     deadline: now + self.scaled(self.config.probe_timeout).mul_f64(0.8),
+                    target,
+                    sent: (now, self.clock_reading.wall_ms),
                 },
             );
             self.send(target_addr, Message::Ping { seq: own, target });
@@ -211,19 +222,60 @@ impl Swim {
         }
     }
 
-    /// An ack: to this node's probe, to a ping run for another (passed
-    /// back to the requester), or to a duplicate-id check.
-    pub(super) fn on_ack(&mut self, now: Duration, seq: u64) {
-        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+    /// An ack from `from` (its id and generation), carrying its clocks:
+    /// to this node's probe, to a ping run for another (passed back to
+    /// the requester), or to a duplicate-id check. An ack that comes
+    /// straight from the member pinged measures its clock.
+    pub(super) fn on_ack(
+        &mut self,
+        now: Duration,
+        seq: u64,
+        from: (NodeId, Generation),
+        clock: ClockReading,
+    ) {
+        if let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) {
+            if p.target == from.0 {
+                self.measure(now, from.0, p.sent, clock);
+            }
             self.probe = None;
             self.local_health = self.local_health.saturating_sub(1);
             return;
         }
         if let Some(f) = self.forwards.remove(&seq) {
+            if f.target == from.0 {
+                self.measure(now, from.0, f.sent, clock);
+            }
             self.send(f.requester, Message::Ack { seq: f.seq });
             return;
         }
-        self.on_id_check_ack(now, seq);
+        self.on_id_check_ack(now, seq, from.1);
+    }
+
+    /// Moves the wall-clock readings of the pings still out by `step_ms`
+    /// (see [`Swim::shift_clock`]).
+    pub(super) fn shift_pending_probes(&mut self, step_ms: i64) {
+        let shift = |sent: &mut (Duration, u64)| {
+            if sent.1 != 0 {
+                sent.1 = sent.1.saturating_add_signed(step_ms);
+            }
+        };
+        if let Some(p) = &mut self.probe {
+            shift(&mut p.sent);
+        }
+        for f in self.forwards.values_mut() {
+            shift(&mut f.sent);
+        }
+    }
+
+    /// Records a round trip to `id` that left at `sent` (time, wall
+    /// clock) and came back now with `id`'s clocks.
+    fn measure(&mut self, now: Duration, id: NodeId, sent: (Duration, u64), clock: ClockReading) {
+        let (at, wall) = sent;
+        if wall == 0 || !clock.has_wall() || !self.members.contains_key(&id) {
+            return;
+        }
+        let sample = Sample::from_round_trip(wall, now.saturating_sub(at), clock.wall_ms, now);
+        self.clock.sample(id, sample);
     }
 }
 
@@ -254,6 +306,7 @@ mod tests {
                 reply: false,
             },
             updates: vec![],
+            clock: Default::default(),
         };
         a.handle_packet(Duration::ZERO, &flood.encode()).unwrap();
         let _ = sent(&mut a);

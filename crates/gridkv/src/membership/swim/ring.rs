@@ -202,6 +202,7 @@ impl Swim {
             .collect();
         for id in forgotten {
             self.members.remove(&id);
+            self.clock.forget(&id);
             self.outputs
                 .push_back(Output::Event(MemberEvent::Forgotten { id }));
         }

@@ -284,6 +284,7 @@ mod tests {
                 target: a.local().id(),
             },
             updates: vec![rumour],
+            clock: Default::default(),
         };
         a.handle_packet(Duration::from_secs(1), &packet.encode())
             .unwrap();
@@ -317,6 +318,7 @@ mod tests {
             from: x.clone(),
             message: Message::Ack { seq: 0 },
             updates: vec![rumour],
+            clock: Default::default(),
         };
         a.handle_packet(Duration::ZERO, &gossip.encode()).unwrap();
         // Nothing answers: a's probes of y (and x) fail.

@@ -38,6 +38,7 @@ pub(super) fn a_knowing_x_and_y() -> (Swim, Update, Update) {
             members: vec![x.clone(), y.clone()],
         },
         updates: vec![],
+        clock: Default::default(),
     };
     a.handle_packet(Duration::ZERO, &reply.encode()).unwrap();
     (a, x, y)
