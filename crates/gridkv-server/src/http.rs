@@ -8,6 +8,9 @@
 //!   does); a small JSON body says which, what is missing (`waiting_for`),
 //!   and the clock's offset. It answers at once, whatever the node's
 //!   state.
+//! - `GET /live`: `200` whenever the process answers (liveness: an
+//!   orchestrator restarts a node only when this fails; `/health` is
+//!   readiness).
 //! - `GET /metrics`: Prometheus text format, every name prefixed `gridkv_`.
 //! - `GET /cluster`: JSON: this node, the members as it sees them, and the
 //!   ring's ownership summary.
@@ -33,6 +36,7 @@ use crate::stats::Snapshot;
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/live", get(live))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
         .route("/", get(index))
@@ -61,6 +65,13 @@ pub fn health_status(shared: &Shared) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "joining")
     }
+}
+
+/// Liveness: `200` while the process answers at all. A node that is
+/// joining, leaving or fenced for its clock is alive (it recovers by
+/// itself); only one that stopped answering should be restarted.
+async fn live() -> &'static str {
+    "alive\n"
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
@@ -101,7 +112,7 @@ fn waiting_for(node: &gridkv::GridKv) -> Option<String> {
 async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "GridKV admin: GET /health, /metrics (Prometheus), /cluster (JSON)\n",
+        "GridKV admin: GET /health, /live, /metrics (Prometheus), /cluster (JSON)\n",
     )
         .into_response()
 }

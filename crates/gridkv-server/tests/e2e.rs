@@ -638,6 +638,9 @@ fn health_is_503_until_the_node_has_joined() {
     assert_eq!(code, 503, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "joining", "{body}");
+    // Not ready, but alive: an orchestrator must not restart it.
+    let (code, body) = node.http_get("/live").unwrap();
+    assert_eq!(code, 200, "{body}");
     let (_, metrics) = node.http_get("/metrics").unwrap();
     assert!(metrics.lines().any(|l| l == "gridkv_ready 0"), "{metrics}");
     let view = node.cluster_view().unwrap();
