@@ -710,7 +710,9 @@ def report(args, argv, rec, workload_ops, nem, violations, disagree, read_errors
             for o in ops:
                 f.write(json.dumps(o.__dict__) + "\n")
         print(f"history written to {args.history_out}")
-    bad = bool(violations or disagree or read_errors)
+    bad = bool(violations or disagree)
+    # Keys no node could read after healing: liveness, not safety.
+    stuck = bool(read_errors)
     # Under --require-faults, a run that did not test what was asked fails.
     short_of_faults = args.require_faults and bool(missing or nem.errors)
     print(f"seed: {args.seed}")
@@ -721,6 +723,9 @@ def report(args, argv, rec, workload_ops, nem, violations, disagree, read_errors
     if short_of_faults:
         print("RESULT: FAULTS MISSING (--require-faults)")
         return 2
+    if stuck:
+        print("RESULT: UNAVAILABLE AFTER HEALING (final reads failed)")
+        return 3
     print("RESULT: ok")
     return 0
 
