@@ -610,7 +610,7 @@ impl GridKv {
     /// [`PeerHealth`](crate::PeerHealth)).
     ///
     /// ```
-    /// # async fn run() -> Result<(), gridkv::Error> {
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
     /// assert!(node.peer_health().is_empty()); // no peer asked yet
     /// # Ok(()) }
