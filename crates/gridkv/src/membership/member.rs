@@ -217,6 +217,24 @@ impl Member {
         self.liveness.is_reachable() && self.ring.serves_reads()
     }
 
+    /// Whether it is a restart still refilling the slots it holds,
+    /// reachable now: it answers scans with what it was sent since it
+    /// started, when asked for that (a fill's source of last resort).
+    ///
+    /// ```
+    /// use gridkv::membership::{Identity, Member};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// let mut m = Member::new(Identity::new(NodeId::new("a")?, Generation::new(2), "h:1"));
+    /// assert!(!m.refilling_restart()); // a joiner holds no slots yet
+    /// m.holds_slots = true;
+    /// assert!(m.refilling_restart());
+    /// # Ok::<(), gridkv::NodeIdError>(())
+    /// ```
+    pub fn refilling_restart(&self) -> bool {
+        self.liveness.is_reachable() && self.ring == RingState::Joining && self.holds_slots
+    }
+
     /// Whether it holds ring slots (designated owner of its ranges): normal
     /// or leaving members, down or not, and restarts refilling their slots.
     pub fn in_placement(&self) -> bool {

@@ -104,6 +104,15 @@ impl Holdings {
         self.forgot_at.store(now, Ordering::Release);
     }
 
+    /// Whether everything in the store was written since this node started:
+    /// no fill has completed yet and the store was never emptied. Such a
+    /// node may answer a scan while it refills (it holds nothing from an
+    /// earlier ownership that could bring a forgotten delete back), and may
+    /// pull from another restart that is refilling too.
+    pub(crate) fn fresh(&self) -> bool {
+        self.unfilled_start.load(Ordering::Acquire)
+    }
+
     /// Whether the last complete fill is for `epoch` and the rings have not
     /// changed since: the ranges held in full are those this node owns on
     /// the placement read after `epoch`, and no other range is served or

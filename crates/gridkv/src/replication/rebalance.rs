@@ -164,11 +164,24 @@ const AE_MAX_DEPTH: u32 = 12;
 /// Bytes a digest request and answer cost on the wire, roughly.
 const DIGEST_BYTES: u64 = 48;
 
+/// A member a piece is pulled from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    id: NodeId,
+    addr: String,
+    /// A restart still refilling (see [`Member::refilling_restart`]),
+    /// asked for what it holds: only by a node that is itself fresh, and
+    /// only where too few members that serve reads own the piece.
+    ///
+    /// [`Member::refilling_restart`]: crate::membership::Member::refilling_restart
+    refilling: bool,
+}
+
 /// A piece to pull and where from.
 #[derive(Debug)]
 struct Piece {
     range: RingRange,
-    sources: Vec<(NodeId, String)>,
+    sources: Vec<Source>,
     /// Whether it has as many sources as it can have (`N − W + 1`, or
     /// every other current owner if fewer): what this node held there
     /// before may be cleared only then (see the module docs).
@@ -186,10 +199,19 @@ struct Piece {
 /// (`filled`: the future and placement rings of that fill, see
 /// [`super::Holdings`]). Sources are the other current owners
 /// that serve reads; a piece with none is left out.
+///
+/// A `fresh` node (everything it holds was written since it started, see
+/// [`super::Holdings::fresh`]) also takes, where too few owners serve
+/// reads, current owners that are restarts still refilling: what they
+/// hold is all that is left of what they held (the rest was lost with
+/// their process), so pulling it completes the piece. Without them, two
+/// restarts that are each other's sources would each wait for the other
+/// to be filled first, for ever.
 fn gained(
     me: &NodeId,
     n: usize,
     sources: usize,
+    fresh: bool,
     filled: &(Arc<Ring>, Arc<Ring>),
     p: &Placement,
 ) -> (Vec<Piece>, bool) {
@@ -229,14 +251,26 @@ fn gained(
         if current.contains(me) && was_held {
             continue;
         }
-        let from: Vec<(NodeId, String)> = current
-            .iter()
-            .filter(|id| *id != me)
-            .filter_map(|id| p.members.get(id))
+        let others = || current.iter().filter(|id| *id != me).filter_map(|id| p.members.get(id));
+        let source = |m: &crate::membership::Member, refilling| Source {
+            id: m.id(),
+            addr: m.identity.addr.clone(),
+            refilling,
+        };
+        let mut from: Vec<Source> = others()
             .filter(|m| m.serves_reads())
-            .map(|m| (m.id(), m.identity.addr.clone()))
+            .map(|m| source(m, false))
             .take(sources)
             .collect();
+        if fresh && from.len() < sources {
+            let more = sources - from.len();
+            from.extend(
+                others()
+                    .filter(|m| m.refilling_restart())
+                    .map(|m| source(m, true))
+                    .take(more),
+            );
+        }
         let others = current.iter().filter(|id| *id != me).count();
         let full = from.len() >= sources.min(others);
         complete &= full;
@@ -274,7 +308,8 @@ impl Rebalancer {
     /// piece has enough sources that serve reads now (see [`gained`]).
     fn gained(&self, p: &Placement) -> (Vec<Piece>, bool) {
         let filled = self.replica.holdings.filled();
-        gained(&self.me, self.replicas, self.sources, &filled, p)
+        let fresh = self.replica.holdings.fresh();
+        gained(&self.me, self.replicas, self.sources, fresh, &filled, p)
     }
 
     /// Whether `id` may still be pulled from, by the placement in force
@@ -283,9 +318,14 @@ impl Rebalancer {
     /// partitioned peer time out one by one) must not pull from a member
     /// removed meanwhile: its data may hold keys whose tombstones were
     /// collected while it was away.
-    fn still_source(&self, id: &NodeId) -> bool {
+    /// A source asked as a refilling restart may still be one.
+    fn still_source(&self, id: &NodeId, refilling: bool) -> bool {
         let now = self.placement.load();
-        now.ring.contains(id) && now.members.get(id).is_some_and(|m| m.serves_reads())
+        now.ring.contains(id)
+            && now
+                .members
+                .get(id)
+                .is_some_and(|m| m.serves_reads() || (refilling && m.refilling_restart()))
     }
 
     /// Sends a scan or digest request to `addr`. A source whose queue of
@@ -326,6 +366,20 @@ impl Rebalancer {
         tombstones_only: bool,
         report: &mut FillReport,
     ) -> bool {
+        self.stream_from(addr, false, range, tombstones_only, report)
+            .await
+    }
+
+    /// [`Rebalancer::stream`], from a restart still refilling if
+    /// `refilling` (asked for what it holds, see [`Source::refilling`]).
+    async fn stream_from(
+        &self,
+        addr: &str,
+        refilling: bool,
+        range: RingRange,
+        tombstones_only: bool,
+        report: &mut FillReport,
+    ) -> bool {
         let mut after: Option<ScanCursor> = None;
         // What the source forgot of the range: adopted once the stream is
         // done (its own entries, held there, are applied whatever it
@@ -339,7 +393,11 @@ impl Rebalancer {
             }) = self
                 .ask(
                     addr,
-                    DataRequest::encode_scan(range, after.as_ref(), tombstones_only),
+                    if refilling {
+                        DataRequest::encode_scan_of_refilling(range, after.as_ref())
+                    } else {
+                        DataRequest::encode_scan(range, after.as_ref(), tombstones_only)
+                    },
                 )
                 .await
             else {
@@ -418,7 +476,7 @@ impl Rebalancer {
         for piece in &pieces {
             // What this node held here before, unless too few sources can
             // bring back the acknowledged writes among it.
-            let cleared_at = (piece.full && piece.sources.iter().all(|(id, _)| self.still_source(id)))
+            let cleared_at = (piece.full && piece.sources.iter().all(|s| self.still_source(&s.id, s.refilling)))
                 .then(|| {
                     let at = now_ms();
                     let cleared = self
@@ -431,12 +489,14 @@ impl Rebalancer {
             // Entries kept (recent) must meet any newer version of their
             // key before it can have been collected.
             let kept = cleared_at.is_some() && self.replica.store.digest(piece.range).count > 0;
-            for (id, addr) in &piece.sources {
-                if !self.still_source(id) {
+            for source in &piece.sources {
+                if !self.still_source(&source.id, source.refilling) {
                     complete = false;
                     continue;
                 }
-                complete &= self.stream(addr, piece.range, false, &mut report).await;
+                complete &= self
+                    .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
+                    .await;
             }
             if let Some(at) = cleared_at.filter(|_| kept) {
                 complete &= now_ms().saturating_sub(at) <= half_grace;
@@ -444,20 +504,24 @@ impl Rebalancer {
         }
         // Catch-up: writes that raced the first pass.
         for piece in &pieces {
-            for (id, addr) in &piece.sources {
-                if !self.still_source(id) {
+            for source in &piece.sources {
+                if !self.still_source(&source.id, source.refilling) {
                     complete = false;
                     continue;
                 }
-                let Some(DataResponse::Digest(theirs)) = self
-                    .ask(addr, DataRequest::encode_digest(piece.range))
-                    .await
-                else {
+                let ask = if source.refilling {
+                    DataRequest::encode_digest_of_refilling(piece.range)
+                } else {
+                    DataRequest::encode_digest(piece.range)
+                };
+                let Some(DataResponse::Digest(theirs)) = self.ask(&source.addr, ask).await else {
                     complete = false;
                     continue;
                 };
                 if theirs != self.replica.store.digest(piece.range) {
-                    complete &= self.stream(addr, piece.range, false, &mut report).await;
+                    complete &= self
+                        .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
+                        .await;
                 }
             }
         }
@@ -495,7 +559,7 @@ impl Rebalancer {
                 let addr = m.identity.addr.clone();
                 let mut pending = vec![(range, 0u32)];
                 while let Some((range, depth)) = pending.pop() {
-                    if !self.still_source(id) {
+                    if !self.still_source(id, false) {
                         break;
                     }
                     bytes += DIGEST_BYTES;
@@ -693,7 +757,7 @@ mod tests {
                 previous: None,
             };
             let filled = (ring_of(&pick(&filled_future)), ring_of(&pick(&filled_placement)));
-            let (pieces, complete) = gained(&me, n, sources, &filled, &p);
+            let (pieces, complete) = gained(&me, n, sources, false, &filled, &p);
             let readable = |id: &NodeId| p.members[id].serves_reads();
             let mut all_sources_enough = true;
             let mut check = |h: u64| {
@@ -719,7 +783,7 @@ mod tests {
                 );
                 if let Some(piece) = found.first() {
                     let expected: Vec<NodeId> = pullable.iter().take(sources).copied().collect();
-                    let got: Vec<NodeId> = piece.sources.iter().map(|(id, _)| *id).collect();
+                    let got: Vec<NodeId> = piece.sources.iter().map(|s| s.id).collect();
                     proptest::prop_assert_eq!(got, expected);
                 }
                 Ok(())

@@ -132,10 +132,23 @@ impl Replica {
             };
         }
         let request = DataRequest::decode(frame);
+        // A restart still refilling answers a fill that asks for what it
+        // holds: all of it written since it started.
+        let refilling = matches!(
+            request,
+            Ok(DataRequest::Scan {
+                refilling: true,
+                ..
+            } | DataRequest::Digest {
+                refilling: true,
+                ..
+            })
+        ) && self.holdings.fresh();
         if matches!(
             request,
             Ok(DataRequest::Read { .. } | DataRequest::Scan { .. } | DataRequest::Digest { .. })
-        ) && !self.serves_reads.load(Ordering::Acquire)
+        ) && !refilling
+            && !self.serves_reads.load(Ordering::Acquire)
         {
             return DataResponse::Refused {
                 code: RefusalCode::NotReady,
@@ -155,6 +168,7 @@ impl Replica {
                 range,
                 after,
                 tombstones_only,
+                ..
             }) => {
                 let mut batch = self.store.scan(
                     range,
@@ -173,7 +187,7 @@ impl Replica {
                     watermark: self.store.watermark(range),
                 }
             }
-            Ok(DataRequest::Digest { range }) => DataResponse::Digest(self.store.digest(range)),
+            Ok(DataRequest::Digest { range, .. }) => DataResponse::Digest(self.store.digest(range)),
             Ok(DataRequest::Hinted { owner, write }) => self.keep_hint(owner, write),
             Ok(DataRequest::Forget { key, version }) => {
                 match self.store.forget_unvouched(&key, version) {

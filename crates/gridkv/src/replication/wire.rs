@@ -77,6 +77,17 @@ enum RequestWire<'a> {
         key: &'a [u8],
         version: VersionWire,
     },
+    /// `Scan`, answered also by a restart that is still refilling.
+    ScanRefilling {
+        start: u64,
+        end: u64,
+        after: Option<(u64, &'a [u8])>,
+    },
+    /// `Digest`, answered also by a restart that is still refilling.
+    DigestRefilling {
+        start: u64,
+        end: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,11 +181,17 @@ pub enum DataRequest {
         /// Send only tombstones (a receiver under memory pressure wants
         /// deletes, not values it would evict again).
         tombstones_only: bool,
+        /// Answer even while this node is a restart still refilling: with
+        /// what it holds, all of it written since it started (see
+        /// [`DataRequest::encode_scan_of_refilling`]).
+        refilling: bool,
     },
     /// The digest of a ring range.
     Digest {
         /// The range.
         range: RingRange,
+        /// As for [`DataRequest::Scan`].
+        refilling: bool,
     },
     /// Keep `write` (an encoded [`DataRequest::Write`]) as a hint for
     /// `owner`, unreachable now, and deliver it when it is back: this node
@@ -383,10 +400,20 @@ impl DataRequest {
     /// assert!(!DataRequest::is_bulk(&DataRequest::encode_read(b"k")));
     /// ```
     pub fn is_bulk(frame: &[u8]) -> bool {
-        /// `RequestWire::Scan` and `RequestWire::Digest`.
+        /// `RequestWire::Scan`, `RequestWire::Digest` and their
+        /// `Refilling` forms.
         const SCAN: u8 = 3;
         const DIGEST: u8 = 4;
-        matches!(frame, [DATA_WIRE_VERSION, SCAN | DIGEST, ..])
+        const SCAN_REFILLING: u8 = 8;
+        const DIGEST_REFILLING: u8 = 9;
+        matches!(
+            frame,
+            [
+                DATA_WIRE_VERSION,
+                SCAN | DIGEST | SCAN_REFILLING | DIGEST_REFILLING,
+                ..
+            ]
+        )
     }
 
     /// Encodes a read of `key`.
@@ -411,6 +438,52 @@ impl DataRequest {
                 tombstones_only,
             },
             payload,
+        )
+    }
+
+    /// Encodes a scan of `range` continuing after `after`, that a restart
+    /// still refilling answers too, with what it holds instead of
+    /// refusing it (`NotReady`). Everything such a node holds was written
+    /// since it started (it lost the rest), so it brings back nothing
+    /// already forgotten; two restarts that are each other's sources pull
+    /// from each other this way, where waiting for the other to be filled
+    /// first would wait for ever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// let frame = Bytes::from(DataRequest::encode_scan_of_refilling(RingRange::FULL, None));
+    /// assert!(matches!(
+    ///     DataRequest::decode(&frame).unwrap(),
+    ///     DataRequest::Scan { refilling: true, tombstones_only: false, .. }
+    /// ));
+    /// ```
+    pub fn encode_scan_of_refilling(range: RingRange, after: Option<&ScanCursor>) -> Vec<u8> {
+        let after = after.map(ScanCursor::parts);
+        let payload = after.map_or(0, |(_, key)| key.len());
+        encode(
+            &RequestWire::ScanRefilling {
+                start: range.start,
+                end: range.end,
+                after,
+            },
+            payload,
+        )
+    }
+
+    /// Encodes a digest request for `range` that a restart still
+    /// refilling answers too (see [`DataRequest::encode_scan_of_refilling`]).
+    pub fn encode_digest_of_refilling(range: RingRange) -> Vec<u8> {
+        encode(
+            &RequestWire::DigestRefilling {
+                start: range.start,
+                end: range.end,
+            },
+            0,
         )
     }
 
@@ -535,9 +608,21 @@ impl DataRequest {
                 range: RingRange::new(start, end),
                 after: after.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
                 tombstones_only,
+                refilling: false,
+            },
+            RequestWire::ScanRefilling { start, end, after } => DataRequest::Scan {
+                range: RingRange::new(start, end),
+                after: after.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                tombstones_only: false,
+                refilling: true,
             },
             RequestWire::Digest { start, end } => DataRequest::Digest {
                 range: RingRange::new(start, end),
+                refilling: false,
+            },
+            RequestWire::DigestRefilling { start, end } => DataRequest::Digest {
+                range: RingRange::new(start, end),
+                refilling: true,
             },
             RequestWire::Hinted { owner, write } => DataRequest::Hinted {
                 owner: NodeId::new(owner)
@@ -791,6 +876,14 @@ mod tests {
                 true,
             ),
             (DataRequest::encode_digest(RingRange::new(3, 4)), true),
+            (
+                DataRequest::encode_scan_of_refilling(RingRange::new(1, 9), None),
+                true,
+            ),
+            (
+                DataRequest::encode_digest_of_refilling(RingRange::new(3, 4)),
+                true,
+            ),
         ] {
             let decoded = DataRequest::decode(&Bytes::from(frame.clone())).unwrap();
             assert_eq!(
