@@ -57,6 +57,7 @@ pub(crate) mod stats;
 pub(crate) mod vouch;
 pub mod wire;
 mod wire_codec;
+mod wire_response;
 
 pub(crate) use coordinator::Coordinator;
 pub(crate) use holdings::Holdings;

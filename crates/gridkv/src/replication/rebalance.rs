@@ -202,11 +202,12 @@ struct Piece {
 ///
 /// A `fresh` node (everything it holds was written since it started, see
 /// [`super::Holdings::fresh`]) also takes, where too few owners serve
-/// reads, current owners that are restarts still refilling: what they
-/// hold is all that is left of what they held (the rest was lost with
-/// their process), so pulling it completes the piece. Without them, two
-/// restarts that are each other's sources would each wait for the other
-/// to be filled first, for ever.
+/// reads but at least one does, current owners that are restarts still
+/// refilling: what they hold is all that is left of what they held (the
+/// rest was lost with their process), so pulling it completes the piece.
+/// Without them, two restarts that are each other's sources would each
+/// wait for the other to be filled first, for ever. Where no owner serves
+/// reads (every copy was lost), the piece still waits.
 fn gained(
     me: &NodeId,
     n: usize,
@@ -262,7 +263,11 @@ fn gained(
             .map(|m| source(m, false))
             .take(sources)
             .collect();
-        if fresh && from.len() < sources {
+        // Only beside an owner that kept its data: with every source a
+        // restart, each acknowledged write of the piece may have been lost
+        // (a read would miss it), so the piece waits for an owner that
+        // serves reads (see the module docs).
+        if fresh && !from.is_empty() && from.len() < sources {
             let more = sources - from.len();
             from.extend(
                 others()

@@ -9,15 +9,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use super::wire_codec::{DataWireError, DATA_WIRE_VERSION};
-use super::wire_codec::{
-    as_bytes, decode, encode, opt_as_bytes, slice_of, VersionWire, FIXED_FIELDS,
-};
+pub use super::wire_response::DataResponse;
+use super::wire_codec::{as_bytes, decode, encode, slice_of, VersionWire};
 use crate::hlc::{Timestamp, Version};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
-use crate::store::{
-    EntryData, Item, Lookup, RangeDigest, RangeEntry, ScanCursor, Watermark, Write, WriteOp,
-};
+use crate::store::{ScanCursor, Write, WriteOp};
 
 /// Most bytes of entries one scan batch carries (well under the frame
 /// limit).
@@ -87,68 +84,6 @@ enum RequestWire<'a> {
     DigestRefilling {
         start: u64,
         end: u64,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-struct EntryWire<'a> {
-    #[serde(serialize_with = "as_bytes")]
-    key: &'a [u8],
-    hash: u64,
-    version: VersionWire,
-    /// `Some` for a value, `None` for a tombstone.
-    #[serde(serialize_with = "opt_as_bytes")]
-    value: Option<&'a [u8]>,
-    /// The value's expiry, or the tombstone's time of expiry.
-    expires_at: Option<u64>,
-    expiry_stamp: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-enum ResponseWire<'a> {
-    Applied {
-        was_live: bool,
-    },
-    Superseded {
-        current: VersionWire,
-    },
-    Missing,
-    Live {
-        #[serde(serialize_with = "as_bytes")]
-        value: &'a [u8],
-        version: VersionWire,
-        expires_at: Option<u64>,
-        expiry_stamp: u64,
-    },
-    Dead {
-        version: VersionWire,
-        expired_at: Option<u64>,
-        expiry_stamp: u64,
-    },
-    Evicted {
-        version: VersionWire,
-    },
-    Refused {
-        code: u16,
-        reason: &'a str,
-    },
-    Batch {
-        #[serde(borrow)]
-        entries: Vec<EntryWire<'a>>,
-        next: Option<(u64, &'a [u8])>,
-        /// The source's watermark over the scanned range: (below, until).
-        watermark: Option<(VersionWire, u64)>,
-    },
-    Digest {
-        hash: u64,
-        count: u64,
-    },
-    Forgotten {
-        below: VersionWire,
-    },
-    /// A write refused under the replica's watermark.
-    RefusedForgotten {
-        below: VersionWire,
     },
 }
 
@@ -278,7 +213,7 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
-    fn from_u16(code: u16) -> Self {
+    pub(super) fn from_u16(code: u16) -> Self {
         match code {
             1 => RefusalCode::Invalid,
             2 => RefusalCode::ClockDrift,
@@ -288,54 +223,6 @@ impl RefusalCode {
             _ => RefusalCode::Unknown,
         }
     }
-}
-
-/// A replica's answer, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataResponse {
-    /// The write is now (or already was) the stored version.
-    Applied {
-        /// Whether a live value was there before.
-        was_live: bool,
-    },
-    /// A newer version is stored; nothing changed.
-    Superseded {
-        /// The stored version.
-        current: Version,
-    },
-    /// A write of a value not newer than what the replica forgot of the
-    /// key's range under memory pressure ([`ApplyOutcome::Forgotten`]):
-    /// refused, not applied.
-    ///
-    /// [`ApplyOutcome::Forgotten`]: crate::store::ApplyOutcome::Forgotten
-    Forgotten {
-        /// The replica's watermark there.
-        below: Version,
-    },
-    /// The answer to a read.
-    Value(Lookup),
-    /// The request was refused.
-    Refused {
-        /// Why.
-        code: RefusalCode,
-        /// Detail for logs.
-        reason: String,
-    },
-    /// One batch of a scan (evicted values are left out: their holder
-    /// cannot send them).
-    Batch {
-        /// The entries, in scan order.
-        entries: Vec<RangeEntry>,
-        /// Where to continue, or `None` when the range is done.
-        next: Option<ScanCursor>,
-        /// What the source forgot of the scanned range under memory
-        /// pressure ([`Store::watermark`](crate::store::Store::watermark)):
-        /// the receiver adopts it, so that it refuses what the source
-        /// would.
-        watermark: Option<Watermark>,
-    },
-    /// A range's digest.
-    Digest(RangeDigest),
 }
 
 impl DataRequest {
@@ -637,191 +524,11 @@ impl DataRequest {
     }
 }
 
-impl DataResponse {
-    /// Encodes the response.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use gridkv::replication::wire::DataResponse;
-    /// use gridkv::store::Lookup;
-    ///
-    /// let r = DataResponse::Value(Lookup::Missing);
-    /// assert_eq!(DataResponse::decode(&Bytes::from(r.encode())).unwrap(), r);
-    /// ```
-    pub fn encode(&self) -> Vec<u8> {
-        let wire = match self {
-            DataResponse::Applied { was_live } => ResponseWire::Applied {
-                was_live: *was_live,
-            },
-            DataResponse::Superseded { current } => ResponseWire::Superseded {
-                current: (*current).into(),
-            },
-            DataResponse::Forgotten { below } => ResponseWire::RefusedForgotten {
-                below: (*below).into(),
-            },
-            DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
-            DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
-                value: &item.value,
-                version: item.version.into(),
-                expires_at: item.expires_at,
-                expiry_stamp: item.expiry_stamp.as_u64(),
-            },
-            DataResponse::Value(Lookup::Dead {
-                version,
-                expired_at,
-                expiry_stamp,
-            }) => ResponseWire::Dead {
-                version: (*version).into(),
-                expired_at: *expired_at,
-                expiry_stamp: expiry_stamp.as_u64(),
-            },
-            DataResponse::Value(Lookup::Evicted { version }) => ResponseWire::Evicted {
-                version: (*version).into(),
-            },
-            DataResponse::Value(Lookup::Forgotten { below }) => ResponseWire::Forgotten {
-                below: (*below).into(),
-            },
-            DataResponse::Refused { code, reason } => ResponseWire::Refused {
-                code: *code as u16,
-                reason,
-            },
-            DataResponse::Batch {
-                entries,
-                next,
-                watermark,
-            } => ResponseWire::Batch {
-                watermark: watermark.map(|w| (w.below.into(), w.until_ms)),
-                entries: entries
-                    .iter()
-                    .filter_map(|e| {
-                        let (value, expires_at) = match &e.data {
-                            EntryData::Value { value, expires_at } => {
-                                (Some(&value[..]), *expires_at)
-                            }
-                            EntryData::Tombstone { expired_at } => (None, *expired_at),
-                            EntryData::Evicted => return None,
-                        };
-                        Some(EntryWire {
-                            key: &e.key,
-                            hash: e.hash,
-                            version: e.version.into(),
-                            value,
-                            expires_at,
-                            expiry_stamp: e.expiry_stamp.as_u64(),
-                        })
-                    })
-                    .collect(),
-                next: next.as_ref().map(ScanCursor::parts),
-            },
-            DataResponse::Digest(d) => ResponseWire::Digest {
-                hash: d.hash,
-                count: d.count,
-            },
-        };
-        let payload = match &wire {
-            ResponseWire::Live { value, .. } => value.len(),
-            ResponseWire::Refused { reason, .. } => reason.len(),
-            ResponseWire::Batch { entries, .. } => entries
-                .iter()
-                .map(|e| FIXED_FIELDS + e.key.len() + e.value.map_or(0, <[u8]>::len))
-                .sum(),
-            _ => 0,
-        };
-        encode(&wire, payload)
-    }
-
-    /// Decodes a response from a received frame.
-    ///
-    /// # Errors
-    ///
-    /// [`DataWireError`] for anything but a valid response.
-    pub fn decode(frame: &Bytes) -> Result<DataResponse, DataWireError> {
-        Ok(match decode::<ResponseWire<'_>>(frame)? {
-            ResponseWire::Applied { was_live } => DataResponse::Applied { was_live },
-            ResponseWire::Superseded { current } => DataResponse::Superseded {
-                current: current.into(),
-            },
-            ResponseWire::Missing => DataResponse::Value(Lookup::Missing),
-            ResponseWire::Live {
-                value,
-                version,
-                expires_at,
-                expiry_stamp,
-            } => DataResponse::Value(Lookup::Live(Item {
-                value: slice_of(frame, value),
-                version: version.into(),
-                expires_at,
-                expiry_stamp: Timestamp::from_u64(expiry_stamp),
-            })),
-            ResponseWire::Dead {
-                version,
-                expired_at,
-                expiry_stamp,
-            } => DataResponse::Value(Lookup::Dead {
-                version: version.into(),
-                expired_at,
-                expiry_stamp: Timestamp::from_u64(expiry_stamp),
-            }),
-            ResponseWire::Forgotten { below } => DataResponse::Value(Lookup::Forgotten {
-                below: below.into(),
-            }),
-            ResponseWire::RefusedForgotten { below } => DataResponse::Forgotten {
-                below: below.into(),
-            },
-            ResponseWire::Evicted { version } => DataResponse::Value(Lookup::Evicted {
-                version: version.into(),
-            }),
-            ResponseWire::Refused { code, reason } => DataResponse::Refused {
-                code: RefusalCode::from_u16(code),
-                reason: reason.to_owned(),
-            },
-            ResponseWire::Batch {
-                entries,
-                next,
-                watermark,
-            } => {
-                if entries.len() > MAX_BATCH_ENTRIES {
-                    return Err(DataWireError::Malformed("batch too long".to_owned()));
-                }
-                DataResponse::Batch {
-                    entries: entries
-                        .into_iter()
-                        .map(|e| RangeEntry {
-                            key: slice_of(frame, e.key),
-                            hash: e.hash,
-                            version: e.version.into(),
-                            expiry_stamp: Timestamp::from_u64(e.expiry_stamp),
-                            data: match e.value {
-                                Some(value) => EntryData::Value {
-                                    value: slice_of(frame, value),
-                                    expires_at: e.expires_at,
-                                },
-                                None => EntryData::Tombstone {
-                                    expired_at: e.expires_at,
-                                },
-                            },
-                        })
-                        .collect(),
-                    next: next.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
-                    watermark: watermark.map(|(below, until_ms)| Watermark {
-                        below: below.into(),
-                        until_ms,
-                    }),
-                }
-            }
-            ResponseWire::Digest { hash, count } => {
-                DataResponse::Digest(RangeDigest { hash, count })
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::id::Generation;
+    use crate::store::{Item, Lookup};
 
     /// Keys and values are written as postcard bytes, which are the same
     /// bytes as the sequence of `u8`s serde writes by default: nodes of
