@@ -344,6 +344,23 @@ impl ConfigBuilder {
         let rng_seed = self.rng_seed.unwrap_or(generation.get());
         transport.seed = rng_seed;
         transport.validate()?;
+        // A value travels to its replicas in one frame (a write, a hint, a
+        // fill or anti-entropy page holding one entry): a store that accepts
+        // values the transport cannot carry acknowledges writes locally that
+        // can never be replicated.
+        let largest_entry = self.store.max_value_len + self.store.max_key_len + FRAME_OVERHEAD;
+        if largest_entry > transport.max_frame {
+            return Err(ConfigError::new(
+                "store",
+                "max_value_len",
+                format!(
+                    "a value of {} bytes with a key of {} does not fit the transport's \
+                     max_frame of {} bytes (with {FRAME_OVERHEAD} bytes of framing): \
+                     lower max_value_len or raise max_frame",
+                    self.store.max_value_len, self.store.max_key_len, transport.max_frame
+                ),
+            ));
+        }
         Ok(Config {
             node_id,
             generation,
@@ -365,6 +382,10 @@ impl ConfigBuilder {
     }
 }
 
+/// Room a frame needs beside one entry's key and value: the request's
+/// header, version, expiry and the page's own fields.
+const FRAME_OVERHEAD: usize = 4096;
+
 /// `host:port` with a numeric port.
 fn check_addr(addr: &str) -> Result<(), String> {
     let Some((host, port)) = addr.rsplit_once(':') else {
@@ -376,4 +397,30 @@ fn check_addr(addr: &str) -> Result<(), String> {
     port.parse::<u16>()
         .map(|_| ())
         .map_err(|_| format!("invalid port {port:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GridKv;
+
+    #[test]
+    fn a_value_limit_past_the_frame_limit_is_refused() {
+        let store = StoreConfig {
+            max_value_len: 32 << 20,
+            ..StoreConfig::default()
+        };
+        let err = GridKv::builder("n1").store(store).build().unwrap_err();
+        assert_eq!((err.section, err.field), ("store", "max_value_len"));
+        assert!(err.reason.contains("max_frame"), "{}", err.reason);
+    }
+
+    #[test]
+    fn the_default_limits_fit_a_frame() {
+        let config = GridKv::builder("n1").build().unwrap();
+        assert!(
+            config.store.max_value_len + config.store.max_key_len + FRAME_OVERHEAD
+                <= config.transport.max_frame
+        );
+    }
 }
