@@ -135,7 +135,8 @@ impl Coordinator {
 
     /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
     /// live value was there before, as far as the owners that applied it
-    /// know.
+    /// know, in any attempt: a re-stamped write's first attempt may be the
+    /// one that removed the live value.
     pub(crate) async fn write(
         &self,
         key: &[u8],
@@ -184,6 +185,9 @@ impl Coordinator {
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
         self.reachable_quorum(&plan, &p)?;
         let mut attempt = 0;
+        // Whether an owner applied some attempt over a live value: a later
+        // attempt finds the earlier one's write (a tombstone) in its place.
+        let mut was_live = false;
         loop {
             let version = self.replica.hlc.new_version();
             let write = match &data {
@@ -202,8 +206,9 @@ impl Coordinator {
                 superseded = ?tally.superseded,
                 "write"
             );
+            was_live |= tally.was_live;
             if tally.satisfied() {
-                return Ok(tally.was_live);
+                return Ok(was_live);
             }
             match tally.superseded {
                 Some(current) if attempt < self.config.max_restamps => {
