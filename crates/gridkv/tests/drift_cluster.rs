@@ -77,3 +77,55 @@ async fn cluster_del_answers_live_when_an_earlier_attempt_saw_it_live() -> Resul
     shutdown(&nodes).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn cluster_a_far_future_version_is_not_pulled_nor_stamped_past() -> Result {
+    let replication = gridkv::ReplicationConfig {
+        anti_entropy_interval: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let nodes = three(replication).await?;
+    // b holds a version an hour ahead: written by a node whose clock ran
+    // an hour fast. Anti-entropy on a and c would pull it.
+    let far = ahead(3_600_000);
+    nodes[1]
+        .store()
+        .apply(b"far", Write::set(far, b"future", None))?;
+    let rounds: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.replication_stats().anti_entropy_rounds)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes
+        .iter()
+        .zip(&rounds)
+        .all(|(n, r)| n.replication_stats().anti_entropy_rounds >= r + 3)
+    {
+        assert!(Instant::now() < deadline, "anti-entropy did not run");
+        sleep(Duration::from_millis(50)).await;
+    }
+    for n in [&nodes[0], &nodes[2]] {
+        let held = n.store().get(b"far")?;
+        assert!(
+            matches!(held, Lookup::Missing),
+            "{} installed the far-future version: {held:?}",
+            n.id()
+        );
+        assert!(n.replication_stats().drift_skipped >= 1, "{}", n.id());
+    }
+    // Its clock was not dragged forward: its writes are still accepted.
+    nodes[0].set("near", "v").await?;
+    // With two owners holding it, a write of the key needs a re-stamp past
+    // it: refused at once, not re-stamped in vain.
+    nodes[2]
+        .store()
+        .apply(b"far", Write::set(far, b"future", None))?;
+    let restamps = nodes[0].replication_stats().restamps;
+    match nodes[0].set("far", "now").await {
+        Err(Error::ClockDrift(_)) => {}
+        other => panic!("a re-stamp past the bound: {other:?}"),
+    }
+    assert_eq!(nodes[0].replication_stats().restamps, restamps);
+    shutdown(&nodes).await;
+    Ok(())
+}

@@ -215,8 +215,9 @@ impl Coordinator {
                     // A replica holds a newer version (clock skew, or a
                     // concurrent write): move our clock past it and
                     // re-stamp, so this write, once acknowledged, is the
-                    // newest.
-                    let _ = self.replica.hlc.update(current.ts);
+                    // newest. Past the drift bound this clock cannot
+                    // follow: every re-stamp would be superseded again.
+                    super::pulled::stamp_past(&self.replica.hlc, current.ts)?;
                     Counters::add(&self.counters.restamps, 1);
                     attempt += 1;
                 }
@@ -287,10 +288,7 @@ impl Coordinator {
         // been stamped by a clock ahead of this one). Past the drift bound
         // this clock cannot follow: the change would be older than the
         // one it replaces, and every replica would ignore it.
-        self.replica
-            .hlc
-            .update(item.version.ts.max(item.expiry_stamp))
-            .map_err(|e| Error::ClockDrift(e.to_string()))?;
+        super::pulled::stamp_past(&self.replica.hlc, item.version.ts.max(item.expiry_stamp))?;
         let stamp = self.replica.hlc.new_version().ts;
         if stamp <= item.expiry_stamp {
             return Err(Error::ClockDrift(format!(
