@@ -113,7 +113,19 @@ impl Coordinator {
     /// Its outcome goes into the peer's score ([`PeerScores`]): an answer,
     /// a failure, or, dropped unanswered, a failure if it waited longer
     /// than the peer's usual.
+    ///
+    /// A peer avoided now (in its back-off, or half-open with its one
+    /// probe out: [`PeerScores::sending`]) is not asked: the request fails
+    /// at once, unrecorded (a write keeps a hint for the owner).
     fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
+        if !self.peers.sending(addr) {
+            let avoided = TransportError::Unreachable {
+                peer: addr.to_owned(),
+                reason: "avoided after failed requests".to_owned(),
+                retry_in: std::time::Duration::ZERO,
+            };
+            return Box::pin(std::future::ready(Err(avoided)));
+        }
         let mut pending = Pending {
             peer: self.transport.peer(addr),
             scores: self.peers.clone(),
