@@ -66,8 +66,9 @@ impl Swim {
         }
     }
 
-    /// Takes `generation` for this run (see [`Swim::on_join_reply`]).
-    fn adopt_generation(&mut self, generation: Generation) {
+    /// Takes `generation` for this run (see [`Swim::on_join_reply`]; or
+    /// once joined, `Swim::step_past_previous_run`).
+    pub(super) fn adopt_generation(&mut self, generation: Generation) {
         let previous = self.me.clone();
         tracing::warn!(
             node = %self.me.identity.id,
