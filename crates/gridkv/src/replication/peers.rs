@@ -212,7 +212,7 @@ impl PeerScores {
             Some(Ok(_)) => self.answered(addr, waited),
             // Shed for load: it answered, it is just busy.
             Some(Err(TransportError::Backpressure { .. } | TransportError::Overloaded { .. })) => {
-                self.settle(addr, sent)
+                self.settle(addr, sent);
             }
             Some(Err(_)) => self.failed(addr, sent),
             None if waited > self.slow_after(addr) => self.failed(addr, sent),
