@@ -79,6 +79,7 @@ internal_modules!(
 );
 
 mod config_error;
+mod log_limit;
 
 pub use config_error::ConfigError;
 pub use hlc::{Clock, SystemClock};

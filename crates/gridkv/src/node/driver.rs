@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::ClockKeeper;
 use super::formation::{self, Formation, Readiness, Step};
 use super::{Command, Inner, Phase, LEAVE_FLUSH};
+use crate::log_limit::{self, LogLimit};
 use crate::membership::{Liveness, MemberEvent, Output, RingState, Swim};
 use crate::net::{Inbound, Lane, Transport};
 use crate::replication::Placement;
@@ -123,7 +124,11 @@ impl Driver {
                     let now = self.now();
                     self.observe_clock();
                     if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
-                        tracing::warn!(from = %inbound.from, %error, "bad membership packet");
+                        // Any sender can send these, one per packet.
+                        static LIMIT: LogLimit = LogLimit::new(log_limit::EVERY);
+                        if let Some(suppressed) = LIMIT.allow() {
+                            tracing::warn!(from = %inbound.from, %error, suppressed, "bad membership packet");
+                        }
                     }
                     // Under a steady stream of packets the sleep branch
                     // below may never be polled: run due timers here too.

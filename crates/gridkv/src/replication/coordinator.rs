@@ -113,7 +113,19 @@ impl Coordinator {
     /// Its outcome goes into the peer's score ([`PeerScores`]): an answer,
     /// a failure, or, dropped unanswered, a failure if it waited longer
     /// than the peer's usual.
+    ///
+    /// A peer avoided now (in its back-off, or half-open with its one
+    /// probe out: [`PeerScores::sending`]) is not asked: the request fails
+    /// at once, unrecorded (a write keeps a hint for the owner).
     fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
+        if !self.peers.sending(addr) {
+            let avoided = TransportError::Unreachable {
+                peer: addr.to_owned(),
+                reason: "avoided after failed requests".to_owned(),
+                retry_in: std::time::Duration::ZERO,
+            };
+            return Box::pin(std::future::ready(Err(avoided)));
+        }
         let mut pending = Pending {
             peer: self.transport.peer(addr),
             scores: self.peers.clone(),
@@ -135,7 +147,8 @@ impl Coordinator {
 
     /// Writes a set (`Some`) or delete (`None`) of `key`. Returns whether a
     /// live value was there before, as far as the owners that applied it
-    /// know.
+    /// know, in any attempt: a re-stamped write's first attempt may be the
+    /// one that removed the live value.
     pub(crate) async fn write(
         &self,
         key: &[u8],
@@ -184,6 +197,9 @@ impl Coordinator {
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
         self.reachable_quorum(&plan, &p)?;
         let mut attempt = 0;
+        // Whether an owner applied some attempt over a live value: a later
+        // attempt finds the earlier one's write (a tombstone) in its place.
+        let mut was_live = false;
         loop {
             let version = self.replica.hlc.new_version();
             let write = match &data {
@@ -202,16 +218,18 @@ impl Coordinator {
                 superseded = ?tally.superseded,
                 "write"
             );
+            was_live |= tally.was_live;
             if tally.satisfied() {
-                return Ok(tally.was_live);
+                return Ok(was_live);
             }
             match tally.superseded {
                 Some(current) if attempt < self.config.max_restamps => {
                     // A replica holds a newer version (clock skew, or a
                     // concurrent write): move our clock past it and
                     // re-stamp, so this write, once acknowledged, is the
-                    // newest.
-                    let _ = self.replica.hlc.update(current.ts);
+                    // newest. Past the drift bound this clock cannot
+                    // follow: every re-stamp would be superseded again.
+                    super::pulled::stamp_past(&self.replica.hlc, current.ts)?;
                     Counters::add(&self.counters.restamps, 1);
                     attempt += 1;
                 }
@@ -282,10 +300,7 @@ impl Coordinator {
         // been stamped by a clock ahead of this one). Past the drift bound
         // this clock cannot follow: the change would be older than the
         // one it replaces, and every replica would ignore it.
-        self.replica
-            .hlc
-            .update(item.version.ts.max(item.expiry_stamp))
-            .map_err(|e| Error::ClockDrift(e.to_string()))?;
+        super::pulled::stamp_past(&self.replica.hlc, item.version.ts.max(item.expiry_stamp))?;
         let stamp = self.replica.hlc.new_version().ts;
         if stamp <= item.expiry_stamp {
             return Err(Error::ClockDrift(format!(

@@ -49,6 +49,7 @@ pub(crate) mod in_flight;
 mod holdings;
 pub(crate) mod peers;
 mod placement;
+mod pulled;
 mod quorum;
 pub(crate) mod rebalance;
 mod replica;
@@ -469,8 +470,10 @@ pub enum Error {
     },
     /// The operation needs a timestamp past one stamped by a clock further
     /// ahead of this node's than the drift bound allows (an expiry change
-    /// of a value whose last change came from such a clock). Nothing was
-    /// written.
+    /// of a value whose last change came from such a clock, or a write an
+    /// owner holding such a version superseded, which would have to be
+    /// re-stamped past it). Nothing was stamped past the bound; a write may
+    /// have reached some owners, as any failed write.
     #[error("clock drift: {0}")]
     ClockDrift(String),
     /// This node restarted moments ago and stamps no write until its clock

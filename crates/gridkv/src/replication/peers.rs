@@ -13,9 +13,17 @@
 //! - a transport failure, or a request left unanswered for longer than
 //!   the peer's usual (`slow_after`) when the operation ended without it,
 //!   is a failure: the peer is *avoided* for a back-off that doubles with
-//!   each failure in a row (100 ms up to 2 s). When it ends, the next
-//!   operation asks the peer again (a half-open probe); one answer
-//!   restores it at once.
+//!   each failure in a row (100 ms up to 2 s). When it ends, exactly one
+//!   request is let through (a half-open probe, claimed by
+//!   [`PeerScores::sending`]): an answer restores the peer at once, a
+//!   failure starts the next, doubled, back-off. Until then every other
+//!   request to it is failed at once without being sent (a write keeps a
+//!   hint for the owner);
+//! - one outage is one observation: the failure of a request sent before
+//!   the peer's last answer is stale (the peer answered since), and so is
+//!   that of one sent before the last failure was counted (all requests
+//!   outstanding when a peer went away time out together; they say once
+//!   that it is away, not once each).
 //!
 //! Reads ask owners that are not avoided first, nearest first, and send
 //! one more request when one is slower than its usual (a speculative
@@ -54,6 +62,10 @@ const SPECULATE_MAX: Duration = Duration::from_millis(100);
 /// The delay before a speculative read to a peer with no round trip
 /// measured yet.
 const SPECULATE_UNKNOWN: Duration = Duration::from_millis(50);
+/// A half-open probe whose outcome was never recorded (it cannot be: a
+/// request records its outcome when dropped) lets another through after
+/// this long, so a peer is never avoided for good.
+const PROBE_LAPSE: Duration = Duration::from_secs(4);
 
 #[derive(Debug)]
 struct Score {
@@ -61,10 +73,44 @@ struct Score {
     rtt_us: f64,
     /// Failures in a row.
     failures: u32,
-    /// Until when the peer is avoided.
+    /// Until when the peer is avoided; once past (and no answer since),
+    /// the peer is half-open: one probe is let through.
     avoid_until: Option<Instant>,
+    /// When the last answer arrived: the failure of a request sent before
+    /// it is stale.
+    answered_at: Option<Instant>,
+    /// When the last failure was counted: that of a request sent before
+    /// it belongs to the same outage.
+    failed_at: Option<Instant>,
+    /// When the half-open probe in flight was sent.
+    probe: Option<Instant>,
     /// When the last outcome was recorded.
     touched: Instant,
+}
+
+impl Score {
+    /// Whether no request may be sent to the peer at `now`: it is in its
+    /// back-off, or half-open with its probe in flight.
+    fn avoided(&self, now: Instant) -> bool {
+        match self.avoid_until {
+            None => false,
+            Some(until) if until > now => true,
+            Some(_) => self.probing(now),
+        }
+    }
+
+    fn probing(&self, now: Instant) -> bool {
+        self.probe
+            .is_some_and(|sent| now.saturating_duration_since(sent) < PROBE_LAPSE)
+    }
+
+    /// The outcome of a request sent at `sent` is known: if it was the
+    /// probe (or later), the probe is over.
+    fn settle_probe(&mut self, sent: Instant) {
+        if self.probe.is_some_and(|probe| sent >= probe) {
+            self.probe = None;
+        }
+    }
 }
 
 /// A peer's score, as [`GridKv::peer_health`](crate::GridKv::peer_health)
@@ -88,6 +134,27 @@ pub(crate) struct PeerScores {
 }
 
 impl PeerScores {
+    /// Whether a request to `addr` may be sent now; called just before
+    /// sending it. `false` while the peer is avoided; once its back-off is
+    /// over, `true` for exactly one caller (the half-open probe, whose
+    /// outcome decides) until that request's outcome is recorded.
+    pub(crate) fn sending(&self, addr: &str) -> bool {
+        let now = Instant::now();
+        let mut scores = self.scores.lock();
+        let Some(score) = scores.get_mut(addr) else {
+            return true;
+        };
+        match score.avoid_until {
+            None => true,
+            Some(until) if until > now => false,
+            Some(_) if score.probing(now) => false,
+            Some(_) => {
+                score.probe = Some(now);
+                true
+            }
+        }
+    }
+
     /// Records an answer from `addr` after `rtt`.
     pub(crate) fn answered(&self, addr: &str, rtt: Duration) {
         let now = Instant::now();
@@ -101,14 +168,26 @@ impl PeerScores {
         };
         score.failures = 0;
         score.avoid_until = None;
+        score.answered_at = Some(now);
+        score.failed_at = None;
+        score.probe = None;
         score.touched = now;
     }
 
-    /// Records a failed (or abandoned, unanswered) request to `addr`.
-    pub(crate) fn failed(&self, addr: &str) {
+    /// Records a failed (or abandoned, unanswered) request to `addr`, sent
+    /// at `sent`. Not counted if stale (sent before the peer's last
+    /// answer) or part of an outage already counted (sent before the
+    /// last counted failure).
+    pub(crate) fn failed(&self, addr: &str, sent: Instant) {
         let now = Instant::now();
         let mut scores = self.scores.lock();
         let score = entry(&mut scores, addr, now);
+        score.settle_probe(sent);
+        let seen = |at: Option<Instant>| at.is_some_and(|at| sent < at);
+        if seen(score.answered_at) || seen(score.failed_at) {
+            return;
+        }
+        score.failed_at = Some(now);
         score.failures = score.failures.saturating_add(1);
         let doublings = (score.failures - 1).min(16);
         let backoff = FIRST_BACKOFF
@@ -132,21 +211,27 @@ impl PeerScores {
         match outcome {
             Some(Ok(_)) => self.answered(addr, waited),
             // Shed for load: it answered, it is just busy.
-            Some(Err(TransportError::Backpressure { .. } | TransportError::Overloaded { .. })) => {}
-            Some(Err(_)) => self.failed(addr),
-            None if waited > self.slow_after(addr) => self.failed(addr),
-            None => {}
+            Some(Err(TransportError::Backpressure { .. } | TransportError::Overloaded { .. })) => {
+                self.settle(addr, sent);
+            }
+            Some(Err(_)) => self.failed(addr, sent),
+            None if waited > self.slow_after(addr) => self.failed(addr, sent),
+            None => self.settle(addr, sent),
+        }
+    }
+
+    /// A request sent at `sent` ended saying nothing of the peer: a probe
+    /// among them leaves the peer half-open for the next request.
+    fn settle(&self, addr: &str, sent: Instant) {
+        if let Some(score) = self.scores.lock().get_mut(addr) {
+            score.settle_probe(sent);
         }
     }
 
     /// Whether `addr` is avoided now.
     pub(crate) fn avoided(&self, addr: &str) -> bool {
         let now = Instant::now();
-        self.scores
-            .lock()
-            .get(addr)
-            .and_then(|s| s.avoid_until)
-            .is_some_and(|until| until > now)
+        self.scores.lock().get(addr).is_some_and(|s| s.avoided(now))
     }
 
     /// How many peers are avoided now.
@@ -155,7 +240,7 @@ impl PeerScores {
         self.scores
             .lock()
             .values()
-            .filter(|s| s.avoid_until.is_some_and(|until| until > now))
+            .filter(|s| s.avoided(now))
             .count()
     }
 
@@ -173,8 +258,7 @@ impl PeerScores {
                 Some(addr) => match scores.get(*addr) {
                     None => (i, false, 1),
                     Some(s) => {
-                        let avoided = s.avoid_until.is_some_and(|until| until > now);
-                        (i, avoided, (s.rtt_us as u64).max(1))
+                        (i, s.avoided(now), (s.rtt_us as u64).max(1))
                     }
                 },
             })
@@ -249,6 +333,9 @@ fn entry<'a>(scores: &'a mut HashMap<Box<str>, Score>, addr: &str, now: Instant)
                 rtt_us: 0.0,
                 failures: 0,
                 avoid_until: None,
+                answered_at: None,
+                failed_at: None,
+                probe: None,
                 touched: now,
             },
         );
@@ -260,19 +347,26 @@ fn entry<'a>(scores: &'a mut HashMap<Box<str>, Score>, addr: &str, now: Instant)
 mod tests {
     use super::*;
 
+    /// A failure of a request sent now.
+    fn fail(peers: &PeerScores, addr: &str) {
+        peers.failed(addr, Instant::now());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_back_off_doubling_and_one_answer_restores() {
         let peers = PeerScores::default();
         assert!(!peers.avoided("b"));
-        peers.failed("b");
+        fail(&peers, "b");
         assert!(peers.avoided("b"));
         tokio::time::advance(Duration::from_millis(101)).await;
         assert!(!peers.avoided("b"), "a half-open probe is let through");
-        peers.failed("b");
+        assert!(peers.sending("b"));
+        fail(&peers, "b");
         tokio::time::advance(Duration::from_millis(150)).await;
         assert!(peers.avoided("b"), "the second back-off is 200 ms");
         for _ in 0..10 {
-            peers.failed("b");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            fail(&peers, "b");
         }
         let left = peers.snapshot()[0].avoided_for.unwrap();
         assert!(left <= MAX_BACKOFF, "{left:?}");
@@ -282,12 +376,89 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_failure_sent_before_the_last_answer_is_stale() {
+        let peers = PeerScores::default();
+        let early = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        peers.answered("b", Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // Sent before the answer arrived: it says nothing of the peer now.
+        peers.failed("b", early);
+        peers.record(
+            "b",
+            early,
+            Some(&Err(TransportError::ConnectionLost {
+                peer: "b".into(),
+                reason: "reset".into(),
+            })),
+        );
+        assert!(!peers.avoided("b"));
+        assert_eq!(peers.snapshot()[0].failures, 0);
+        // Sent after it: counts.
+        fail(&peers, "b");
+        assert!(peers.avoided("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_failures_from_one_outage_counts_once() {
+        let peers = PeerScores::default();
+        peers.answered("b", Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let sent = Instant::now();
+        // 50 requests outstanding when b went away all time out together.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..50 {
+            peers.record("b", sent, None);
+        }
+        assert_eq!(peers.snapshot()[0].failures, 1);
+        let left = peers.snapshot()[0].avoided_for.unwrap();
+        assert!(left <= FIRST_BACKOFF, "one back-off, not fifty: {left:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_back_off_exactly_one_probe_goes_and_decides() {
+        let peers = PeerScores::default();
+        assert!(peers.sending("b"), "an unknown peer is asked");
+        fail(&peers, "b");
+        assert!(!peers.sending("b"), "in its back-off");
+        tokio::time::advance(FIRST_BACKOFF).await;
+        // Half-open: one request is the probe, the others are held.
+        let probe = Instant::now();
+        assert!(peers.sending("b"));
+        assert!(!peers.sending("b"));
+        assert!(!peers.sending("b"));
+        assert!(peers.avoided("b"), "avoided while its probe is out");
+        // The probe fails: the next back-off is doubled.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        peers.failed("b", probe);
+        assert_eq!(peers.snapshot()[0].failures, 2);
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(!peers.sending("b"), "the second back-off is 200 ms");
+        tokio::time::advance(FIRST_BACKOFF).await;
+        // The next probe is answered: b is restored for everyone.
+        let probe = Instant::now();
+        assert!(peers.sending("b"));
+        assert!(!peers.sending("b"));
+        peers.record("b", probe, Some(&Ok(bytes::Bytes::new())));
+        assert!(peers.sending("b") && peers.sending("b"));
+        assert!(!peers.avoided("b"));
+        // A probe dropped early says nothing: the next request probes.
+        fail(&peers, "b");
+        tokio::time::advance(FIRST_BACKOFF).await;
+        let probe = Instant::now();
+        assert!(peers.sending("b"));
+        peers.record("b", probe, None);
+        assert!(peers.sending("b"), "a new probe");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reads_rank_reachable_nearest_first_and_self_before_all() {
         let peers = PeerScores::default();
         peers.answered("far", Duration::from_millis(5));
         peers.answered("near", Duration::from_micros(200));
         peers.answered("gone", Duration::from_micros(100));
-        peers.failed("gone");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        fail(&peers, "gone");
         let order = peers.rank(&[Some("gone"), Some("far"), None, Some("near"), Some("new")]);
         assert_eq!(
             order,
@@ -300,6 +471,7 @@ mod tests {
     async fn an_abandoned_request_counts_only_once_slow() {
         let peers = PeerScores::default();
         peers.answered("b", Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(1)).await;
         let sent = Instant::now();
         tokio::time::advance(Duration::from_millis(20)).await;
         peers.record("b", sent, None);
@@ -316,7 +488,7 @@ mod tests {
     fn the_table_is_bounded() {
         let peers = PeerScores::default();
         for i in 0..MAX_PEERS + 10 {
-            peers.failed(&format!("10.0.0.{i}:7000"));
+            peers.failed(&format!("10.0.0.{i}:7000"), Instant::now());
         }
         assert!(peers.snapshot().len() <= MAX_PEERS);
     }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::placement::Placement;
 use super::wire::{DataResponse, RefusalCode};
 use super::{Error, ReadOptions, ReplicationConfig, WriteOptions};
+use crate::log_limit::{self, LogLimit};
 use crate::hlc::Version;
 use crate::id::NodeId;
 use crate::membership::{Liveness, RingState};
@@ -472,7 +473,11 @@ impl Tally {
                 code: RefusalCode::ClockDrift,
                 reason,
             }) => {
-                tracing::warn!(%reason, "a replica refused a write: clock drift");
+                // One per write to that replica, as long as it refuses.
+                static LIMIT: LogLimit = LogLimit::new(log_limit::EVERY);
+                if let Some(suppressed) = LIMIT.allow() {
+                    tracing::warn!(%reason, suppressed, "a replica refused a write: clock drift");
+                }
             }
             answer if is_shed(&answer) => {
                 for (i, count) in self.shed.iter_mut().enumerate() {

@@ -415,6 +415,11 @@ impl Rebalancer {
                     batch_bytes += value.len() as u64;
                 }
                 if let Some(write) = entry.write() {
+                    // A version from a clock far ahead is skipped (and
+                    // counted), as a replica refuses such a write.
+                    if super::pulled::admit(&self.replica.hlc, &self.counters, &write).is_err() {
+                        continue;
+                    }
                     let outcome = self.replica.store.apply(&entry.key, write);
                     tracing::trace!(
                         target: "gridkv::keys",

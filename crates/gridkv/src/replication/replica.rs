@@ -51,7 +51,7 @@ impl Replica {
     pub(crate) fn apply(&self, key: &[u8], write: Write<'_>) -> DataResponse {
         // An expiry change's stamp is a newer reading of the writer's clock
         // than its version: both are merged (and checked for drift).
-        if let Err(e) = self.hlc.observe(write.version.ts.max(write.expiry_stamp)) {
+        if let Err(e) = super::pulled::admit(&self.hlc, &self.counters, &write) {
             return DataResponse::Refused {
                 code: RefusalCode::ClockDrift,
                 reason: e.to_string(),

@@ -43,6 +43,11 @@ pub struct ReplicationStats {
     pub fast_failures: u64,
     /// Peers this node avoids now after failed requests to them.
     pub peers_avoided: u64,
+    /// Versions stamped elsewhere that this node skipped (neither stored
+    /// nor merged into its clock): further ahead of the cluster's clock
+    /// than the drift bound. Writes and repairs sent to it, and entries
+    /// that fills and anti-entropy pulled.
+    pub drift_skipped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +67,7 @@ pub(crate) struct Counters {
     pub(crate) hints_dropped: AtomicU64,
     pub(crate) speculative_reads: AtomicU64,
     pub(crate) fast_failures: AtomicU64,
+    pub(crate) drift_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +94,7 @@ impl Counters {
             speculative_reads: self.speculative_reads.load(Relaxed),
             fast_failures: self.fast_failures.load(Relaxed),
             peers_avoided: 0,
+            drift_skipped: self.drift_skipped.load(Relaxed),
         }
     }
 }

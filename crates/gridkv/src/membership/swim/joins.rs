@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{expired, MemberEvent, Output, Swim, MAX_FORWARDS};
 use crate::id::Generation;
+use crate::log_limit::{self, LogLimit};
 use crate::membership::member::{Identity, RingState};
 use crate::membership::wire::{Message, Update};
 
@@ -66,8 +67,9 @@ impl Swim {
         }
     }
 
-    /// Takes `generation` for this run (see [`Swim::on_join_reply`]).
-    fn adopt_generation(&mut self, generation: Generation) {
+    /// Takes `generation` for this run (see [`Swim::on_join_reply`]; or
+    /// once joined, `Swim::step_past_previous_run`).
+    pub(super) fn adopt_generation(&mut self, generation: Generation) {
         let previous = self.me.clone();
         tracing::warn!(
             node = %self.me.identity.id,
@@ -178,12 +180,18 @@ impl Swim {
                     .get(&check.holder.id)
                     .is_some_and(|e| e.member.liveness.is_reachable());
             if alive {
-                tracing::warn!(
-                    id = %check.holder.id,
-                    holder = %check.holder.addr,
-                    joiner = %check.joiner.identity.addr,
-                    "join refused: a live member already uses this id"
-                );
+                // Any sender can ask to join under a live member's id,
+                // again and again.
+                static LIMIT: LogLimit = LogLimit::new(log_limit::EVERY);
+                if let Some(suppressed) = LIMIT.allow() {
+                    tracing::warn!(
+                        id = %check.holder.id,
+                        holder = %check.holder.addr,
+                        joiner = %check.joiner.identity.addr,
+                        suppressed,
+                        "join refused: a live member already uses this id"
+                    );
+                }
                 self.send_raw(
                     check.joiner.identity.addr.clone(),
                     Message::JoinRefused {

@@ -52,13 +52,8 @@ impl Swim {
     /// News about this node itself: refute anything but "alive" by raising
     /// the incarnation.
     pub(super) fn merge_own(&mut self, update: Update) {
-        let r#gen = update.identity.generation;
-        if r#gen != self.me.identity.generation {
-            if r#gen > self.me.identity.generation {
-                self.report_conflict(&update.identity);
-            } else {
-                self.saw_previous_run = true;
-            }
+        if update.identity.generation != self.me.identity.generation {
+            self.step_past_previous_run(&update);
             return;
         }
         if self.me.liveness == Liveness::Left {
@@ -101,6 +96,40 @@ impl Swim {
             self.broadcasts.push(Update::of(&self.me));
             self.changed(Some(previous), self.me.clone());
         }
+    }
+
+    /// News about this node's id under another generation: its previous
+    /// run, unless it is a later one still alive (another process using
+    /// the id, reported as a conflict).
+    /// - An earlier generation: members still gossiping it have not all
+    ///   taken this run in its place yet. This run steps its incarnation
+    ///   past the one seen (if not already past) and gossips itself again.
+    /// - A later generation that is gone (down, left, removed): the
+    ///   previous run, started when the wall clock read later than it did
+    ///   at this start (it stepped back), found after this node joined
+    ///   (the join reply would have shown it, see `on_join_reply`).
+    ///   Members holding it would ignore this run's lower generation until
+    ///   they forget it, so this run takes the generation after it.
+    ///
+    /// Either way, the restart is noted (`saw_previous_run`): its previous
+    /// run may have stamped versions ahead of this run's clock.
+    fn step_past_previous_run(&mut self, update: &Update) {
+        let seen = update.identity.generation;
+        if seen < self.me.identity.generation {
+            self.saw_previous_run = true;
+            if self.me.liveness != Liveness::Left && update.incarnation >= self.me.incarnation {
+                self.me.incarnation = update.incarnation.saturating_add(1);
+                self.broadcasts.push(Update::of(&self.me));
+            }
+            return;
+        }
+        let gone = matches!(update.liveness, Liveness::Down | Liveness::Left)
+            || matches!(update.ring, RingState::Removed | RingState::Left);
+        if !gone || self.me.liveness == Liveness::Left {
+            self.report_conflict(&update.identity);
+            return;
+        }
+        self.adopt_generation(Generation::new(seen.get().saturating_add(1)));
     }
 
     /// Counts another member's suspicion of one this node suspects too, if
