@@ -71,7 +71,7 @@ async fn cluster_a_forged_ping_req_never_reaches_a_stranger() -> Result {
             clock: Default::default(),
         };
         forger.send(
-            &node.advertised_addr().to_owned(),
+            node.advertised_addr(),
             Lane::Control,
             Bytes::from(packet.encode()),
         )?;
