@@ -20,6 +20,7 @@
 //! | `--max-clients` | `GRIDKV_MAX_CLIENTS` | `max_clients` | 10000 |
 //! | `--cluster` | `GRIDKV_CLUSTER` | `cluster` | `gridkv` |
 //! | `--pipeline-order` | `GRIDKV_PIPELINE_ORDER` | `pipeline_order` | `strict` |
+//! | `--max-clock-offset` | `GRIDKV_MAX_CLOCK_OFFSET` | `max_clock_offset` | `5s` |
 //! | `--config` | `GRIDKV_CONFIG` | | none |
 //!
 //! # Examples
@@ -106,6 +107,10 @@ pub struct NodeArgs {
     /// on distinct keys run at once (faster) and may be seen out of order.
     #[arg(long, env = "GRIDKV_PIPELINE_ORDER", value_name = "ORDER", value_enum)]
     pub pipeline_order: Option<PipelineOrder>,
+    /// Largest offset of this node's clock from the cluster's (`500ms`,
+    /// `5s`, `1m`); beyond it the node coordinates no write until back.
+    #[arg(long, env = "GRIDKV_MAX_CLOCK_OFFSET", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_clock_offset: Option<std::time::Duration>,
     /// TOML config file (keys as the flags, with `_` for `-`).
     #[arg(long, env = "GRIDKV_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -147,6 +152,8 @@ pub struct FileConfig {
     pub cluster: Option<String>,
     /// See [`NodeArgs::pipeline_order`]: `"strict"` or `"relaxed"`.
     pub pipeline_order: Option<PipelineOrder>,
+    /// See [`NodeArgs::max_clock_offset`]: a string such as `"5s"`.
+    pub max_clock_offset: Option<String>,
 }
 
 /// Seeds in a config file: `["a:1", "b:2"]` or `"a:1,b:2"`.
@@ -236,6 +243,43 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?}: too large"))
 }
 
+/// Parses a duration: a whole number with a unit `ms`, `s`, `m` or `h`
+/// (`500ms`, `5s`, `2m`, `1h`), case-insensitive, spaces allowed between.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use gridkv_server::config::parse_duration;
+///
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+/// assert_eq!(parse_duration("1 h"), Ok(Duration::from_secs(3600)));
+/// assert!(parse_duration("5").unwrap_err().contains("unit"));
+/// ```
+///
+/// # Errors
+///
+/// A message naming the input and what was expected.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let expected = "expected a whole number with a unit ms, s, m or h, such as 500ms or 5s";
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let ms_per: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err(format!("{s:?}: no unit; {expected}")),
+        _ => return Err(format!("{s:?}: {expected}")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: {expected}"))?;
+    n.checked_mul(ms_per)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
 /// The resolved configuration of one `gridkv node`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -269,6 +313,8 @@ pub struct ServerConfig {
     pub cluster: String,
     /// How pipelined commands may overlap.
     pub pipeline_order: PipelineOrder,
+    /// The clock-offset bound, if not the library's default.
+    pub max_clock_offset: Option<std::time::Duration>,
 }
 
 /// A setting that is missing or invalid, named as flag, variable and file
@@ -372,6 +418,14 @@ impl ServerConfig {
                 .pipeline_order
                 .or(file.pipeline_order)
                 .unwrap_or_default(),
+            max_clock_offset: match (args.max_clock_offset, file.max_clock_offset) {
+                (Some(d), _) => Some(d),
+                (None, Some(text)) => Some(
+                    parse_duration(&text)
+                        .map_err(|reason| ConfigError::new("max_clock_offset", reason))?,
+                ),
+                (None, None) => None,
+            },
         };
         config.check()?;
         Ok(config)
@@ -415,6 +469,9 @@ impl ServerConfig {
             .store(store);
         if let Some(a) = &self.advertise {
             builder = builder.advertise(a.clone());
+        }
+        if let Some(bound) = self.max_clock_offset {
+            builder = builder.max_clock_offset(bound);
         }
         builder.build().map_err(|e| {
             let setting = match e.field {
@@ -578,6 +635,78 @@ mod tests {
     fn unknown_file_keys_are_refused() {
         let e = toml::from_str::<FileConfig>("id = \"n\"\nreplicaz = 3").unwrap_err();
         assert!(e.to_string().contains("replicaz"), "{e}");
+    }
+
+    #[test]
+    fn clock_offset_bound_from_flag_file_or_default() {
+        use std::time::Duration;
+        let file: FileConfig = toml::from_str(r#"max_clock_offset = "250ms""#).unwrap();
+        let config = ServerConfig::merge(args("n1"), file.clone()).unwrap();
+        assert_eq!(config.max_clock_offset, Some(Duration::from_millis(250)));
+        assert_eq!(
+            config.node_config().unwrap().max_clock_offset,
+            Duration::from_millis(250)
+        );
+        let flag = NodeArgs {
+            max_clock_offset: Some(Duration::from_secs(2)),
+            ..args("n1")
+        };
+        let config = ServerConfig::merge(flag, file).unwrap();
+        assert_eq!(config.max_clock_offset, Some(Duration::from_secs(2)));
+        let config = ServerConfig::merge(args("n1"), FileConfig::default()).unwrap();
+        assert_eq!(config.max_clock_offset, None);
+        assert_eq!(
+            config.node_config().unwrap().max_clock_offset,
+            gridkv::GridKv::builder("n1")
+                .build()
+                .unwrap()
+                .max_clock_offset
+        );
+        // A bad file value and a zero bound name the setting.
+        let bad: FileConfig = toml::from_str(r#"max_clock_offset = "soon""#).unwrap();
+        let err = ServerConfig::merge(args("n1"), bad).unwrap_err();
+        assert_eq!(err.setting, "max_clock_offset");
+        assert!(err.to_string().contains("--max-clock-offset"), "{err}");
+        let zero = NodeArgs {
+            max_clock_offset: Some(Duration::ZERO),
+            ..args("n1")
+        };
+        let err = ServerConfig::merge(zero, FileConfig::default()).unwrap_err();
+        assert_eq!(err.setting, "max_clock_offset");
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        for (text, want) in [
+            ("500ms", Duration::from_millis(500)),
+            ("5s", Duration::from_secs(5)),
+            ("5S", Duration::from_secs(5)),
+            (" 2 m ", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "",
+            "5",
+            "s",
+            "-1s",
+            "1.5s",
+            "5 sec",
+            "5d",
+            "99999999999999999999h",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.starts_with(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+        assert!(
+            parse_duration("18446744073709551615h")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

@@ -88,8 +88,8 @@ pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimCon
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use node::{
-    ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, Readiness,
-    StartError, Ttl,
+    ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, LINK_SWEEP_INTERVAL,
+    MembershipStats, Readiness, StartError, Ttl,
 };
 pub use replication::{
     Consistency, Error, FillReport, PeerHealth, ReadOptions, ReplicationConfig, ReplicationStats,

@@ -114,6 +114,13 @@ impl Node {
     /// where `extra` names an address flag itself), with `extra` flags, and
     /// waits for its ready line.
     pub fn start(id: &str, extra: &[&str]) -> Node {
+        Node::start_env(id, extra, &[])
+    }
+
+    /// As [`Node::start`], with `env` variables set for the process (on top
+    /// of the inherited environment, less `GRIDKV_*`): `LD_PRELOAD` of
+    /// libfaketime with `FAKETIME`, say.
+    pub fn start_env(id: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
         std::fs::create_dir_all(&dir).expect("create the log dir");
@@ -132,6 +139,7 @@ impl Node {
         let mut child = gridkv_command()
             .args(args)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

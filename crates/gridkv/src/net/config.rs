@@ -11,6 +11,13 @@ use super::rtt::RttConfig;
 use crate::config_error::ConfigError;
 use crate::{Generation, NodeId};
 
+/// The default [`TransportConfig::max_links`]: peer addresses with links.
+const DEFAULT_MAX_LINKS: usize = 4096;
+
+/// The largest [`TransportConfig::max_links`] accepted: each address costs
+/// two tasks and two queues, so a bound past this is a typo, not a plan.
+const MAX_LINKS_LIMIT: usize = 1 << 20;
+
 /// How a transport behaves. Build one with [`TransportConfig::new`] and
 /// adjust fields; `Transport::bind` validates it.
 ///
@@ -33,6 +40,10 @@ use crate::{Generation, NodeId};
 /// config.rtt.floor = Duration::ZERO;
 /// let err = config.validate().unwrap_err();
 /// assert_eq!((err.section, err.field), ("rtt", "floor"));
+///
+/// config.rtt = Default::default();
+/// config.max_links = 0;
+/// assert_eq!(config.validate().unwrap_err().field, "max_links");
 /// # Ok::<(), gridkv::NodeIdError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -67,6 +78,11 @@ pub struct TransportConfig {
     /// Inbound connections accepted at once; more are closed on arrival.
     /// Default 1024.
     pub max_inbound_connections: usize,
+    /// Peer addresses this node keeps links to at once (each address has
+    /// one link per lane). Opening one more fails with
+    /// [`TransportError::TooManyLinks`](super::TransportError::TooManyLinks);
+    /// the links there are keep working. Default 4096.
+    pub max_links: usize,
     /// Frames queued to one peer per lane. Default 4096.
     pub queue_frames: usize,
     /// Bytes queued to one peer per lane. Default 64 MiB.
@@ -108,6 +124,7 @@ impl TransportConfig {
             heartbeat_interval: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(3),
             max_inbound_connections: 1024,
+            max_links: DEFAULT_MAX_LINKS,
             queue_frames: 4096,
             queue_bytes: 64 << 20,
             max_in_flight: 1024,
@@ -156,6 +173,7 @@ impl TransportConfig {
         }
         for (field, value) in [
             ("max_inbound_connections", self.max_inbound_connections),
+            ("max_links", self.max_links),
             ("queue_frames", self.queue_frames),
             ("queue_bytes", self.queue_bytes),
             ("max_in_flight", self.max_in_flight),
@@ -167,6 +185,9 @@ impl TransportConfig {
             if value == 0 {
                 return bad(field, "must be greater than zero");
             }
+        }
+        if self.max_links > MAX_LINKS_LIMIT {
+            return bad("max_links", "must be at most 1,048,576");
         }
         self.rtt.validate()?;
         self.backoff.validate()

@@ -79,6 +79,16 @@ pub enum TransportError {
         /// Which bound.
         limit: Limit,
     },
+    /// Links to [`TransportConfig::max_links`](super::TransportConfig::max_links)
+    /// peer addresses are open already: no link to this one was opened and
+    /// nothing was sent. Links to other addresses keep working.
+    #[error("no link to {peer}: {max} peer addresses have links already (max_links)")]
+    TooManyLinks {
+        /// The address refused a link.
+        peer: String,
+        /// The bound.
+        max: usize,
+    },
     /// The peer's inbound limits were full; its application never saw the
     /// request.
     #[error("{peer} is overloaded and refused the request")]

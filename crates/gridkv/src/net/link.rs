@@ -61,6 +61,10 @@ pub(crate) struct Link {
     /// forgotten or the transport stops (a child of the transport's token).
     forgotten: CancellationToken,
     peer: Mutex<Option<PeerInfo>>,
+    /// Set on a link never opened, because `max_links` addresses had links
+    /// already (the bound): every call on it fails with
+    /// [`TransportError::TooManyLinks`].
+    refused: Option<usize>,
 }
 
 impl Link {
@@ -85,6 +89,7 @@ impl Link {
             cut_backoff: Notify::new(),
             forgotten: cancel.child_token(),
             peer: Mutex::new(None),
+            refused: None,
         }
     }
 
@@ -134,6 +139,12 @@ impl Link {
     fn check_sendable(&self, shared: &Shared, len: usize) -> Result<(), TransportError> {
         if shared.cancel.is_cancelled() {
             return Err(TransportError::ShuttingDown);
+        }
+        if let Some(max) = self.refused {
+            return Err(TransportError::TooManyLinks {
+                peer: self.addr.clone(),
+                max,
+            });
         }
         if len > shared.config.max_frame {
             return Err(TransportError::TooLarge {
@@ -434,14 +445,29 @@ impl Links {
         }
     }
 
-    /// The links to `addr`, started (one task each) on first use.
-    pub(crate) fn get(&self, shared: &Arc<Shared>, addr: &str) -> [Arc<Link>; 2] {
+    /// The links to `addr`, started (one task each) on first use; when
+    /// `max_links` addresses have links already and `addr` is not one of
+    /// them, [`TransportError::TooManyLinks`] (counted in `links_refused`).
+    pub(crate) fn get(
+        &self,
+        shared: &Arc<Shared>,
+        addr: &str,
+    ) -> Result<[Arc<Link>; 2], TransportError> {
         if let Some(links) = self.map.read().get(addr) {
-            return links.clone();
+            return Ok(links.clone());
         }
         let mut map = self.map.write();
         if let Some(links) = map.get(addr) {
-            return links.clone();
+            return Ok(links.clone());
+        }
+        let max = shared.config.max_links;
+        if map.len() >= max {
+            shared.counters.links_refused.fetch_add(1, Relaxed);
+            tracing::debug!(peer = %addr, max, "link refused: max_links reached");
+            return Err(TransportError::TooManyLinks {
+                peer: addr.to_owned(),
+                max,
+            });
         }
         let links = Lane::ALL.map(|lane| {
             let link = Arc::new(Link::new(
@@ -463,12 +489,58 @@ impl Links {
             link
         });
         map.insert(addr.to_owned(), links.clone());
-        links
+        shared.counters.links.fetch_add(1, Relaxed);
+        Ok(links)
+    }
+
+    /// Links to `addr` that were never opened (no task, nothing stored):
+    /// every call on them fails with [`TransportError::TooManyLinks`].
+    pub(crate) fn refused(shared: &Shared, addr: &str) -> [Arc<Link>; 2] {
+        Lane::ALL.map(|lane| {
+            let mut link = Link::new(
+                addr,
+                lane,
+                &shared.config,
+                &shared.counters,
+                &shared.cancel,
+            );
+            link.refused = Some(shared.config.max_links);
+            link.queue.close();
+            Arc::new(link)
+        })
+    }
+
+    /// Closes and forgets the links to every address `keep` turns down;
+    /// returns how many addresses that was.
+    pub(crate) fn retain(&self, shared: &Shared, mut keep: impl FnMut(&str) -> bool) -> usize {
+        let mut removed = Vec::new();
+        self.map.write().retain(|addr, links| {
+            let kept = keep(addr);
+            if !kept {
+                removed.push(links.clone());
+            }
+            kept
+        });
+        shared.counters.links.fetch_sub(removed.len() as u64, Relaxed);
+        for link in removed.iter().flatten() {
+            link.forget();
+        }
+        removed.len()
+    }
+
+    /// The addresses with links now, in order.
+    pub(crate) fn addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self.map.read().keys().cloned().collect();
+        addrs.sort();
+        addrs
     }
 
     /// Closes the links to `addr` and forgets them.
-    pub(crate) fn forget(&self, addr: &str) {
+    pub(crate) fn forget(&self, shared: &Shared, addr: &str) {
         let removed = self.map.write().remove(addr);
+        if removed.is_some() {
+            shared.counters.links.fetch_sub(1, Relaxed);
+        }
         for link in removed.into_iter().flatten() {
             link.forget();
         }

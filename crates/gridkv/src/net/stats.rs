@@ -14,8 +14,8 @@ macro_rules! counters {
         /// A snapshot of a node's cluster-transport counters
         /// ([`GridKv::transport_stats`](crate::GridKv::transport_stats)).
         ///
-        /// Counters only grow, except the gauges `open_connections` and
-        /// `queued_frames`.
+        /// Counters only grow, except the gauges `open_connections`,
+        /// `queued_frames` and `links`.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct TransportStats {
             $($(#[$doc])* pub $name: u64,)*
@@ -81,4 +81,8 @@ counters! {
     fault_duplicated,
     /// Frames waiting in send queues now (gauge).
     queued_frames,
+    /// Peer addresses with links now (gauge; each has one link per lane).
+    links,
+    /// Links refused because `max_links` addresses had links already.
+    links_refused,
 }

@@ -189,9 +189,53 @@ impl Transport {
 
     /// A handle on the peer at `addr` (`host:port`; names are resolved on
     /// every dial). Keeping it saves a map lookup per request.
+    ///
+    /// When [`TransportConfig::max_links`] addresses have links already and
+    /// `addr` is not one of them, no link is opened: the handle fails every
+    /// call with [`TransportError::TooManyLinks`]. Use
+    /// [`Transport::try_peer`] to learn that at once.
     pub fn peer(&self, addr: &str) -> Peer {
         let shared = &self.handle.shared;
-        Peer::new(Arc::clone(shared), self.handle.links.get(shared, addr))
+        match self.handle.links.get(shared, addr) {
+            Ok(links) => Peer::new(Arc::clone(shared), links),
+            Err(_) => Peer::new(Arc::clone(shared), Links::refused(shared, addr)),
+        }
+    }
+
+    /// As [`Transport::peer`], failing at once when no link to `addr` can
+    /// be opened.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::TooManyLinks`] when [`TransportConfig::max_links`]
+    /// addresses have links already and `addr` is not one of them (counted
+    /// in [`TransportStats::links_refused`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::net::{Transport, TransportConfig, TransportError};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let mut config = TransportConfig::new("demo", NodeId::new("a").unwrap(), Generation::new(1));
+    /// config.max_links = 1;
+    /// let (a, _incoming) = Transport::bind(config).await.unwrap();
+    /// assert!(a.try_peer("127.0.0.1:1").is_ok());
+    /// assert!(a.try_peer("127.0.0.1:1").is_ok()); // the same address: the same link
+    /// assert!(matches!(
+    ///     a.try_peer("127.0.0.1:2"),
+    ///     Err(TransportError::TooManyLinks { max: 1, .. })
+    /// ));
+    /// assert_eq!((a.stats().links, a.stats().links_refused), (1, 1));
+    /// a.shutdown().await;
+    /// # });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_peer(&self, addr: &str) -> Result<Peer, TransportError> {
+        let shared = &self.handle.shared;
+        let links = self.handle.links.get(shared, addr)?;
+        Ok(Peer::new(Arc::clone(shared), links))
     }
 
     /// Closes the links to `addr` and forgets them: pending requests fail
@@ -201,7 +245,38 @@ impl Transport {
     /// [`Transport::peer`] for the address starts afresh; a [`Peer`] handle
     /// kept from before fails its requests.
     pub fn forget(&self, addr: &str) {
-        self.handle.links.forget(addr);
+        self.handle.links.forget(&self.handle.shared, addr);
+    }
+
+    /// Closes and forgets (as [`Transport::forget`]) the links to every
+    /// address for which `keep` returns `false`; returns how many addresses
+    /// that was. The node sweeps with it the links to addresses that are
+    /// neither members nor seeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::net::{Transport, TransportConfig};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let config = TransportConfig::new("demo", NodeId::new("a").unwrap(), Generation::new(1));
+    /// let (a, _incoming) = Transport::bind(config).await.unwrap();
+    /// a.peer("127.0.0.1:1");
+    /// a.peer("127.0.0.1:2");
+    /// assert_eq!(a.retain_links(|addr| addr == "127.0.0.1:1"), 1);
+    /// assert_eq!(a.link_addrs(), ["127.0.0.1:1"]);
+    /// a.shutdown().await;
+    /// # });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn retain_links(&self, keep: impl FnMut(&str) -> bool) -> usize {
+        self.handle.links.retain(&self.handle.shared, keep)
+    }
+
+    /// The peer addresses this node has links to now, in order.
+    pub fn link_addrs(&self) -> Vec<String> {
+        self.handle.links.addrs()
     }
 
     /// Sends a request to `addr` and waits for its answer, for at most the
@@ -212,12 +287,12 @@ impl Transport {
         lane: Lane,
         body: Bytes,
     ) -> Result<Bytes, TransportError> {
-        self.peer(addr).request(lane, body).await
+        self.try_peer(addr)?.request(lane, body).await
     }
 
     /// Queues a one-way message to `addr` (see [`Peer::send`]).
     pub fn send(&self, addr: &str, lane: Lane, body: Bytes) -> Result<(), TransportError> {
-        self.peer(addr).send(lane, body)
+        self.try_peer(addr)?.send(lane, body)
     }
 
     /// The RTT estimate to `addr` on the control lane, if this node ever

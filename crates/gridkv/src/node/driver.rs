@@ -52,6 +52,8 @@ pub(super) struct Driver {
     pub(super) needed: usize,
     /// The replication in force last logged: `(N, W, R)`.
     pub(super) logged: Option<(usize, usize, usize)>,
+    /// Closes links to addresses that are neither members nor seeds.
+    pub(super) links: super::links::LinkSweep,
 }
 
 impl Driver {
@@ -206,6 +208,7 @@ impl Driver {
         let mut changed = self.drain();
         if let Some(shared) = self.shared.upgrade() {
             self.check_clock(&shared);
+            self.links.tick(&self.swim, &self.transport, &shared.links);
         }
         loop {
             let now = self.now();

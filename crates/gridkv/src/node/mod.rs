@@ -23,6 +23,7 @@ mod data;
 mod driver;
 mod error;
 mod formation;
+mod links;
 #[cfg(feature = "internals")]
 mod internals;
 
@@ -41,6 +42,7 @@ pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
 pub use error::{JoinError, StartError};
 pub use formation::{Forming, Readiness};
+pub use links::{MembershipStats, LINK_SWEEP_INTERVAL};
 
 use crate::hlc::Hlc;
 use crate::id::NodeId;
@@ -118,6 +120,8 @@ struct Inner {
     ready_timeout: Duration,
     /// This node's clock against the cluster's, as the driver last saw it.
     clock: clock::NodeClock,
+    /// Indirect probes refused and links swept (see `links`).
+    links: links::LinkCounters,
 }
 
 impl Inner {
@@ -343,6 +347,7 @@ impl GridKv {
             standalone,
             ready_timeout: config.ready_timeout,
             clock: clock::NodeClock::default(),
+            links: Default::default(),
         });
         let driver = Driver {
             swim,
@@ -364,6 +369,7 @@ impl GridKv {
             fill_requested: false,
             needed,
             logged: None,
+            links: links::LinkSweep::new(&config.seeds),
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let maintenance =

@@ -203,6 +203,8 @@ pub struct Swim {
     probe: Option<Probe>,
     next_probe: Duration,
     forwards: BTreeMap<u64, Forward>,
+    /// Indirect probes refused: their target was not a member's address.
+    probe_requests_refused: u64,
     id_checks: BTreeMap<u64, IdCheck>,
     broadcasts: Broadcasts,
     local_health: u32,
@@ -267,6 +269,7 @@ impl Swim {
             probe_pos: 0,
             probe: None,
             forwards: BTreeMap::new(),
+            probe_requests_refused: 0,
             id_checks: BTreeMap::new(),
             broadcasts: Broadcasts::default(),
             local_health: 0,
@@ -388,6 +391,13 @@ impl Swim {
     /// The config in use.
     pub fn config(&self) -> &SwimConfig {
         &self.config
+    }
+
+    /// Indirect probes this node refused to run because the address they
+    /// named was not the member's it knows (answered with a nack; no link
+    /// opened).
+    pub fn probe_requests_refused(&self) -> u64 {
+        self.probe_requests_refused
     }
 
     /// Updates queued for dissemination (for metrics).

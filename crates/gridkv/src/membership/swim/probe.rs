@@ -186,7 +186,12 @@ impl Swim {
     }
 
     /// Pings `target` on behalf of `requester` (an indirect probe), unless
-    /// too many are running already.
+    /// too many are running already. Only a member at the address this
+    /// node knows it by is pinged: a request naming any other address (a
+    /// stranger, a member's old address, a forged packet) opens no link
+    /// and is answered with a nack at once, so the requester's Lifeguard
+    /// accounting stays right (counted in
+    /// [`Swim::probe_requests_refused`]).
     pub(super) fn on_ping_req(
         &mut self,
         now: Duration,
@@ -195,6 +200,15 @@ impl Swim {
         target: NodeId,
         target_addr: String,
     ) {
+        let known = self
+            .members
+            .get(&target)
+            .is_some_and(|e| e.member.identity.addr == target_addr);
+        if !known {
+            self.probe_requests_refused += 1;
+            self.send(requester, Message::Nack { seq });
+            return;
+        }
         if self.forwards.len() < MAX_FORWARDS {
             let own = self.next_seq();
             self.forwards.insert(
@@ -285,7 +299,56 @@ mod tests {
 
     use crate::membership::member::Liveness;
     use crate::membership::swim::tests::{a_knowing_x_and_y, sent};
-    use crate::membership::wire::{Message, Packet};
+    use crate::membership::wire::{Message, Packet, Update};
+    use crate::NodeId;
+
+    fn ping_req(from: &Update, target: NodeId, target_addr: &str) -> Vec<u8> {
+        Packet {
+            from: from.clone(),
+            message: Message::PingReq {
+                seq: 7,
+                target,
+                target_addr: target_addr.to_owned(),
+            },
+            updates: vec![],
+            clock: Default::default(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn an_indirect_probe_of_a_stranger_address_is_nacked_not_sent() {
+        let (mut a, x, y) = a_knowing_x_and_y();
+        let _ = sent(&mut a);
+        let stranger = NodeId::new("stranger").unwrap();
+        // An unknown id, and a member's id at an address it does not have.
+        for (target, addr) in [(stranger, "10.9.9.9:1"), (y.identity.id, "10.9.9.9:2")] {
+            a.handle_packet(Duration::ZERO, &ping_req(&x, target, addr))
+                .unwrap();
+            let out = sent(&mut a);
+            assert!(
+                out.iter().all(|(to, _)| to == &x.identity.addr),
+                "a packet left for a non-member address: {out:?}"
+            );
+            assert!(
+                out.iter()
+                    .any(|(_, p)| matches!(p.message, Message::Nack { seq: 7 })),
+                "no nack to the requester: {out:?}"
+            );
+        }
+        assert_eq!(a.probe_requests_refused(), 2);
+        // A member at its own address is pinged on the requester's behalf.
+        let y_addr = y.identity.addr.clone();
+        a.handle_packet(Duration::ZERO, &ping_req(&x, y.identity.id, &y_addr))
+            .unwrap();
+        let out = sent(&mut a);
+        assert!(
+            out.iter()
+                .any(|(to, p)| to == &y_addr && matches!(p.message, Message::Ping { .. })),
+            "the member was not pinged: {out:?}"
+        );
+        assert_eq!(a.probe_requests_refused(), 2);
+    }
 
     #[test]
     fn flapping_news_does_not_starve_probes_of_others() {
