@@ -319,7 +319,17 @@ async fn connection(
         let n = tokio::select! {
             biased;
             _ = &mut cancelled => return Ok(()),
-            () = account.closed() => return Err(Closed::Limit(Limit::ClientsMemory)),
+            () = account.closed() => {
+                // Between replies: the client can be told why (if its
+                // socket takes the line at once).
+                let why = format!(
+                    "-ERR closed: all clients hold more than max-clients-memory ({}) \
+                     and this client held the most\r\n",
+                    shared.memory.max_total()
+                );
+                let _ = out.stream.try_write(why.as_bytes());
+                return Err(Closed::Limit(Limit::ClientsMemory));
+            }
             n = out.stream.read_buf(&mut input) => n?,
         };
         if n == 0 {
