@@ -7,9 +7,11 @@
 //! commands with large replies and never read cannot take the node's
 //! memory.
 //!
-//! Updating a client's figures is two atomic additions; the registry's
-//! lock is taken only when a client connects or leaves, or when the total
-//! is over the bound and the heaviest client must be found.
+//! Updating a client's figures is two atomic additions, and none while
+//! they stay under [`SMALL`] (4 KiB: a client's usual command and reply;
+//! the totals are exact to within that per client). The registry's lock
+//! is taken only when a client connects or leaves, or when the total is
+//! over the bound and the heaviest client must be found.
 //!
 //! # Examples
 //!
@@ -17,16 +19,17 @@
 //! use gridkv_server::clients::ClientsMemory;
 //! use gridkv_server::limits::Limit;
 //!
-//! let all = ClientsMemory::new(100, 150);
+//! const K: u64 = 1 << 20;
+//! let all = ClientsMemory::new(100 * K, 150 * K);
 //! let a = all.register(1);
 //! let b = all.register(2);
-//! assert_eq!(a.set_output(101), Err(Limit::ClientOutput));
-//! a.set_output(90).unwrap();
-//! // b pushes the total past 150; a is the heavier, so a is closed.
-//! b.set_input(70).unwrap();
+//! assert_eq!(a.set_output(101 << 20), Err(Limit::ClientOutput));
+//! a.set_output(90 << 20).unwrap();
+//! // b pushes the total past 150 MiB; a is the heavier, so a is closed.
+//! b.set_input(70 << 20).unwrap();
 //! assert!(a.is_closed() && !b.is_closed());
 //! drop(a);
-//! assert_eq!(all.totals(), (70, 0));
+//! assert_eq!(all.totals(), (70 * K, 0));
 //! ```
 
 use std::collections::HashMap;
@@ -37,6 +40,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::Limit;
+
+/// Figures below this many bytes are not recorded (see
+/// [`ClientAccount::set_input`]).
+pub const SMALL: u64 = 4 << 10;
 
 /// One client's figures, shared between its connection and the registry.
 #[derive(Debug, Default)]
@@ -172,14 +179,17 @@ pub struct ClientAccount<'a> {
 }
 
 impl ClientAccount<'_> {
-    /// Records that the client's unparsed input is now `bytes`.
+    /// Records that the client's unparsed input is now `bytes` (a figure
+    /// under [`SMALL`] replacing one under it is not recorded).
     ///
     /// # Errors
     ///
     /// [`Limit::ClientsMemory`] when the node is over its bound and this
     /// client is the heaviest: close it.
     pub fn set_input(&self, bytes: usize) -> Result<(), Limit> {
-        Self::set(&self.mem.input, &self.all.input, bytes as u64);
+        if !Self::set(&self.mem.input, &self.all.input, bytes as u64) {
+            return Ok(());
+        }
         self.all.enforce(self.id)
     }
 
@@ -190,20 +200,30 @@ impl ClientAccount<'_> {
     /// [`Limit::ClientOutput`] past the per-client bound, or
     /// [`Limit::ClientsMemory`] as [`set_input`](Self::set_input).
     pub fn set_output(&self, bytes: usize) -> Result<(), Limit> {
-        Self::set(&self.mem.output, &self.all.output, bytes as u64);
+        if !Self::set(&self.mem.output, &self.all.output, bytes as u64) {
+            return Ok(());
+        }
         if bytes as u64 > self.all.max_client_output {
             return Err(Limit::ClientOutput);
         }
         self.all.enforce(self.id)
     }
 
-    fn set(mine: &AtomicU64, total: &AtomicU64, bytes: u64) {
+    /// Records `bytes`; `false` when the change was too small to record.
+    fn set(mine: &AtomicU64, total: &AtomicU64, bytes: u64) -> bool {
+        // A few KiB of input or replies, the usual case, are not worth
+        // four atomic updates per command: the figures are exact to within
+        // `SMALL` per client.
+        if bytes < SMALL && mine.load(Relaxed) < SMALL {
+            return false;
+        }
         let old = mine.swap(bytes, Relaxed);
         if bytes >= old {
             total.fetch_add(bytes - old, Relaxed);
         } else {
             total.fetch_sub(old - bytes, Relaxed);
         }
+        true
     }
 
     /// Whether the registry closed this client to free memory.
@@ -236,31 +256,48 @@ impl Drop for ClientAccount<'_> {
 mod tests {
     use super::*;
 
+    const K: u64 = SMALL;
+
+    fn n(k: u64) -> usize {
+        (k * K) as usize
+    }
+
     #[test]
     fn one_excess_closes_one_client() {
-        let all = ClientsMemory::new(1000, 100);
+        let all = ClientsMemory::new(1000 * K, 100 * K);
         let clients: Vec<_> = (0..4).map(|id| all.register(id)).collect();
-        clients[2].set_output(30).unwrap();
+        clients[2].set_output(n(30)).unwrap();
         for c in &clients {
-            c.set_input(20).unwrap();
+            c.set_input(n(20)).unwrap();
         }
-        // 110 > 100: the heaviest (client 2, 50 bytes) is closed, once.
+        // 110 > 100: the heaviest (client 2, 50) is closed, once.
         assert!(clients[2].is_closed());
-        clients[0].set_input(25).unwrap();
+        clients[0].set_input(n(25)).unwrap();
         let closed = clients.iter().filter(|c| c.is_closed()).count();
         assert_eq!(closed, 1, "its bytes count as freed until it leaves");
-        assert_eq!(all.peak(), 115);
+        assert_eq!(all.peak(), 115 * K);
     }
 
     #[test]
     fn the_heaviest_is_told_when_it_is_itself() {
-        let all = ClientsMemory::new(1000, 100);
+        let all = ClientsMemory::new(1000 * K, 100 * K);
         let a = all.register(1);
         let b = all.register(2);
-        b.set_input(10).unwrap();
-        assert_eq!(a.set_output(101), Err(Limit::ClientsMemory));
+        b.set_input(n(10)).unwrap();
+        assert_eq!(a.set_output(n(101)), Err(Limit::ClientsMemory));
         drop(a);
-        assert_eq!(all.totals(), (10, 0));
+        assert_eq!(all.totals(), (10 * K, 0));
         assert!(!b.is_closed());
+    }
+
+    #[test]
+    fn small_figures_are_not_recorded_but_a_fall_to_them_is() {
+        let all = ClientsMemory::new(1000 * K, 100 * K);
+        let a = all.register(1);
+        a.set_input(100).unwrap();
+        assert_eq!(all.totals(), (0, 0));
+        a.set_input(n(2)).unwrap();
+        a.set_input(100).unwrap();
+        assert_eq!(all.totals(), (100, 0));
     }
 }

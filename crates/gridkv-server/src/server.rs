@@ -229,6 +229,9 @@ async fn connection(
     // instructions of every unpipelined command (callgrind).
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    // Likewise the registry's close of this client.
+    let closed = account.closed();
+    tokio::pin!(closed);
     let order = shared.pipeline_order;
     loop {
         // Whether commands may run at once at all (with replicas they wait
@@ -306,12 +309,14 @@ async fn connection(
                 return out.flush().await;
             }
         }
-        out.flush().await?;
+        // Counted before the replies go out, so a client that reads them
+        // then asks for the metric sees its command's bytes.
         shared
             .stats
             .parser_scanned_bytes
             .fetch_add(parser.scanned_bytes() - scanned, Relaxed);
         scanned = parser.scanned_bytes();
+        out.flush().await?;
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
@@ -319,7 +324,7 @@ async fn connection(
         let n = tokio::select! {
             biased;
             _ = &mut cancelled => return Ok(()),
-            () = account.closed() => {
+            () = &mut closed => {
                 // Between replies: the client can be told why (if its
                 // socket takes the line at once).
                 let why = format!(
