@@ -158,7 +158,7 @@ def main():
                    help="size of the EXISTS command (MB)")
     p.add_argument("--piece", type=int, default=1024,
                    help="bytes per trickled piece")
-    p.add_argument("--pause", type=float, default=0.0002,
+    p.add_argument("--pause", type=float, default=0.001,
                    help="seconds between trickled pieces")
     p.add_argument("--repeat", type=int, default=100,
                    help="times each MGET names the 1 MB key")

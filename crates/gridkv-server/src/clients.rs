@@ -21,8 +21,9 @@
 //!
 //! const K: u64 = 1 << 20;
 //! let all = ClientsMemory::new(100 * K, 150 * K);
-//! let a = all.register(1);
-//! let b = all.register(2);
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let a = all.register(1, &shutdown);
+//! let b = all.register(2, &shutdown);
 //! assert_eq!(a.set_output(101 << 20), Err(Limit::ClientOutput));
 //! a.set_output(90 << 20).unwrap();
 //! // b pushes the total past 150 MiB; a is the heavier, so a is closed.
@@ -52,7 +53,8 @@ struct ClientMem {
     output: AtomicU64,
     /// Bytes counted as about to be freed since it was picked to close.
     marked: AtomicU64,
-    /// Fires when the registry closes this client.
+    /// Fires when the registry closes this client (or at shutdown: a
+    /// child of the server's token).
     closed: CancellationToken,
 }
 
@@ -105,9 +107,15 @@ impl ClientsMemory {
     }
 
     /// Starts accounting for client `id`; its figures are removed when the
-    /// returned account is dropped.
-    pub fn register(&self, id: u64) -> ClientAccount<'_> {
-        let mem = Arc::new(ClientMem::default());
+    /// returned account is dropped. The account's [`closed`]
+    /// (ClientAccount::closed) fires when the registry closes the client
+    /// or when `shutdown` fires: the connection waits on one signal, not
+    /// two, on every read.
+    pub fn register(&self, id: u64, shutdown: &CancellationToken) -> ClientAccount<'_> {
+        let mem = Arc::new(ClientMem {
+            closed: shutdown.child_token(),
+            ..ClientMem::default()
+        });
         self.registry
             .lock()
             .expect("clients registry")
@@ -226,12 +234,13 @@ impl ClientAccount<'_> {
         true
     }
 
-    /// Whether the registry closed this client to free memory.
+    /// Whether the registry closed this client to free memory (or the
+    /// server is shutting down).
     pub fn is_closed(&self) -> bool {
         self.mem.closed.is_cancelled()
     }
 
-    /// Waits until the registry closes this client.
+    /// Waits until the registry closes this client, or shutdown.
     pub async fn closed(&self) {
         self.mem.closed.cancelled().await;
     }
@@ -265,7 +274,9 @@ mod tests {
     #[test]
     fn one_excess_closes_one_client() {
         let all = ClientsMemory::new(1000 * K, 100 * K);
-        let clients: Vec<_> = (0..4).map(|id| all.register(id)).collect();
+        let clients: Vec<_> = (0..4)
+            .map(|id| all.register(id, &CancellationToken::new()))
+            .collect();
         clients[2].set_output(n(30)).unwrap();
         for c in &clients {
             c.set_input(n(20)).unwrap();
@@ -281,8 +292,8 @@ mod tests {
     #[test]
     fn the_heaviest_is_told_when_it_is_itself() {
         let all = ClientsMemory::new(1000 * K, 100 * K);
-        let a = all.register(1);
-        let b = all.register(2);
+        let a = all.register(1, &CancellationToken::new());
+        let b = all.register(2, &CancellationToken::new());
         b.set_input(n(10)).unwrap();
         assert_eq!(a.set_output(n(101)), Err(Limit::ClientsMemory));
         drop(a);
@@ -293,7 +304,7 @@ mod tests {
     #[test]
     fn small_figures_are_not_recorded_but_a_fall_to_them_is() {
         let all = ClientsMemory::new(1000 * K, 100 * K);
-        let a = all.register(1);
+        let a = all.register(1, &CancellationToken::new());
         a.set_input(100).unwrap();
         assert_eq!(all.totals(), (0, 0));
         a.set_input(n(2)).unwrap();

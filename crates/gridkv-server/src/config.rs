@@ -785,4 +785,53 @@ mod tests {
         let f: FileConfig = toml::from_str("max_memory = \"1kb\"").unwrap();
         assert_eq!(f.max_memory.unwrap().0, 1024);
     }
+
+    // Client limits (issue 15).
+    #[test]
+    fn client_limits_merge_and_are_checked() {
+        let c = ServerConfig::merge(args("n"), FileConfig::default()).unwrap();
+        assert_eq!(c.client_limits, ClientLimits::default());
+        assert_eq!(c.client_limits.resp(4 << 20).max_command, 512 << 20);
+        let file: FileConfig =
+            toml::from_str("max_command_bytes = \"2mb\"\nmax_clients_memory = \"2gb\"").unwrap();
+        let c = ServerConfig::merge(
+            NodeArgs {
+                max_command_bytes: Some(3 << 20),
+                max_bulk_bytes: Some(1 << 20),
+                ..args("n")
+            },
+            file,
+        )
+        .unwrap();
+        let limits = c.client_limits;
+        assert_eq!(limits.max_command_bytes, 3 << 20, "the flag wins");
+        assert_eq!(limits.max_clients_memory, 2 << 30);
+        assert_eq!(limits.resp(4 << 20).max_bulk, 1 << 20);
+        for (flags, setting) in [
+            (
+                NodeArgs {
+                    max_client_output: Some(1 << 20),
+                    ..args("n")
+                },
+                "max_client_output",
+            ),
+            (
+                NodeArgs {
+                    max_clients_memory: Some(32 << 20),
+                    ..args("n")
+                },
+                "max_clients_memory",
+            ),
+            (
+                NodeArgs {
+                    max_command_args: Some(1),
+                    ..args("n")
+                },
+                "max_command_args",
+            ),
+        ] {
+            let e = ServerConfig::merge(flags, FileConfig::default()).unwrap_err();
+            assert_eq!(e.setting, setting, "{e}");
+        }
+    }
 }

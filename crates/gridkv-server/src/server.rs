@@ -217,19 +217,17 @@ async fn connection(
     session: &mut Session,
     cancel: &CancellationToken,
 ) -> Result<(), Closed> {
-    let account = shared.memory.register(session.id);
+    let account = shared.memory.register(session.id, cancel);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = Parser::new();
     let mut scanned = 0;
     let mut out = Output::new(&mut stream, &account, shared, cancel);
     // A command parsed but held for the next group.
     let mut held: Option<Parsed> = None;
-    // One wait for cancellation for the whole connection: a fresh one per
-    // read registered and dropped a `Notified` each time, about 300
-    // instructions of every unpipelined command (callgrind).
-    let cancelled = cancel.cancelled();
-    tokio::pin!(cancelled);
-    // Likewise the registry's close of this client.
+    // One wait for shutdown or the registry's close for the whole
+    // connection: a fresh one per read registered and dropped a `Notified`
+    // each time, about 300 instructions of every unpipelined command
+    // (callgrind); a second one cost 600 more.
     let closed = account.closed();
     tokio::pin!(closed);
     let order = shared.pipeline_order;
@@ -323,8 +321,10 @@ async fn connection(
         account.set_input(input.len())?;
         let n = tokio::select! {
             biased;
-            _ = &mut cancelled => return Ok(()),
             () = &mut closed => {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
                 // Between replies: the client can be told why (if its
                 // socket takes the line at once).
                 let why = format!(
@@ -357,12 +357,13 @@ fn ended(shared: &Shared, peer: std::net::SocketAddr, result: Result<(), Closed>
             if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
                 *last = Some(std::time::Instant::now());
                 tracing::warn!(
-                    "closed RESP client {peer}: its unread replies exceed {} \
+                    "closed RESP client {peer}: it reached {} \
                      (further closes this second are not logged)",
                     limit.name()
                 );
             }
         }
+        Err(e @ Closed::MidReply(_)) => tracing::warn!("client {peer}: {e}"),
         Err(e) => tracing::debug!("client {peer}: {e}"),
     }
 }

@@ -175,13 +175,20 @@ impl<'a> Output<'a> {
             return Ok(());
         }
         let shutdown = self.shutdown;
+        let account = self.account;
         tokio::select! {
             written = self.stream.write_all(&bytes[done..]) => Ok(written?),
-            () = self.account.closed() => Err(Closed::Limit(Limit::ClientsMemory)),
+            // The registry's close is at once; shutdown's after a grace.
             () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => Err(Closed::Shutdown),
+                account.closed().await;
+                if shutdown.is_cancelled() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                }
+            } => Err(if shutdown.is_cancelled() {
+                Closed::Shutdown
+            } else {
+                Closed::Limit(Limit::ClientsMemory)
+            }),
         }
     }
 }
