@@ -107,10 +107,9 @@ impl ClientsMemory {
     }
 
     /// Starts accounting for client `id`; its figures are removed when the
-    /// returned account is dropped. The account's [`closed`]
-    /// (ClientAccount::closed) fires when the registry closes the client
-    /// or when `shutdown` fires: the connection waits on one signal, not
-    /// two, on every read.
+    /// returned account is dropped. [`ClientAccount::closed`] fires when
+    /// the registry closes the client or when `shutdown` fires: the
+    /// connection waits on one signal, not two, on every read.
     pub fn register(&self, id: u64, shutdown: &CancellationToken) -> ClientAccount<'_> {
         let mem = Arc::new(ClientMem {
             closed: shutdown.child_token(),
