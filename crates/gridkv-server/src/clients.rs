@@ -207,10 +207,21 @@ impl ClientAccount<'_> {
     /// [`Limit::ClientOutput`] past the per-client bound, or
     /// [`Limit::ClientsMemory`] as [`set_input`](Self::set_input).
     pub fn set_output(&self, bytes: usize) -> Result<(), Limit> {
+        self.set_output_exempt(bytes, 0)
+    }
+
+    /// As [`set_output`](Self::set_output), where `exempt` of the `bytes`
+    /// are bounded another way (the replies of a pipeline's group, at most
+    /// 64 values): counted toward the node's bound, not the client's.
+    ///
+    /// # Errors
+    ///
+    /// As [`set_output`](Self::set_output).
+    pub fn set_output_exempt(&self, bytes: usize, exempt: usize) -> Result<(), Limit> {
         if !Self::set(&self.mem.output, &self.all.output, bytes as u64) {
             return Ok(());
         }
-        if bytes as u64 > self.all.max_client_output {
+        if bytes.saturating_sub(exempt) as u64 > self.all.max_client_output {
             return Err(Limit::ClientOutput);
         }
         self.all.enforce(self.id)
@@ -298,6 +309,19 @@ mod tests {
         drop(a);
         assert_eq!(all.totals(), (10 * K, 0));
         assert!(!b.is_closed());
+    }
+
+    #[test]
+    fn exempt_bytes_count_for_the_node_only() {
+        let all = ClientsMemory::new(10 * K, 100 * K);
+        let a = all.register(1, &CancellationToken::new());
+        a.set_output_exempt(n(50), n(45)).unwrap();
+        assert_eq!(all.totals(), (0, 50 * K));
+        assert_eq!(a.set_output_exempt(n(50), n(30)), Err(Limit::ClientOutput));
+        assert_eq!(
+            a.set_output_exempt(n(101), n(101)),
+            Err(Limit::ClientsMemory)
+        );
     }
 
     #[test]

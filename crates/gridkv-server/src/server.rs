@@ -288,10 +288,10 @@ async fn connection(
                 });
                 let replies = futures_util::future::join_all(runs).await;
                 let mut pending: usize = replies.iter().map(Reply::payload_len).sum();
-                out.hold(pending)?;
+                out.hold_group(pending)?;
                 for reply in &replies {
                     pending -= reply.payload_len();
-                    out.hold(pending)?;
+                    out.hold_group(pending)?;
                     out.reply(reply, session.protocol).await?;
                 }
             }

@@ -62,6 +62,10 @@ pub(crate) struct Output<'a> {
     /// Bytes of replies fetched but not yet encoded (an `MGET` batch, a
     /// group's replies), counted with the buffer against the bound.
     held: usize,
+    /// Of `held`, bytes bounded another way (a group's replies: at most
+    /// 64 values), counted for the node but not against the client's
+    /// bound, so a pipeline of large GETs is not closed for it.
+    exempt: usize,
     account: &'a ClientAccount<'a>,
     shared: &'a Shared,
     shutdown: &'a CancellationToken,
@@ -78,6 +82,7 @@ impl<'a> Output<'a> {
             stream,
             buf: BytesMut::with_capacity(INITIAL),
             held: 0,
+            exempt: 0,
             account,
             shared,
             shutdown,
@@ -92,11 +97,22 @@ impl<'a> Output<'a> {
     /// Sets the bytes held for replies not yet encoded.
     pub(crate) fn hold(&mut self, bytes: usize) -> Result<(), Closed> {
         self.held = bytes;
+        self.exempt = 0;
+        self.account()
+    }
+
+    /// Sets the bytes of a group's replies not yet encoded: bounded by the
+    /// group's size, so counted for the node only.
+    pub(crate) fn hold_group(&mut self, bytes: usize) -> Result<(), Closed> {
+        self.held = bytes;
+        self.exempt = bytes;
         self.account()
     }
 
     fn account(&self) -> Result<(), Closed> {
-        Ok(self.account.set_output(self.buf.len() + self.held)?)
+        Ok(self
+            .account
+            .set_output_exempt(self.buf.len() + self.held, self.exempt)?)
     }
 
     /// Queues `reply`, writing out what waits once it is [`FLUSH_AT`]
@@ -128,7 +144,8 @@ impl<'a> Output<'a> {
         }
         Reply::encode_bulk_header(value.len(), &mut self.buf);
         self.flush().await?;
-        self.account.set_output(value.len() + self.held)?;
+        self.account
+            .set_output_exempt(value.len() + self.held, self.exempt)?;
         self.write(value).await?;
         self.buf.extend_from_slice(b"\r\n");
         self.account()
