@@ -146,7 +146,7 @@ impl<'a> Output<'a> {
         self.flush().await?;
         self.account
             .set_output_exempt(value.len() + self.held, self.exempt)?;
-        self.write(value).await?;
+        write(self.stream, value, self.account, self.shared, self.shutdown).await?;
         self.buf.extend_from_slice(b"\r\n");
         self.account()
     }
@@ -157,55 +157,64 @@ impl<'a> Output<'a> {
             return Ok(());
         }
         self.account()?;
-        let buf = std::mem::take(&mut self.buf);
-        let written = self.write(&buf).await;
-        self.buf = buf;
-        self.buf.clear();
+        let Output {
+            stream,
+            buf,
+            account,
+            shared,
+            shutdown,
+            ..
+        } = self;
+        write(stream, buf, account, shared, shutdown).await?;
+        buf.clear();
         // A large reply's buffer is not kept for the rest of the connection.
-        if self.buf.capacity() > 4 * FLUSH_AT {
-            self.buf = BytesMut::with_capacity(INITIAL);
+        if buf.capacity() > 4 * FLUSH_AT {
+            *buf = BytesMut::with_capacity(INITIAL);
         }
-        self.account()?;
-        written
+        self.account()
     }
+}
 
-    /// Writes `bytes` to the socket: at once if the socket takes them,
-    /// else waiting for the client to read, unless the registry closes the
-    /// client or shutdown's grace runs out first.
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), Closed> {
-        self.shared
-            .stats
-            .net_output_bytes
-            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let mut done = 0;
-        // The usual case, a reply the socket buffer takes whole, costs one
-        // system call and no futures.
-        while done < bytes.len() {
-            match self.stream.try_write(&bytes[done..]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
+/// Writes `bytes` to the socket: at once if the socket takes them, else
+/// waiting for the client to read, unless the registry closes the client
+/// or shutdown's grace runs out first.
+async fn write(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    account: &ClientAccount<'_>,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), Closed> {
+    shared
+        .stats
+        .net_output_bytes
+        .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let mut done = 0;
+    // The usual case, a reply the socket buffer takes whole, costs one
+    // system call and no futures.
+    while done < bytes.len() {
+        match stream.try_write(&bytes[done..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if done == bytes.len() {
+        return Ok(());
+    }
+    tokio::select! {
+        written = stream.write_all(&bytes[done..]) => Ok(written?),
+        // The registry's close is at once; shutdown's after a grace.
+        () = async {
+            account.closed().await;
+            if shutdown.is_cancelled() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
             }
-        }
-        if done == bytes.len() {
-            return Ok(());
-        }
-        let shutdown = self.shutdown;
-        let account = self.account;
-        tokio::select! {
-            written = self.stream.write_all(&bytes[done..]) => Ok(written?),
-            // The registry's close is at once; shutdown's after a grace.
-            () = async {
-                account.closed().await;
-                if shutdown.is_cancelled() {
-                    tokio::time::sleep(SHUTDOWN_GRACE).await;
-                }
-            } => Err(if shutdown.is_cancelled() {
-                Closed::Shutdown
-            } else {
-                Closed::Limit(Limit::ClientsMemory)
-            }),
-        }
+        } => Err(if shutdown.is_cancelled() {
+            Closed::Shutdown
+        } else {
+            Closed::Limit(Limit::ClientsMemory)
+        }),
     }
 }
