@@ -23,6 +23,17 @@
 //! | `--max-clock-offset` | `GRIDKV_MAX_CLOCK_OFFSET` | `max_clock_offset` | `5s` |
 //! | `--config` | `GRIDKV_CONFIG` | | none |
 //!
+//! Client limits (issue 15; see docs/SERVER.md, "Client limits"):
+//!
+//! | flag | variable | file key | default |
+//! |---|---|---|---|
+//! | `--max-command-bytes` | `GRIDKV_MAX_COMMAND_BYTES` | `max_command_bytes` | `512mb` |
+//! | `--max-command-args` | `GRIDKV_MAX_COMMAND_ARGS` | `max_command_args` | 1048576 |
+//! | `--max-bulk-bytes` | `GRIDKV_MAX_BULK_BYTES` | `max_bulk_bytes` | twice the store's value limit, at least `8mb` |
+//! | `--max-inline-bytes` | `GRIDKV_MAX_INLINE_BYTES` | `max_inline_bytes` | `64kb` |
+//! | `--max-client-output` | `GRIDKV_MAX_CLIENT_OUTPUT` | `max_client_output` | `64mb` |
+//! | `--max-clients-memory` | `GRIDKV_MAX_CLIENTS_MEMORY` | `max_clients_memory` | `1gb` |
+//!
 //! # Examples
 //!
 //! ```
@@ -114,6 +125,29 @@ pub struct NodeArgs {
     /// TOML config file (keys as the flags, with `_` for `-`).
     #[arg(long, env = "GRIDKV_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    // Client limits (issue 15): what one RESP client may make the node hold.
+    /// Most bytes in one RESP command, all arguments together (`512mb`).
+    #[arg(long, env = "GRIDKV_MAX_COMMAND_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_command_bytes: Option<u64>,
+    /// Most arguments in one RESP command (1048576).
+    #[arg(long, env = "GRIDKV_MAX_COMMAND_ARGS", value_name = "N")]
+    pub max_command_args: Option<usize>,
+    /// Longest single argument (key or value) of a RESP command (default:
+    /// twice the store's value limit, at least `8mb`).
+    #[arg(long, env = "GRIDKV_MAX_BULK_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_bulk_bytes: Option<u64>,
+    /// Longest inline (telnet-style) command (`64kb`).
+    #[arg(long, env = "GRIDKV_MAX_INLINE_BYTES", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_inline_bytes: Option<u64>,
+    /// Most reply bytes one client may leave unread before it is closed
+    /// (`64mb`).
+    #[arg(long, env = "GRIDKV_MAX_CLIENT_OUTPUT", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_client_output: Option<u64>,
+    /// Most bytes all RESP clients may hold together (unparsed input and
+    /// unread replies); past it the heaviest client is closed (`1gb`).
+    #[arg(long, env = "GRIDKV_MAX_CLIENTS_MEMORY", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_clients_memory: Option<u64>,
 }
 
 /// The TOML config file. Unknown keys are an error, so a typo is not
@@ -154,6 +188,20 @@ pub struct FileConfig {
     pub pipeline_order: Option<PipelineOrder>,
     /// See [`NodeArgs::max_clock_offset`]: a string such as `"5s"`.
     pub max_clock_offset: Option<String>,
+
+    // Client limits (issue 15).
+    /// See [`NodeArgs::max_command_bytes`].
+    pub max_command_bytes: Option<Bytes>,
+    /// See [`NodeArgs::max_command_args`].
+    pub max_command_args: Option<usize>,
+    /// See [`NodeArgs::max_bulk_bytes`].
+    pub max_bulk_bytes: Option<Bytes>,
+    /// See [`NodeArgs::max_inline_bytes`].
+    pub max_inline_bytes: Option<Bytes>,
+    /// See [`NodeArgs::max_client_output`].
+    pub max_client_output: Option<Bytes>,
+    /// See [`NodeArgs::max_clients_memory`].
+    pub max_clients_memory: Option<Bytes>,
 }
 
 /// Seeds in a config file: `["a:1", "b:2"]` or `"a:1,b:2"`.
@@ -315,6 +363,145 @@ pub struct ServerConfig {
     pub pipeline_order: PipelineOrder,
     /// The clock-offset bound, if not the library's default.
     pub max_clock_offset: Option<std::time::Duration>,
+
+    // Client limits (issue 15).
+    /// What one RESP client may make the node hold.
+    pub client_limits: ClientLimits,
+}
+
+// Client limits (issue 15): kept apart from the settings above.
+
+/// The bounds on RESP clients (see [`crate::limits::Limit`]).
+///
+/// # Examples
+///
+/// ```
+/// use gridkv_server::config::ClientLimits;
+///
+/// let limits = ClientLimits::default();
+/// assert_eq!(limits.max_command_args, 1 << 20);
+/// // The bulk bound follows the store's value limit unless set.
+/// assert_eq!(limits.resp(4 << 20).max_bulk, 8 << 20);
+/// assert_eq!(limits.resp(16 << 20).max_bulk, 32 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `--max-command-bytes`.
+    pub max_command_bytes: u64,
+    /// `--max-command-args`.
+    pub max_command_args: usize,
+    /// `--max-bulk-bytes` (`None`: twice the value limit, at least 8 MiB).
+    pub max_bulk_bytes: Option<u64>,
+    /// `--max-inline-bytes`.
+    pub max_inline_bytes: u64,
+    /// `--max-client-output`.
+    pub max_client_output: u64,
+    /// `--max-clients-memory`.
+    pub max_clients_memory: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        let parser = crate::resp::Limits::default();
+        Self {
+            max_command_bytes: parser.max_command as u64,
+            max_command_args: parser.max_args,
+            max_bulk_bytes: None,
+            max_inline_bytes: parser.max_inline as u64,
+            max_client_output: crate::shared::DEFAULT_MAX_CLIENT_OUTPUT,
+            max_clients_memory: crate::shared::DEFAULT_MAX_CLIENTS_MEMORY,
+        }
+    }
+}
+
+impl ClientLimits {
+    /// The parser's bounds, for a store whose values may be `max_value`
+    /// bytes.
+    pub fn resp(&self, max_value: usize) -> crate::resp::Limits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::resp::Limits {
+            // A bulk may be twice the value limit before the parser refuses
+            // to buffer it; between the two the store refuses it with a
+            // clear error and the connection stays usable.
+            max_bulk: self
+                .max_bulk_bytes
+                .map_or_else(|| max_value.saturating_mul(2).max(8 << 20), size),
+            max_args: self.max_command_args,
+            max_inline: size(self.max_inline_bytes),
+            max_command: size(self.max_command_bytes),
+        }
+    }
+
+    fn merge(args: &NodeArgs, file: &FileConfig) -> Self {
+        let d = Self::default();
+        let bytes = |flag: Option<u64>, key: &Option<Bytes>| flag.or(key.as_ref().map(|b| b.0));
+        Self {
+            max_command_bytes: bytes(args.max_command_bytes, &file.max_command_bytes)
+                .unwrap_or(d.max_command_bytes),
+            max_command_args: args
+                .max_command_args
+                .or(file.max_command_args)
+                .unwrap_or(d.max_command_args),
+            max_bulk_bytes: bytes(args.max_bulk_bytes, &file.max_bulk_bytes),
+            max_inline_bytes: bytes(args.max_inline_bytes, &file.max_inline_bytes)
+                .unwrap_or(d.max_inline_bytes),
+            max_client_output: bytes(args.max_client_output, &file.max_client_output)
+                .unwrap_or(d.max_client_output),
+            max_clients_memory: bytes(args.max_clients_memory, &file.max_clients_memory)
+                .unwrap_or(d.max_clients_memory),
+        }
+    }
+
+    /// Refuses bounds no client could live with: a reply of one largest
+    /// value must fit in the output bound, and that in the node's.
+    fn check(&self, max_value: usize) -> Result<(), ConfigError> {
+        let floor = |setting: &str, value: u64, min: u64, why: &str| {
+            if value < min {
+                Err(ConfigError::new(
+                    setting,
+                    format!("{value} is below {min}: {why}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        floor(
+            "max_command_args",
+            self.max_command_args as u64,
+            2,
+            "a command has a name and an argument",
+        )?;
+        floor(
+            "max_inline_bytes",
+            self.max_inline_bytes,
+            16,
+            "an inline command needs room",
+        )?;
+        floor(
+            "max_command_bytes",
+            self.max_command_bytes,
+            1024,
+            "a command needs room",
+        )?;
+        floor(
+            "max_bulk_bytes",
+            self.max_bulk_bytes.unwrap_or(u64::MAX),
+            1024,
+            "a key needs room",
+        )?;
+        floor(
+            "max_client_output",
+            self.max_client_output,
+            max_value as u64 + (64 << 10),
+            "a reply of the largest value (the store's value limit) must fit",
+        )?;
+        floor(
+            "max_clients_memory",
+            self.max_clients_memory,
+            self.max_client_output,
+            "one client's replies must fit in what all clients may hold",
+        )
+    }
 }
 
 /// A setting that is missing or invalid, named as flag, variable and file
@@ -366,6 +553,8 @@ impl ServerConfig {
     ///
     /// [`ConfigError`] naming the first missing or invalid setting.
     pub fn merge(args: NodeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        // Client limits (issue 15).
+        let client_limits = ClientLimits::merge(&args, &file);
         let id = args.id.or(file.id).ok_or_else(|| {
             ConfigError::new("id", "required: every node needs a stable, unique id")
         })?;
@@ -426,6 +615,7 @@ impl ServerConfig {
                 ),
                 (None, None) => None,
             },
+            client_limits,
         };
         config.check()?;
         Ok(config)
@@ -440,7 +630,9 @@ impl ServerConfig {
             return Err(ConfigError::new("max_clients", "must be at least 1"));
         }
         // Everything else is checked by the library's builder.
-        self.node_config().map(|_| ())
+        let node = self.node_config()?;
+        // Client limits (issue 15).
+        self.client_limits.check(node.store.max_value_len)
     }
 
     /// The library config this server config describes.
@@ -721,5 +913,54 @@ mod tests {
         assert_eq!(f.max_memory.unwrap().0, 1024);
         let f: FileConfig = toml::from_str("max_memory = \"1kb\"").unwrap();
         assert_eq!(f.max_memory.unwrap().0, 1024);
+    }
+
+    // Client limits (issue 15).
+    #[test]
+    fn client_limits_merge_and_are_checked() {
+        let c = ServerConfig::merge(args("n"), FileConfig::default()).unwrap();
+        assert_eq!(c.client_limits, ClientLimits::default());
+        assert_eq!(c.client_limits.resp(4 << 20).max_command, 512 << 20);
+        let file: FileConfig =
+            toml::from_str("max_command_bytes = \"2mb\"\nmax_clients_memory = \"2gb\"").unwrap();
+        let c = ServerConfig::merge(
+            NodeArgs {
+                max_command_bytes: Some(3 << 20),
+                max_bulk_bytes: Some(1 << 20),
+                ..args("n")
+            },
+            file,
+        )
+        .unwrap();
+        let limits = c.client_limits;
+        assert_eq!(limits.max_command_bytes, 3 << 20, "the flag wins");
+        assert_eq!(limits.max_clients_memory, 2 << 30);
+        assert_eq!(limits.resp(4 << 20).max_bulk, 1 << 20);
+        for (flags, setting) in [
+            (
+                NodeArgs {
+                    max_client_output: Some(1 << 20),
+                    ..args("n")
+                },
+                "max_client_output",
+            ),
+            (
+                NodeArgs {
+                    max_clients_memory: Some(32 << 20),
+                    ..args("n")
+                },
+                "max_clients_memory",
+            ),
+            (
+                NodeArgs {
+                    max_command_args: Some(1),
+                    ..args("n")
+                },
+                "max_command_args",
+            ),
+        ] {
+            let e = ServerConfig::merge(flags, FileConfig::default()).unwrap_err();
+            assert_eq!(e.setting, setting, "{e}");
+        }
     }
 }

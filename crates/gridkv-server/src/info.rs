@@ -79,6 +79,11 @@ fn write_section(s: &Snapshot, section: &str, out: &mut String) {
             line("connected_clients", &c.connected_clients);
             line("maxclients", &s.max_clients);
             line("rejected_connections", &c.rejected_connections);
+            line("clients_input_bytes", &c.clients_input_bytes);
+            line("clients_output_bytes", &c.clients_output_bytes);
+            line("clients_memory_peak", &c.clients_memory_peak);
+            line("max_clients_memory", &s.max_clients_memory);
+            line("max_client_output", &s.max_client_output);
         }
         "memory" => {
             line("used_memory", &s.store.bytes);
@@ -97,6 +102,11 @@ fn write_section(s: &Snapshot, section: &str, out: &mut String) {
             line("total_net_output_bytes", &c.net_output_bytes);
             line("rejected_connections", &c.rejected_connections);
             line("protocol_errors", &c.protocol_errors);
+            line("parser_scanned_bytes", &c.parser_scanned_bytes);
+            for limit in crate::limits::Limit::ALL {
+                let name = format!("limit_exceeded_{}", limit.name().replace('-', "_"));
+                line(&name, &c.limit_exceeded[limit as usize]);
+            }
             line("keyspace_hits", &s.store.hits);
             line("keyspace_misses", &(s.store.gets - s.store.hits));
             line("expired_keys", &s.store.expirations);

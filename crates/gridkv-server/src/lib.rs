@@ -11,7 +11,10 @@
 //!   quorum API.
 //! - [`session`]: one connection's state (protocol, name, id).
 //! - [`shared`]: what the RESP and HTTP front ends share (node, counters).
-//! - [`server`]: the RESP listener and per-client connections.
+//! - [`server`]: the RESP listener and per-client connections; `writer`
+//!   writes a connection's replies.
+//! - [`limits`] and [`clients`]: the bounds on one client and on all
+//!   clients' memory, so a hostile client cannot exhaust a node.
 //! - [`stats`]: one statistics snapshot, rendered by [`info`] (the `INFO`
 //!   text) and [`metrics`] (the `/metrics` Prometheus text).
 //! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
@@ -20,11 +23,13 @@
 //! - [`bench`](mod@bench): `gridkv bench`.
 
 pub mod bench;
+pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod info;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod resp;
@@ -32,3 +37,4 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod stats;
+mod writer;

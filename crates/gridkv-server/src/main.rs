@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node of a cluster (RESP and HTTP admin).
-    Node(gridkv_server::config::NodeArgs),
+    Node(Box<gridkv_server::config::NodeArgs>),
     /// Start a local cluster in this process and walk through it.
     Demo(gridkv_server::demo::DemoArgs),
     /// Load-generate against a running cluster over RESP.
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(args) => gridkv_server::node::run(args).await,
+            Command::Node(args) => gridkv_server::node::run(*args).await,
             Command::Demo(args) => gridkv_server::demo::run(args).await,
             Command::Bench(args) => gridkv_server::bench::run(args)
                 .await

@@ -404,6 +404,42 @@ pub fn render(snapshot: &Snapshot) -> String {
         "RESP connections closed for a protocol error.",
         st.protocol_errors,
     );
+    p.family(
+        "resp_limit_exceeded_total",
+        "counter",
+        "RESP clients closed at a limit (the limit label names its flag).",
+    );
+    for limit in crate::limits::Limit::ALL {
+        p.sample(
+            "resp_limit_exceeded_total",
+            &format!("limit=\"{}\"", limit.name()),
+            st.limit_exceeded[limit as usize],
+        );
+    }
+    p.one(
+        "resp_clients_input_bytes",
+        "gauge",
+        "Bytes RESP clients sent that are not yet parsed into commands.",
+        st.clients_input_bytes,
+    );
+    p.one(
+        "resp_clients_output_bytes",
+        "gauge",
+        "Reply bytes held for RESP clients, not yet written.",
+        st.clients_output_bytes,
+    );
+    p.one(
+        "resp_clients_memory_peak_bytes",
+        "gauge",
+        "The most input and output bytes RESP clients held at once.",
+        st.clients_memory_peak,
+    );
+    p.one(
+        "resp_parser_scanned_bytes_total",
+        "counter",
+        "Bytes the RESP parser examined (about the bytes parsed, however they arrived).",
+        st.parser_scanned_bytes,
+    );
     p.0
 }
 
@@ -433,6 +469,8 @@ mod tests {
             ready: true,
             server: ServerCounters::default(),
             max_clients: 10,
+            max_client_output: 64 << 20,
+            max_clients_memory: 1 << 30,
             store: Default::default(),
             replication: Default::default(),
             status,
@@ -472,6 +510,8 @@ mod tests {
         let mut s = snapshot();
         s.server.total_commands = 7;
         s.server.protocol_errors = 2;
+        s.server.limit_exceeded[crate::limits::Limit::ClientOutput as usize] = 3;
+        s.server.clients_output_bytes = 1234;
         s.store.live = 11;
         s.replication.writes = 5;
         let info = crate::info::render(&s, None);
@@ -482,6 +522,14 @@ mod tests {
                 "gridkv_resp_commands_total 7",
             ),
             ("protocol_errors:2\r", "gridkv_resp_protocol_errors_total 2"),
+            (
+                "limit_exceeded_max_client_output:3\r",
+                "gridkv_resp_limit_exceeded_total{limit=\"max-client-output\"} 3",
+            ),
+            (
+                "clients_output_bytes:1234\r",
+                "gridkv_resp_clients_output_bytes 1234",
+            ),
             (
                 "quorum_writes:5\r",
                 "gridkv_operations_total{op=\"write\",result=\"ok\"} 5",

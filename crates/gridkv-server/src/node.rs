@@ -63,8 +63,15 @@ impl RunningNode {
             .map_err(|e| format!("listen (--listen): {e}"))?;
         let resp_addr = resp.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let max_value = node.store().config().max_value_len;
+        let limits = &config.client_limits;
         let shared = Arc::new(Shared {
             pipeline_order: config.pipeline_order,
+            limits: limits.resp(max_value),
+            memory: crate::clients::ClientsMemory::new(
+                limits.max_client_output,
+                limits.max_clients_memory,
+            ),
             ..Shared::new(node, config.max_clients)
         });
         let cancel = CancellationToken::new();

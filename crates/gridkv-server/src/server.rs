@@ -31,13 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cmd::{Command, ParseError};
-use crate::resp::{Protocol, Reply, parse_command};
+use crate::limits::Limit;
+use crate::resp::{Parser, Protocol, Reply};
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::writer::{Closed, Output};
 
-/// Replies are written once this many bytes are waiting, even in the middle
-/// of a pipeline, so a pipeline of large reads holds a bounded buffer.
-const FLUSH_AT: usize = 64 << 10;
 /// Bytes read from the socket at a time (the buffer grows past it only for
 /// one large bulk, bounded by [`Limits::max_bulk`](crate::resp::Limits)).
 const READ_CHUNK: usize = 16 << 10;
@@ -147,9 +146,8 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
             let _connected = Connected::new(&shared.stats.connected_clients);
             let id = shared.next_client_id.fetch_add(1, Relaxed);
             let mut session = Session::new(id, peer);
-            if let Err(e) = connection(stream, &shared, &mut session, &cancel).await {
-                tracing::debug!("client {peer}: {e}");
-            }
+            let result = connection(stream, &shared, &mut session, &cancel).await;
+            ended(&shared, peer, result);
             drop(permit);
         });
     }
@@ -192,21 +190,46 @@ async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
     reply
 }
 
+/// Runs one command alone and queues its reply; `MGET` writes its reply
+/// as it reads, in batches (see [`MGet::stream`]).
+async fn run_alone(
+    shared: &Shared,
+    session: &mut Session,
+    parsed: Parsed,
+    out: &mut Output<'_>,
+) -> Result<(), Closed> {
+    if let Ok(Command::MGet(mget)) = parsed {
+        if let Some(error) = mget.stream(&shared.node, out, session.protocol).await? {
+            shared.stats.error_replies.fetch_add(1, Relaxed);
+            out.reply(&error, session.protocol).await?;
+        }
+        return Ok(());
+    }
+    let reply = run(shared, session, parsed).await;
+    out.reply(&reply, session.protocol).await
+}
+
+/// Serves one client until it leaves, sends what cannot be parsed, or
+/// reaches a bound; the caller counts and logs how it ended.
 async fn connection(
     mut stream: TcpStream,
     shared: &Shared,
     session: &mut Session,
     cancel: &CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), Closed> {
+    let account = shared.memory.register(session.id, cancel);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut parser = Parser::new();
+    let mut scanned = 0;
+    let mut out = Output::new(&mut stream, &account, shared, cancel);
     // A command parsed but held for the next group.
     let mut held: Option<Parsed> = None;
-    // One wait for cancellation for the whole connection: a fresh one per
-    // read registered and dropped a `Notified` each time, about 300
-    // instructions of every unpipelined command (callgrind).
-    let cancelled = cancel.cancelled();
-    tokio::pin!(cancelled);
+    // One wait for shutdown or the registry's close for the whole
+    // connection: a fresh one per read registered and dropped a `Notified`
+    // each time, about 300 instructions of every unpipelined command
+    // (callgrind); a second one cost 600 more.
+    let closed = account.closed();
+    tokio::pin!(closed);
     let order = shared.pipeline_order;
     loop {
         // Whether commands may run at once at all (with replicas they wait
@@ -220,7 +243,7 @@ async fn connection(
             loop {
                 let parsed = match held.take() {
                     Some(parsed) => parsed,
-                    None => match parse_command(&mut input, &shared.limits) {
+                    None => match parser.next(&mut input, &shared.limits) {
                         Ok(Some(args)) => Command::parse(args),
                         Ok(None) => break,
                         Err(e) => {
@@ -249,12 +272,9 @@ async fn connection(
             if group.len() == 1 {
                 let parsed = group.pop().expect("one command");
                 let closes = matches!(&parsed, Ok(c) if c.closes());
-                run(shared, session, parsed)
-                    .await
-                    .encode(session.protocol, &mut out);
+                run_alone(shared, session, parsed, &mut out).await?;
                 if closes {
-                    write_out(&mut stream, &mut out, shared).await?;
-                    return Ok(());
+                    return out.flush().await;
                 }
             } else if !group.is_empty() {
                 // Commands that may overlap (see `joins`): run at once,
@@ -266,31 +286,56 @@ async fn connection(
                         run(shared, &mut own, parsed).await
                     }
                 });
-                for reply in futures_util::future::join_all(runs).await {
-                    reply.encode(session.protocol, &mut out);
+                let replies = futures_util::future::join_all(runs).await;
+                let mut pending: usize = replies.iter().map(Reply::payload_len).sum();
+                out.hold_group(pending)?;
+                for reply in &replies {
+                    pending -= reply.payload_len();
+                    out.hold_group(pending)?;
+                    out.reply(reply, session.protocol).await?;
                 }
             }
             if let Some(e) = failure {
                 shared.stats.protocol_errors.fetch_add(1, Relaxed);
                 shared.stats.error_replies.fetch_add(1, Relaxed);
-                Reply::error(format!("ERR {e}")).encode(session.protocol, &mut out);
-                write_out(&mut stream, &mut out, shared).await?;
-                return Ok(());
-            }
-            if out.len() >= FLUSH_AT {
-                write_out(&mut stream, &mut out, shared).await?;
+                if let Some(limit) = e.limit() {
+                    shared.stats.limits.hit(limit);
+                    tracing::debug!("client {}: {e}", session.peer);
+                }
+                out.reply(&Reply::error(format!("ERR {e}")), session.protocol)
+                    .await?;
+                return out.flush().await;
             }
         }
-        if !out.is_empty() {
-            write_out(&mut stream, &mut out, shared).await?;
-        }
+        // Counted before the replies go out, so a client that reads them
+        // then asks for the metric sees its command's bytes.
+        shared
+            .stats
+            .parser_scanned_bytes
+            .fetch_add(parser.scanned_bytes() - scanned, Relaxed);
+        scanned = parser.scanned_bytes();
+        out.flush().await?;
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
+        account.set_input(input.len())?;
         let n = tokio::select! {
             biased;
-            _ = &mut cancelled => return Ok(()),
-            n = stream.read_buf(&mut input) => n?,
+            () = &mut closed => {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                // Between replies: the client can be told why (if its
+                // socket takes the line at once).
+                let why = format!(
+                    "-ERR closed: all clients hold more than max-clients-memory ({}) \
+                     and this client held the most\r\n",
+                    shared.memory.max_total()
+                );
+                let _ = out.stream.try_write(why.as_bytes());
+                return Err(Closed::Limit(Limit::ClientsMemory));
+            }
+            n = out.stream.read_buf(&mut input) => n?,
         };
         if n == 0 {
             return Ok(());
@@ -299,22 +344,28 @@ async fn connection(
     }
 }
 
-async fn write_out(
-    stream: &mut TcpStream,
-    out: &mut BytesMut,
-    shared: &Shared,
-) -> std::io::Result<()> {
-    shared
-        .stats
-        .net_output_bytes
-        .fetch_add(out.len() as u64, Relaxed);
-    stream.write_all(out).await?;
-    out.clear();
-    // A large reply's buffer is not kept for the rest of the connection.
-    if out.capacity() > 4 * FLUSH_AT {
-        *out = BytesMut::with_capacity(READ_CHUNK);
+/// Counts and logs how a connection ended, if it was not the client's
+/// choice: a bound reached is a warning (at most one a second), a socket
+/// error a debug line.
+fn ended(shared: &Shared, peer: std::net::SocketAddr, result: Result<(), Closed>) {
+    static LAST_WARNING: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    match result {
+        Ok(()) => {}
+        Err(Closed::Limit(limit)) => {
+            shared.stats.limits.hit(limit);
+            let mut last = LAST_WARNING.lock().expect("warning time");
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(
+                    "closed RESP client {peer}: it reached {} \
+                     (further closes this second are not logged)",
+                    limit.name()
+                );
+            }
+        }
+        Err(e @ Closed::MidReply(_)) => tracing::warn!("client {peer}: {e}"),
+        Err(e) => tracing::debug!("client {peer}: {e}"),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use std::time::Instant;
 use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
+use crate::clients::ClientsMemory;
 use crate::config::PipelineOrder;
+use crate::limits::LimitCounters;
 use crate::resp::Limits;
 
 /// Most pipelined commands run at once on the whole server. Well under
@@ -19,6 +21,12 @@ use crate::resp::Limits;
 /// outnumber running commands, and at 512 a saturated 3-node cluster shed
 /// requests (`Overloaded`, failing writes) in `scripts/bench-vs-redis.sh`.
 const MAX_GROUPED: usize = 128;
+
+/// Default `--max-client-output`: replies one client may leave unread.
+pub const DEFAULT_MAX_CLIENT_OUTPUT: u64 = 64 << 20;
+/// Default `--max-clients-memory`: pending input and output of all
+/// clients together.
+pub const DEFAULT_MAX_CLIENTS_MEMORY: u64 = 1 << 30;
 
 /// Server-wide counters (shown by `INFO` and `/metrics`).
 #[derive(Debug, Default)]
@@ -39,6 +47,11 @@ pub struct ServerStats {
     pub net_input_bytes: AtomicU64,
     /// Bytes written to clients.
     pub net_output_bytes: AtomicU64,
+    /// Bytes the RESP parsers examined (about the bytes parsed, however
+    /// they were split into reads).
+    pub parser_scanned_bytes: AtomicU64,
+    /// Clients closed at each [`Limit`](crate::limits::Limit).
+    pub limits: LimitCounters,
 }
 
 /// [`ServerStats`] read at one moment.
@@ -60,12 +73,28 @@ pub struct ServerCounters {
     pub net_input_bytes: u64,
     /// Bytes written to clients.
     pub net_output_bytes: u64,
+    /// Bytes the RESP parsers examined.
+    pub parser_scanned_bytes: u64,
+    /// Clients closed at each limit, indexed by `Limit as usize`.
+    pub limit_exceeded: [u64; 6],
+    /// Input bytes all clients hold now (not yet parsed).
+    pub clients_input_bytes: u64,
+    /// Reply bytes all clients hold now (not yet written).
+    pub clients_output_bytes: u64,
+    /// The most input and output bytes all clients held at once.
+    pub clients_memory_peak: u64,
 }
 
 impl ServerStats {
-    /// The counters now.
-    pub fn load(&self) -> ServerCounters {
+    /// The counters now, with the client memory figures of `memory`.
+    pub fn load(&self, memory: &ClientsMemory) -> ServerCounters {
+        let (clients_input_bytes, clients_output_bytes) = memory.totals();
         ServerCounters {
+            parser_scanned_bytes: self.parser_scanned_bytes.load(Relaxed),
+            limit_exceeded: self.limits.load(),
+            clients_input_bytes,
+            clients_output_bytes,
+            clients_memory_peak: memory.peak(),
             connected_clients: self.connected_clients.load(Relaxed),
             total_connections: self.total_connections.load(Relaxed),
             rejected_connections: self.rejected_connections.load(Relaxed),
@@ -103,6 +132,8 @@ pub struct Shared {
     pub max_clients: usize,
     /// Parser bounds.
     pub limits: Limits,
+    /// Every client's pending input and output, and their bounds.
+    pub memory: ClientsMemory,
     /// How pipelined commands may overlap (`--pipeline-order`).
     pub pipeline_order: PipelineOrder,
     /// Set when the node begins to leave: `/health` turns 503.
@@ -129,13 +160,8 @@ impl Shared {
             stats: ServerStats::default(),
             started: Instant::now(),
             max_clients,
-            // A bulk may be twice the value limit before the parser refuses
-            // to buffer it; between the two the store refuses it with a
-            // clear error and the connection stays usable.
-            limits: Limits {
-                max_bulk: max_value.saturating_mul(2).max(Limits::default().max_bulk),
-                ..Limits::default()
-            },
+            limits: crate::config::ClientLimits::default().resp(max_value),
+            memory: ClientsMemory::new(DEFAULT_MAX_CLIENT_OUTPUT, DEFAULT_MAX_CLIENTS_MEMORY),
             pipeline_order: PipelineOrder::default(),
             leaving: AtomicBool::new(false),
             resp_addr: OnceLock::new(),

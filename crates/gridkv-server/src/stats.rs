@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub server: ServerCounters,
     /// Most RESP clients at once.
     pub max_clients: usize,
+    /// `--max-client-output`.
+    pub max_client_output: u64,
+    /// `--max-clients-memory`.
+    pub max_clients_memory: u64,
     /// The local store's figures.
     pub store: StoreStats,
     /// Replication counters.
@@ -111,8 +115,10 @@ impl Snapshot {
             resp_port: shared.resp_addr.get().map_or(0, |a| a.port()),
             uptime: shared.started.elapsed(),
             ready: node.is_ready(),
-            server: shared.stats.load(),
+            server: shared.stats.load(&shared.memory),
             max_clients: shared.max_clients,
+            max_client_output: shared.memory.max_client_output(),
+            max_clients_memory: shared.memory.max_total(),
             store: node.store().stats(),
             replication: node.replication_stats(),
             status: node.replication_status(),

@@ -508,13 +508,17 @@ fn protocol_errors_limits_and_inline_commands() {
     set(&mut con, "max", &max);
     assert_eq!(get(&mut con, "max"), Some(max));
 
-    // A bulk over 8 MiB is a protocol error as soon as its length is read:
+    // A bulk over 8 MiB (--max-bulk-bytes) is a protocol error naming the
+    // limit as soon as its length is read:
     // the server answers and closes without waiting for the bytes.
     let mut raw = node.raw();
     raw.write_all(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$9437184\r\n")
         .unwrap();
     let reply = String::from_utf8(read_until_closed(&mut raw)).unwrap();
-    assert_eq!(reply, "-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(
+        reply,
+        "-ERR Protocol error: command exceeds max-bulk-bytes (8388608)\r\n"
+    );
 
     // An oversize key: an error reply, the connection goes on.
     let long_key = vec![b'k'; (64 << 10) + 1];

@@ -32,13 +32,23 @@ impl ConfigGet {
     pub(crate) fn apply(self, shared: &Shared) -> Reply {
         let status = shared.node.replication_status();
         let store = shared.node.store().config();
-        let values: [(&str, String); 9] = [
+        let limits = &shared.limits;
+        let values: [(&str, String); 15] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("databases", "1".into()),
             ("maxmemory", store.memory_budget.to_string()),
             ("maxclients", shared.max_clients.to_string()),
-            ("proto-max-bulk-len", shared.limits.max_bulk.to_string()),
+            ("proto-max-bulk-len", limits.max_bulk.to_string()),
+            ("max-command-bytes", limits.max_command.to_string()),
+            ("max-command-args", limits.max_args.to_string()),
+            ("max-bulk-bytes", limits.max_bulk.to_string()),
+            ("max-inline-bytes", limits.max_inline.to_string()),
+            (
+                "max-client-output",
+                shared.memory.max_client_output().to_string(),
+            ),
+            ("max-clients-memory", shared.memory.max_total().to_string()),
             ("replicas", status.replicas.to_string()),
             ("write-quorum", status.write_quorum.to_string()),
             ("read-quorum", status.read_quorum.to_string()),

@@ -2,12 +2,13 @@
 //! were there, as Redis counts: `DEL` each key once however often it is
 //! named, `EXISTS` every position. A key named twice is deleted or read
 //! once (see [`Distinct`]). The library has no batch delete or exists, so
-//! the keys run through [`bounded`] (a bounded number in flight at once).
+//! the keys run through [`bounded`] (a bounded number in flight at once),
+//! [`BATCH`] at a time.
 
 use bytes::Bytes;
 use gridkv::GridKv;
 
-use super::many::{Distinct, bounded, count, failure};
+use super::many::{BATCH, Distinct, bounded, count, failure};
 use crate::resp::Reply;
 
 /// `DEL key [key ...]`.
@@ -26,7 +27,10 @@ impl Del {
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
         let distinct = Distinct::new(&self.keys);
-        let results = bounded(distinct.keys.iter().map(|k| node.delete(k)).collect()).await;
+        let mut results = Vec::with_capacity(distinct.keys.len());
+        for batch in distinct.keys.chunks(BATCH) {
+            results.extend(bounded(batch.iter().map(|k| node.delete(k)).collect()).await);
+        }
         count(&results, "DEL")
     }
 }
@@ -46,7 +50,10 @@ impl Exists {
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
         let distinct = Distinct::new(&self.keys);
-        let results = bounded(distinct.keys.iter().map(|k| node.exists(k)).collect()).await;
+        let mut results = Vec::with_capacity(distinct.keys.len());
+        for batch in distinct.keys.chunks(BATCH) {
+            results.extend(bounded(batch.iter().map(|k| node.exists(k)).collect()).await);
+        }
         if let Some(e) = failure(&results, "EXISTS") {
             return e;
         }

@@ -15,6 +15,12 @@ use gridkv::Error;
 use super::error::error_reply;
 use crate::resp::Reply;
 
+/// Keys of a multi-key command handled per step: `DEL`, `EXISTS` and
+/// `MSET` run their keys this many at a time, and `MGET` reads at most this
+/// many per batch, so a command of a million keys holds a bounded number
+/// of futures and values at once.
+pub(crate) const BATCH: usize = 1024;
+
 /// Keys of one multi-key command in flight at once, for the operations
 /// the library has no batch call for (delete, exists).
 const KEY_CONCURRENCY: usize = 128;

@@ -11,7 +11,7 @@ use gridkv::{GridKv, WriteOptions};
 
 use super::args::{is, parse_int};
 use super::error::{ParseError, error_reply};
-use super::many::{failure, last_wins};
+use super::many::{BATCH, failure, last_wins};
 use crate::resp::Reply;
 
 /// `SET key value [EX s | PX ms]`.
@@ -101,9 +101,14 @@ impl MSet {
     }
 
     /// Writes through the library's bounded batch call, each key once
-    /// with the value named last for it (as Redis).
+    /// with the value named last for it (as Redis), [`BATCH`] pairs at a
+    /// time.
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
-        let results = node.set_many(&last_wins(self.pairs)).await;
+        let pairs = last_wins(self.pairs);
+        let mut results = Vec::with_capacity(pairs.len());
+        for batch in pairs.chunks(BATCH) {
+            results.extend(node.set_many(batch).await);
+        }
         failure(&results, "MSET").unwrap_or_else(Reply::ok)
     }
 }

@@ -117,6 +117,49 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
+    /// Appends the header of an array of `len` items (the same in RESP2
+    /// and RESP3), for a reply written item by item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use gridkv_server::resp::Reply;
+    ///
+    /// let mut out = BytesMut::new();
+    /// Reply::encode_array_header(1, &mut out);
+    /// Reply::encode_bulk(&Bytes::from_static(b"v"), &mut out);
+    /// assert_eq!(&out[..], b"*1\r\n$1\r\nv\r\n");
+    /// ```
+    pub fn encode_array_header(len: usize, out: &mut BytesMut) {
+        put_header(out, b'*', len as i64);
+    }
+
+    /// Appends one bulk string (the same in RESP2 and RESP3).
+    pub fn encode_bulk(value: &[u8], out: &mut BytesMut) {
+        put_bulk(out, b'$', &[value]);
+    }
+
+    /// Appends the `$len` line of a bulk string whose bytes and final CRLF
+    /// the caller writes itself (a large value, written from where it is).
+    pub fn encode_bulk_header(len: usize, out: &mut BytesMut) {
+        put_header(out, b'$', len as i64);
+    }
+
+    /// Bytes of bulk strings inside the reply: about what it holds in
+    /// memory beyond its shape.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Reply::Bulk(v) | Reply::Verbatim(v) => v.len(),
+            Reply::Array(items) | Reply::Set(items) => items.iter().map(Reply::payload_len).sum(),
+            Reply::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| k.payload_len() + v.payload_len())
+                .sum(),
+            _ => 0,
+        }
+    }
+
     /// Appends the reply to `out` in `protocol`.
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         let resp3 = protocol == Protocol::Resp3;
