@@ -366,6 +366,58 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Failed dials to peers.",
         t.dial_failures,
     );
+    for (name, kind, help, value) in [
+        (
+            "transport_links",
+            "gauge",
+            "Peer addresses with a link now.",
+            t.links,
+        ),
+        (
+            "transport_links_refused_total",
+            "counter",
+            "Links refused: the max_links bound was reached.",
+            t.links_refused,
+        ),
+        (
+            "transport_backpressure_total",
+            "counter",
+            "Sends refused because a peer's queue or in-flight limit was full.",
+            t.backpressure,
+        ),
+        (
+            "transport_frame_errors_total",
+            "counter",
+            "Connections closed for a frame over the limit or one that did not decode.",
+            t.frame_errors,
+        ),
+        (
+            "transport_idle_timeouts_total",
+            "counter",
+            "Connections closed idle or with a stalled write.",
+            t.idle_timeouts,
+        ),
+        (
+            "membership_probe_requests_refused_total",
+            "counter",
+            "Indirect probes refused: the address named was not the member's this node knows.",
+            snapshot.membership.probe_requests_refused,
+        ),
+        (
+            "membership_links_closed_total",
+            "counter",
+            "Links the sweep closed: neither a member's nor a seed's address.",
+            snapshot.membership.links_closed,
+        ),
+        (
+            "replication_drift_skipped_total",
+            "counter",
+            "Versions from peers skipped: stamped past the cluster clock plus the drift bound.",
+            snapshot.replication.drift_skipped,
+        ),
+    ] {
+        p.one(name, kind, help, value);
+    }
 
     let st = &snapshot.server;
     p.one(
@@ -489,6 +541,28 @@ mod tests {
                 bound_ms: 5_000,
                 ..Default::default()
             },
+            membership: gridkv::MembershipStats {
+                probe_requests_refused: 4,
+                links_closed: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn link_and_probe_refusals_are_metrics() {
+        let mut s = snapshot();
+        s.transport.links = 3;
+        s.transport.links_refused = 5;
+        s.replication.drift_skipped = 6;
+        let prom = render(&s);
+        for metric in [
+            "gridkv_transport_links 3",
+            "gridkv_transport_links_refused_total 5",
+            "gridkv_membership_probe_requests_refused_total 4",
+            "gridkv_membership_links_closed_total 2",
+            "gridkv_replication_drift_skipped_total 6",
+        ] {
+            assert!(prom.contains(metric), "/metrics lacks {metric}:\n{prom}");
         }
     }
 

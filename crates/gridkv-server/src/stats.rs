@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub peer_rtts: Vec<PeerRtt>,
     /// This node's clock against the cluster's.
     pub clock: gridkv::ClockStatus,
+    /// Indirect probes refused and links swept.
+    pub membership: gridkv::MembershipStats,
 }
 
 /// The smoothed round-trip time to one peer (data lane).
@@ -133,6 +135,7 @@ impl Snapshot {
             transport: transport.stats(),
             peer_rtts,
             clock: node.clock(),
+            membership: node.membership_stats(),
         }
     }
 
