@@ -58,6 +58,12 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+/// Default `--max-client-output`: replies one client may leave unread.
+pub const DEFAULT_MAX_CLIENT_OUTPUT: u64 = 64 << 20;
+/// Default `--max-clients-memory`: pending input and output of all
+/// clients together.
+pub const DEFAULT_MAX_CLIENTS_MEMORY: u64 = 1 << 30;
+
 /// Flags of `gridkv node`. Every one is optional here so that the
 /// environment and the config file can supply it; see the module docs.
 #[derive(Debug, Clone, Default, Args)]
@@ -408,8 +414,8 @@ impl Default for ClientLimits {
             max_command_args: parser.max_args,
             max_bulk_bytes: None,
             max_inline_bytes: parser.max_inline as u64,
-            max_client_output: crate::shared::DEFAULT_MAX_CLIENT_OUTPUT,
-            max_clients_memory: crate::shared::DEFAULT_MAX_CLIENTS_MEMORY,
+            max_client_output: DEFAULT_MAX_CLIENT_OUTPUT,
+            max_clients_memory: DEFAULT_MAX_CLIENTS_MEMORY,
         }
     }
 }

@@ -11,7 +11,7 @@ use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
 use crate::clients::ClientsMemory;
-use crate::config::PipelineOrder;
+use crate::config::{DEFAULT_MAX_CLIENT_OUTPUT, DEFAULT_MAX_CLIENTS_MEMORY, PipelineOrder};
 use crate::limits::LimitCounters;
 use crate::resp::Limits;
 
@@ -21,12 +21,6 @@ use crate::resp::Limits;
 /// outnumber running commands, and at 512 a saturated 3-node cluster shed
 /// requests (`Overloaded`, failing writes) in `scripts/bench-vs-redis.sh`.
 const MAX_GROUPED: usize = 128;
-
-/// Default `--max-client-output`: replies one client may leave unread.
-pub const DEFAULT_MAX_CLIENT_OUTPUT: u64 = 64 << 20;
-/// Default `--max-clients-memory`: pending input and output of all
-/// clients together.
-pub const DEFAULT_MAX_CLIENTS_MEMORY: u64 = 1 << 30;
 
 /// Server-wide counters (shown by `INFO` and `/metrics`).
 #[derive(Debug, Default)]

@@ -13,7 +13,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::clock::ClockKeeper;
+use super::clock::{ClockKeeper, CHECK_EVERY, STEP};
+use crate::hlc::Timestamp;
+use crate::membership::wire::ClockReading;
+use crate::replication::clock_gate::Fence;
+use std::sync::atomic::Ordering;
 use super::formation::{self, Formation, Readiness, Step};
 use super::{Command, Inner, Phase, LEAVE_FLUSH};
 use crate::log_limit::{self, LogLimit};
@@ -407,5 +411,130 @@ impl Driver {
             self.hold_restart_writes(&shared);
         }
         members_changed || ring_changed
+    }
+}
+
+impl Driver {
+    /// Tells the state machine this node's clocks now. It vouches for its
+    /// HLC only once it has joined and no restart barrier holds (until
+    /// then its clock may be behind what its previous run handed out).
+    pub(super) fn observe_clock(&mut self) {
+        let k = &self.clock;
+        let vouches = self.swim.is_joined() && k.gate.barrier_left().is_none();
+        let hlc = if vouches { k.hlc.floor().as_u64() } else { 0 };
+        let reading = ClockReading {
+            wall_ms: k.wall.now_ms(),
+            hlc,
+        };
+        self.swim.observe_clock(reading);
+    }
+
+    /// Acts on the clock monitor's view at most every [`CHECK_EVERY`]:
+    /// corrects the HLC to the cluster's time, fences writes off or lets
+    /// them through, and lifts a restart's barrier once every member has
+    /// vouched for its clock.
+    pub(super) fn check_clock(&mut self, shared: &super::Inner) {
+        let now = self.now();
+        if self.clock.checked.is_some_and(|(t, _)| now < t + CHECK_EVERY) {
+            return;
+        }
+        let wall = self.clock.wall.now_ms();
+        if let Some((then, wall_then)) = self.clock.checked {
+            let step = (wall as i64 - wall_then as i64) - (now - then).as_millis() as i64;
+            if step.abs() > STEP {
+                self.clock_stepped(shared, step);
+            }
+        }
+        self.clock.checked = Some((now, wall));
+        let k = &self.clock;
+        let bound = k.hlc.max_drift_ms();
+        let view = self.swim.clock_view(now, bound);
+        if let Some(offset) = view.offset_ms {
+            k.hlc.set_offset(offset);
+        }
+        let fence = view.beyond.then(|| {
+            let distance = view.distance_ms.unwrap_or(0);
+            let signed = if view.ahead {
+                distance as i64
+            } else {
+                -(distance as i64)
+            };
+            Fence {
+                offset_ms: view.offset_ms.unwrap_or(signed),
+                distance_ms: distance,
+                bound_ms: bound,
+            }
+        });
+        if k.gate.set_fence(fence) {
+            match fence {
+                Some(f) => tracing::warn!(
+                    node = %shared.id,
+                    offset_ms = f.offset_ms,
+                    distance_ms = f.distance_ms,
+                    bound_ms = bound,
+                    sampled = view.sampled,
+                    members = view.members,
+                    "clock beyond the bound from the cluster's median: this node coordinates no \
+                     writes until its clock is back (it still serves reads and stores replicas)"
+                ),
+                None => tracing::info!(
+                    node = %shared.id,
+                    offset_ms = ?view.offset_ms,
+                    "clock back within the bound from the cluster's median: coordinating writes"
+                ),
+            }
+        }
+        let behind = if view.offset_ms.is_some() {
+            0
+        } else {
+            // Lower bounds against the raw wall clock, turned into ones
+            // against the clock this node stamps with.
+            (view.lead_ms as i64).saturating_add(k.hlc.offset_ms()).max(0) as u64
+        };
+        let behind = if behind > bound { behind } else { 0 };
+        shared.clock.behind_ms.store(behind, Ordering::Relaxed);
+        *shared.clock.view.lock() = view;
+        if let Some(left) = k.gate.barrier_left() {
+            if let Some(floor) = self.swim.clock_floor() {
+                if k.hlc.update(Timestamp::from_u64(floor)).is_ok() && k.gate.release_barrier() {
+                    tracing::info!(
+                        node = %shared.id,
+                        members = view.members,
+                        left_ms = left.as_millis() as u64,
+                        "restart write barrier lifted: every member told this node its clock"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The wall clock stepped by `step_ms`: the cluster's time did not.
+    /// The node's offset moves by the step (so it stamps on, in the
+    /// cluster's time, without a jump), and so does every measurement
+    /// taken against the old reading: a node whose clock was an hour off
+    /// and is fixed coordinates writes again at once, one whose clock has
+    /// just jumped is fenced at once, rather than a few probe rounds
+    /// later (stamping an hour off meanwhile).
+    fn clock_stepped(&mut self, shared: &super::Inner, step_ms: i64) {
+        tracing::warn!(node = %shared.id, step_ms, "the wall clock stepped");
+        let hlc = &self.clock.hlc;
+        hlc.set_offset(hlc.offset_ms().saturating_add(step_ms));
+        self.swim.shift_clock(step_ms);
+    }
+
+    /// Holds writes after a restart until the drift bound has passed since
+    /// the node started, unless every member vouches for its clock first.
+    pub(super) fn hold_restart_writes(&self, shared: &super::Inner) {
+        let bound = Duration::from_millis(self.clock.hlc.max_drift_ms());
+        let until = self.origin + bound;
+        tracing::info!(
+            node = %shared.id,
+            at_most_ms = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as u64,
+            "restart of a known node: writes wait until its clock passes the previous run's, \
+             learned from every member as it joins (or the drift bound since it started)"
+        );
+        self.clock.gate.hold_until(until);
     }
 }

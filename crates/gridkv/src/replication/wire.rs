@@ -9,18 +9,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use super::wire_codec::{DataWireError, DATA_WIRE_VERSION};
-pub use super::wire_response::DataResponse;
+pub use super::wire_response::{DataResponse, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, RefusalCode};
 use super::wire_codec::{as_bytes, decode, encode, slice_of, VersionWire};
 use crate::hlc::{Timestamp, Version};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
 use crate::store::{ScanCursor, Write, WriteOp};
 
-/// Most bytes of entries one scan batch carries (well under the frame
-/// limit).
-pub const MAX_BATCH_BYTES: usize = 1 << 20;
-/// Most entries one scan batch carries.
-pub const MAX_BATCH_ENTRIES: usize = 4096;
 
 
 #[derive(Serialize, Deserialize)]
@@ -188,39 +183,6 @@ impl WriteBody {
             version,
             expiry_stamp,
             op,
-        }
-    }
-}
-
-/// Why a replica refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum RefusalCode {
-    /// The key or value is out of the replica's bounds.
-    Invalid = 1,
-    /// The write's timestamp is too far ahead of the replica's clock.
-    ClockDrift = 2,
-    /// The replica is shutting down.
-    ShuttingDown = 3,
-    /// The replica does not serve reads yet (joining, not filled): its
-    /// answer could be stale.
-    NotReady = 4,
-    /// The replica is out of room for the request (its hints are full):
-    /// overload, like a shed request.
-    Overloaded = 5,
-    /// A code this build does not know.
-    Unknown = 0xffff,
-}
-
-impl RefusalCode {
-    pub(super) fn from_u16(code: u16) -> Self {
-        match code {
-            1 => RefusalCode::Invalid,
-            2 => RefusalCode::ClockDrift,
-            3 => RefusalCode::ShuttingDown,
-            4 => RefusalCode::NotReady,
-            5 => RefusalCode::Overloaded,
-            _ => RefusalCode::Unknown,
         }
     }
 }
