@@ -41,6 +41,7 @@ pub mod clock;
 mod config;
 mod member;
 mod swim;
+pub mod trust;
 pub mod wire;
 
 pub use config::SwimConfig;
