@@ -12,11 +12,25 @@ use std::fmt;
 
 use crate::id::NodeId;
 
-/// An Ed25519 public key that a trusted certificate binds to a node id.
+/// What a certificate's holder is: a node of the cluster (URI SAN
+/// `gridkv:node:ID`) or an operator (`gridkv:operator:NAME`), whose signed
+/// removals every node accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRole {
+    /// A cluster node.
+    Node,
+    /// An operator (`gridkv remove`).
+    Operator,
+}
+
+/// An Ed25519 public key that a trusted certificate binds to a node id (or
+/// an operator's name).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct CertifiedKey {
-    /// The id the certificate names.
+    /// The id (or operator name) the certificate names.
     pub node_id: NodeId,
+    /// Whose certificate it is.
+    pub role: CertRole,
     /// The certificate's Ed25519 public key.
     pub public_key: [u8; 32],
     /// When the certificate expires, in milliseconds since the Unix epoch.
@@ -27,6 +41,7 @@ impl fmt::Debug for CertifiedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertifiedKey")
             .field("node_id", &self.node_id)
+            .field("role", &self.role)
             .field("not_after_ms", &self.not_after_ms)
             .finish_non_exhaustive()
     }
