@@ -21,8 +21,10 @@
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
+//! - [`cert`]: `gridkv cert`, the certificates of a secured cluster.
 
 pub mod bench;
+pub mod cert;
 pub mod clients;
 pub mod cmd;
 pub mod config;

@@ -28,6 +28,8 @@ enum Command {
     Demo(gridkv_server::demo::DemoArgs),
     /// Load-generate against a running cluster over RESP.
     Bench(gridkv_server::bench::BenchArgs),
+    /// Make the certificates of a secured cluster (CA, nodes, operators).
+    Cert(gridkv_server::cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => gridkv_server::bench::run(args)
                 .await
                 .map_err(|e| e.to_string()),
+            Command::Cert(args) => gridkv_server::cert::run(args),
         }
     });
     match result {
