@@ -10,6 +10,9 @@
 //!   connection (server and client auth). Its key is Ed25519 (membership
 //!   signs with it); `--key-type p256` makes one browsers accept, for
 //!   `--http-tls` only.
+//! - `gridkv cert cluster --out DIR --id A,B,C` makes what is missing of
+//!   `DIR/ca/` and `DIR/ID/` for each id (compose files run it at every
+//!   start).
 //! - `gridkv cert operator --ca-dir DIR --name NAME --out DIR2` writes
 //!   `DIR2/operator.pem` and `DIR2/operator.key`: the certificate that
 //!   signs `gridkv remove` (URI SAN `gridkv:operator:NAME`).
@@ -92,6 +95,25 @@ pub enum CertCommand {
         /// Overwrite an existing key.
         #[arg(long)]
         force: bool,
+    },
+    /// A whole cluster's certificates in one directory, for compose files
+    /// and scripts: DIR/ca/ca.{pem,key} and DIR/ID/node.{pem,key} for each
+    /// id, each made only if missing (so it can run at every start).
+    Cluster {
+        /// Directory to write into (created with its parents).
+        #[arg(long)]
+        out: PathBuf,
+        /// Node ids (comma-separated or repeated). Each certificate names
+        /// the id as a host too (the service name in compose), plus
+        /// localhost and 127.0.0.1.
+        #[arg(long = "id", value_delimiter = ',', required = true)]
+        ids: Vec<String>,
+        /// Extra host names or IPs for every node certificate.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Days each node certificate is valid.
+        #[arg(long, default_value_t = DEFAULT_LEAF_DAYS)]
+        days: u32,
     },
     /// An operator certificate (signs `gridkv remove`): DIR2/operator.pem
     /// and DIR2/operator.key.
@@ -360,6 +382,12 @@ pub fn run(args: CertArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             write_pair(&out, "node", &leaf, force).map_err(|e| e.to_string())?
         }
+        CertCommand::Cluster {
+            out,
+            ids,
+            hosts,
+            days,
+        } => make_cluster(&out, &ids, &hosts, from, days).map_err(|e| e.to_string())?,
         CertCommand::Operator {
             ca_dir,
             name,
@@ -383,6 +411,44 @@ pub fn run(args: CertArgs) -> Result<(), String> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// `gridkv cert cluster`: the CA in `out/ca` and a node certificate in
+/// `out/ID` for each of `ids`, each made only when its key is missing.
+/// Returns the files written.
+///
+/// # Errors
+///
+/// A [`CertError`] naming the file or id.
+pub fn make_cluster(
+    out: &Path,
+    ids: &[String],
+    hosts: &[String],
+    from: SystemTime,
+    days: u32,
+) -> Result<Vec<PathBuf>, CertError> {
+    let mut written = Vec::new();
+    let ca_dir = out.join("ca");
+    if !ca_dir.join("ca.key").exists() {
+        let ca = make_ca("gridkv cluster CA", from, DEFAULT_CA_DAYS)?;
+        written.extend(write_pair(&ca_dir, "ca", &ca, false)?);
+    }
+    let ca = read_ca(&ca_dir)?;
+    for id in ids {
+        let dir = out.join(id);
+        if dir.join("node.key").exists() {
+            continue;
+        }
+        let mut names = vec![id.clone(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        names.extend(hosts.iter().cloned());
+        let subject = Subject::Node {
+            id: id.clone(),
+            hosts: names,
+        };
+        let leaf = make_leaf(&ca, &subject, from, days, KeyType::Ed25519)?;
+        written.extend(write_pair(&dir, "node", &leaf, false)?);
+    }
+    Ok(written)
 }
 
 /// Reads `DIR/ca.pem` and `DIR/ca.key`.
@@ -499,6 +565,20 @@ mod tests {
             "1.3.101.112"
         );
         cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+    }
+
+    #[test]
+    fn cluster_makes_what_is_missing_only() {
+        let dir = std::env::temp_dir().join(format!("gridkv-cluster-{}", std::process::id()));
+        let ids = vec!["n1".to_owned(), "n2".to_owned()];
+        let first = make_cluster(&dir, &ids, &[], SystemTime::now(), 1).unwrap();
+        assert_eq!(first.len(), 6, "{first:?}");
+        let n1 = fs::read_to_string(dir.join("n1/node.pem")).unwrap();
+        let ids = vec!["n1".to_owned(), "n2".to_owned(), "n3".to_owned()];
+        let second = make_cluster(&dir, &ids, &[], SystemTime::now(), 1).unwrap();
+        assert_eq!(second.len(), 2, "only n3 is new: {second:?}");
+        assert_eq!(fs::read_to_string(dir.join("n1/node.pem")).unwrap(), n1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
