@@ -67,6 +67,15 @@ pub enum RefusalReason {
     /// [`HandshakeError`] itself.
     #[error("malformed hello: the handshake message could not be decoded")]
     MalformedHello,
+    /// The hello claims another node id than the one the peer's TLS
+    /// certificate names.
+    #[error("identity mismatch: the peer's certificate names {certified}, its hello claims {claimed}")]
+    IdentityMismatch {
+        /// The id the peer's certificate names.
+        certified: NodeId,
+        /// The id its hello claimed.
+        claimed: NodeId,
+    },
     /// A reason added by a later protocol version, known only by its code.
     #[error("refused for a reason this version does not know (code {code}); the peer runs a newer GridKV")]
     Unknown {
@@ -112,6 +121,10 @@ impl fmt::Display for PeerView<'_> {
             RefusalReason::SelfConnection => {
                 f.write_str("connection to self: we dialled our own address")
             }
+            RefusalReason::IdentityMismatch { certified, claimed } => write!(
+                f,
+                "identity mismatch: our certificate names {certified}, our hello claimed {claimed}"
+            ),
             other => fmt::Display::fmt(other, f),
         }
     }
@@ -178,12 +191,30 @@ pub enum HandshakeError {
     /// The peer refused our hello.
     #[error("refused by peer: {}", .0.as_seen_by_peer())]
     Refused(RefusalReason),
+    /// The TLS handshake failed (no certificate, one from an untrusted CA,
+    /// expired, naming no node, a plaintext peer), or TLS failed during
+    /// our handshake.
+    #[error("TLS: {detail}")]
+    Tls {
+        /// What rustls or the certificate check said.
+        detail: String,
+    },
+    /// The peer's handshake claims another node id than its TLS
+    /// certificate names.
+    #[error("identity mismatch: the peer's certificate names {certified}, its handshake claims {claimed}")]
+    IdentityMismatch {
+        /// The id the peer's certificate names.
+        certified: NodeId,
+        /// The id its handshake claimed.
+        claimed: NodeId,
+    },
 }
 
 impl HandshakeError {
     /// The refusal to send to the peer whose hello failed to decode with
     /// this error, or `None` for [`HandshakeError::Refused`] (a refusal is
-    /// never answered).
+    /// never answered) and [`HandshakeError::Tls`] (no channel is left to
+    /// answer on).
     ///
     /// # Examples
     ///
@@ -212,7 +243,13 @@ impl HandshakeError {
             | HandshakeError::TrailingBytes { .. }
             | HandshakeError::FieldTooLong { .. }
             | HandshakeError::ControlCharacter { .. } => Some(RefusalReason::MalformedHello),
-            HandshakeError::Refused(_) => None,
+            HandshakeError::IdentityMismatch { certified, claimed } => {
+                Some(RefusalReason::IdentityMismatch {
+                    certified: *certified,
+                    claimed: *claimed,
+                })
+            }
+            HandshakeError::Refused(_) | HandshakeError::Tls { .. } => None,
         }
     }
 }
