@@ -261,3 +261,70 @@ impl ClientCertVerifier for OptionalClientVerifier {
         self.bundle.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA, and a leaf it signed with `uri` and an `algorithm` key.
+    fn ca_and_leaf(
+        uri: &str,
+        algorithm: &'static rcgen::SignatureAlgorithm,
+    ) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("CA for {uri}"));
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+        let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.subject_alt_names
+            .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+        let leaf_der = leaf.signed_by(&key, &issuer).unwrap().der().clone();
+        (ca_der, leaf_der)
+    }
+
+    fn verify(uri: &str, algorithm: &'static rcgen::SignatureAlgorithm) -> Result<(), rustls::Error> {
+        let (ca, leaf) = ca_and_leaf(uri, algorithm);
+        let verifier = NodeVerifier {
+            bundle: Arc::new(Bundle::new(&[ca]).unwrap()),
+        };
+        let name = ServerName::try_from("anything").unwrap();
+        let as_server = verifier
+            .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+            .map(|_| ());
+        let as_client = verifier
+            .verify_client_cert(&leaf, &[], UnixTime::now())
+            .map(|_| ());
+        assert_eq!(as_server.is_ok(), as_client.is_ok());
+        as_client
+    }
+
+    #[test]
+    fn both_ends_accept_only_node_certificates_with_ed25519_keys() {
+        assert!(verify("gridkv:node:a", &rcgen::PKCS_ED25519).is_ok());
+        for (uri, algorithm, why) in [
+            ("gridkv:operator:alice", &rcgen::PKCS_ED25519, "OperatorCertificate"),
+            ("https://example.com", &rcgen::PKCS_ED25519, "NoNodeId"),
+            ("gridkv:node:a", &rcgen::PKCS_ECDSA_P256_SHA256, "NotEd25519"),
+        ] {
+            let err = verify(uri, algorithm).unwrap_err();
+            assert!(format!("{err:?}").contains(why), "{uri}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_chain_to_no_anchor_of_the_bundle_is_an_unknown_issuer() {
+        let (_, leaf) = ca_and_leaf("gridkv:node:a", &rcgen::PKCS_ED25519);
+        let (other_ca, _) = ca_and_leaf("gridkv:node:b", &rcgen::PKCS_ED25519);
+        let verifier = NodeVerifier {
+            bundle: Arc::new(Bundle::new(&[other_ca]).unwrap()),
+        };
+        assert_eq!(
+            verifier.verify_client_cert(&leaf, &[], UnixTime::now()).unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        );
+    }
+}
