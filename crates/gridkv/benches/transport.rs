@@ -102,11 +102,16 @@ fn echo(incoming: Incoming) {
 /// A client and an echoing server, with mutual TLS when `ca` is given.
 async fn transport_pair(ca: Option<&certs::Ca>) -> (Transport, Transport) {
     let config = |id| {
-        let mut config = TransportConfig::new("bench", NodeId::new(id).unwrap(), Generation::new(1));
+        let mut config =
+            TransportConfig::new("bench", NodeId::new(id).unwrap(), Generation::new(1));
         config.tls = ca.map(|ca| {
             let leaf = ca.node(id);
-            gridkv::net::tls::TlsStore::from_pem(ca.pem.as_bytes(), leaf.cert.as_bytes(), leaf.key.as_bytes())
-                .unwrap()
+            gridkv::net::tls::TlsStore::from_pem(
+                ca.pem.as_bytes(),
+                leaf.cert.as_bytes(),
+                leaf.key.as_bytes(),
+            )
+            .unwrap()
         });
         config
     };
@@ -228,7 +233,8 @@ fn run(runtime: &tokio::runtime::Runtime, rounds: usize, secs: u64) {
         transport_sequential(&client, &addr, 1).await;
         transport_sequential(&tls_client, &tls_addr, 1).await;
 
-        let (mut raw, mut plain, mut tls) = (Figures::default(), Figures::default(), Figures::default());
+        let (mut raw, mut plain, mut tls) =
+            (Figures::default(), Figures::default(), Figures::default());
         for _ in 0..rounds {
             raw.record(&raw_sequential(&raw_addr, secs).await);
             plain.record(&transport_sequential(&client, &addr, secs).await);
@@ -240,13 +246,24 @@ fn run(runtime: &tokio::runtime::Runtime, rounds: usize, secs: u64) {
         let (rp50, rp99) = raw.latency_row("raw tokio");
         let (gp50, gp99) = plain.latency_row("transport");
         let (tp50, tp99) = tls.latency_row("transport TLS");
-        println!("| plain / raw   | {:5.2}x | {:5.2}x |", gp50 / rp50, gp99 / rp99);
-        println!("| TLS / plain   | {:5.2}x | {:5.2}x |", tp50 / gp50, tp99 / gp99);
+        println!(
+            "| plain / raw   | {:5.2}x | {:5.2}x |",
+            gp50 / rp50,
+            gp99 / rp99
+        );
+        println!(
+            "| TLS / plain   | {:5.2}x | {:5.2}x |",
+            tp50 / gp50,
+            tp99 / gp99
+        );
 
         for _ in 0..rounds {
             raw.tput.push(raw_pipelined(&raw_addr, secs).await);
-            plain.tput.push(transport_pipelined(&client, &addr, secs).await);
-            tls.tput.push(transport_pipelined(&tls_client, &tls_addr, secs).await);
+            plain
+                .tput
+                .push(transport_pipelined(&client, &addr, secs).await);
+            tls.tput
+                .push(transport_pipelined(&tls_client, &tls_addr, secs).await);
         }
         let (rt, gt, tt) = (median(raw.tput), median(plain.tput), median(tls.tput));
         println!();

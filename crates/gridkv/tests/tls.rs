@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use certs::{Ca, Leaf, Spec, TempDir};
 use gridkv::net::envelope::Envelope;
 use gridkv::net::frame::{FrameDecoder, PRE_HANDSHAKE_MAX_FRAME, encode_frame};
-use gridkv::net::handshake::{HandshakeError, Hello, HelloReply, RefusalReason};
+use gridkv::net::handshake::{HandshakeError, Hello, HelloReply, IdMismatch, RefusalReason};
 use gridkv::net::tls::{TlsError, TlsFiles, TlsStore};
 use gridkv::net::{Incoming, Lane, Transport, TransportConfig, TransportError, TransportStats};
 use gridkv::{Generation, GridKv, NodeId};
@@ -113,19 +113,23 @@ fn chain_and_key(leaf: &Leaf) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'s
     let chain = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    (chain, PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap())
+    (
+        chain,
+        PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
+    )
 }
 
 /// A raw TLS client presenting `leaf`, trusting anything.
 fn raw_client(leaf: &Leaf) -> Arc<ClientConfig> {
     let (chain, key) = chain_and_key(leaf);
-    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_client_auth_cert(chain, key)
+            .unwrap();
     Arc::new(config)
 }
 
@@ -136,7 +140,11 @@ fn frame(payload: &[u8]) -> BytesMut {
 }
 
 fn hello(id: &str) -> BytesMut {
-    frame(&Hello::new("prod", NodeId::new(id).unwrap(), Generation::new(9)).encode().unwrap())
+    frame(
+        &Hello::new("prod", NodeId::new(id).unwrap(), Generation::new(9))
+            .encode()
+            .unwrap(),
+    )
 }
 
 /// A data-lane request frame, as a peer past the handshake would send.
@@ -189,9 +197,14 @@ async fn node_a(ca: &Ca) -> (Transport, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tls_nodes_form_a_cluster_and_replicate() {
     let ca = Ca::new("cluster CA");
-    let a = GridKv::start(GridKv::builder("a").tls(store(&ca, &ca.node("a"))).build().unwrap())
-        .await
-        .unwrap();
+    let a = GridKv::start(
+        GridKv::builder("a")
+            .tls(store(&ca, &ca.node("a")))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let b = GridKv::start(
         GridKv::builder("b")
             .tls(store(&ca, &ca.node("b")))
@@ -201,14 +214,27 @@ async fn two_tls_nodes_form_a_cluster_and_replicate() {
     )
     .await
     .unwrap();
-    timeout(Duration::from_secs(20), b.ready()).await.unwrap().unwrap();
-    timeout(Duration::from_secs(20), a.ready()).await.unwrap().unwrap();
+    timeout(Duration::from_secs(20), b.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(Duration::from_secs(20), a.ready())
+        .await
+        .unwrap()
+        .unwrap();
     a.set("user:1", "alice").await.unwrap();
-    assert_eq!(b.get("user:1").await.unwrap().as_deref(), Some(&b"alice"[..]));
+    assert_eq!(
+        b.get("user:1").await.unwrap().as_deref(),
+        Some(&b"alice"[..])
+    );
     for node in [&a, &b] {
         assert!(node.tls_enabled() && !node.is_insecure());
         let stats = node.transport_stats();
-        assert_eq!((stats.tls_failures, stats.identity_mismatches), (0, 0), "{stats:?}");
+        assert_eq!(
+            (stats.tls_failures, stats.identity_mismatches),
+            (0, 0),
+            "{stats:?}"
+        );
         assert!(stats.connections_accepted > 0 && stats.connections_dialled > 0);
         assert_eq!(node.tls_status().unwrap().certificates.len(), 2);
     }
@@ -226,7 +252,10 @@ async fn a_plaintext_peer_is_refused_at_the_tls_handshake() {
     assert!(!matches!(raw_exchange(&mut raw, "b").await, Ok(Some(_))));
     until_stats(&a, "tls failure counted", |s| s.tls_failures == 1).await;
     let stats = a.stats();
-    assert_eq!((stats.connections_accepted, stats.handshake_failures), (0, 1));
+    assert_eq!(
+        (stats.connections_accepted, stats.handshake_failures),
+        (0, 1)
+    );
     assert_eq!(delivered.load(Ordering::SeqCst), 0);
 
     // A plaintext transport dialling the TLS node fails too.
@@ -238,9 +267,16 @@ async fn a_plaintext_peer_is_refused_at_the_tls_handshake() {
     .await
     .unwrap();
     let result = plain
-        .request(&a.local_addr().to_string(), Lane::Data, Bytes::from_static(b"x"))
+        .request(
+            &a.local_addr().to_string(),
+            Lane::Data,
+            Bytes::from_static(b"x"),
+        )
         .await;
-    assert!(matches!(result, Err(TransportError::Handshake { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(TransportError::Handshake { .. })),
+        "{result:?}"
+    );
     until_stats(&a, "second tls failure", |s| s.tls_failures == 2).await;
     assert_eq!(delivered.load(Ordering::SeqCst), 0);
     plain.shutdown().await;
@@ -260,9 +296,16 @@ async fn a_tls_node_refuses_to_dial_a_plaintext_peer() {
     .unwrap();
     let delivered = counting_echo(incoming);
     let result = a
-        .request(&plain.local_addr().to_string(), Lane::Data, Bytes::from_static(b"x"))
+        .request(
+            &plain.local_addr().to_string(),
+            Lane::Data,
+            Bytes::from_static(b"x"),
+        )
         .await;
-    assert!(matches!(result, Err(TransportError::Handshake { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(TransportError::Handshake { .. })),
+        "{result:?}"
+    );
     assert_eq!(delivered.load(Ordering::SeqCst), 0);
     assert_eq!(plain.stats().connections_accepted, 0);
     plain.shutdown().await;
@@ -279,7 +322,10 @@ async fn refused_at_tls(leaf: &Leaf, id: &str) {
     let connector = tokio_rustls::TlsConnector::from(raw_client(leaf));
     // TLS 1.3: the client finishes before the server checked its
     // certificate; the refusal arrives as an alert on the first read.
-    if let Ok(mut tls) = connector.connect(ServerName::try_from("x").unwrap(), tcp).await {
+    if let Ok(mut tls) = connector
+        .connect(ServerName::try_from("x").unwrap(), tcp)
+        .await
+    {
         let result = raw_exchange(&mut tls, id).await;
         assert!(!matches!(result, Ok(Some(_))), "{result:?}");
     }
@@ -302,7 +348,10 @@ async fn refused_from_trusted_ca(spec: impl FnOnce(&Ca) -> Leaf) {
     let leaf = spec(&ca);
     let tcp = TcpStream::connect(a.local_addr()).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(raw_client(&leaf));
-    if let Ok(mut tls) = connector.connect(ServerName::try_from("x").unwrap(), tcp).await {
+    if let Ok(mut tls) = connector
+        .connect(ServerName::try_from("x").unwrap(), tcp)
+        .await
+    {
         let result = raw_exchange(&mut tls, "b").await;
         assert!(!matches!(result, Ok(Some(_))), "{result:?}");
     }
@@ -372,10 +421,10 @@ async fn a_hello_claiming_another_id_than_the_certificate_is_refused() {
     assert_eq!(
         reply,
         Some(HelloReply::Refused {
-            reason: RefusalReason::IdentityMismatch {
-                certified: NodeId::new("y").unwrap(),
-                claimed: NodeId::new("x").unwrap(),
-            }
+            reason: RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                NodeId::new("y").unwrap(),
+                NodeId::new("x").unwrap(),
+            ))
         })
     );
     until_stats(&a, "mismatch counted", |s| s.identity_mismatches == 1).await;
@@ -389,12 +438,13 @@ async fn a_hello_claiming_another_id_than_the_certificate_is_refused() {
 /// the hello as `reply_id`; returns its address.
 async fn raw_server(leaf: &Leaf, reply_id: &'static str) -> std::net::SocketAddr {
     let (chain, key) = chain_and_key(leaf);
-    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -435,9 +485,17 @@ async fn the_dialler_refuses_a_server_from_another_ca() {
     let ca = Ca::new("ca");
     let (a, _delivered) = node_a(&ca).await;
     let addr = raw_server(&Ca::new("another CA").node("b"), "b").await;
-    let result = a.request(&addr.to_string(), Lane::Data, Bytes::from_static(b"x")).await;
+    let result = a
+        .request(&addr.to_string(), Lane::Data, Bytes::from_static(b"x"))
+        .await;
     assert!(
-        matches!(&result, Err(TransportError::Handshake { error: HandshakeError::Tls { .. }, .. })),
+        matches!(
+            &result,
+            Err(TransportError::Handshake {
+                error: HandshakeError::Tls { .. },
+                ..
+            })
+        ),
         "{result:?}"
     );
     let stats = a.stats();
@@ -450,16 +508,21 @@ async fn the_dialler_refuses_a_reply_claiming_another_id_than_the_certificate() 
     let ca = Ca::new("ca");
     let (a, _delivered) = node_a(&ca).await;
     let addr = raw_server(&ca.node("y"), "x").await;
-    let result = a.request(&addr.to_string(), Lane::Data, Bytes::from_static(b"x")).await;
+    let result = a
+        .request(&addr.to_string(), Lane::Data, Bytes::from_static(b"x"))
+        .await;
     match result {
         Err(TransportError::Handshake {
-            error: HandshakeError::IdentityMismatch { certified, claimed },
+            error: HandshakeError::IdentityMismatch(ids),
             ..
-        }) => assert_eq!((certified.as_str(), claimed.as_str()), ("y", "x")),
+        }) => assert_eq!((ids.certified.as_str(), ids.claimed.as_str()), ("y", "x")),
         other => panic!("expected an identity mismatch, got {other:?}"),
     }
     let stats = a.stats();
-    assert_eq!((stats.identity_mismatches, stats.connections_dialled), (1, 0));
+    assert_eq!(
+        (stats.identity_mismatches, stats.connections_dialled),
+        (1, 0)
+    );
     a.shutdown().await;
 }
 
@@ -476,7 +539,9 @@ fn loading_refuses_what_cannot_be_a_node_identity() {
     });
     assert_eq!(
         load(&operator).unwrap_err(),
-        TlsError::OperatorCertificate { name: "alice".to_owned() }
+        TlsError::OperatorCertificate {
+            name: "alice".to_owned()
+        }
     );
     let anonymous = ca.leaf(Spec {
         uris: Vec::new(),
@@ -487,13 +552,21 @@ fn loading_refuses_what_cannot_be_a_node_identity() {
         uris: vec!["gridkv:node:a".to_owned(), "gridkv:node:b".to_owned()],
         ..Spec::node("n1")
     });
-    assert_eq!(load(&two).unwrap_err(), TlsError::AmbiguousIdentity { count: 2 });
+    assert_eq!(
+        load(&two).unwrap_err(),
+        TlsError::AmbiguousIdentity { count: 2 }
+    );
     let p256 = ca.leaf(Spec {
         algorithm: &rcgen::PKCS_ECDSA_P256_SHA256,
         ..Spec::node("n1")
     });
     let err = load(&p256).unwrap_err();
-    assert_eq!(err, TlsError::NotEd25519 { found: "ECDSA".to_owned() });
+    assert_eq!(
+        err,
+        TlsError::NotEd25519 {
+            found: "ECDSA".to_owned()
+        }
+    );
     assert!(err.to_string().contains("must be Ed25519"));
     let mixed = Leaf {
         cert: ca.node("n1").cert,
@@ -510,7 +583,10 @@ fn loading_refuses_what_cannot_be_a_node_identity() {
     let node = ca.node("n1");
     assert!(matches!(
         TlsStore::from_pem(b"", node.cert.as_bytes(), node.key.as_bytes()),
-        Err(TlsError::Empty { what: "trust bundle", .. })
+        Err(TlsError::Empty {
+            what: "trust bundle",
+            ..
+        })
     ));
 }
 
@@ -522,10 +598,18 @@ fn the_builder_refuses_a_certificate_naming_another_node() {
         .build()
         .unwrap_err();
     assert_eq!((err.section, err.field), ("node", "tls"));
-    assert!(err.reason.contains("names node b") && err.reason.contains("this node is a"), "{}", err.reason);
+    assert!(
+        err.reason.contains("names node b") && err.reason.contains("this node is a"),
+        "{}",
+        err.reason
+    );
 
     let dir = TempDir::new("builder");
-    let files = TlsFiles::new(dir.0.join("none.pem"), dir.0.join("none.pem"), dir.0.join("none.key"));
+    let files = TlsFiles::new(
+        dir.0.join("none.pem"),
+        dir.0.join("none.pem"),
+        dir.0.join("none.key"),
+    );
     let err = GridKv::builder("a").tls_files(files).build().unwrap_err();
     assert_eq!((err.section, err.field), ("node", "tls"));
     assert!(err.reason.contains("none.pem"), "{}", err.reason);
@@ -572,7 +656,10 @@ async fn a_ca_rotation_reloads_without_a_restart() {
     let b_files = write_files(&dir, "b", &[&old], &old.node("b"));
     let a = start_node("a", a_files.clone(), &[]).await;
     let b = start_node("b", b_files, &[&a]).await;
-    timeout(Duration::from_secs(20), b.ready()).await.unwrap().unwrap();
+    timeout(Duration::from_secs(20), b.ready())
+        .await
+        .unwrap()
+        .unwrap();
     a.set("k", "before").await.unwrap();
 
     // c holds a certificate of the new CA: a, trusting only the old one,
@@ -596,15 +683,24 @@ async fn a_ca_rotation_reloads_without_a_restart() {
         assert_eq!(status.certificates.len(), 3, "the node's and two CAs");
     }
     // c's join retries now get through; the old certificates still talk.
-    timeout(Duration::from_secs(20), c.ready()).await.unwrap().unwrap();
+    timeout(Duration::from_secs(20), c.ready())
+        .await
+        .unwrap()
+        .unwrap();
     sees_all(&[&a, &b, &c], 3).await;
     c.set("k", "after").await.unwrap();
     assert_eq!(b.get("k").await.unwrap().as_deref(), Some(&b"after"[..]));
 
     // A broken bundle: the reload fails, the material before it stays.
-    dir.write("a-ca.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+    dir.write(
+        "a-ca.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    );
     let err = a.reload_tls().unwrap_err();
-    assert!(matches!(err, TlsError::Pem { .. } | TlsError::Certificate { .. }), "{err:?}");
+    assert!(
+        matches!(err, TlsError::Pem { .. } | TlsError::Certificate { .. }),
+        "{err:?}"
+    );
     let status = a.tls_status().unwrap();
     assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
     assert!(status.last_error.is_some());
@@ -612,7 +708,10 @@ async fn a_ca_rotation_reloads_without_a_restart() {
     // New connections still use the kept material: d, of the new CA, joins.
     let d_files = write_files(&dir, "d", &[&old, &new], &new.node("d"));
     let d = start_node("d", d_files, &[&a]).await;
-    timeout(Duration::from_secs(20), d.ready()).await.unwrap().unwrap();
+    timeout(Duration::from_secs(20), d.ready())
+        .await
+        .unwrap()
+        .unwrap();
     sees_all(&[&a, &b, &c, &d], 4).await;
 
     for node in [&d, &c, &b, &a] {

@@ -212,12 +212,12 @@ proptest! {
         mutations in proptest::collection::vec(mutation(), 0..4),
     ) {
         use gridkv::NodeId;
-        use gridkv::net::handshake::RefusalReason;
+        use gridkv::net::handshake::{IdMismatch, RefusalReason};
         let reply = HelloReply::Refused {
-            reason: RefusalReason::IdentityMismatch {
-                certified: NodeId::new(&certified).unwrap(),
-                claimed: NodeId::new(&claimed).unwrap(),
-            },
+            reason: RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                NodeId::new(&certified).unwrap(),
+                NodeId::new(&claimed).unwrap(),
+            )),
         };
         let mut bytes = reply.encode().unwrap();
         prop_assert_eq!(HelloReply::decode(&bytes).unwrap(), reply);

@@ -30,7 +30,7 @@ macro_rules! counters {
                     HandshakeError::Tls { .. } => {
                         self.tls_failures.fetch_add(1, Relaxed);
                     }
-                    HandshakeError::IdentityMismatch { .. } => {
+                    HandshakeError::IdentityMismatch(_) => {
                         self.identity_mismatches.fetch_add(1, Relaxed);
                     }
                     _ => {}

@@ -24,6 +24,9 @@ pub struct Leaf {
     pub key: String,
 }
 
+/// A calendar day: `(year, month, day)`.
+pub type Day = (i32, u8, u8);
+
 /// What a leaf should be.
 pub struct Spec<'a> {
     /// URI SANs (`gridkv:node:ID`, ...).
@@ -31,7 +34,7 @@ pub struct Spec<'a> {
     pub algorithm: &'static SignatureAlgorithm,
     /// `(not_before, not_after)` as `(year, month, day)`; `None` for rcgen's
     /// default (1975 to 4096).
-    pub validity: Option<((i32, u8, u8), (i32, u8, u8))>,
+    pub validity: Option<(Day, Day)>,
     pub common_name: &'a str,
 }
 
@@ -67,7 +70,9 @@ impl Ca {
     pub fn leaf(&self, spec: Spec<'_>) -> Leaf {
         let key = KeyPair::generate_for(spec.algorithm).unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, spec.common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spec.common_name);
         for uri in spec.uris {
             params
                 .subject_alt_names

@@ -1,7 +1,7 @@
 //! The negotiation: who this node is ([`LocalIdentity`]) and the rules by
 //! which it accepts or refuses a peer's hello ([`check_hello`]).
 
-use super::error::RefusalReason;
+use super::error::{IdMismatch, RefusalReason};
 use super::hello::Hello;
 use super::reply::HelloReply;
 use super::wire::{MAGIC, PROTOCOL_VERSION};
@@ -156,13 +156,13 @@ pub fn check_hello(local: &LocalIdentity, hello: &Hello) -> Result<(), RefusalRe
 /// # Examples
 ///
 /// ```
-/// use gridkv::net::handshake::{check_certified, RefusalReason};
+/// use gridkv::net::handshake::{check_certified, IdMismatch, RefusalReason};
 /// use gridkv::NodeId;
 ///
 /// let (x, y) = (NodeId::new("x")?, NodeId::new("y")?);
 /// assert_eq!(check_certified(x, x), Ok(()));
 /// let refusal = check_certified(y, x).unwrap_err();
-/// assert_eq!(refusal, RefusalReason::IdentityMismatch { certified: y, claimed: x });
+/// assert_eq!(refusal, RefusalReason::IdentityMismatch(IdMismatch::boxed(y, x)));
 /// assert_eq!(
 ///     refusal.to_string(),
 ///     "identity mismatch: the peer's certificate names y, its hello claims x"
@@ -173,7 +173,9 @@ pub fn check_certified(certified: NodeId, claimed: NodeId) -> Result<(), Refusal
     if certified == claimed {
         Ok(())
     } else {
-        Err(RefusalReason::IdentityMismatch { certified, claimed })
+        Err(RefusalReason::IdentityMismatch(IdMismatch::boxed(
+            certified, claimed,
+        )))
     }
 }
 

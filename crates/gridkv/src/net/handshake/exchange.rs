@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::check::{check_certified, check_hello, LocalIdentity};
-use super::error::HandshakeError;
+use super::error::{HandshakeError, IdMismatch};
 use super::hello::Hello;
 use super::reply::HelloReply;
 use crate::net::frame::{encode_frame, FrameDecoder, PRE_HANDSHAKE_MAX_FRAME};
@@ -74,10 +74,7 @@ pub(crate) async fn as_dialler(
         } => {
             if let Some(certified) = certified {
                 if certified != node_id {
-                    return Err(HandshakeError::IdentityMismatch {
-                        certified,
-                        claimed: node_id,
-                    });
+                    return Err(HandshakeError::IdentityMismatch(IdMismatch::boxed(certified, node_id)));
                 }
             }
             let peer = PeerInfo {
@@ -128,10 +125,7 @@ pub(crate) async fn as_acceptor(
         if let Err(reason) = check_certified(certified, node_id) {
             let reply = HelloReply::Refused { reason }.encode()?;
             let _ = write_frame(&mut stream.write, &reply).await;
-            return Err(HandshakeError::IdentityMismatch {
-                certified,
-                claimed: node_id,
-            });
+            return Err(HandshakeError::IdentityMismatch(IdMismatch::boxed(certified, node_id)));
         }
     }
     write_frame(&mut stream.write, &identity.accepted().encode()?).await?;

@@ -68,7 +68,7 @@ mod reply;
 mod wire;
 
 pub use check::{check_certified, check_hello, LocalIdentity};
-pub use error::{HandshakeError, RefusalReason};
+pub use error::{HandshakeError, IdMismatch, RefusalReason};
 pub use hello::Hello;
 pub use reply::HelloReply;
 pub use wire::{MAGIC, MAX_AUTH_LEN, MAX_CLUSTER_NAME_LEN, PROTOCOL_VERSION};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{HandshakeError, RefusalReason};
+use super::error::{HandshakeError, IdMismatch, RefusalReason};
 use super::wire::{
     check_len, check_text, malformed, strip_magic, take_all, MAGIC, MAX_AUTH_LEN,
     MAX_CLUSTER_NAME_LEN,
@@ -194,8 +194,8 @@ impl RefusalReason {
                 .map(|b| (code::DUPLICATE_NODE_ID, b)),
             RefusalReason::SelfConnection => Ok((code::SELF_CONNECTION, Vec::new())),
             RefusalReason::MalformedHello => Ok((code::MALFORMED_HELLO, Vec::new())),
-            RefusalReason::IdentityMismatch { certified, claimed } => {
-                postcard::to_allocvec(&(certified.as_str(), claimed.as_str()))
+            RefusalReason::IdentityMismatch(ids) => {
+                postcard::to_allocvec(&(ids.certified.as_str(), ids.claimed.as_str()))
                     .map(|b| (code::IDENTITY_MISMATCH, b))
             }
             RefusalReason::Unknown { code } => Ok((*code, Vec::new())),
@@ -244,10 +244,10 @@ impl RefusalReason {
             code::MALFORMED_HELLO => RefusalReason::MalformedHello,
             code::IDENTITY_MISMATCH => {
                 let (certified, claimed): (&str, &str) = fields(body)?;
-                RefusalReason::IdentityMismatch {
-                    certified: NodeId::new(certified).map_err(HandshakeError::InvalidNodeId)?,
-                    claimed: NodeId::new(claimed).map_err(HandshakeError::InvalidNodeId)?,
-                }
+                RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                    NodeId::new(certified).map_err(HandshakeError::InvalidNodeId)?,
+                    NodeId::new(claimed).map_err(HandshakeError::InvalidNodeId)?,
+                ))
             }
             code => RefusalReason::Unknown { code },
         })
@@ -298,10 +298,10 @@ mod tests {
             .into_reply(),
             RefusalReason::SelfConnection.into_reply(),
             RefusalReason::MalformedHello.into_reply(),
-            RefusalReason::IdentityMismatch {
-                certified: NodeId::new("node-2").unwrap(),
-                claimed: NodeId::new("node-1").unwrap(),
-            }
+            RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                NodeId::new("node-2").unwrap(),
+                NodeId::new("node-1").unwrap(),
+            ))
             .into_reply(),
             RefusalReason::Unknown { code: 999 }.into_reply(),
         ];

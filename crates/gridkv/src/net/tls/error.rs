@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::NodeId;
 
 /// Why TLS material (a trust bundle, a certificate chain, a key) could not
 /// be loaded, or was refused.
@@ -104,9 +103,9 @@ pub enum TlsError {
     #[error("the new certificate names node {new}, this node is {old}; a reload cannot change the id")]
     IdChanged {
         /// The id loaded so far.
-        old: NodeId,
+        old: String,
         /// The id the new certificate names.
-        new: NodeId,
+        new: String,
     },
     /// The store was made from PEM bytes: there are no files to re-read.
     #[error("no files to reload from: this TLS store was made from PEM bytes")]

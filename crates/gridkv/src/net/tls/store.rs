@@ -101,7 +101,7 @@ impl TlsStore {
     /// # Errors
     ///
     /// [`TlsError`] naming what is wrong: a file unreadable or over
-    /// [`MAX_PEM_FILE`](super::MAX_PEM_FILE) bytes, no certificate, a key
+    /// `MAX_PEM_FILE` (1 MiB), no certificate, a key
     /// that is not PKCS#8 Ed25519 or not the certificate's, a certificate
     /// that names no node (or an operator), or that does not chain to the
     /// bundle now.
@@ -181,7 +181,7 @@ impl TlsStore {
     /// [`TlsError`] when the new material fails to load (the old stays),
     /// [`TlsError::IdChanged`] when it names another node,
     /// [`TlsError::NoFiles`] for a store made from PEM bytes, and
-    /// [`TlsError::RotationLimit`] after [`MAX_ROTATIONS`] distinct node
+    /// [`TlsError::RotationLimit`] after `MAX_ROTATIONS` (256) distinct node
     /// certificates.
     pub fn reload(&self) -> Result<(), TlsError> {
         let result = match &self.inner.files {
@@ -207,8 +207,8 @@ impl TlsStore {
         let material = Material::parse(ca, chain, key)?;
         if material.node_id != self.inner.node_id {
             return Err(TlsError::IdChanged {
-                old: self.inner.node_id,
-                new: material.node_id,
+                old: self.inner.node_id.to_string(),
+                new: material.node_id.to_string(),
             });
         }
         let mut next = self.inner.reload.lock();
