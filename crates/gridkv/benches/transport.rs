@@ -14,6 +14,10 @@
 //!   hand-written pipeline can do; the transport runs 64 tasks each issuing
 //!   requests one after another, as callers do.
 //!
+//! The transport runs twice in each round, plaintext and mutual TLS 1.3
+//! (certificates made with rcgen at start), and the TLS/plaintext ratio is
+//! printed beside the transport/raw one.
+//!
 //! Messages are 16-byte bodies on the data lane. `GRIDKV_BENCH_ROUNDS`
 //! (default 5) and `GRIDKV_BENCH_SECS` (per round and side, default 1) scale
 //! the run.
@@ -28,6 +32,9 @@ use gridkv::{Generation, NodeId};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "../tests/common/certs.rs"]
+mod certs;
 
 #[path = "common/raw_echo.rs"]
 mod raw_echo;
@@ -92,8 +99,22 @@ fn echo(incoming: Incoming) {
     });
 }
 
-async fn transport_pair() -> (Transport, Transport) {
-    let config = |id| TransportConfig::new("bench", NodeId::new(id).unwrap(), Generation::new(1));
+/// A client and an echoing server, with mutual TLS when `ca` is given.
+async fn transport_pair(ca: Option<&certs::Ca>) -> (Transport, Transport) {
+    let config = |id| {
+        let mut config =
+            TransportConfig::new("bench", NodeId::new(id).unwrap(), Generation::new(1));
+        config.tls = ca.map(|ca| {
+            let leaf = ca.node(id);
+            gridkv::net::tls::TlsStore::from_pem(
+                ca.pem.as_bytes(),
+                leaf.cert.as_bytes(),
+                leaf.key.as_bytes(),
+            )
+            .unwrap()
+        });
+        config
+    };
     let (client, _client_in) = Transport::bind(config("client")).await.unwrap();
     let (server, server_in) = Transport::bind(config("server")).await.unwrap();
     echo(server_in);
@@ -170,71 +191,99 @@ fn main() {
     run(&runtime, rounds, secs);
 }
 
+/// One side's per-round figures.
+#[derive(Default)]
+struct Figures {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    p999: Vec<f64>,
+    max: Vec<f64>,
+    tput: Vec<f64>,
+}
+
+impl Figures {
+    fn record(&mut self, hist: &Histogram<u64>) {
+        self.p50.push(us(hist.value_at_quantile(0.5)));
+        self.p99.push(us(hist.value_at_quantile(0.99)));
+        self.p999.push(us(hist.value_at_quantile(0.999)));
+        self.max.push(us(hist.max()));
+    }
+
+    fn latency_row(&self, name: &str) -> (f64, f64) {
+        let (p50, p99) = (median(self.p50.clone()), median(self.p99.clone()));
+        println!(
+            "| {name:<13} | {p50:6.1} | {p99:6.1} | {:8.1} | {:6.0} |",
+            median(self.p999.clone()),
+            median(self.max.clone())
+        );
+        (p50, p99)
+    }
+}
+
 fn run(runtime: &tokio::runtime::Runtime, rounds: usize, secs: u64) {
+    let ca = certs::Ca::new("bench CA");
     runtime.block_on(async {
         let raw_addr = raw_server().await;
-        let (client, server) = transport_pair().await;
+        let (client, server) = transport_pair(None).await;
+        let (tls_client, tls_server) = transport_pair(Some(&ca)).await;
         let addr = server.local_addr().to_string();
-        // Warm up both paths (connections, allocator, caches).
+        let tls_addr = tls_server.local_addr().to_string();
+        // Warm up every path (connections, allocator, caches).
         raw_sequential(&raw_addr, 1).await;
         transport_sequential(&client, &addr, 1).await;
+        transport_sequential(&tls_client, &tls_addr, 1).await;
 
-        let (mut raw_p50, mut raw_p99, mut gkv_p50, mut gkv_p99) = (vec![], vec![], vec![], vec![]);
-        let (mut raw_p999, mut gkv_p999, mut raw_max, mut gkv_max) =
-            (vec![], vec![], vec![], vec![]);
+        let (mut raw, mut plain, mut tls) =
+            (Figures::default(), Figures::default(), Figures::default());
         for _ in 0..rounds {
-            let raw = raw_sequential(&raw_addr, secs).await;
-            let gkv = transport_sequential(&client, &addr, secs).await;
-            raw_p50.push(us(raw.value_at_quantile(0.5)));
-            raw_p99.push(us(raw.value_at_quantile(0.99)));
-            raw_p999.push(us(raw.value_at_quantile(0.999)));
-            raw_max.push(us(raw.max()));
-            gkv_p50.push(us(gkv.value_at_quantile(0.5)));
-            gkv_p99.push(us(gkv.value_at_quantile(0.99)));
-            gkv_p999.push(us(gkv.value_at_quantile(0.999)));
-            gkv_max.push(us(gkv.max()));
+            raw.record(&raw_sequential(&raw_addr, secs).await);
+            plain.record(&transport_sequential(&client, &addr, secs).await);
+            tls.record(&transport_sequential(&tls_client, &tls_addr, secs).await);
         }
-        let (rp50, gp50) = (median(raw_p50), median(gkv_p50));
-        let (rp99, gp99) = (median(raw_p99), median(gkv_p99));
         println!("one request at a time ({rounds} rounds x {secs} s each side, median of rounds)");
-        println!("| path       | p50 µs | p99 µs | p99.9 µs | max µs |");
-        println!("|------------|-------:|-------:|---------:|-------:|");
+        println!("| path          | p50 µs | p99 µs | p99.9 µs | max µs |");
+        println!("|---------------|-------:|-------:|---------:|-------:|");
+        let (rp50, rp99) = raw.latency_row("raw tokio");
+        let (gp50, gp99) = plain.latency_row("transport");
+        let (tp50, tp99) = tls.latency_row("transport TLS");
         println!(
-            "| raw tokio  | {rp50:6.1} | {rp99:6.1} | {:8.1} | {:6.0} |",
-            median(raw_p999),
-            median(raw_max)
-        );
-        println!(
-            "| transport  | {gp50:6.1} | {gp99:6.1} | {:8.1} | {:6.0} |",
-            median(gkv_p999),
-            median(gkv_max)
-        );
-        println!(
-            "| ratio      | {:5.2}x | {:5.2}x |",
+            "| plain / raw   | {:5.2}x | {:5.2}x |",
             gp50 / rp50,
             gp99 / rp99
         );
+        println!(
+            "| TLS / plain   | {:5.2}x | {:5.2}x |",
+            tp50 / gp50,
+            tp99 / gp99
+        );
 
-        let (mut raw_tput, mut gkv_tput) = (vec![], vec![]);
         for _ in 0..rounds {
-            raw_tput.push(raw_pipelined(&raw_addr, secs).await);
-            gkv_tput.push(transport_pipelined(&client, &addr, secs).await);
+            raw.tput.push(raw_pipelined(&raw_addr, secs).await);
+            plain
+                .tput
+                .push(transport_pipelined(&client, &addr, secs).await);
+            tls.tput
+                .push(transport_pipelined(&tls_client, &tls_addr, secs).await);
         }
-        let (rt, gt) = (median(raw_tput), median(gkv_tput));
+        let (rt, gt, tt) = (median(raw.tput), median(plain.tput), median(tls.tput));
         println!();
         println!("{DEPTH} requests in flight on one connection (median of rounds)");
-        println!("| path       | requests/s |");
-        println!("|------------|-----------:|");
-        println!("| raw tokio  | {rt:10.0} |");
-        println!("| transport  | {gt:10.0} |");
-        println!("| ratio      | {:9.2}x |", gt / rt);
+        println!("| path          | requests/s |");
+        println!("|---------------|-----------:|");
+        println!("| raw tokio     | {rt:10.0} |");
+        println!("| transport     | {gt:10.0} |");
+        println!("| transport TLS | {tt:10.0} |");
+        println!("| plain / raw   | {:9.2}x |", gt / rt);
+        println!("| TLS / plain   | {:9.2}x |", tt / gt);
         let stats = client.stats();
         println!();
         println!(
             "client: {} frames in {} bytes sent in {} socket writes; {} connections dialled",
             stats.frames_sent, stats.bytes_sent, stats.write_batches, stats.connections_dialled
         );
-        client.shutdown().await;
-        server.shutdown().await;
+        assert_eq!(tls_client.stats().tls_failures, 0);
+        for node in [client, server, tls_client, tls_server] {
+            node.shutdown().await;
+        }
     });
 }

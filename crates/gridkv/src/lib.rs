@@ -87,6 +87,7 @@ pub use id::{Generation, NodeId, NodeIdError};
 pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimConfig};
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
+pub use net::tls::{CertExpiry, CertKind, TlsError, TlsFiles, TlsStatus, TlsStore};
 pub use node::{
     ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, LINK_SWEEP_INTERVAL,
     MembershipStats, Readiness, StartError, Ttl,

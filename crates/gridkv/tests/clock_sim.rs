@@ -69,6 +69,7 @@ async fn start(i: usize, seed: u64, skew: Arc<AtomicI64>) -> turmoil::Result<Gri
     let config = GridKv::builder(name(i))
         .cluster("sim")
         .listen("0.0.0.0:7000")
+        .insecure()
         .advertise(format!("{}:7000", name(i)))
         .seeds(["n0:7000", "n1:7000"])
         .generation(Generation::new(1))

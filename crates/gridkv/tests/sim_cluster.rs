@@ -88,6 +88,7 @@ fn config(i: usize, generation: u64, seed: u64, skew_ms: i64, pressure: bool) ->
     let builder = GridKv::builder(name(i))
         .cluster("sim")
         .listen("0.0.0.0:7000")
+        .insecure()
         .advertise(format!("{}:7000", name(i)))
         .seeds(["n0:7000", "n1:7000"])
         .generation(Generation::new(generation))

@@ -12,6 +12,9 @@ use gridkv::net::frame::{FrameDecoder, encode_frame};
 use gridkv::net::handshake::{Hello, HelloReply};
 use proptest::prelude::*;
 
+#[path = "common/certs.rs"]
+mod certs;
+
 const LIMIT: usize = 256;
 
 fn cases() -> u32 {
@@ -197,5 +200,81 @@ proptest! {
             apply(&mut bytes, m);
         }
         let _ = Packet::decode(&bytes);
+    }
+
+    /// The refusal TLS added (an id certified, another claimed): valid ids
+    /// round-trip, and the reply mutated decodes to an error or some
+    /// reply, never a panic.
+    #[test]
+    fn identity_mismatch_refusals_round_trip_and_mutations_never_panic(
+        certified in "[a-z0-9._-]{1,40}",
+        claimed in "[a-z0-9._-]{1,40}",
+        mutations in proptest::collection::vec(mutation(), 0..4),
+    ) {
+        use gridkv::NodeId;
+        use gridkv::net::handshake::{IdMismatch, RefusalReason};
+        let reply = HelloReply::Refused {
+            reason: RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                NodeId::new(&certified).unwrap(),
+                NodeId::new(&claimed).unwrap(),
+            )),
+        };
+        let mut bytes = reply.encode().unwrap();
+        prop_assert_eq!(HelloReply::decode(&bytes).unwrap(), reply);
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        let _ = HelloReply::decode(&bytes);
+    }
+}
+
+/// A trust bundle and a node certificate (DER) it trusts, made once.
+fn trusted_certificate() -> &'static (gridkv::net::tls::TlsStore, Vec<u8>) {
+    static MADE: std::sync::OnceLock<(gridkv::net::tls::TlsStore, Vec<u8>)> =
+        std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let ca = certs::Ca::new("fuzz CA");
+        let (me, peer) = (ca.node("me"), ca.node("peer"));
+        let store = gridkv::net::tls::TlsStore::from_pem(
+            ca.pem.as_bytes(),
+            me.cert.as_bytes(),
+            me.key.as_bytes(),
+        )
+        .unwrap();
+        let der = CertificateDer::from_pem_slice(peer.cert.as_bytes()).unwrap();
+        (store, der.to_vec())
+    })
+}
+
+proptest! {
+    // Each case checks a signature: fewer cases than the decoders above.
+    #![proptest_config(ProptestConfig::with_cases((cases() / 50).max(64)))]
+
+    /// Peer certificates as membership checks them (signed claims carry
+    /// them): a trusted one is accepted; one with bytes flipped, cut or
+    /// inserted is refused (its signature no longer holds, or it no longer
+    /// parses), never accepted and never a panic.
+    #[test]
+    fn mutated_certificates_are_refused_never_accepted(
+        mutations in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        use gridkv::membership::trust::Credentials;
+        let (store, der) = trusted_certificate();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let certified = store.verify_certificate(der, now_ms).unwrap();
+        prop_assert_eq!(certified.node_id.as_str(), "peer");
+        let mut bytes = der.clone();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        if bytes != *der {
+            let result = store.verify_certificate(&bytes, now_ms);
+            prop_assert!(result.is_err(), "a mutated certificate was accepted");
+        }
     }
 }

@@ -8,6 +8,7 @@ use super::backoff::BackoffConfig;
 use super::frame::{DEFAULT_MAX_FRAME, PRE_HANDSHAKE_MAX_FRAME};
 use super::handshake::MAX_CLUSTER_NAME_LEN;
 use super::rtt::RttConfig;
+use super::tls::TlsStore;
 use crate::config_error::ConfigError;
 use crate::{Generation, NodeId};
 
@@ -107,6 +108,10 @@ pub struct TransportConfig {
     pub backoff: BackoffConfig,
     /// Seeds reconnect jitter and fault injection, so a run replays.
     pub seed: u64,
+    /// Mutual TLS on every connection, both lanes: the node's certificate
+    /// must name [`TransportConfig::node_id`]. `None` (the default) is
+    /// plaintext, for loopback or explicitly insecure clusters.
+    pub tls: Option<TlsStore>,
 }
 
 impl TransportConfig {
@@ -135,6 +140,7 @@ impl TransportConfig {
             rtt: RttConfig::default(),
             backoff: BackoffConfig::default(),
             seed: node_id.tag() ^ generation.get(),
+            tls: None,
         }
     }
 
@@ -188,6 +194,19 @@ impl TransportConfig {
         }
         if self.max_links > MAX_LINKS_LIMIT {
             return bad("max_links", "must be at most 1,048,576");
+        }
+        if let Some(tls) = &self.tls {
+            if tls.node_id() != self.node_id {
+                return Err(ConfigError::new(
+                    "transport",
+                    "tls",
+                    format!(
+                        "the certificate names node {}, this node is {}",
+                        tls.node_id(),
+                        self.node_id
+                    ),
+                ));
+            }
         }
         self.rtt.validate()?;
         self.backoff.validate()

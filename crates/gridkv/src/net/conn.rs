@@ -362,7 +362,12 @@ impl Conn {
     ) -> Result<(), ConnEnd> {
         let timeout = self.shared.config.idle_timeout;
         self.shared.counters.write_batches.fetch_add(1, Relaxed);
-        match tokio::time::timeout(timeout, write.write_all(bytes)).await {
+        // Flushed: under TLS, bytes may otherwise wait in the session.
+        let written = async {
+            write.write_all(bytes).await?;
+            write.flush().await
+        };
+        match tokio::time::timeout(timeout, written).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(ConnEnd::Broken(format!("write failed: {error}"))),
             Err(_) => {

@@ -32,6 +32,7 @@ use super::queue::{Budget, BudgetGuard, Limit, PushError, SendQueue};
 use super::rtt::RttSnapshot;
 use super::shared::Shared;
 use super::stats::Counters;
+use super::tls;
 use crate::rng::SplitMix64;
 use crate::NodeId;
 
@@ -382,25 +383,21 @@ async fn run_link(link: Arc<Link>, shared: Arc<Shared>, seed: u64) {
     }
 }
 
-/// Connects to `addr` and runs the dialler's side of the handshake.
+/// Connects to `addr` and runs the dialler's side of the handshake (TLS
+/// first when configured, both within the handshake timeout).
 async fn dial(shared: &Shared, addr: &str) -> Result<(Stream, BytesMut, PeerInfo), TransportError> {
-    let mut stream = connect(shared, addr).await?;
+    let stream = connect(shared, addr).await?;
     let handshake_timeout = shared.config.handshake_timeout;
-    let result = match tokio::time::timeout(
-        handshake_timeout,
-        exchange::as_dialler(&shared.identity, &mut stream),
-    )
-    .await
-    {
+    let result = match tokio::time::timeout(handshake_timeout, handshake(shared, stream)).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeError::Malformed {
             detail: format!("no handshake reply within {handshake_timeout:?}"),
         }),
     };
     match result {
-        Ok((peer, buf)) => Ok((stream, buf, peer)),
+        Ok(dialled) => Ok(dialled),
         Err(error) => {
-            shared.counters.handshake_failures.fetch_add(1, Relaxed);
+            shared.counters.handshake_failed(&error);
             tracing::warn!(peer = %addr, %error, "handshake failed");
             Err(TransportError::Handshake {
                 peer: addr.to_owned(),
@@ -408,6 +405,22 @@ async fn dial(shared: &Shared, addr: &str) -> Result<(Stream, BytesMut, PeerInfo
             })
         }
     }
+}
+
+/// The TLS handshake (when configured), then ours.
+async fn handshake(
+    shared: &Shared,
+    stream: Stream,
+) -> Result<(Stream, BytesMut, PeerInfo), HandshakeError> {
+    let (mut stream, certified) = match &shared.config.tls {
+        Some(tls) => {
+            let (stream, id) = tls::stream::connect(tls, stream).await?;
+            (stream, Some(id))
+        }
+        None => (stream, None),
+    };
+    let (peer, buf) = exchange::as_dialler(&shared.identity, &mut stream, certified).await?;
+    Ok((stream, buf, peer))
 }
 
 /// Opens the socket to `addr`, within the dial timeout: the one place a

@@ -12,10 +12,12 @@ use tokio::sync::Semaphore;
 
 use super::conn::Conn;
 use super::handshake::exchange::{self, PeerInfo};
+use super::handshake::HandshakeError;
 use super::io::{Listener, Stream};
 use super::link::Links;
 use super::queue::{Budget, SendQueue};
 use super::shared::Shared;
+use super::tls;
 
 /// Accepts connections until the transport stops. Past
 /// `max_inbound_connections` open at once, a new one is closed on arrival.
@@ -90,24 +92,21 @@ async fn serve_inbound(shared: &Arc<Shared>, links: &Links, stream: Stream) {
     queue.close();
 }
 
-/// Runs the accepting side of the handshake on an accepted socket, within
-/// the handshake timeout: the one place an inbound connection is
-/// established. `None` when it failed (counted and logged here) or the
-/// transport is stopping.
-async fn admit(shared: &Shared, mut stream: Stream) -> Option<(Stream, BytesMut, PeerInfo)> {
+/// Runs the accepting side of the handshake on an accepted socket, TLS
+/// first when configured, all within the handshake timeout: the one place
+/// an inbound connection is established. `None` when it failed (counted
+/// and logged here) or the transport is stopping.
+async fn admit(shared: &Shared, stream: Stream) -> Option<(Stream, BytesMut, PeerInfo)> {
     let peer_addr = stream.peer_addr;
     let result = tokio::select! {
         biased;
         _ = shared.cancel.cancelled() => return None,
-        result = tokio::time::timeout(
-            shared.config.handshake_timeout,
-            exchange::as_acceptor(&shared.identity, &mut stream),
-        ) => result,
+        result = tokio::time::timeout(shared.config.handshake_timeout, accept(shared, stream)) => result,
     };
     match result {
-        Ok(Ok((peer, buf))) => Some((stream, buf, peer)),
+        Ok(Ok(admitted)) => Some(admitted),
         Ok(Err(error)) => {
-            shared.counters.handshake_failures.fetch_add(1, Relaxed);
+            shared.counters.handshake_failed(&error);
             tracing::warn!(peer = %peer_addr, %error, "inbound handshake failed");
             None
         }
@@ -117,4 +116,20 @@ async fn admit(shared: &Shared, mut stream: Stream) -> Option<(Stream, BytesMut,
             None
         }
     }
+}
+
+/// The TLS handshake (when configured), then ours.
+async fn accept(
+    shared: &Shared,
+    stream: Stream,
+) -> Result<(Stream, BytesMut, PeerInfo), HandshakeError> {
+    let (mut stream, certified) = match &shared.config.tls {
+        Some(tls) => {
+            let (stream, id) = tls::stream::accept(tls, stream).await?;
+            (stream, Some(id))
+        }
+        None => (stream, None),
+    };
+    let (peer, buf) = exchange::as_acceptor(&shared.identity, &mut stream, certified).await?;
+    Ok((stream, buf, peer))
 }

@@ -33,6 +33,9 @@
 //!   from an injected, seedable source.
 //! - [`faults`]: per-link loss, delay and duplication for tests.
 //! - [`io`]: the socket seam ([`io::Network`]), real TCP or a simulation.
+//!
+//! [`tls`] holds the node's certificates and runs mutual TLS under the
+//! handshake when [`TransportConfig::tls`] is set.
 
 pub mod backoff;
 mod config;
@@ -52,6 +55,7 @@ mod queue;
 pub mod rtt;
 mod shared;
 mod stats;
+pub mod tls;
 mod transport;
 
 pub use config::TransportConfig;

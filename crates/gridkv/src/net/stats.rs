@@ -22,6 +22,21 @@ macro_rules! counters {
         }
 
         impl Counters {
+            /// Counts a failed handshake, by kind.
+            pub(crate) fn handshake_failed(&self, error: &crate::net::handshake::HandshakeError) {
+                use crate::net::handshake::HandshakeError;
+                self.handshake_failures.fetch_add(1, Relaxed);
+                match error {
+                    HandshakeError::Tls { .. } => {
+                        self.tls_failures.fetch_add(1, Relaxed);
+                    }
+                    HandshakeError::IdentityMismatch(_) => {
+                        self.identity_mismatches.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+
             pub(crate) fn snapshot(&self) -> TransportStats {
                 TransportStats { $($name: self.$name.load(Relaxed),)* }
             }
@@ -54,6 +69,14 @@ counters! {
     reconnects,
     /// Handshakes refused or failed, either direction.
     handshake_failures,
+    /// TLS handshakes that failed, either direction (counted in
+    /// `handshake_failures` too): a plaintext peer, a certificate missing,
+    /// untrusted, expired or naming no node.
+    tls_failures,
+    /// Handshakes refused, either direction, because the peer claimed
+    /// another node id than its certificate names (counted in
+    /// `handshake_failures` too).
+    identity_mismatches,
     /// Inbound connections closed at once because the cap was reached.
     inbound_rejected,
     /// Connections closed for a frame over the limit or one that did not

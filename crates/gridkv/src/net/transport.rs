@@ -43,6 +43,7 @@ use super::peer::Peer;
 use super::rtt::RttSnapshot;
 use super::shared::Shared;
 use super::stats::TransportStats;
+use super::tls::TlsStore;
 use crate::config_error::ConfigError;
 use crate::NodeId;
 
@@ -185,6 +186,11 @@ impl Transport {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.handle.shared.config.node_id
+    }
+
+    /// The TLS material connections use, when the transport runs TLS.
+    pub fn tls(&self) -> Option<&TlsStore> {
+        self.handle.shared.config.tls.as_ref()
     }
 
     /// A handle on the peer at `addr` (`host:port`; names are resolved on

@@ -8,6 +8,7 @@ use crate::config_error::ConfigError;
 use crate::hlc::{Clock, SystemClock};
 use crate::id::{Generation, NodeId};
 use crate::membership::{Identity, SwimConfig};
+use crate::net::tls::{TlsFiles, TlsStore};
 use crate::net::TransportConfig;
 use crate::replication::{Consistency, ReplicationConfig};
 use crate::store::StoreConfig;
@@ -72,6 +73,10 @@ pub struct Config {
     /// fails with [`Error::NotReady`](crate::Error::NotReady), unless the
     /// call gives its own timeout. Default 5 s.
     pub ready_timeout: Duration,
+    /// Plaintext cluster traffic was allowed off loopback
+    /// ([`ConfigBuilder::insecure`]). The TLS material, when given, is in
+    /// [`TransportConfig::tls`](crate::net::TransportConfig).
+    pub insecure: bool,
 }
 
 /// The default [`Config::ready_timeout`].
@@ -122,6 +127,15 @@ pub struct ConfigBuilder {
     consistency: Option<Consistency>,
     ready_timeout: Duration,
     max_clock_offset: Duration,
+    tls: Option<TlsSource>,
+    insecure: bool,
+}
+
+/// Where the builder's TLS material comes from.
+#[derive(Debug, Clone)]
+enum TlsSource {
+    Store(TlsStore),
+    Files(TlsFiles),
 }
 
 impl ConfigBuilder {
@@ -146,7 +160,79 @@ impl ConfigBuilder {
             consistency: None,
             ready_timeout: READY_TIMEOUT,
             max_clock_offset: crate::hlc::Hlc::DEFAULT_MAX_DRIFT,
+            tls: None,
+            insecure: false,
         }
+    }
+
+    /// Mutual TLS on the cluster transport with this material; the
+    /// certificate must name this node's id. Several nodes in one process
+    /// each take their own store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::GridKv;
+    /// use gridkv::net::tls::TlsStore;
+    ///
+    /// # fn certs(id: &str) -> Result<(String, String, String), Box<dyn std::error::Error>> {
+    /// #     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    /// #     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    /// #     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    /// #     let ca_pem = ca.self_signed(&ca_key)?.pem();
+    /// #     let issuer = rcgen::Issuer::new(ca, ca_key);
+    /// #     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    /// #     let mut node = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    /// #     node.subject_alt_names.push(rcgen::SanType::URI(format!("gridkv:node:{id}").try_into()?));
+    /// #     Ok((ca_pem, node.signed_by(&key, &issuer)?.pem(), key.serialize_pem()))
+    /// # }
+    /// let (ca, cert, key) = certs("node-1")?;
+    /// let tls = TlsStore::from_pem(ca.as_bytes(), cert.as_bytes(), key.as_bytes())?;
+    /// let config = GridKv::builder("node-1").listen("0.0.0.0:7946").advertise("10.0.0.5:7946").tls(tls.clone()).build()?;
+    /// assert!(config.transport.tls.is_some());
+    ///
+    /// let err = GridKv::builder("node-2").tls(tls).build().unwrap_err();
+    /// assert_eq!((err.section, err.field), ("node", "tls"));
+    /// assert!(err.reason.contains("node-1") && err.reason.contains("node-2"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, store: TlsStore) -> Self {
+        self.tls = Some(TlsSource::Store(store));
+        self
+    }
+
+    /// As [`ConfigBuilder::tls`], loading the material from files at
+    /// [`ConfigBuilder::build`] (which reports a file that fails to load);
+    /// [`GridKv::reload_tls`](crate::GridKv::reload_tls) re-reads them.
+    pub fn tls_files(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(TlsSource::Files(files));
+        self
+    }
+
+    /// Allows plaintext cluster traffic on addresses that are not loopback.
+    /// Without TLS and without this, [`ConfigBuilder::build`] refuses a
+    /// listen or advertise address other than 127.0.0.0/8, `::1` or
+    /// `localhost`: anyone who reaches a plaintext cluster port can read
+    /// and rewrite the cluster. For simulations, and networks that are
+    /// private by other means.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::GridKv;
+    ///
+    /// let err = GridKv::builder("n").listen("0.0.0.0:7946").advertise("10.0.0.5:7946").build().unwrap_err();
+    /// assert_eq!((err.section, err.field), ("node", "tls"));
+    /// assert!(err.reason.contains("insecure"));
+    ///
+    /// let config = GridKv::builder("n").listen("0.0.0.0:7946").advertise("10.0.0.5:7946").insecure().build()?;
+    /// assert!(config.insecure);
+    /// assert!(GridKv::builder("n").listen("[::1]:7946").build().is_ok());
+    /// # Ok::<(), gridkv::ConfigError>(())
+    /// ```
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
     }
 
     /// Replication factor and quorums (default N=3, W=2, R=2).
@@ -325,6 +411,23 @@ impl ConfigBuilder {
                 "must be 10 ms to an hour".into(),
             ));
         }
+        let tls = match self.tls {
+            Some(TlsSource::Store(store)) => Some(store),
+            Some(TlsSource::Files(files)) => Some(
+                TlsStore::from_files(files).map_err(|e| err("tls", e.to_string()))?,
+            ),
+            None => None,
+        };
+        check_security(&self.listen, self.advertise.as_deref(), tls.as_ref(), self.insecure)
+            .map_err(|r| err("tls", r))?;
+        if let Some(store) = &tls {
+            if store.node_id() != node_id {
+                return Err(err(
+                    "tls",
+                    format!("the certificate names node {}, this node is {node_id}", store.node_id()),
+                ));
+            }
+        }
         self.membership.validate()?;
         let mut replication = self.replication;
         if let Some(consistency) = self.consistency {
@@ -341,6 +444,7 @@ impl ConfigBuilder {
         transport.generation = generation;
         transport.listen = self.listen.clone();
         transport.advertise = self.advertise.clone();
+        transport.tls = tls;
         let rng_seed = self.rng_seed.unwrap_or(generation.get());
         transport.seed = rng_seed;
         transport.validate()?;
@@ -378,8 +482,45 @@ impl ConfigBuilder {
             clock: self.clock,
             ready_timeout: self.ready_timeout,
             max_clock_offset: self.max_clock_offset,
+            insecure: self.insecure,
         })
     }
+}
+
+/// Plaintext only on loopback, unless asked for: the reason to give when
+/// neither TLS nor `insecure` covers the addresses.
+fn check_security(
+    listen: &str,
+    advertise: Option<&str>,
+    tls: Option<&TlsStore>,
+    insecure: bool,
+) -> Result<(), String> {
+    if tls.is_some() || insecure {
+        return Ok(());
+    }
+    for (what, addr) in [("listen", Some(listen)), ("advertise", advertise)] {
+        if let Some(addr) = addr.filter(|addr| !is_loopback(addr)) {
+            return Err(format!(
+                "the {what} address {addr} is not loopback: cluster traffic must be \
+                 authenticated; give TLS material (tls) or allow plaintext (insecure)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `host:port` names a loopback host: 127.0.0.0/8, `::1`,
+/// `localhost`.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Room a frame needs beside one entry's key and value: the request's
@@ -413,6 +554,30 @@ mod tests {
         let err = GridKv::builder("n1").store(store).build().unwrap_err();
         assert_eq!((err.section, err.field), ("store", "max_value_len"));
         assert!(err.reason.contains("max_frame"), "{}", err.reason);
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for addr in ["127.0.0.1:1", "127.8.9.10:1", "[::1]:1", "localhost:1", "LOCALHOST:1"] {
+            assert!(is_loopback(addr), "{addr}");
+        }
+        for addr in ["0.0.0.0:1", "10.0.0.1:1", "[::]:1", "node-1:1", "localhost.evil:1"] {
+            assert!(!is_loopback(addr), "{addr}");
+        }
+    }
+
+    #[test]
+    fn plaintext_off_loopback_needs_insecure() {
+        let err = GridKv::builder("n1")
+            .listen("127.0.0.1:0")
+            .advertise("10.1.2.3:7946")
+            .build()
+            .unwrap_err();
+        assert_eq!((err.section, err.field), ("node", "tls"));
+        assert!(err.reason.contains("advertise address 10.1.2.3:7946"), "{}", err.reason);
+        assert!(err.reason.contains("(tls)") && err.reason.contains("(insecure)"));
+        assert!(GridKv::builder("n1").listen("localhost:0").build().is_ok());
+        assert!(GridKv::builder("n1").listen("10.1.2.3:0").insecure().build().is_ok());
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub(super) struct Driver {
     pub(super) logged: Option<(usize, usize, usize)>,
     /// Closes links to addresses that are neither members nor seeds.
     pub(super) links: super::links::LinkSweep,
+    /// The node's signing identity and trust bundle (with TLS), for signed
+    /// membership: to be handed to `Swim::set_credentials` by the
+    /// membership work; unused until then.
+    #[expect(dead_code, reason = "read once Swim takes credentials (issue 16)")]
+    pub(super) credentials: Option<Arc<dyn crate::membership::trust::Credentials>>,
 }
 
 impl Driver {

@@ -10,6 +10,8 @@
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
 //! - `clock`: this node's clock against the cluster's ([`ClockStatus`]),
 //!   and what the driver does about it.
+//! - `security`: whether cluster traffic is TLS, and its reloads.
+//! - `start_log`: what the node says as it starts.
 //!
 //! The node starts, and awaits on shutdown, tasks owned elsewhere: the
 //! replica's request loop (`replication::serve`), the fill and
@@ -24,6 +26,8 @@ mod driver;
 mod error;
 mod formation;
 mod links;
+mod security;
+mod start_log;
 #[cfg(feature = "internals")]
 mod internals;
 
@@ -122,6 +126,8 @@ struct Inner {
     clock: clock::NodeClock,
     /// Indirect probes refused and links swept (see `links`).
     links: links::LinkCounters,
+    /// Plaintext off loopback was asked for ([`ConfigBuilder::insecure`]).
+    insecure: bool,
 }
 
 impl Inner {
@@ -253,6 +259,9 @@ impl GridKv {
         );
         identity.datacenter = config.datacenter.clone();
         let origin = Instant::now();
+        // Signed membership: `credentials` reaches the driver, which hands
+        // it to `Swim` (`Swim::set_credentials`) once membership signs.
+        let credentials = security::credentials(&config);
         let swim = Swim::new(
             identity,
             config.membership.clone(),
@@ -320,7 +329,7 @@ impl GridKv {
             config.replication.write_quorum,
             config.replication.read_quorum,
         );
-        log_start(&config, &formation, needed);
+        start_log::log_start(&config, &formation, needed);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (phase, _) = watch::channel(Phase::Joining);
         let (commands, command_rx) = mpsc::channel(16);
@@ -348,6 +357,7 @@ impl GridKv {
             ready_timeout: config.ready_timeout,
             clock: clock::NodeClock::default(),
             links: Default::default(),
+            insecure: config.insecure,
         });
         let driver = Driver {
             swim,
@@ -370,6 +380,7 @@ impl GridKv {
             needed,
             logged: None,
             links: links::LinkSweep::new(&config.seeds),
+            credentials,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let maintenance =
@@ -766,35 +777,5 @@ async fn until_formed(mut formed: watch::Receiver<bool>, cancel: &CancellationTo
         biased;
         _ = cancel.cancelled() => false,
         result = formed.wait_for(|formed| *formed) => result.is_ok(),
-    }
-}
-
-/// Logs the replication the node starts with, saying so when it is weaker
-/// than configured (a standalone node) or than strong (eventual).
-fn log_start(config: &Config, formation: &Formation, needed: usize) {
-    let r = &config.replication;
-    let (n, w, rq) = (r.replicas, r.write_quorum, r.read_quorum);
-    if r.consistency == Consistency::Eventual {
-        tracing::warn!(
-            node = %config.node_id,
-            "consistency eventual (asked for): N={n} W={w} R={rq}; with W + R <= N a read may \
-             miss an acknowledged write until repair brings the owners level"
-        );
-    } else {
-        tracing::info!(node = %config.node_id, "consistency strong: N={n} W={w} R={rq}");
-    }
-    if formation.standalone() {
-        tracing::warn!(
-            node = %config.node_id,
-            "no seeds: a one-node cluster; it keeps N=1 of {n} (W=1, R=1) until other nodes \
-             join through it"
-        );
-    } else {
-        tracing::info!(
-            node = %config.node_id,
-            seeds = formation.seeds(),
-            "joining through seeds; data calls wait until the cluster has formed with at \
-             least {needed} members"
-        );
     }
 }

@@ -1,7 +1,7 @@
 //! The negotiation: who this node is ([`LocalIdentity`]) and the rules by
 //! which it accepts or refuses a peer's hello ([`check_hello`]).
 
-use super::error::RefusalReason;
+use super::error::{IdMismatch, RefusalReason};
 use super::hello::Hello;
 use super::reply::HelloReply;
 use super::wire::{MAGIC, PROTOCOL_VERSION};
@@ -146,6 +146,37 @@ pub fn check_hello(local: &LocalIdentity, hello: &Hello) -> Result<(), RefusalRe
         });
     }
     Ok(())
+}
+
+/// Decides whether a peer's claimed id is the one its TLS certificate
+/// names: on a TLS connection, the id in a hello (or in a reply) must be
+/// the certified one, or a node holding a valid certificate could speak
+/// as any other.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::net::handshake::{check_certified, IdMismatch, RefusalReason};
+/// use gridkv::NodeId;
+///
+/// let (x, y) = (NodeId::new("x")?, NodeId::new("y")?);
+/// assert_eq!(check_certified(x, x), Ok(()));
+/// let refusal = check_certified(y, x).unwrap_err();
+/// assert_eq!(refusal, RefusalReason::IdentityMismatch(IdMismatch::boxed(y, x)));
+/// assert_eq!(
+///     refusal.to_string(),
+///     "identity mismatch: the peer's certificate names y, its hello claims x"
+/// );
+/// # Ok::<(), gridkv::NodeIdError>(())
+/// ```
+pub fn check_certified(certified: NodeId, claimed: NodeId) -> Result<(), RefusalReason> {
+    if certified == claimed {
+        Ok(())
+    } else {
+        Err(RefusalReason::IdentityMismatch(IdMismatch::boxed(
+            certified, claimed,
+        )))
+    }
 }
 
 #[cfg(test)]

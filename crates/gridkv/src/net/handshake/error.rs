@@ -6,6 +6,35 @@ use std::fmt;
 
 use crate::{Generation, NodeId, NodeIdError};
 
+/// A peer claimed another node id than the one its TLS certificate names
+/// (boxed in [`RefusalReason`] and [`HandshakeError`]: two ids would make
+/// every handshake result large).
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::net::handshake::IdMismatch;
+/// use gridkv::NodeId;
+///
+/// let ids = IdMismatch::boxed(NodeId::new("y")?, NodeId::new("x")?);
+/// assert_eq!((ids.certified.as_str(), ids.claimed.as_str()), ("y", "x"));
+/// # Ok::<(), gridkv::NodeIdError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMismatch {
+    /// The id the peer's certificate names.
+    pub certified: NodeId,
+    /// The id its handshake claimed.
+    pub claimed: NodeId,
+}
+
+impl IdMismatch {
+    /// The pair, boxed as the error variants hold it.
+    pub fn boxed(certified: NodeId, claimed: NodeId) -> Box<IdMismatch> {
+        Box::new(IdMismatch { certified, claimed })
+    }
+}
+
 /// Why a node refused a peer's `Hello`.
 ///
 /// Displayed from the refusing node's side ("we" is the refuser); the
@@ -67,6 +96,10 @@ pub enum RefusalReason {
     /// [`HandshakeError`] itself.
     #[error("malformed hello: the handshake message could not be decoded")]
     MalformedHello,
+    /// The hello claims another node id than the one the peer's TLS
+    /// certificate names.
+    #[error("identity mismatch: the peer's certificate names {}, its hello claims {}", .0.certified, .0.claimed)]
+    IdentityMismatch(Box<IdMismatch>),
     /// A reason added by a later protocol version, known only by its code.
     #[error("refused for a reason this version does not know (code {code}); the peer runs a newer GridKV")]
     Unknown {
@@ -112,6 +145,11 @@ impl fmt::Display for PeerView<'_> {
             RefusalReason::SelfConnection => {
                 f.write_str("connection to self: we dialled our own address")
             }
+            RefusalReason::IdentityMismatch(ids) => write!(
+                f,
+                "identity mismatch: our certificate names {}, our hello claimed {}",
+                ids.certified, ids.claimed
+            ),
             other => fmt::Display::fmt(other, f),
         }
     }
@@ -178,12 +216,25 @@ pub enum HandshakeError {
     /// The peer refused our hello.
     #[error("refused by peer: {}", .0.as_seen_by_peer())]
     Refused(RefusalReason),
+    /// The TLS handshake failed (no certificate, one from an untrusted CA,
+    /// expired, naming no node, a plaintext peer), or TLS failed during
+    /// our handshake.
+    #[error("TLS: {detail}")]
+    Tls {
+        /// What rustls or the certificate check said.
+        detail: String,
+    },
+    /// The peer's handshake claims another node id than its TLS
+    /// certificate names.
+    #[error("identity mismatch: the peer's certificate names {}, its handshake claims {}", .0.certified, .0.claimed)]
+    IdentityMismatch(Box<IdMismatch>),
 }
 
 impl HandshakeError {
     /// The refusal to send to the peer whose hello failed to decode with
     /// this error, or `None` for [`HandshakeError::Refused`] (a refusal is
-    /// never answered).
+    /// never answered) and [`HandshakeError::Tls`] (no channel is left to
+    /// answer on).
     ///
     /// # Examples
     ///
@@ -212,7 +263,10 @@ impl HandshakeError {
             | HandshakeError::TrailingBytes { .. }
             | HandshakeError::FieldTooLong { .. }
             | HandshakeError::ControlCharacter { .. } => Some(RefusalReason::MalformedHello),
-            HandshakeError::Refused(_) => None,
+            HandshakeError::IdentityMismatch(ids) => {
+                Some(RefusalReason::IdentityMismatch(ids.clone()))
+            }
+            HandshakeError::Refused(_) | HandshakeError::Tls { .. } => None,
         }
     }
 }

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::check::{check_hello, LocalIdentity};
-use super::error::HandshakeError;
+use super::check::{check_certified, check_hello, LocalIdentity};
+use super::error::{HandshakeError, IdMismatch};
 use super::hello::Hello;
 use super::reply::HelloReply;
 use crate::net::frame::{encode_frame, FrameDecoder, PRE_HANDSHAKE_MAX_FRAME};
@@ -54,11 +54,13 @@ impl std::fmt::Display for PeerInfo {
     }
 }
 
-/// The dialling side: sends our hello and reads the peer's reply. Returns
-/// the peer and whatever arrived after the reply.
+/// The dialling side: sends our hello and reads the peer's reply, which
+/// must name `certified` when the connection is TLS. Returns the peer and
+/// whatever arrived after the reply.
 pub(crate) async fn as_dialler(
     identity: &LocalIdentity,
     stream: &mut Stream,
+    certified: Option<NodeId>,
 ) -> Result<(PeerInfo, BytesMut), HandshakeError> {
     let hello = identity.hello().encode()?;
     write_frame(&mut stream.write, &hello).await?;
@@ -70,6 +72,11 @@ pub(crate) async fn as_dialler(
             generation,
             ..
         } => {
+            if let Some(certified) = certified {
+                if certified != node_id {
+                    return Err(HandshakeError::IdentityMismatch(IdMismatch::boxed(certified, node_id)));
+                }
+            }
             let peer = PeerInfo {
                 node_id,
                 generation,
@@ -81,13 +88,15 @@ pub(crate) async fn as_dialler(
     }
 }
 
-/// The accepting side: reads the peer's hello, checks it, and answers.
-/// A hello that fails to decode or to pass [`check_hello`] is answered
-/// with the refusal (best effort: the peer may be gone) before the error
-/// is returned. Returns the peer and whatever arrived after its hello.
+/// The accepting side: reads the peer's hello, checks it (and, on a TLS
+/// connection, that it claims the `certified` id), and answers. A hello
+/// that fails to decode or to pass the checks is answered with the refusal
+/// (best effort: the peer may be gone) before the error is returned.
+/// Returns the peer and whatever arrived after its hello.
 pub(crate) async fn as_acceptor(
     identity: &LocalIdentity,
     stream: &mut Stream,
+    certified: Option<NodeId>,
 ) -> Result<(PeerInfo, BytesMut), HandshakeError> {
     let mut buf = BytesMut::with_capacity(1024);
     let frame = read_handshake_frame(&mut stream.read, &mut buf).await?;
@@ -111,8 +120,15 @@ pub(crate) async fn as_acceptor(
             detail: format!("refused: {reason}"),
         });
     }
-    write_frame(&mut stream.write, &identity.accepted().encode()?).await?;
     let node_id = NodeId::new(&hello.node_id).map_err(HandshakeError::InvalidNodeId)?;
+    if let Some(certified) = certified {
+        if let Err(reason) = check_certified(certified, node_id) {
+            let reply = HelloReply::Refused { reason }.encode()?;
+            let _ = write_frame(&mut stream.write, &reply).await;
+            return Err(HandshakeError::IdentityMismatch(IdMismatch::boxed(certified, node_id)));
+        }
+    }
+    write_frame(&mut stream.write, &identity.accepted().encode()?).await?;
     let peer = PeerInfo {
         node_id,
         generation: Generation::new(hello.generation),
@@ -132,12 +148,24 @@ async fn write_frame(
             detail: error.to_string(),
         }
     })?;
-    write
-        .write_all(&out)
-        .await
-        .map_err(|error| HandshakeError::Malformed {
-            detail: format!("write failed: {error}"),
-        })
+    // Flushed: under TLS the frame may otherwise wait in the session.
+    write.write_all(&out).await.map_err(|e| io_failure("write", e))?;
+    write.flush().await.map_err(|e| io_failure("write", e))
+}
+
+/// An I/O error during the handshake: a TLS failure when rustls raised it
+/// (a TLS 1.3 client learns that the server refused its certificate only
+/// when it next reads), a malformed exchange otherwise.
+fn io_failure(what: &str, error: std::io::Error) -> HandshakeError {
+    let detail = format!("{what} failed: {error}");
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+    {
+        HandshakeError::Tls { detail }
+    } else {
+        HandshakeError::Malformed { detail }
+    }
 }
 
 /// Reads one frame under the pre-handshake limit; whatever arrived after it
@@ -165,11 +193,7 @@ async fn read_handshake_frame(
                 })
             }
             Ok(_) => {}
-            Err(error) => {
-                return Err(HandshakeError::Malformed {
-                    detail: format!("read failed: {error}"),
-                })
-            }
+            Err(error) => return Err(io_failure("read", error)),
         }
     }
 }

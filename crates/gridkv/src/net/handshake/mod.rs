@@ -35,6 +35,10 @@
 //!
 //! # Room for authentication
 //!
+//! On a TLS connection (see [`crate::net::tls`]) the peer's certificate
+//! names its node id before either message is sent; [`check_certified`]
+//! holds the hello and the reply to it.
+//!
 //! Both [`Hello`] and [`HelloReply::Accepted`] carry an `auth` field: opaque
 //! bytes, at most [`MAX_AUTH_LEN`], empty for now. The security work will
 //! define what goes in it (for example a key id, a nonce and a signature)
@@ -52,7 +56,7 @@
 //! - `error`: [`RefusalReason`] and [`HandshakeError`], each worded for the
 //!   side that reads it;
 //! - `check`: this node's [`LocalIdentity`] and the rules of
-//!   [`check_hello`];
+//!   [`check_hello`] and, on TLS connections, [`check_certified`];
 //! - `exchange`: each side's messages over a new connection, and the
 //!   [`PeerInfo`](super::PeerInfo) they establish.
 
@@ -63,8 +67,8 @@ mod hello;
 mod reply;
 mod wire;
 
-pub use check::{check_hello, LocalIdentity};
-pub use error::{HandshakeError, RefusalReason};
+pub use check::{check_certified, check_hello, LocalIdentity};
+pub use error::{HandshakeError, IdMismatch, RefusalReason};
 pub use hello::Hello;
 pub use reply::HelloReply;
 pub use wire::{MAGIC, MAX_AUTH_LEN, MAX_CLUSTER_NAME_LEN, PROTOCOL_VERSION};

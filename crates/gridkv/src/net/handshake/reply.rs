@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{HandshakeError, RefusalReason};
+use super::error::{HandshakeError, IdMismatch, RefusalReason};
 use super::wire::{
     check_len, check_text, malformed, strip_magic, take_all, MAGIC, MAX_AUTH_LEN,
     MAX_CLUSTER_NAME_LEN,
@@ -20,6 +20,7 @@ mod code {
     pub const DUPLICATE_NODE_ID: u16 = 5;
     pub const SELF_CONNECTION: u16 = 6;
     pub const MALFORMED_HELLO: u16 = 7;
+    pub const IDENTITY_MISMATCH: u16 = 8;
 }
 
 /// The accepting node's answer to a [`Hello`](super::Hello).
@@ -193,6 +194,10 @@ impl RefusalReason {
                 .map(|b| (code::DUPLICATE_NODE_ID, b)),
             RefusalReason::SelfConnection => Ok((code::SELF_CONNECTION, Vec::new())),
             RefusalReason::MalformedHello => Ok((code::MALFORMED_HELLO, Vec::new())),
+            RefusalReason::IdentityMismatch(ids) => {
+                postcard::to_allocvec(&(ids.certified.as_str(), ids.claimed.as_str()))
+                    .map(|b| (code::IDENTITY_MISMATCH, b))
+            }
             RefusalReason::Unknown { code } => Ok((*code, Vec::new())),
         };
         encoded.map_err(malformed)
@@ -237,6 +242,13 @@ impl RefusalReason {
             }
             code::SELF_CONNECTION => RefusalReason::SelfConnection,
             code::MALFORMED_HELLO => RefusalReason::MalformedHello,
+            code::IDENTITY_MISMATCH => {
+                let (certified, claimed): (&str, &str) = fields(body)?;
+                RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                    NodeId::new(certified).map_err(HandshakeError::InvalidNodeId)?,
+                    NodeId::new(claimed).map_err(HandshakeError::InvalidNodeId)?,
+                ))
+            }
             code => RefusalReason::Unknown { code },
         })
     }
@@ -286,6 +298,11 @@ mod tests {
             .into_reply(),
             RefusalReason::SelfConnection.into_reply(),
             RefusalReason::MalformedHello.into_reply(),
+            RefusalReason::IdentityMismatch(IdMismatch::boxed(
+                NodeId::new("node-2").unwrap(),
+                NodeId::new("node-1").unwrap(),
+            ))
+            .into_reply(),
             RefusalReason::Unknown { code: 999 }.into_reply(),
         ];
         for reply in replies {

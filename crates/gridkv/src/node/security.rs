@@ -1,0 +1,73 @@
+//! How the node's cluster traffic is protected, as the server reports it:
+//! TLS or plaintext (on loopback, or explicitly insecure), the loaded
+//! certificates' expiry and reload counts, and reloading them.
+
+use std::sync::Arc;
+
+use super::{Config, GridKv};
+use crate::membership::trust::Credentials;
+use crate::net::tls::{TlsError, TlsStatus};
+
+/// The credentials signed membership will use: the node's TLS material,
+/// when it has any.
+pub(super) fn credentials(config: &Config) -> Option<Arc<dyn Credentials>> {
+    config
+        .transport
+        .tls
+        .clone()
+        .map(|store| Arc::new(store) as Arc<dyn Credentials>)
+}
+
+/// Cluster security (TLS state and reloads).
+impl GridKv {
+    /// Whether cluster connections are mutual TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use gridkv::GridKv;
+    ///
+    /// let node = GridKv::start(GridKv::builder("a").build()?).await?;
+    /// assert!(!node.tls_enabled()); // plaintext, on loopback
+    /// assert!(!node.is_insecure());
+    /// assert!(node.tls_status().is_none());
+    /// assert!(node.reload_tls().is_err());
+    /// node.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn tls_enabled(&self) -> bool {
+        self.inner.transport.tls().is_some()
+    }
+
+    /// Whether cluster traffic is plaintext because
+    /// [`ConfigBuilder::insecure`](crate::ConfigBuilder::insecure) allowed
+    /// it (rather than because the node is on loopback). `false` with TLS.
+    pub fn is_insecure(&self) -> bool {
+        self.inner.insecure && !self.tls_enabled()
+    }
+
+    /// Re-reads the TLS files and makes the new material current for every
+    /// cluster connection opened from now on (see
+    /// [`TlsStore::reload`](crate::TlsStore::reload)); a failed reload
+    /// keeps the material loaded before.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::NotEnabled`] on a plaintext node; otherwise why the new
+    /// material was refused.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.inner
+            .transport
+            .tls()
+            .ok_or(TlsError::NotEnabled)?
+            .reload()
+    }
+
+    /// The loaded certificates' expiry and the reload counts; `None` on a
+    /// plaintext node.
+    pub fn tls_status(&self) -> Option<TlsStatus> {
+        self.inner.transport.tls().map(|tls| tls.status())
+    }
+}
