@@ -5,6 +5,7 @@
 //!
 //! The library crate `gridkv` does not depend on anything here.
 //!
+//! - [`auth`]: RESP users, passwords and ACLs (`AUTH`, `--acl-file`).
 //! - [`config`]: flags, `GRIDKV_*` variables and a TOML file, merged.
 //! - [`resp`]: the RESP parser and the RESP2/RESP3 reply writer.
 //! - [`cmd`]: the Redis commands, parsed then applied to the node's
@@ -22,6 +23,7 @@
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
 
+pub mod auth;
 pub mod bench;
 pub mod clients;
 pub mod cmd;

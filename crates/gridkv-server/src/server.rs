@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cmd::{Command, ParseError};
+use crate::cmd::{Command, ParseError, authorize, parse_gated};
 use crate::limits::Limit;
 use crate::resp::{Parser, Protocol, Reply};
 use crate::session::Session;
@@ -146,6 +146,8 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
             let _connected = Connected::new(&shared.stats.connected_clients);
             let id = shared.next_client_id.fetch_add(1, Relaxed);
             let mut session = Session::new(id, peer);
+            session.user = shared.acl.current().initial_user();
+            session.acl_generation = shared.acl.generation();
             let result = connection(stream, &shared, &mut session, &cancel).await;
             ended(&shared, peer, result);
             drop(permit);
@@ -178,11 +180,12 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
-/// Runs one command (or answers its refusal) and counts an error reply.
+/// Runs one command (or answers its refusal, or the gate's: see
+/// [`authorize`]) and counts an error reply.
 async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
-    let reply = match parsed {
+    let reply = match authorize(&shared.acl, session, parsed) {
         Ok(command) => command.apply(shared, session).await,
-        Err(refused) => refused.into(),
+        Err(refused) => refused,
     };
     if reply.is_error() {
         shared.stats.error_replies.fetch_add(1, Relaxed);
@@ -198,7 +201,15 @@ async fn run_alone(
     parsed: Parsed,
     out: &mut Output<'_>,
 ) -> Result<(), Closed> {
-    if let Ok(Command::MGet(mget)) = parsed {
+    if matches!(parsed, Ok(Command::MGet(_))) {
+        let mget = match authorize(&shared.acl, session, parsed) {
+            Ok(Command::MGet(mget)) => mget,
+            Ok(_) => unreachable!("authorize returns the command it was given"),
+            Err(refused) => {
+                shared.stats.error_replies.fetch_add(1, Relaxed);
+                return out.reply(&refused, session.protocol).await;
+            }
+        };
         if let Some(error) = mget.stream(&shared.node, out, session.protocol).await? {
             shared.stats.error_replies.fetch_add(1, Relaxed);
             out.reply(&error, session.protocol).await?;
@@ -244,7 +255,7 @@ async fn connection(
                 let parsed = match held.take() {
                     Some(parsed) => parsed,
                     None => match parser.next(&mut input, &shared.limits) {
-                        Ok(Some(args)) => Command::parse(args),
+                        Ok(Some(args)) => parse_gated(args),
                         Ok(None) => break,
                         Err(e) => {
                             failure = Some(e);

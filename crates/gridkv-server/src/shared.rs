@@ -10,6 +10,7 @@ use std::time::Instant;
 use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
+use crate::auth::AclStore;
 use crate::clients::ClientsMemory;
 use crate::config::{DEFAULT_MAX_CLIENT_OUTPUT, DEFAULT_MAX_CLIENTS_MEMORY, PipelineOrder};
 use crate::limits::LimitCounters;
@@ -134,6 +135,8 @@ pub struct Shared {
     pub leaving: AtomicBool,
     /// The RESP address clients connect to (for INFO).
     pub resp_addr: OnceLock<SocketAddr>,
+    /// The RESP users and their rights (`--requirepass`, `--acl-file`).
+    pub acl: AclStore,
     /// The next `CLIENT ID`.
     pub(crate) next_client_id: AtomicU64,
     /// One permit per connected client.
@@ -159,6 +162,7 @@ impl Shared {
             pipeline_order: PipelineOrder::default(),
             leaving: AtomicBool::new(false),
             resp_addr: OnceLock::new(),
+            acl: AclStore::open(),
             next_client_id: AtomicU64::new(1),
             clients: Arc::new(Semaphore::new(max_clients)),
             grouped: Semaphore::new(MAX_GROUPED),
