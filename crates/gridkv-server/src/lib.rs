@@ -18,7 +18,9 @@
 //!   clients' memory, so a hostile client cannot exhaust a node.
 //! - [`stats`]: one statistics snapshot, rendered by [`info`] (the `INFO`
 //!   text) and [`metrics`] (the `/metrics` Prometheus text).
-//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
+//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON), behind the
+//!   admin token where it is needed.
+//! - [`tls`]: TLS on the RESP and HTTP listeners.
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
@@ -30,6 +32,7 @@ pub mod cmd;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod http_guard;
 pub mod info;
 pub mod limits;
 pub mod metrics;
@@ -39,4 +42,5 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod stats;
+pub mod tls;
 mod writer;

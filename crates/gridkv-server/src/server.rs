@@ -35,7 +35,7 @@ use crate::limits::Limit;
 use crate::resp::{Parser, Protocol, Reply};
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::writer::{Closed, Output};
+use crate::writer::{ClientStream, Closed, Output};
 
 /// Bytes read from the socket at a time (the buffer grows past it only for
 /// one large bulk, bounded by [`Limits::max_bulk`](crate::resp::Limits)).
@@ -135,7 +135,11 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
         };
         let Ok(permit) = shared.clients.clone().try_acquire_owned() else {
             shared.stats.rejected_connections.fetch_add(1, Relaxed);
-            tracker.spawn(refuse(stream));
+            // A TLS client could not read a plaintext refusal: it is
+            // closed without one.
+            if shared.resp_tls.is_none() {
+                tracker.spawn(refuse(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -148,7 +152,19 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
             let mut session = Session::new(id, peer);
             session.user = shared.acl.current().initial_user();
             session.acl_generation = shared.acl.generation();
-            let result = connection(stream, &shared, &mut session, &cancel).await;
+            let result = match &shared.resp_tls {
+                None => connection(stream, &shared, &mut session, &cancel).await,
+                // The handshake runs in the client's task, holding its
+                // permit: handshakes are bounded as clients are.
+                Some(tls) => match tls.handshake(stream).await {
+                    Ok(stream) => connection(stream, &shared, &mut session, &cancel).await,
+                    Err(e) => {
+                        shared.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+                        tracing::debug!("RESP TLS handshake with {peer} failed: {e}");
+                        Ok(())
+                    }
+                },
+            };
             ended(&shared, peer, result);
             drop(permit);
         });
@@ -195,11 +211,11 @@ async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
 
 /// Runs one command alone and queues its reply; `MGET` writes its reply
 /// as it reads, in batches (see [`MGet::stream`]).
-async fn run_alone(
+async fn run_alone<S: ClientStream>(
     shared: &Shared,
     session: &mut Session,
     parsed: Parsed,
-    out: &mut Output<'_>,
+    out: &mut Output<'_, S>,
 ) -> Result<(), Closed> {
     if matches!(parsed, Ok(Command::MGet(_))) {
         let mget = match authorize(&shared.acl, session, parsed) {
@@ -222,8 +238,8 @@ async fn run_alone(
 
 /// Serves one client until it leaves, sends what cannot be parsed, or
 /// reaches a bound; the caller counts and logs how it ended.
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: ClientStream>(
+    mut stream: S,
     shared: &Shared,
     session: &mut Session,
     cancel: &CancellationToken,
@@ -343,7 +359,7 @@ async fn connection(
                      and this client held the most\r\n",
                     shared.memory.max_total()
                 );
-                let _ = out.stream.try_write(why.as_bytes());
+                let _ = out.stream.try_write_now(why.as_bytes());
                 return Err(Closed::Limit(Limit::ClientsMemory));
             }
             n = out.stream.read_buf(&mut input) => n?,

@@ -202,6 +202,38 @@ pub struct AuthCounters {
     pub reload_failures: AtomicU64,
 }
 
+/// [`AuthCounters`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// `AUTH`/`HELLO AUTH` refused.
+    pub failures: u64,
+    /// Commands refused with `-NOAUTH`.
+    pub noauth: u64,
+    /// Commands refused with `-NOPERM` for the command.
+    pub denied_commands: u64,
+    /// Commands refused with `-NOPERM` for a key.
+    pub denied_keys: u64,
+    /// ACL reloads that took effect.
+    pub reloads: u64,
+    /// ACL reloads refused.
+    pub reload_failures: u64,
+}
+
+impl AuthCounters {
+    /// The counts now.
+    pub fn load(&self) -> AuthCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AuthCounts {
+            failures: get(&self.failures),
+            noauth: get(&self.noauth),
+            denied_commands: get(&self.denied_commands),
+            denied_keys: get(&self.denied_keys),
+            reloads: get(&self.reloads),
+            reload_failures: get(&self.reload_failures),
+        }
+    }
+}
+
 /// The users in force, shared by every connection, and how to reload
 /// them.
 #[derive(Debug)]
