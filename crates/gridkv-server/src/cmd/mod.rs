@@ -12,6 +12,7 @@
 //! | `-SHUTDOWN ...` | the node is leaving |
 //! | `-TRYAGAIN ...` | the node does not serve yet (not joined, the cluster still forming, or fewer ring members than W and R need) and did not within the command's deadline; or a write meets a hold on this node's clock: `restart barrier: ... N ms left at most` (it restarted moments ago) or `clock offset: ... +N ms from the cluster's median` (its clock is beyond the bound; it still serves reads). Nothing was read or written: retry, or write through another node |
 //! | `-ERR ...` | a bad command, key or value (nothing was stored) |
+//! | `-NOAUTH ...`, `-NOPERM ...`, `-WRONGPASS ...` | not logged in, not allowed (the command or a key), or a failed `AUTH`: see `gate` and [`crate::auth`] |
 //!
 //! Commands that touch several keys (`DEL`, `EXISTS`, `MGET`, `MSET`) run
 //! the keys concurrently; if any key fails the whole reply is an error
