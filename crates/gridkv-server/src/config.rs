@@ -34,6 +34,12 @@
 //! | `--max-client-output` | `GRIDKV_MAX_CLIENT_OUTPUT` | `max_client_output` | `64mb` |
 //! | `--max-clients-memory` | `GRIDKV_MAX_CLIENTS_MEMORY` | `max_clients_memory` | `1gb` |
 //!
+//! Security (issue 16): TLS, client authentication and the admin token,
+//! tabled in [`SecurityArgs`]' module (`--tls-ca`, `--tls-cert`,
+//! `--tls-key`, `--insecure`, `--requirepass`, `--acl-file`, `--resp-tls`,
+//! `--resp-tls-client-certs`, `--admin-token`, `--admin-token-file`,
+//! `--http-tls`, `--http-tls-cert`, `--http-tls-key`).
+//!
 //! # Examples
 //!
 //! ```
@@ -57,6 +63,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+
+mod security;
+
+pub use security::{CertKey, ClientCerts, SecurityArgs, SecurityConfig, TlsFiles};
 
 /// Default `--max-client-output`: replies one client may leave unread.
 pub const DEFAULT_MAX_CLIENT_OUTPUT: u64 = 64 << 20;
@@ -154,6 +164,11 @@ pub struct NodeArgs {
     /// unread replies); past it the heaviest client is closed (`1gb`).
     #[arg(long, env = "GRIDKV_MAX_CLIENTS_MEMORY", value_name = "BYTES", value_parser = parse_bytes)]
     pub max_clients_memory: Option<u64>,
+
+    // Security (issue 16).
+    /// TLS, authentication and the admin token.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// The TOML config file. Unknown keys are an error, so a typo is not
@@ -208,6 +223,34 @@ pub struct FileConfig {
     pub max_client_output: Option<Bytes>,
     /// See [`NodeArgs::max_clients_memory`].
     pub max_clients_memory: Option<Bytes>,
+
+    // Security (issue 16): see [`SecurityArgs`].
+    /// See [`SecurityArgs::tls_ca`].
+    pub tls_ca: Option<PathBuf>,
+    /// See [`SecurityArgs::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`SecurityArgs::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`SecurityArgs::insecure`].
+    pub insecure: Option<bool>,
+    /// See [`SecurityArgs::requirepass`].
+    pub requirepass: Option<String>,
+    /// See [`SecurityArgs::acl_file`].
+    pub acl_file: Option<PathBuf>,
+    /// See [`SecurityArgs::resp_tls`].
+    pub resp_tls: Option<bool>,
+    /// See [`SecurityArgs::resp_tls_client_certs`].
+    pub resp_tls_client_certs: Option<ClientCerts>,
+    /// See [`SecurityArgs::admin_token`].
+    pub admin_token: Option<String>,
+    /// See [`SecurityArgs::admin_token_file`].
+    pub admin_token_file: Option<PathBuf>,
+    /// See [`SecurityArgs::http_tls`].
+    pub http_tls: Option<bool>,
+    /// See [`SecurityArgs::http_tls_cert`].
+    pub http_tls_cert: Option<PathBuf>,
+    /// See [`SecurityArgs::http_tls_key`].
+    pub http_tls_key: Option<PathBuf>,
 }
 
 /// Seeds in a config file: `["a:1", "b:2"]` or `"a:1,b:2"`.
@@ -373,6 +416,10 @@ pub struct ServerConfig {
     // Client limits (issue 15).
     /// What one RESP client may make the node hold.
     pub client_limits: ClientLimits,
+
+    // Security (issue 16).
+    /// TLS, authentication and the admin token.
+    pub security: SecurityConfig,
 }
 
 // Client limits (issue 15): kept apart from the settings above.
@@ -561,6 +608,8 @@ impl ServerConfig {
     pub fn merge(args: NodeArgs, file: FileConfig) -> Result<Self, ConfigError> {
         // Client limits (issue 15).
         let client_limits = ClientLimits::merge(&args, &file);
+        // Security (issue 16).
+        let security = SecurityConfig::merge(args.security, &file)?;
         let id = args.id.or(file.id).ok_or_else(|| {
             ConfigError::new("id", "required: every node needs a stable, unique id")
         })?;
@@ -622,6 +671,7 @@ impl ServerConfig {
                 (None, None) => None,
             },
             client_limits,
+            security,
         };
         config.check()?;
         Ok(config)

@@ -16,6 +16,11 @@
 //!   ring's ownership summary.
 //!
 //! `/metrics` is rendered by [`crate::metrics`] from one [`Snapshot`].
+//!
+//! Every request passes [`crate::http_guard`] first: `/cluster`,
+//! `/metrics` and anything that could change state need the admin token
+//! (`--admin-token`) where the tables there say so. With `--http-tls` the
+//! listener speaks only TLS ([`crate::tls::TlsListener`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,16 +45,45 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
         .route("/", get(index))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            crate::http_guard::guard,
+        ))
         .with_state(shared)
 }
 
 /// Serves the admin endpoints on `listener` until `cancel` fires.
 pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
-    let app = router(shared);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-    {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = shared.http_addr.set(addr);
+        if !addr.ip().is_loopback() && shared.admin_token.is_none() {
+            tracing::warn!(
+                "HTTP admin on {addr} (not loopback) without --admin-token: /cluster, /metrics \
+                 and state-changing requests are refused (403)"
+            );
+        }
+    }
+    let app = router(shared.clone());
+    let stopped = async move { cancel.cancelled().await };
+    let served = match shared.http_tls.clone() {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(tls) => {
+            let failures = shared.stats.http_tls_handshake_failures.clone();
+            match crate::tls::TlsListener::new(listener, tls, failures) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = served {
         tracing::warn!("HTTP admin server stopped: {e}");
     }
 }

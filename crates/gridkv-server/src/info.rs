@@ -107,6 +107,10 @@ fn write_section(s: &Snapshot, section: &str, out: &mut String) {
                 let name = format!("limit_exceeded_{}", limit.name().replace('-', "_"));
                 line(&name, &c.limit_exceeded[limit as usize]);
             }
+            line("acl_access_denied_auth", &s.auth.failures);
+            line("acl_access_denied_cmd", &s.auth.denied_commands);
+            line("acl_access_denied_key", &s.auth.denied_keys);
+            line("noauth_refusals", &s.auth.noauth);
             line("keyspace_hits", &s.store.hits);
             line("keyspace_misses", &(s.store.gets - s.store.hits));
             line("expired_keys", &s.store.expirations);

@@ -5,6 +5,7 @@
 //!
 //! The library crate `gridkv` does not depend on anything here.
 //!
+//! - [`auth`]: RESP users, passwords and ACLs (`AUTH`, `--acl-file`).
 //! - [`config`]: flags, `GRIDKV_*` variables and a TOML file, merged.
 //! - [`resp`]: the RESP parser and the RESP2/RESP3 reply writer.
 //! - [`cmd`]: the Redis commands, parsed then applied to the node's
@@ -17,12 +18,15 @@
 //!   clients' memory, so a hostile client cannot exhaust a node.
 //! - [`stats`]: one statistics snapshot, rendered by [`info`] (the `INFO`
 //!   text) and [`metrics`] (the `/metrics` Prometheus text).
-//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON).
+//! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON), behind the
+//!   admin token where it is needed.
+//! - [`tls`]: TLS on the RESP and HTTP listeners.
 //! - [`node`]: `gridkv node`, a node with both front ends.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
 //! - [`cert`]: `gridkv cert`, the certificates of a secured cluster.
 
+pub mod auth;
 pub mod bench;
 pub mod cert;
 pub mod clients;
@@ -30,6 +34,7 @@ pub mod cmd;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod http_guard;
 pub mod info;
 pub mod limits;
 pub mod metrics;
@@ -39,4 +44,5 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod stats;
+pub mod tls;
 mod writer;

@@ -492,7 +492,66 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Bytes the RESP parser examined (about the bytes parsed, however they arrived).",
         st.parser_scanned_bytes,
     );
+    security(&mut p, snapshot);
     p.0
+}
+
+/// Issue 16: authentication refusals, ACL reloads, failed TLS handshakes
+/// and refused admin requests.
+fn security(p: &mut Prom, snapshot: &Snapshot) {
+    let (st, auth) = (&snapshot.server, &snapshot.auth);
+    p.one(
+        "resp_auth_failures_total",
+        "counter",
+        "RESP AUTH and HELLO AUTH refused (wrong user or password, or user off).",
+        auth.failures,
+    );
+    p.one(
+        "resp_noauth_total",
+        "counter",
+        "RESP commands refused because the client was not authenticated (-NOAUTH).",
+        auth.noauth,
+    );
+    p.family(
+        "resp_acl_denied_total",
+        "counter",
+        "RESP commands refused by the ACL (-NOPERM), by what was denied.",
+    );
+    p.sample(
+        "resp_acl_denied_total",
+        "reason=\"command\"",
+        auth.denied_commands,
+    );
+    p.sample("resp_acl_denied_total", "reason=\"key\"", auth.denied_keys);
+    p.family(
+        "acl_reloads_total",
+        "counter",
+        "ACL file reloads, by result (a failed one keeps the users in force).",
+    );
+    p.sample("acl_reloads_total", "result=\"ok\"", auth.reloads);
+    p.sample(
+        "acl_reloads_total",
+        "result=\"failed\"",
+        auth.reload_failures,
+    );
+    p.one(
+        "resp_tls_handshake_failures_total",
+        "counter",
+        "RESP clients whose TLS handshake failed (--resp-tls).",
+        st.tls_handshake_failures,
+    );
+    p.one(
+        "http_tls_handshake_failures_total",
+        "counter",
+        "HTTP admin clients whose TLS handshake failed (--http-tls).",
+        st.http_tls_handshake_failures,
+    );
+    p.one(
+        "http_admin_refusals_total",
+        "counter",
+        "HTTP admin requests refused for a missing or wrong token (401) or no token set (403).",
+        st.admin_refusals,
+    );
 }
 
 #[cfg(test)]
@@ -520,6 +579,7 @@ mod tests {
             uptime: Duration::from_secs(5),
             ready: true,
             server: ServerCounters::default(),
+            auth: Default::default(),
             max_clients: 10,
             max_client_output: 64 << 20,
             max_clients_memory: 1 << 30,
@@ -564,6 +624,31 @@ mod tests {
         ] {
             assert!(prom.contains(metric), "/metrics lacks {metric}:\n{prom}");
         }
+    }
+
+    #[test]
+    fn auth_refusals_are_metrics_and_info() {
+        let mut s = snapshot();
+        s.auth.failures = 3;
+        s.auth.denied_keys = 4;
+        s.auth.denied_commands = 5;
+        s.auth.reload_failures = 1;
+        s.server.tls_handshake_failures = 6;
+        s.server.admin_refusals = 7;
+        let prom = render(&s);
+        for metric in [
+            "gridkv_resp_auth_failures_total 3",
+            "gridkv_resp_acl_denied_total{reason=\"key\"} 4",
+            "gridkv_resp_acl_denied_total{reason=\"command\"} 5",
+            "gridkv_acl_reloads_total{result=\"failed\"} 1",
+            "gridkv_resp_tls_handshake_failures_total 6",
+            "gridkv_http_admin_refusals_total 7",
+        ] {
+            assert!(prom.contains(metric), "/metrics lacks {metric}:\n{prom}");
+        }
+        let info = crate::info::render(&s, Some(b"stats"));
+        assert!(info.contains("acl_access_denied_auth:3\r"), "{info}");
+        assert!(info.contains("acl_access_denied_key:4\r"), "{info}");
     }
 
     #[test]

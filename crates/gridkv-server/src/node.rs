@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{NodeArgs, ServerConfig};
-use crate::shared::Shared;
+use crate::shared::{AdminToken, Shared};
+use crate::tls::{ServerTls, TlsSource};
 
 /// A node serving RESP and HTTP.
 ///
@@ -52,6 +53,36 @@ impl RunningNode {
     /// setting the library refused.
     pub async fn start(config: &ServerConfig) -> Result<Self, String> {
         let node_config = config.node_config().map_err(|e| e.to_string())?;
+        // Security (issue 16): users and certificates are read before
+        // anything is bound, so a bad file stops the start.
+        let security = &config.security;
+        let acl = crate::auth::AclStore::new(security.auth.clone())
+            .map_err(|e| format!("acl_file (--acl-file): {e}"))?;
+        let ca = security.tls.as_ref().map(|t| t.ca.clone());
+        let resp_tls = match security.resp_cert().filter(|_| security.resp_tls) {
+            Some(cert) => Some(Arc::new(
+                ServerTls::load(TlsSource {
+                    cert,
+                    ca: ca.clone(),
+                    client_certs: security.resp_client_certs,
+                    alpn: Vec::new(),
+                })
+                .map_err(|e| format!("resp_tls (--resp-tls): {e}"))?,
+            )),
+            None => None,
+        };
+        let http_tls = match security.http_cert().filter(|_| security.http_tls) {
+            Some(cert) => Some(Arc::new(
+                ServerTls::load(TlsSource {
+                    cert,
+                    ca: None,
+                    client_certs: crate::config::ClientCerts::None,
+                    alpn: vec![b"http/1.1".to_vec()],
+                })
+                .map_err(|e| format!("http_tls (--http-tls): {e}"))?,
+            )),
+            None => None,
+        };
         let resp = TcpListener::bind(&config.resp)
             .await
             .map_err(|e| format!("resp (--resp): cannot bind {}: {e}", config.resp))?;
@@ -72,6 +103,10 @@ impl RunningNode {
                 limits.max_client_output,
                 limits.max_clients_memory,
             ),
+            acl,
+            resp_tls,
+            http_tls,
+            admin_token: security.admin_token.as_deref().map(AdminToken::new),
             ..Shared::new(node, config.max_clients)
         });
         let cancel = CancellationToken::new();
@@ -93,6 +128,44 @@ impl RunningNode {
             cancel,
             tasks,
         })
+    }
+
+    /// Re-reads what the front ends load from files: the ACL file (if
+    /// any) and the RESP and HTTP certificates (if TLS is on). What fails
+    /// to load keeps what is in force; each failure is one message, and
+    /// each reload is logged. For SIGHUP.
+    ///
+    /// # Errors
+    ///
+    /// The messages of what failed, joined by `; `.
+    pub fn reload(&self) -> Result<(), String> {
+        let mut failed = Vec::new();
+        if self.shared.acl.has_file() {
+            if let Err(e) = self.shared.acl.reload() {
+                failed.push(format!("acl_file: {e}"));
+            }
+        }
+        for (name, tls) in [
+            ("resp_tls", &self.shared.resp_tls),
+            ("http_tls", &self.shared.http_tls),
+        ] {
+            if let Some(tls) = tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("{name}: certificate reloaded"),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{name}: reload failed, the certificate in force is kept: {e}"
+                        );
+                        failed.push(format!("{name}: {e}"));
+                    }
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// The node.

@@ -30,12 +30,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cmd::{Command, ParseError};
+use crate::cmd::{Command, ParseError, authorize, parse_gated};
 use crate::limits::Limit;
 use crate::resp::{Parser, Protocol, Reply};
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::writer::{Closed, Output};
+use crate::writer::{ClientStream, Closed, Output};
 
 /// Bytes read from the socket at a time (the buffer grows past it only for
 /// one large bulk, bounded by [`Limits::max_bulk`](crate::resp::Limits)).
@@ -135,7 +135,11 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
         };
         let Ok(permit) = shared.clients.clone().try_acquire_owned() else {
             shared.stats.rejected_connections.fetch_add(1, Relaxed);
-            tracker.spawn(refuse(stream));
+            // A TLS client could not read a plaintext refusal: it is
+            // closed without one.
+            if shared.resp_tls.is_none() {
+                tracker.spawn(refuse(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -146,7 +150,21 @@ pub async fn serve_resp(listener: TcpListener, shared: Arc<Shared>, cancel: Canc
             let _connected = Connected::new(&shared.stats.connected_clients);
             let id = shared.next_client_id.fetch_add(1, Relaxed);
             let mut session = Session::new(id, peer);
-            let result = connection(stream, &shared, &mut session, &cancel).await;
+            session.user = shared.acl.current().initial_user();
+            session.acl_generation = shared.acl.generation();
+            let result = match &shared.resp_tls {
+                None => connection(stream, &shared, &mut session, &cancel).await,
+                // The handshake runs in the client's task, holding its
+                // permit: handshakes are bounded as clients are.
+                Some(tls) => match tls.handshake(stream).await {
+                    Ok(stream) => connection(stream, &shared, &mut session, &cancel).await,
+                    Err(e) => {
+                        shared.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+                        tracing::debug!("RESP TLS handshake with {peer} failed: {e}");
+                        Ok(())
+                    }
+                },
+            };
             ended(&shared, peer, result);
             drop(permit);
         });
@@ -178,11 +196,12 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
-/// Runs one command (or answers its refusal) and counts an error reply.
+/// Runs one command (or answers its refusal, or the gate's: see
+/// [`authorize`]) and counts an error reply.
 async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
-    let reply = match parsed {
+    let reply = match authorize(&shared.acl, session, parsed) {
         Ok(command) => command.apply(shared, session).await,
-        Err(refused) => refused.into(),
+        Err(refused) => refused,
     };
     if reply.is_error() {
         shared.stats.error_replies.fetch_add(1, Relaxed);
@@ -192,13 +211,21 @@ async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
 
 /// Runs one command alone and queues its reply; `MGET` writes its reply
 /// as it reads, in batches (see [`MGet::stream`]).
-async fn run_alone(
+async fn run_alone<S: ClientStream>(
     shared: &Shared,
     session: &mut Session,
     parsed: Parsed,
-    out: &mut Output<'_>,
+    out: &mut Output<'_, S>,
 ) -> Result<(), Closed> {
-    if let Ok(Command::MGet(mget)) = parsed {
+    if matches!(parsed, Ok(Command::MGet(_))) {
+        let mget = match authorize(&shared.acl, session, parsed) {
+            Ok(Command::MGet(mget)) => mget,
+            Ok(_) => unreachable!("authorize returns the command it was given"),
+            Err(refused) => {
+                shared.stats.error_replies.fetch_add(1, Relaxed);
+                return out.reply(&refused, session.protocol).await;
+            }
+        };
         if let Some(error) = mget.stream(&shared.node, out, session.protocol).await? {
             shared.stats.error_replies.fetch_add(1, Relaxed);
             out.reply(&error, session.protocol).await?;
@@ -211,8 +238,8 @@ async fn run_alone(
 
 /// Serves one client until it leaves, sends what cannot be parsed, or
 /// reaches a bound; the caller counts and logs how it ended.
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: ClientStream>(
+    mut stream: S,
     shared: &Shared,
     session: &mut Session,
     cancel: &CancellationToken,
@@ -244,7 +271,7 @@ async fn connection(
                 let parsed = match held.take() {
                     Some(parsed) => parsed,
                     None => match parser.next(&mut input, &shared.limits) {
-                        Ok(Some(args)) => Command::parse(args),
+                        Ok(Some(args)) => parse_gated(args),
                         Ok(None) => break,
                         Err(e) => {
                             failure = Some(e);
@@ -332,7 +359,7 @@ async fn connection(
                      and this client held the most\r\n",
                     shared.memory.max_total()
                 );
-                let _ = out.stream.try_write(why.as_bytes());
+                let _ = out.stream.try_write_now(why.as_bytes());
                 return Err(Closed::Limit(Limit::ClientsMemory));
             }
             n = out.stream.read_buf(&mut input) => n?,

@@ -1,12 +1,15 @@
 //! Per-connection state: who the client is and what it negotiated. One
 //! [`Session`] lives as long as its connection; commands that change it
 //! (`HELLO`, `CLIENT SETNAME`, `CLIENT SETINFO`) get it mutably, and the
-//! server writes every reply in its [`Protocol`].
+//! server writes every reply in its [`Protocol`]. It also holds who the
+//! client is logged in as (`AUTH`, `HELLO ... AUTH`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::User;
 use crate::resp::Protocol;
 
 /// One client connection's state.
@@ -20,6 +23,7 @@ use crate::resp::Protocol;
 /// let session = Session::new(7, "127.0.0.1:50000".parse().unwrap());
 /// assert_eq!(session.protocol, Protocol::Resp2);
 /// assert_eq!(session.name, None);
+/// assert!(session.user.is_none(), "not logged in until the server says so");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -35,6 +39,12 @@ pub struct Session {
     pub lib_name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-VER`.
     pub lib_ver: Option<Bytes>,
+    /// The user the client is logged in as; `None`: not authenticated, so
+    /// only `AUTH`, `HELLO`, `PING` and `QUIT` answer.
+    pub user: Option<Arc<User>>,
+    /// The ACL generation `user` was read at (see
+    /// [`AclStore::refresh`](crate::auth::AclStore::refresh)).
+    pub acl_generation: u64,
 }
 
 impl Session {
@@ -47,6 +57,8 @@ impl Session {
             protocol: Protocol::Resp2,
             lib_name: None,
             lib_ver: None,
+            user: None,
+            acl_generation: 0,
         }
     }
 }

@@ -10,10 +10,49 @@ use std::time::Instant;
 use gridkv::GridKv;
 use tokio::sync::Semaphore;
 
+use crate::auth::AclStore;
 use crate::clients::ClientsMemory;
 use crate::config::{DEFAULT_MAX_CLIENT_OUTPUT, DEFAULT_MAX_CLIENTS_MEMORY, PipelineOrder};
 use crate::limits::LimitCounters;
 use crate::resp::Limits;
+use crate::tls::ServerTls;
+
+/// The HTTP admin's bearer token, kept as its SHA-256 so it is compared
+/// in constant time whatever its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    /// The token `token`.
+    pub fn new(token: &str) -> AdminToken {
+        AdminToken(crate::auth::sha256(token.as_bytes()))
+    }
+
+    /// Whether `offered` is the token (constant time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv_server::shared::AdminToken;
+    ///
+    /// let token = AdminToken::new("s3cret");
+    /// assert!(token.matches("s3cret"));
+    /// assert!(!token.matches("s3cre"));
+    /// ```
+    pub fn matches(&self, offered: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0
+            .ct_eq(&crate::auth::sha256(offered.as_bytes()))
+            .into()
+    }
+}
+
+/// The token is never printed.
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<hidden>)")
+    }
+}
 
 /// Most pipelined commands run at once on the whole server. Well under
 /// the transport's in-flight bound per peer (1,024): a write returns at W
@@ -46,6 +85,14 @@ pub struct ServerStats {
     pub parser_scanned_bytes: AtomicU64,
     /// Clients closed at each [`Limit`](crate::limits::Limit).
     pub limits: LimitCounters,
+    /// RESP clients whose TLS handshake failed (`--resp-tls`).
+    pub tls_handshake_failures: AtomicU64,
+    /// HTTP clients whose TLS handshake failed (`--http-tls`); shared with
+    /// the listener's accept task.
+    pub http_tls_handshake_failures: Arc<AtomicU64>,
+    /// HTTP admin requests refused for a missing or wrong token (401) or
+    /// because no token is configured (403).
+    pub admin_refusals: AtomicU64,
 }
 
 /// [`ServerStats`] read at one moment.
@@ -71,6 +118,12 @@ pub struct ServerCounters {
     pub parser_scanned_bytes: u64,
     /// Clients closed at each limit, indexed by `Limit as usize`.
     pub limit_exceeded: [u64; 6],
+    /// RESP TLS handshakes failed.
+    pub tls_handshake_failures: u64,
+    /// HTTP TLS handshakes failed.
+    pub http_tls_handshake_failures: u64,
+    /// HTTP admin requests refused (401/403).
+    pub admin_refusals: u64,
     /// Input bytes all clients hold now (not yet parsed).
     pub clients_input_bytes: u64,
     /// Reply bytes all clients hold now (not yet written).
@@ -86,6 +139,9 @@ impl ServerStats {
         ServerCounters {
             parser_scanned_bytes: self.parser_scanned_bytes.load(Relaxed),
             limit_exceeded: self.limits.load(),
+            tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
+            http_tls_handshake_failures: self.http_tls_handshake_failures.load(Relaxed),
+            admin_refusals: self.admin_refusals.load(Relaxed),
             clients_input_bytes,
             clients_output_bytes,
             clients_memory_peak: memory.peak(),
@@ -134,6 +190,17 @@ pub struct Shared {
     pub leaving: AtomicBool,
     /// The RESP address clients connect to (for INFO).
     pub resp_addr: OnceLock<SocketAddr>,
+    /// The HTTP admin's address (whether it is loopback decides what the
+    /// admin token guards).
+    pub http_addr: OnceLock<SocketAddr>,
+    /// The RESP users and their rights (`--requirepass`, `--acl-file`).
+    pub acl: AclStore,
+    /// `--resp-tls`: the RESP listener's TLS.
+    pub resp_tls: Option<Arc<ServerTls>>,
+    /// `--http-tls`: the HTTP admin's TLS.
+    pub http_tls: Option<Arc<ServerTls>>,
+    /// `--admin-token`: what the HTTP admin asks for (see [`crate::http`]).
+    pub admin_token: Option<AdminToken>,
     /// The next `CLIENT ID`.
     pub(crate) next_client_id: AtomicU64,
     /// One permit per connected client.
@@ -159,6 +226,11 @@ impl Shared {
             pipeline_order: PipelineOrder::default(),
             leaving: AtomicBool::new(false),
             resp_addr: OnceLock::new(),
+            http_addr: OnceLock::new(),
+            acl: AclStore::open(),
+            resp_tls: None,
+            http_tls: None,
+            admin_token: None,
             next_client_id: AtomicU64::new(1),
             clients: Arc::new(Semaphore::new(max_clients)),
             grouped: Semaphore::new(MAX_GROUPED),

@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// The RESP server's counters.
     pub server: ServerCounters,
+    /// Authentication and ACL refusals (issue 16).
+    pub auth: crate::auth::AuthCounts,
     /// Most RESP clients at once.
     pub max_clients: usize,
     /// `--max-client-output`.
@@ -118,6 +120,7 @@ impl Snapshot {
             uptime: shared.started.elapsed(),
             ready: node.is_ready(),
             server: shared.stats.load(&shared.memory),
+            auth: shared.acl.counters.load(),
             max_clients: shared.max_clients,
             max_client_output: shared.memory.max_client_output(),
             max_clients_memory: shared.memory.max_total(),

@@ -8,13 +8,17 @@
 //! A write waits for a slow reader (the socket's backpressure), except
 //! that the client is closed when the registry picks it to free memory,
 //! or 5 s after the server begins to shut down.
+//!
+//! The stream is any [`ClientStream`]: a TCP socket, or TLS over one
+//! (`--resp-tls`); the bounds and accounting are the same.
 
 use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientAccount;
@@ -54,10 +58,32 @@ impl From<Limit> for Closed {
     }
 }
 
+/// A client connection's byte stream.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Writes what the stream takes at once, without waiting: `WouldBlock`
+    /// if it would have to. The fast path of a reply that fits the
+    /// socket's buffer: one system call, no future.
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+impl ClientStream for TcpStream {
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
+impl ClientStream for TlsStream<TcpStream> {
+    /// TLS records are written by the stream's own future, so there is no
+    /// synchronous path: every write takes the waiting one.
+    fn try_write_now(&mut self, _bytes: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
 /// One connection's socket and reply buffer.
-pub(crate) struct Output<'a> {
+pub(crate) struct Output<'a, S> {
     /// The client's socket (read from by the connection between replies).
-    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) stream: &'a mut S,
     buf: BytesMut,
     /// Bytes of replies fetched but not yet encoded (an `MGET` batch, a
     /// group's replies), counted with the buffer against the bound.
@@ -71,9 +97,9 @@ pub(crate) struct Output<'a> {
     shutdown: &'a CancellationToken,
 }
 
-impl<'a> Output<'a> {
+impl<'a, S: ClientStream> Output<'a, S> {
     pub(crate) fn new(
-        stream: &'a mut TcpStream,
+        stream: &'a mut S,
         account: &'a ClientAccount<'a>,
         shared: &'a Shared,
         shutdown: &'a CancellationToken,
@@ -165,7 +191,7 @@ impl<'a> Output<'a> {
             shutdown,
             ..
         } = self;
-        write(stream, buf, account, shared, shutdown).await?;
+        write(&mut **stream, buf, account, shared, shutdown).await?;
         buf.clear();
         // A large reply's buffer is not kept for the rest of the connection.
         if buf.capacity() > 4 * FLUSH_AT {
@@ -178,8 +204,8 @@ impl<'a> Output<'a> {
 /// Writes `bytes` to the socket: at once if the socket takes them, else
 /// waiting for the client to read, unless the registry closes the client
 /// or shutdown's grace runs out first.
-async fn write(
-    stream: &mut TcpStream,
+async fn write<S: ClientStream>(
+    stream: &mut S,
     bytes: &[u8],
     account: &ClientAccount<'_>,
     shared: &Shared,
@@ -193,7 +219,7 @@ async fn write(
     // The usual case, a reply the socket buffer takes whole, costs one
     // system call and no futures.
     while done < bytes.len() {
-        match stream.try_write(&bytes[done..]) {
+        match stream.try_write_now(&bytes[done..]) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -204,7 +230,11 @@ async fn write(
         return Ok(());
     }
     tokio::select! {
-        written = stream.write_all(&bytes[done..]) => Ok(written?),
+        // Flushed: TLS may hold the last record until asked.
+        written = async {
+            stream.write_all(&bytes[done..]).await?;
+            stream.flush().await
+        } => Ok(written?),
         // The registry's close is at once; shutdown's after a grace.
         () = async {
             account.closed().await;

@@ -5,6 +5,8 @@
 //! one at a time (see `.config/nextest.toml`): their timing is real. The
 //! one-node tests (N = W = R = 1) are independent and run in parallel.
 
+// Each test binary compiles the harness whole and uses part of it.
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeSet;

@@ -36,6 +36,11 @@ pub enum ParseError {
     /// A subcommand or argument the command refuses, with its own message.
     #[error("{0}")]
     Refused(Cow<'static, str>),
+    /// A refusal of a command a client must log in for: a client not
+    /// logged in gets `-NOAUTH` instead (see the gate); others see the
+    /// refusal itself.
+    #[error("{0}")]
+    Guarded(Box<ParseError>),
 }
 
 /// The error reply for a failed operation: its first word is the code

@@ -6,7 +6,7 @@ use gridkv::GridKv;
 use super::error::error_reply;
 use super::many::{BATCH, Distinct, failure};
 use crate::resp::{Protocol, Reply};
-use crate::writer::{Closed, Output};
+use crate::writer::{ClientStream, Closed, Output};
 
 /// `GET key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +73,10 @@ impl MGet {
     /// Returns the error reply when the first batch fails (nothing is
     /// written yet). A later batch that fails cannot be answered with an
     /// error in the middle of the array: the connection is closed.
-    pub(crate) async fn stream(
+    pub(crate) async fn stream<S: ClientStream>(
         self,
         node: &GridKv,
-        out: &mut Output<'_>,
+        out: &mut Output<'_, S>,
         protocol: Protocol,
     ) -> Result<Option<Reply>, Closed> {
         let distinct = Distinct::new(&self.keys);

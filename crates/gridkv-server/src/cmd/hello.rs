@@ -3,9 +3,9 @@
 //!
 //! - `protover` 2 or 3 switches the connection's protocol; anything else
 //!   is `NOPROTO`. Without it the protocol stays as it is.
-//! - GridKV has no authentication yet, so it answers `AUTH` as Redis does
-//!   with no password configured: the `default` user gets in with any
-//!   password; any other user gets `WRONGPASS`.
+//! - `AUTH user pass` logs the connection in first, as the `AUTH`
+//!   command does; if it fails, nothing else changes (`WRONGPASS`).
+//!   Without `AUTH`, a client not logged in gets `NOAUTH`, as from Redis.
 //! - The reply is a map in RESP3 and a flat array in RESP2: `server`,
 //!   `version`, `proto`, `id`, `mode`, `role`, `node` (GridKV's node id),
 //!   `modules`.
@@ -13,8 +13,10 @@
 use bytes::Bytes;
 
 use super::args::{is, parse_int};
+use super::auth::login;
 use super::client::client_name;
 use super::error::ParseError;
+use crate::auth::AclStore;
 use crate::resp::{Protocol, Reply};
 use crate::session::Session;
 
@@ -83,13 +85,18 @@ impl Hello {
         Ok(hello)
     }
 
-    pub(crate) fn apply(self, node_id: &str, session: &mut Session) -> Reply {
-        if let Some((user, _password)) = &self.auth {
-            if &user[..] != b"default" {
-                return Reply::error(
-                    "WRONGPASS invalid username-password pair or user is disabled.",
-                );
+    pub(crate) fn apply(self, node_id: &str, acl: &AclStore, session: &mut Session) -> Reply {
+        if let Some((user, password)) = &self.auth {
+            let result = acl.current().authenticate(user, password);
+            if let Err(failure) = login(acl, session, result) {
+                return Reply::error(failure.message());
             }
+        } else if session.user.is_none() {
+            return Reply::error(
+                "NOAUTH HELLO must be called with the client already authenticated, \
+                 otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
+                 authenticate the client and select the RESP protocol version at the same time",
+            );
         }
         if let Some(name) = self.name {
             session.name = name;
@@ -124,8 +131,11 @@ mod tests {
         )
     }
 
+    /// A session logged in as `default` on a node without passwords.
     fn session() -> Session {
-        Session::new(9, "127.0.0.1:1".parse().unwrap())
+        let mut s = Session::new(9, "127.0.0.1:1".parse().unwrap());
+        s.user = AclStore::open().current().initial_user();
+        s
     }
 
     #[test]
@@ -175,9 +185,11 @@ mod tests {
     #[test]
     fn switches_protocol_and_answers_a_map() {
         let mut s = session();
-        let reply = parse(&["HELLO", "3", "SETNAME", "app"])
-            .unwrap()
-            .apply("n1", &mut s);
+        let reply = parse(&["HELLO", "3", "SETNAME", "app"]).unwrap().apply(
+            "n1",
+            &AclStore::open(),
+            &mut s,
+        );
         assert_eq!(s.protocol, Protocol::Resp3);
         assert_eq!(s.name.as_deref(), Some(&b"app"[..]));
         let Reply::Map(fields) = reply else {
@@ -201,11 +213,12 @@ mod tests {
     }
 
     #[test]
-    fn auth_accepts_only_the_default_user() {
+    fn without_passwords_auth_accepts_only_the_default_user() {
+        let open = AclStore::open();
         let mut s = session();
         let bad = parse(&["HELLO", "3", "AUTH", "bob", "pw"])
             .unwrap()
-            .apply("n1", &mut s);
+            .apply("n1", &open, &mut s);
         assert!(matches!(bad, Reply::Error(m) if m.starts_with("WRONGPASS")));
         assert_eq!(
             s.protocol,
@@ -214,8 +227,37 @@ mod tests {
         );
         let ok = parse(&["HELLO", "3", "AUTH", "default", "anything"])
             .unwrap()
-            .apply("n1", &mut s);
+            .apply("n1", &open, &mut s);
         assert!(matches!(ok, Reply::Map(_)));
         assert_eq!(s.protocol, Protocol::Resp3);
+    }
+
+    #[test]
+    fn with_a_password_hello_logs_in_or_changes_nothing() {
+        let acl = AclStore::new(crate::auth::AuthSettings {
+            requirepass: Some("pw".into()),
+            acl_file: None,
+        })
+        .unwrap();
+        let mut s = Session::new(9, "127.0.0.1:1".parse().unwrap());
+        let plain = parse(&["HELLO", "3"]).unwrap().apply("n1", &acl, &mut s);
+        assert!(matches!(&plain, Reply::Error(m) if m.starts_with("NOAUTH HELLO must be called")));
+        let wrong = parse(&["HELLO", "3", "AUTH", "default", "no", "SETNAME", "x"])
+            .unwrap()
+            .apply("n1", &acl, &mut s);
+        assert!(matches!(&wrong, Reply::Error(m) if m.starts_with("WRONGPASS")));
+        assert!(s.user.is_none() && s.name.is_none() && s.protocol == Protocol::Resp2);
+        let ok = parse(&["HELLO", "3", "AUTH", "default", "pw", "SETNAME", "x"])
+            .unwrap()
+            .apply("n1", &acl, &mut s);
+        assert!(matches!(ok, Reply::Map(_)));
+        assert_eq!(s.user.as_ref().map(|u| u.name()), Some("default"));
+        assert_eq!(s.protocol, Protocol::Resp3);
+        assert_eq!(
+            acl.counters
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! | `-SHUTDOWN ...` | the node is leaving |
 //! | `-TRYAGAIN ...` | the node does not serve yet (not joined, the cluster still forming, or fewer ring members than W and R need) and did not within the command's deadline; or a write meets a hold on this node's clock: `restart barrier: ... N ms left at most` (it restarted moments ago) or `clock offset: ... +N ms from the cluster's median` (its clock is beyond the bound; it still serves reads). Nothing was read or written: retry, or write through another node |
 //! | `-ERR ...` | a bad command, key or value (nothing was stored) |
+//! | `-NOAUTH ...`, `-NOPERM ...`, `-WRONGPASS ...` | not logged in, not allowed (the command or a key), or a failed `AUTH`: see `gate` and [`crate::auth`] |
 //!
 //! Commands that touch several keys (`DEL`, `EXISTS`, `MGET`, `MSET`) run
 //! the keys concurrently; if any key fails the whole reply is an error
@@ -31,7 +32,9 @@
 //! file per command or small family: `get` (GET, MGET), `set` (SET,
 //! MSET), `del` (DEL, EXISTS), `expire` (EXPIRE, PEXPIRE, TTL, PTTL,
 //! PERSIST), `connection` (PING, ECHO, SELECT), `hello`, `client`, `info`
-//! (INFO, DBSIZE), `config`, `command`.
+//! (INFO, DBSIZE), `config`, `command`, `auth` (AUTH, ACL). Before it runs,
+//! a command passes the `gate`: is the client logged in, and may its user
+//! run it on these keys (see [`crate::auth`])?
 //!
 //! # Examples
 //!
@@ -46,6 +49,7 @@
 //! ```
 
 mod args;
+mod auth;
 mod client;
 mod command;
 mod config;
@@ -53,6 +57,7 @@ mod connection;
 mod del;
 mod error;
 mod expire;
+mod gate;
 mod get;
 mod hello;
 mod info;
@@ -62,6 +67,7 @@ mod table;
 
 use bytes::Bytes;
 
+pub use auth::{Acl, Auth};
 pub use client::{Client, LibAttr};
 pub use command::Commands;
 pub use config::ConfigGet;
@@ -73,6 +79,8 @@ pub use get::{Get, MGet};
 pub use hello::Hello;
 pub use info::Info;
 pub use set::{MSet, Set};
+
+pub(crate) use gate::{authorize, parse as parse_gated};
 
 use crate::resp::Reply;
 use crate::session::Session;
@@ -119,6 +127,10 @@ pub enum Command {
     Hello(Hello),
     /// `QUIT`: answer OK, then close the connection.
     Quit,
+    /// `AUTH [username] password`.
+    Auth(Auth),
+    /// `ACL WHOAMI|LIST|LOAD|CAT`.
+    Acl(Acl),
 }
 
 impl Command {
@@ -164,6 +176,8 @@ impl Command {
             "client" => Command::Client(Client::parse(args)?),
             "hello" => Command::Hello(Hello::parse(args)?),
             "quit" => Command::Quit,
+            "auth" => Command::Auth(Auth::parse(args)?),
+            "acl" => Command::Acl(Acl::parse(args)?),
             other => unreachable!("{other} is in the table but not parsed"),
         })
     }
@@ -183,6 +197,79 @@ impl Command {
                 Some(&keys[0])
             }
             _ => None,
+        }
+    }
+
+    /// Calls `allowed` with each key the command names, in order, until it
+    /// answers `false`; whether it answered `true` for all (commands with
+    /// no key: `true`). `MSET`'s values are not keys.
+    pub fn all_keys(&self, mut allowed: impl FnMut(&[u8]) -> bool) -> bool {
+        match self {
+            Command::Get(Get { key })
+            | Command::Set(Set { key, .. })
+            | Command::Expire(Expire { key, .. })
+            | Command::Ttl(Ttl { key, .. })
+            | Command::Persist(Persist { key }) => allowed(key),
+            Command::MGet(MGet { keys })
+            | Command::Del(Del { keys })
+            | Command::Exists(Exists { keys }) => keys.iter().all(|k| allowed(k)),
+            Command::MSet(MSet { pairs }) => pairs.iter().all(|(k, _)| allowed(k)),
+            Command::Ping(_)
+            | Command::Echo(_)
+            | Command::Select
+            | Command::DbSize
+            | Command::Info(_)
+            | Command::Commands(_)
+            | Command::Config(_)
+            | Command::Client(_)
+            | Command::Hello(_)
+            | Command::Quit
+            | Command::Auth(_)
+            | Command::Acl(_) => true,
+        }
+    }
+
+    /// The command's index in the ACL's [`ENTRIES`](crate::auth::ENTRIES):
+    /// what a user needs the right of to run it.
+    pub fn acl_entry(&self) -> usize {
+        use crate::auth::position as at;
+        match self {
+            Command::Get(_) => const { at("get") },
+            Command::MGet(_) => const { at("mget") },
+            Command::Set(_) => const { at("set") },
+            Command::MSet(_) => const { at("mset") },
+            Command::Del(_) => const { at("del") },
+            Command::Exists(_) => const { at("exists") },
+            Command::Expire(Expire {
+                unit: Unit::Seconds,
+                ..
+            }) => const { at("expire") },
+            Command::Expire(_) => const { at("pexpire") },
+            Command::Ttl(Ttl {
+                unit: Unit::Seconds,
+                ..
+            }) => const { at("ttl") },
+            Command::Ttl(_) => const { at("pttl") },
+            Command::Persist(_) => const { at("persist") },
+            Command::Ping(_) => const { at("ping") },
+            Command::Echo(_) => const { at("echo") },
+            Command::Select => const { at("select") },
+            Command::DbSize => const { at("dbsize") },
+            Command::Info(_) => const { at("info") },
+            Command::Commands(_) => const { at("command") },
+            Command::Config(_) => const { at("config|get") },
+            Command::Client(Client::SetName(_)) => const { at("client|setname") },
+            Command::Client(Client::GetName) => const { at("client|getname") },
+            Command::Client(Client::Id) => const { at("client|id") },
+            Command::Client(Client::SetInfo(..)) => const { at("client|setinfo") },
+            Command::Client(Client::Info) => const { at("client|info") },
+            Command::Hello(_) => const { at("hello") },
+            Command::Quit => const { at("quit") },
+            Command::Auth(_) => const { at("auth") },
+            Command::Acl(Acl::WhoAmI) => const { at("acl|whoami") },
+            Command::Acl(Acl::List) => const { at("acl|list") },
+            Command::Acl(Acl::Load) => const { at("acl|load") },
+            Command::Acl(Acl::Cat(_)) => const { at("acl|cat") },
         }
     }
 
@@ -212,7 +299,9 @@ impl Command {
             Command::Commands(c) => c.apply(),
             Command::Config(c) => c.apply(shared),
             Command::Client(c) => c.apply(session),
-            Command::Hello(c) => c.apply(&node.id().to_string(), session),
+            Command::Hello(c) => c.apply(&node.id().to_string(), &shared.acl, session),
+            Command::Auth(c) => c.apply(&shared.acl, session),
+            Command::Acl(c) => c.apply(&shared.acl, session),
         }
     }
 }
@@ -405,6 +494,50 @@ mod tests {
         assert_eq!(
             parse(&["COMMAND", "BOGUS"]).unwrap_err().to_string(),
             "ERR unknown subcommand of 'command'"
+        );
+    }
+
+    #[test]
+    fn every_command_with_keys_shows_each_of_them() {
+        // One line per command of the table that has keys (first_key > 0).
+        let lines: &[&[&str]] = &[
+            &["GET", "k"],
+            &["SET", "k", "v"],
+            &["DEL", "a", "k"],
+            &["EXISTS", "a", "k"],
+            &["EXPIRE", "k", "1"],
+            &["PEXPIRE", "k", "1"],
+            &["TTL", "k"],
+            &["PTTL", "k"],
+            &["PERSIST", "k"],
+            &["MGET", "a", "k"],
+            &["MSET", "a", "1", "k", "2"],
+        ];
+        let with_keys: Vec<&str> = table::COMMANDS
+            .iter()
+            .filter(|c| c.first_key > 0)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(with_keys.len(), lines.len());
+        for words in lines {
+            let command = parse(words).unwrap();
+            assert!(with_keys.contains(&words[0].to_ascii_lowercase().as_str()));
+            let mut seen = Vec::new();
+            assert!(command.all_keys(|k| {
+                seen.push(k.to_vec());
+                true
+            }));
+            assert_eq!(seen.last().map(Vec::as_slice), Some(&b"k"[..]), "{words:?}");
+            assert!(!command.all_keys(|k| k != b"k"), "{words:?}");
+        }
+        assert!(parse(&["PING"]).unwrap().all_keys(|_| false));
+        assert_eq!(
+            crate::auth::ENTRIES[parse(&["ACL", "LOAD"]).unwrap().acl_entry()].name,
+            "acl|load"
+        );
+        assert_eq!(
+            crate::auth::ENTRIES[parse(&["PTTL", "k"]).unwrap().acl_entry()].name,
+            "pttl"
         );
     }
 

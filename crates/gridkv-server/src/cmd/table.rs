@@ -72,9 +72,27 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("config", -2, &["admin", "loading", "stale"], NO_KEYS),
     spec("client", -2, &["loading", "stale"], NO_KEYS),
     spec("select", 2, &["loading", "stale", "fast"], NO_KEYS),
-    spec("hello", -1, &["fast", "loading", "stale"], NO_KEYS),
+    spec(
+        "hello",
+        -1,
+        &["fast", "loading", "stale", "no_auth"],
+        NO_KEYS,
+    ),
     spec("quit", -1, &["fast"], NO_KEYS),
+    spec(
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        NO_KEYS,
+    ),
+    spec("acl", -2, &["loading", "stale"], NO_KEYS),
 ];
+
+/// The name of every command.
+#[cfg(test)]
+pub(crate) fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|c| c.name)
+}
 
 /// The command named `name`, in any case.
 pub(crate) fn find(name: &[u8]) -> Option<&'static Spec> {
@@ -94,5 +112,19 @@ mod tests {
         let del = find(b"del").unwrap();
         assert!(del.arity_fits(2) && del.arity_fits(9) && !del.arity_fits(1));
         assert_eq!(find(b"nosuch"), None);
+    }
+
+    #[test]
+    fn every_command_has_an_acl_entry_and_every_entry_a_command() {
+        for name in command_names() {
+            assert_ne!(crate::auth::of_command(name), 0, "{name} has no ACL entry");
+        }
+        for e in crate::auth::ENTRIES {
+            assert!(
+                command_names().any(|n| n == e.command()),
+                "{} is not a command",
+                e.name
+            );
+        }
     }
 }

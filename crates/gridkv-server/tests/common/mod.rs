@@ -333,13 +333,28 @@ fn parse_ready_line(line: &str) -> Option<Vec<(String, String)>> {
 /// A minimal HTTP/1.1 `GET` over a std socket: the status code and body
 /// (chunked bodies decoded).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, &[])
+}
+
+/// A minimal HTTP/1.1 request with no body and extra `headers`, over a
+/// std socket: the status code and body (chunked bodies decoded).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
     let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -448,5 +463,86 @@ impl Cluster {
                 },
             );
         }
+    }
+}
+
+/// A RESP client over any byte stream (a TCP socket, a TLS stream), for
+/// tests that need to see replies as sent: each reply read as text,
+/// `+OK`/`-ERR ...`/`:1` as is, a bulk as its content, nil as `(nil)`,
+/// an array or map as `[a, b]`.
+pub struct Resp<S: Read + Write> {
+    stream: std::io::BufReader<S>,
+}
+
+impl<S: Read + Write> Resp<S> {
+    /// A client on `stream`.
+    pub fn new(stream: S) -> Resp<S> {
+        Resp {
+            stream: std::io::BufReader::new(stream),
+        }
+    }
+
+    /// The stream, to write raw bytes (a pipeline).
+    pub fn stream_mut(&mut self) -> &mut S {
+        self.stream.get_mut()
+    }
+
+    /// Sends `args` as one command and reads its reply.
+    pub fn cmd(&mut self, args: &[&str]) -> String {
+        self.try_cmd(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// As [`Resp::cmd`], with the I/O error if the stream fails.
+    pub fn try_cmd(&mut self, args: &[&str]) -> std::io::Result<String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let w = self.stream.get_mut();
+        w.write_all(out.as_bytes())?;
+        w.flush()?;
+        self.reply()
+    }
+
+    /// Reads one reply.
+    pub fn reply(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.stream.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches("\r\n");
+        let (kind, rest) = line.split_at(1);
+        let n = || rest.parse::<i64>().unwrap_or(-1);
+        Ok(match kind {
+            "+" | "-" | ":" | "#" | "," => line.to_owned(),
+            "_" => "(nil)".to_owned(),
+            "$" | "=" if n() < 0 => "(nil)".to_owned(),
+            "$" | "=" => {
+                let mut buf = vec![0; n() as usize + 2];
+                self.stream.read_exact(&mut buf)?;
+                buf.truncate(n() as usize);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if kind == "=" {
+                    text[4..].to_owned()
+                } else {
+                    text
+                }
+            }
+            "*" | "~" | ">" | "%" if n() < 0 => "(nil)".to_owned(),
+            "*" | "~" | ">" | "%" => {
+                let items = if kind == "%" { 2 * n() } else { n() };
+                let parts = (0..items)
+                    .map(|_| self.reply())
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                format!("[{}]", parts.join(", "))
+            }
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    line.to_owned(),
+                ));
+            }
+        })
     }
 }
