@@ -140,6 +140,7 @@ fn signed_cluster_forms_detects_a_crash_removes_by_majority_and_takes_a_restart_
             let mut sim = signed_cluster(seed, n);
             let victim = 4;
             let old_gen = sim.nodes[victim].generation;
+            let last_alive = own_claim(&sim, victim);
             sim.crash(victim);
             let down = sim.run_until(20 * S, |s| {
                 (0..victim).all(|i| matches!(s.view(i, victim), Some((Liveness::Down, ..))))
@@ -160,6 +161,10 @@ fn signed_cluster_forms_detects_a_crash_removes_by_majority_and_takes_a_restart_
             for i in 0..victim {
                 assert_eq!(sim.swim(i).ring_members().placement.len(), n - 1);
             }
+            // Its last "alive", replayed, does not bring it back.
+            let p = packet_from(&sim, 1, vec![last_alive]);
+            let (before, after) = attack(&mut sim, 0, Some(name(1)), &p);
+            assert_eq!(after.stale, before.stale + 1);
             sim.start(victim);
             let back = sim.run_until(60 * S, |s| {
                 s.converged() && (0..n).all(|i| s.swim(i).ring_members().placement.len() == n)
@@ -419,6 +424,30 @@ fn a_packet_from_another_node_than_the_authenticated_one_is_refused() {
             let p = packet_from(&sim, 2, vec![down]);
             let (before, after) = attack(&mut sim, 0, Some(name(1)), &p);
             assert_eq!(after.sender_mismatch, before.sender_mismatch + 1);
+            let _ = seed;
+        });
+    }
+}
+
+#[test]
+fn a_claim_by_a_signer_whose_key_is_unknown_is_unverifiable() {
+    for seed in seeds(3) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 3);
+            // n2's genuine key, but a run of n2 nobody has seen an own
+            // claim from: its key is not known for that run.
+            let mut down = known(&sim, 0, 1);
+            down.liveness = Liveness::Down;
+            down.suspector = Some(name(2));
+            let down = sign(
+                &sim.creds(2),
+                down,
+                ClaimKind::About,
+                sim.nodes[2].generation + 5,
+            );
+            let p = packet_from(&sim, 2, vec![down]);
+            let (before, after) = attack(&mut sim, 0, Some(name(2)), &p);
+            assert_eq!(after.unverifiable, before.unverifiable + 1);
             let _ = seed;
         });
     }

@@ -102,7 +102,14 @@ impl Swim {
         };
         if !update.overrides(&entry.member) {
             let (g, cg) = (update.identity.generation, entry.member.identity.generation);
-            if g < cg || (g == cg && update.incarnation < entry.member.incarnation) {
+            let current = &entry.member;
+            let gone = current.ring == RingState::Removed || current.liveness == Liveness::Left;
+            let says_gone = update.ring == RingState::Removed || update.liveness == Liveness::Left;
+            // Older news, or "alive" about a run that is gone for good.
+            if g < cg
+                || (g == cg && update.incarnation < current.incarnation)
+                || (g == cg && gone && !says_gone)
+            {
                 self.note_stale();
             }
             self.confirm_suspicion(claim.as_ref().unwrap_or(&update));
