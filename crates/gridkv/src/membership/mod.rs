@@ -47,6 +47,7 @@ pub mod clock;
 mod config;
 mod keys;
 mod member;
+mod proof;
 pub mod signed;
 mod swim;
 pub mod trust;

@@ -21,76 +21,14 @@
 use bytes::Bytes;
 
 use super::member::{Identity, Liveness, RingState};
+pub use super::proof::{ClaimKind, Proof, MAX_CERT_BYTES};
 use super::trust::Credentials;
-use super::wire::{Update, WireError};
+use super::wire::{liveness_code, ring_code, Update, WireError};
 use crate::id::{Generation, NodeId};
-
-/// The largest certificate (DER) a claim may carry.
-pub const MAX_CERT_BYTES: usize = 4096;
 
 /// Every signed claim starts with this tag, so that a membership signature
 /// can never be taken for a signature over anything else.
 const DOMAIN: &[u8] = b"gridkv/membership/claim/v3\0";
-
-/// Who makes a claim, relative to the member it is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ClaimKind {
-    /// The member about itself.
-    Own,
-    /// A member about another: suspect, down, or a vote to remove it.
-    About,
-    /// An operator removing one run of a node.
-    Operator,
-}
-
-impl ClaimKind {
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            ClaimKind::Own => 0,
-            ClaimKind::About => 1,
-            ClaimKind::Operator => 2,
-        }
-    }
-
-    pub(crate) fn from_code(code: u8) -> Result<ClaimKind, WireError> {
-        Ok(match code {
-            0 => ClaimKind::Own,
-            1 => ClaimKind::About,
-            2 => ClaimKind::Operator,
-            _ => return Err(WireError::Invalid { field: "claim kind" }),
-        })
-    }
-}
-
-/// The signature on one [`Update`] and who made it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Proof {
-    /// As which kind of claimant the signer signed.
-    pub kind: ClaimKind,
-    /// The signer's id (an operator's name for [`ClaimKind::Operator`]).
-    pub signer: NodeId,
-    /// The run of the signer that signed (0 for an operator).
-    pub signer_generation: Generation,
-    /// Ed25519 over [`signed_bytes`].
-    pub signature: [u8; 64],
-    /// The signer's certificate (DER): always on own claims and operator
-    /// removals, so any receiver can learn the key from the trust bundle.
-    pub certificate: Option<Bytes>,
-}
-
-impl std::fmt::Debug for Proof {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proof")
-            .field("kind", &self.kind)
-            .field("signer", &self.signer)
-            .field("signer_generation", &self.signer_generation)
-            .field(
-                "certificate_len",
-                &self.certificate.as_ref().map(Bytes::len),
-            )
-            .finish_non_exhaustive()
-    }
-}
 
 fn push_label(out: &mut Vec<u8>, s: &[u8]) {
     // Labels are at most 255 bytes (ids 55): a u16 length cannot overflow.
@@ -164,25 +102,6 @@ pub fn signed_bytes(
     out
 }
 
-pub(crate) fn liveness_code(l: Liveness) -> u8 {
-    match l {
-        Liveness::Alive => 0,
-        Liveness::Suspect => 1,
-        Liveness::Down => 2,
-        Liveness::Left => 3,
-    }
-}
-
-pub(crate) fn ring_code(r: RingState) -> u8 {
-    match r {
-        RingState::Joining => 0,
-        RingState::Normal => 1,
-        RingState::Leaving => 2,
-        RingState::Left => 3,
-        RingState::Removed => 4,
-    }
-}
-
 /// Checks that a signed update has the shape its kind allows, before any
 /// signature is checked: own claims say alive or left and name no
 /// suspector; claims about others say suspect or down (or vote a removal)
@@ -247,15 +166,57 @@ pub(crate) fn check_shape(update: &Update, proof: &Proof) -> Result<(), &'static
 ///
 /// # Examples
 ///
+/// An operator signs; a node of the cluster verifies (here, one trust
+/// bundle that accepts exactly the operator's certificate).
+///
 /// ```
-/// # use gridkv::membership::signed::Removal;
-/// # use gridkv::{Generation, NodeId};
-/// # fn operator() -> std::sync::Arc<dyn gridkv::membership::trust::Credentials> { unimplemented!() }
-/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let removal = Removal::sign("prod", NodeId::new("n3")?, Generation::new(42), &*operator());
-/// let bytes = removal.encode();
-/// assert_eq!(Removal::decode(&bytes)?, removal);
-/// # Ok(()) }
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ed25519_dalek::{Signer, SigningKey};
+/// use gridkv::membership::signed::Removal;
+/// use gridkv::membership::trust::{CertRole, CertifiedKey, Credentials, Untrusted};
+/// use gridkv::membership::{Identity, RingState, Swim, SwimConfig};
+/// use gridkv::{Generation, NodeId};
+///
+/// /// A "certificate" is the holder's name; the bundle trusts one key.
+/// struct Creds { id: NodeId, key: SigningKey, cert: Vec<u8>, ops: [u8; 32] }
+/// impl Credentials for Creds {
+///     fn node_id(&self) -> NodeId { self.id }
+///     fn sign(&self, m: &[u8]) -> [u8; 64] { self.key.sign(m).to_bytes() }
+///     fn certificate(&self) -> &[u8] { &self.cert }
+///     fn verify_certificate(&self, der: &[u8], _now: u64) -> Result<CertifiedKey, Untrusted> {
+///         if der != b"ops" { return Err(Untrusted("unknown".into())); }
+///         let node_id = NodeId::new("ops").unwrap();
+///         Ok(CertifiedKey { node_id, role: CertRole::Operator, public_key: self.ops, not_after_ms: u64::MAX })
+///     }
+/// }
+/// let ops_key = SigningKey::from_bytes(&[7; 32]);
+/// let ops = ops_key.verifying_key().to_bytes();
+/// let operator = Creds {
+///     id: NodeId::new("ops")?, key: ops_key, cert: b"ops".to_vec(), ops,
+/// };
+/// let node = Creds {
+///     id: NodeId::new("a")?, key: SigningKey::from_bytes(&[1; 32]),
+///     cert: b"a".to_vec(), ops,
+/// };
+///
+/// let me = Identity::new(NodeId::new("a")?, Generation::new(1), "a:1");
+/// let mut swim = Swim::new(me, SwimConfig::lan(), vec![], 1, Duration::ZERO)?;
+/// swim.set_cluster_name("prod")?;
+/// swim.set_credentials(Arc::new(node))?;
+///
+/// // `gridkv remove a`: the CLI signs, the node checks (here it removes
+/// // itself, the one member this one-node example knows).
+/// let bytes = Removal::sign("prod", NodeId::new("a")?, Generation::new(1), &operator).encode();
+/// let removal = Removal::decode(&bytes)?;
+/// swim.apply_removal(Duration::ZERO, &removal)?;
+/// assert_eq!(swim.local().ring, RingState::Joining); // back as a joiner
+/// assert!(swim.local().incarnation > 0);
+///
+/// // Signed for another cluster, it is refused.
+/// let elsewhere = Removal::sign("test", NodeId::new("a")?, Generation::new(1), &operator);
+/// assert!(swim.apply_removal(Duration::ZERO, &elsewhere).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removal {
@@ -383,4 +344,118 @@ pub enum RemovalError {
         /// The run named.
         generation: Generation,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::member::Member;
+
+    fn base() -> Update {
+        let mut m = Member::new(Identity::new(
+            NodeId::new("x").unwrap(),
+            Generation::new(5),
+            "h:1",
+        ));
+        m.incarnation = 3;
+        Update::of(&m)
+    }
+
+    fn bytes(u: &Update) -> Vec<u8> {
+        signed_bytes("c", u, ClaimKind::Own, u.identity.id, u.identity.generation)
+    }
+
+    #[test]
+    fn every_field_of_a_claim_is_covered() {
+        let b = base();
+        let mut changed: Vec<Update> = Vec::new();
+        let mut u = b.clone();
+        u.identity.id = NodeId::new("y").unwrap();
+        changed.push(u);
+        let mut u = b.clone();
+        u.identity.generation = Generation::new(6);
+        changed.push(u);
+        let mut u = b.clone();
+        u.identity.addr = "h:2".into();
+        changed.push(u);
+        let mut u = b.clone();
+        u.identity.datacenter = "dc2".into();
+        changed.push(u);
+        let mut u = b.clone();
+        u.identity.public_key = Some([0; 32]);
+        changed.push(u);
+        let mut u = b.clone();
+        u.incarnation = 4;
+        changed.push(u);
+        let mut u = b.clone();
+        u.liveness = Liveness::Left;
+        changed.push(u);
+        let mut u = b.clone();
+        u.ring = RingState::Normal;
+        changed.push(u);
+        let mut u = b.clone();
+        u.holds_slots = true;
+        changed.push(u);
+        let mut u = b.clone();
+        u.suspector = Some(NodeId::new("z").unwrap());
+        changed.push(u);
+        let original = bytes(&b);
+        for u in &changed {
+            assert_ne!(bytes(u), original, "{u:?}");
+        }
+        // The cluster, the kind and the signer's run are covered too.
+        let id = b.identity.id;
+        let g = b.identity.generation;
+        assert_ne!(signed_bytes("d", &b, ClaimKind::Own, id, g), original);
+        assert_ne!(signed_bytes("c", &b, ClaimKind::About, id, g), original);
+        assert_ne!(
+            signed_bytes("c", &b, ClaimKind::Own, id, Generation::new(9)),
+            original
+        );
+        // Labels are length-prefixed: moving bytes between fields shows.
+        let mut a = b.clone();
+        a.identity.addr = "ab".into();
+        a.identity.datacenter = "c".into();
+        let mut c = b.clone();
+        c.identity.addr = "a".into();
+        c.identity.datacenter = "bc".into();
+        assert_ne!(bytes(&a), bytes(&c));
+    }
+
+    #[test]
+    fn shapes_allowed_per_kind() {
+        let x = NodeId::new("x").unwrap();
+        let y = NodeId::new("y").unwrap();
+        let proof = |kind, signer, generation: u64| Proof {
+            kind,
+            signer,
+            signer_generation: Generation::new(generation),
+            signature: [0; 64],
+            certificate: Some(Bytes::from_static(b"c")),
+        };
+        let alive = base();
+        assert!(check_shape(&alive, &proof(ClaimKind::Own, x, 5)).is_ok());
+        // Another run, or another node, cannot make x's own claim.
+        assert!(check_shape(&alive, &proof(ClaimKind::Own, x, 4)).is_err());
+        assert!(check_shape(&alive, &proof(ClaimKind::Own, y, 5)).is_err());
+        // Nobody claims "alive" about another.
+        let mut about = alive.clone();
+        about.suspector = Some(y);
+        assert!(check_shape(&about, &proof(ClaimKind::About, y, 1)).is_err());
+        about.liveness = Liveness::Down;
+        assert!(check_shape(&about, &proof(ClaimKind::About, y, 1)).is_ok());
+        // The claimer named must be the signer.
+        assert!(check_shape(&about, &proof(ClaimKind::About, x, 1)).is_err());
+        // A node does not claim itself down.
+        let mut own_down = alive.clone();
+        own_down.liveness = Liveness::Down;
+        assert!(check_shape(&own_down, &proof(ClaimKind::Own, x, 5)).is_err());
+        // An operator's removal carries nothing else.
+        let removal = Removal::template(x, Generation::new(5));
+        let op = proof(ClaimKind::Operator, y, 0);
+        assert!(check_shape(&removal, &op).is_ok());
+        let mut extra = removal.clone();
+        extra.identity.addr = "h:9".into();
+        assert!(check_shape(&extra, &op).is_err());
+    }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use super::member::{Identity, Liveness, Member, RingState};
-use super::signed::{liveness_code, ring_code, ClaimKind, Proof, MAX_CERT_BYTES};
+use super::proof::{ClaimKind, Proof, MAX_CERT_BYTES};
 use crate::id::{Generation, NodeId};
 
 /// The packet format this build writes and reads. Version 2 added the
@@ -346,6 +346,25 @@ struct PacketWire<'a> {
     hlc: u64,
 }
 
+pub(crate) fn liveness_code(l: Liveness) -> u8 {
+    match l {
+        Liveness::Alive => 0,
+        Liveness::Suspect => 1,
+        Liveness::Down => 2,
+        Liveness::Left => 3,
+    }
+}
+
+pub(crate) fn ring_code(r: RingState) -> u8 {
+    match r {
+        RingState::Joining => 0,
+        RingState::Normal => 1,
+        RingState::Leaving => 2,
+        RingState::Left => 3,
+        RingState::Removed => 4,
+    }
+}
+
 fn to_wire(u: &Update) -> UpdateWire<'_> {
     UpdateWire {
         identity: IdentityWire {
@@ -386,7 +405,9 @@ fn proof_from_wire(w: &ProofWire<'_>) -> Result<Proof, WireError> {
         None => None,
     };
     Ok(Proof {
-        kind: ClaimKind::from_code(w.kind)?,
+        kind: ClaimKind::from_code(w.kind).ok_or(WireError::Invalid {
+            field: "claim kind",
+        })?,
         signer: node_id(w.signer, "signer")?,
         signer_generation: Generation::new(w.signer_generation),
         signature,

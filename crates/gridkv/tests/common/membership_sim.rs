@@ -19,14 +19,16 @@ use gridkv::{Generation, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// A packet on its way: `(arrival, order, to, from, packet)`.
+type InFlight = (Duration, u64, usize, usize, Bytes);
+
 /// A simulated cluster.
 pub struct Sim {
     pub seed: u64,
     pub now: Duration,
     pub config: SwimConfig,
     pub nodes: Vec<SimNode>,
-    /// `(arrival, order, to, from, packet)`.
-    queue: BinaryHeap<Reverse<(Duration, u64, usize, usize, Bytes)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     sent: u64,
     rng: StdRng,
     /// Probability that a packet is lost.
