@@ -528,3 +528,25 @@ fn older_wire_versions_are_refused_with_a_typed_error() {
     p[0] = 2;
     assert_eq!(sim.inject(0, None, &p), Err(WireError::Version { got: 2 }));
 }
+
+#[test]
+fn a_signed_restart_keeps_its_slots_while_it_refills() {
+    for seed in seeds(5) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 5);
+            sim.fill_delay = None;
+            sim.crash(3);
+            sim.run_for(5 * S);
+            sim.start(3);
+            sim.run_until(10 * S, |s| s.converged()).expect("rejoins");
+            sim.run_for(2 * S);
+            for i in 0..5 {
+                let ring = sim.swim(i).ring_members();
+                assert_eq!(ring.placement.len(), 5, "n{i}: {ring:?}");
+                assert_eq!(sim.view(i, 3).map(|v| v.1), Some(RingState::Joining));
+            }
+            assert!(sim.swim(3).local().refilling_restart());
+            assert!(sim.swim(3).saw_previous_run());
+        });
+    }
+}

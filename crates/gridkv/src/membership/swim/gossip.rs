@@ -90,6 +90,7 @@ impl Swim {
                     suspicion: None,
                     final_since,
                     claim: claim.clone(),
+                    previous_run: None,
                 },
             );
             if reachable {
@@ -115,11 +116,16 @@ impl Swim {
             self.confirm_suspicion(claim.as_ref().unwrap_or(&update));
             return;
         }
-        if claim.is_some() {
-            entry.claim.clone_from(&claim);
-        }
         let previous = entry.member.clone();
         let restarted = update.identity.generation != previous.identity.generation;
+        if claim.is_some() {
+            let before = std::mem::replace(&mut entry.claim, claim.clone());
+            if restarted {
+                // What the restart's join reply shows it of its previous
+                // run (see `Swim::keep_previous_slots`).
+                entry.previous_run = before.filter(|_| previous.in_placement());
+            }
+        }
         let member = &mut entry.member;
         member.holds_slots = update.holds_slots
             || (restarted && update.ring == RingState::Joining && previous.in_placement())
@@ -239,6 +245,9 @@ impl Swim {
             for e in self.members.values() {
                 let current = e.claim.clone().unwrap_or_else(|| Update::of(&e.member));
                 self.table_claims(e.member.identity.id, current, &mut all);
+                if join_reply && e.member.identity.addr == to && e.member.ring == RingState::Joining {
+                    all.extend(e.previous_run.clone());
+                }
             }
         } else {
             all.extend(self.members.values().map(|e| Update::of(&e.member)));

@@ -138,6 +138,10 @@ struct Entry {
     /// With signed membership: the signed claim that last set the entry,
     /// re-gossiped unchanged.
     claim: Option<Update>,
+    /// With signed membership, for a restart of a member that held ring
+    /// slots: the signed claim of its previous run, shown to it in the
+    /// join reply so that it keeps those slots while it refills.
+    previous_run: Option<Update>,
 }
 
 /// The sequence numbers in `pending` whose deadline has passed.

@@ -18,7 +18,7 @@ use super::Swim;
 use crate::config_error::ConfigError;
 use crate::id::{Generation, NodeId};
 use crate::membership::keys::{MembershipSecurityStats, Refusal, Verifier};
-use crate::membership::member::{Identity, RingState};
+use crate::membership::member::{Identity, Liveness, RingState};
 use crate::membership::signed::{ClaimKind, Removal, RemovalError};
 use crate::membership::trust::Credentials;
 use crate::membership::wire::{Message, Packet, Update, WireError};
@@ -381,6 +381,31 @@ impl Swim {
                 .get(&(id, g))
                 .is_some_and(|v| v.contains_key(&self.me.identity.id))
         })
+    }
+
+    /// With signed membership, a restart learns that it keeps its
+    /// previous run's slots from that run's (signed) state, as the members
+    /// that knew the run work it out: relays cannot vouch for it, as they
+    /// do unsigned by gossiping their own view of the restart.
+    pub(super) fn keep_previous_slots(&mut self, previous: &Update) {
+        let held = match previous.ring {
+            RingState::Normal | RingState::Leaving => true,
+            RingState::Joining => previous.holds_slots,
+            RingState::Left | RingState::Removed => false,
+        } && previous.liveness != Liveness::Left;
+        if self.security.is_none()
+            || !held
+            || self.me.ring != RingState::Joining
+            || self.me.holds_slots
+        {
+            return;
+        }
+        let before = self.me.clone();
+        self.me.holds_slots = true;
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
+        self.ring_dirty = true;
+        self.broadcasts.push(Update::of(&self.me));
+        self.changed(Some(before), self.me.clone());
     }
 
     /// Counts a claim with a valid signature that is older than what this
