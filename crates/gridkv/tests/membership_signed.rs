@@ -550,3 +550,118 @@ fn a_signed_restart_keeps_its_slots_while_it_refills() {
         });
     }
 }
+
+#[test]
+fn signed_partition_only_the_majority_removes_then_views_converge() {
+    for seed in seeds(5) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 5);
+            sim.partition(&[&[0, 1], &[2, 3, 4]]);
+            sim.run_for(60 * S);
+            for i in [2, 3, 4] {
+                for j in [0, 1] {
+                    assert_eq!(
+                        sim.view(i, j).map(|v| v.1),
+                        Some(RingState::Removed),
+                        "majority n{i} should have removed n{j}"
+                    );
+                }
+                assert_eq!(sim.swim(i).ring_members().placement.len(), 3);
+            }
+            for i in [0, 1] {
+                assert_eq!(
+                    sim.swim(i).ring_members().placement.len(),
+                    5,
+                    "minority n{i}"
+                );
+            }
+            sim.heal();
+            let took = sim.run_until(30 * S, |s| s.converged());
+            assert!(
+                took.is_some(),
+                "no convergence after the heal: {:?}",
+                sim.disagreements()
+            );
+            sim.run_for(5 * S);
+            for i in 0..5 {
+                let v: Vec<_> = (0..5).map(|j| sim.view(i, j)).collect();
+                assert_eq!(
+                    sim.swim(i).ring_members().placement.len(),
+                    5,
+                    "n{i}: {v:?} {:?}",
+                    sim.swim(i).local()
+                );
+                assert_eq!(stats(&sim, i).forged, 0, "n{i}");
+            }
+        });
+    }
+}
+
+/// Random crash, pause, partition and leave schedules on a signed
+/// cluster; after the faults end (and stopped nodes restart), every view
+/// converges, and honest members never see a forged claim.
+#[test]
+fn signed_random_fault_schedules_converge_after_faults_end() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    for seed in seeds(40) {
+        with_seed(seed, |seed| {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x5167);
+            let n = rng.random_range(3..=6);
+            let mut sim = signed_cluster(seed, n);
+            sim.loss = rng.random_range(0.0..0.05);
+            for _ in 0..rng.random_range(1..=4) {
+                let victim = rng.random_range(1..n);
+                match rng.random_range(0..4) {
+                    0 => sim.crash(victim),
+                    1 => sim.pause(victim),
+                    2 => {
+                        let cut = rng.random_range(1..n);
+                        let left: Vec<usize> = (0..cut).collect();
+                        let right: Vec<usize> = (cut..n).collect();
+                        sim.partition(&[&left, &right]);
+                    }
+                    _ => {
+                        if sim.nodes[victim].running() && !sim.nodes[victim].paused {
+                            sim.leave(victim);
+                        }
+                    }
+                }
+                sim.run_for(Duration::from_millis(rng.random_range(100..40_000)));
+            }
+            sim.heal();
+            sim.loss = 0.0;
+            for i in 0..n {
+                if sim.nodes[i].paused {
+                    sim.resume(i);
+                }
+                if !sim.nodes[i].running() {
+                    sim.start(i);
+                }
+            }
+            let took = sim.run_until(60 * S, |s| s.converged());
+            if took.is_none() {
+                for i in 0..n {
+                    eprintln!("n{i}: {:?}", stats(&sim, i));
+                    for m in sim.swim(i).members() {
+                        eprintln!(
+                            "   {} g{} i{} {:?} {:?} slots {}",
+                            m.id(),
+                            m.identity.generation,
+                            m.incarnation,
+                            m.liveness,
+                            m.ring,
+                            m.holds_slots
+                        );
+                    }
+                    eprintln!("   ring {:?}", sim.swim(i).ring_members());
+                }
+            }
+            assert!(took.is_some(), "no convergence: {:#?}", sim.disagreements());
+            for i in 0..n {
+                let st = stats(&sim, i);
+                assert_eq!((st.forged, st.sender_mismatch), (0, 0), "n{i}: {st:?}");
+            }
+        });
+    }
+}

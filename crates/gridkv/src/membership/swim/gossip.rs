@@ -244,7 +244,7 @@ impl Swim {
         if self.security.is_some() {
             for e in self.members.values() {
                 let current = e.claim.clone().unwrap_or_else(|| Update::of(&e.member));
-                self.table_claims(e.member.identity.id, current, &mut all);
+                self.table_claims(&e.member, current, &mut all);
                 if join_reply && e.member.identity.addr == to && e.member.ring == RingState::Joining {
                     all.extend(e.previous_run.clone());
                 }

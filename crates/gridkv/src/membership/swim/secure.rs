@@ -18,7 +18,7 @@ use super::Swim;
 use crate::config_error::ConfigError;
 use crate::id::{Generation, NodeId};
 use crate::membership::keys::{MembershipSecurityStats, Refusal, Verifier};
-use crate::membership::member::{Identity, Liveness, RingState};
+use crate::membership::member::{Identity, Liveness, Member, RingState};
 use crate::membership::signed::{ClaimKind, Removal, RemovalError};
 use crate::membership::trust::Credentials;
 use crate::membership::wire::{Message, Packet, Update, WireError};
@@ -314,7 +314,12 @@ impl Swim {
         let Some(sec) = self.security.as_deref_mut() else {
             return true;
         };
-        if g < cur_gen || (g == cur_gen && vote.incarnation < cur_inc) {
+        // About this node, votes count whatever their incarnation: one
+        // that raised its incarnation while cut off must still learn that
+        // the majority took it off the ring (see `Swim::merge_own`).
+        let about_me = target == self.me.identity.id;
+        let min_inc = if about_me { 0 } else { cur_inc };
+        if g < cur_gen {
             sec.verifier.stats.stale += 1;
             return false;
         }
@@ -329,12 +334,21 @@ impl Swim {
             .is_none_or(|v| v.incarnation < vote.incarnation);
         if new && votes.len() < MAX_VOTERS {
             votes.insert(voter, vote.clone());
+        }
+        if vote.incarnation < min_inc {
+            // The member refuted since: the vote no longer counts against
+            // it (kept only to see who was removed together, see
+            // `removal_quorum`).
+            sec.verifier.stats.stale += 1;
+            return false;
+        }
+        if new {
             self.broadcasts.push(vote.clone());
         }
         if removed {
             return false;
         }
-        if self.removal_quorum(target, g, cur_inc) {
+        if self.removal_quorum(target, g, min_inc) {
             return true;
         }
         if new && voter != self.me.identity.id {
@@ -345,33 +359,49 @@ impl Swim {
         false
     }
 
-    /// Whether members holding a strict majority of the placement ring's
-    /// slots (the target included in the count) voted to remove run `g`
-    /// of `target` at incarnation `min_inc` or later.
+    /// Whether a strict majority of the placement ring, as this node
+    /// counts it (the target included), voted to remove run `g` of
+    /// `target` at incarnation `min_inc` or later.
+    ///
+    /// About this node itself, the count leaves out the other members
+    /// that every one of the same voters voted to remove too: a node cut
+    /// off with others, and removed with them by the majority side, still
+    /// counts them as members, and would otherwise never learn of its
+    /// removal and rejoin. (A single voter cannot use this: its own vote is
+    /// then one of two, itself and the target.)
     fn removal_quorum(&self, target: NodeId, g: Generation, min_inc: u64) -> bool {
-        let Some(votes) = self
-            .security
-            .as_ref()
-            .and_then(|s| s.votes.get(&(target, g)))
-        else {
+        let Some(sec) = self.security.as_ref() else {
             return false;
         };
-        let mut total = 0usize;
-        let mut yes = 0usize;
-        for m in self.members() {
-            if !m.in_placement() {
-                continue;
-            }
-            total += 1;
-            if m.id() != target
+        let Some(votes) = sec.votes.get(&(target, g)) else {
+            return false;
+        };
+        let counted = |m: &Member| {
+            m.id() != target
                 && votes
                     .get(&m.id())
                     .is_some_and(|v| v.incarnation >= min_inc)
-            {
-                yes += 1;
-            }
-        }
-        yes * 2 > total
+        };
+        let voters: Vec<NodeId> = self
+            .members()
+            .filter(|m| m.in_placement() && counted(m))
+            .map(|m| m.id())
+            .collect();
+        let about_me = target == self.me.identity.id;
+        let removed_with_me = |m: &Member| {
+            about_me
+                && m.id() != target
+                && !voters.is_empty()
+                && sec
+                    .votes
+                    .get(&(m.id(), m.identity.generation))
+                    .is_some_and(|theirs| voters.iter().all(|v| theirs.contains_key(v)))
+        };
+        let total = self
+            .members()
+            .filter(|m| m.in_placement() && !removed_with_me(m))
+            .count();
+        voters.len() * 2 > total
     }
 
     /// Whether this node already voted to remove run `g` of `id`.
@@ -417,16 +447,22 @@ impl Swim {
     }
 
     /// The signed claims a full table carries for one member: the claim
-    /// that set its entry, and the votes to remove its current run.
-    pub(super) fn table_claims(&self, id: NodeId, current: Update, out: &mut Vec<Update>) {
-        out.push(current.clone());
-        if let Some(votes) = self
-            .security
-            .as_ref()
-            .and_then(|s| s.votes.get(&(id, current.identity.generation)))
-        {
-            out.extend(votes.values().filter(|v| **v != current).cloned());
+    /// that set its entry, and the votes to remove its current run that
+    /// still apply (none once it came back at a later incarnation).
+    pub(super) fn table_claims(&self, member: &Member, current: Update, out: &mut Vec<Update>) {
+        let key = (member.identity.id, member.identity.generation);
+        if let Some(votes) = self.security.as_ref().and_then(|s| s.votes.get(&key)) {
+            let applies = |v: &Update| {
+                member.ring == RingState::Removed || v.incarnation >= member.incarnation
+            };
+            out.extend(
+                votes
+                    .values()
+                    .filter(|v| **v != current && applies(v))
+                    .cloned(),
+            );
         }
+        out.push(current);
     }
 
     /// Drops the votes about a member this node forgot.
