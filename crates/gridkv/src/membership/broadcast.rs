@@ -1,20 +1,33 @@
 //! The dissemination queue: member updates waiting to ride on packets.
 //!
-//! One pending update per member (a newer one replaces the older). Each
+//! One pending update per member (a newer one replaces the older), and one
+//! per voter for votes to remove a member (each counts). Each
 //! packet takes the updates sent the fewest times so far, newest first
 //! among equals; an update is dropped after it has gone out `limit` times
 //! (about `λ·log10(n + 1)`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::member::RingState;
 use super::wire::Update;
 use crate::id::NodeId;
 
+/// Which pending update a new one replaces: the member's, or for a vote
+/// to remove it, that voter's.
+type Key = (NodeId, Option<NodeId>);
+
+fn key(update: &Update) -> Key {
+    let voter = (update.ring == RingState::Removed)
+        .then_some(update.suspector)
+        .flatten();
+    (update.identity.id, voter)
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Broadcasts {
-    items: BTreeMap<NodeId, Pending>,
-    /// `(times sent, newest first, id)`: the next to send come first.
-    order: BTreeSet<(u32, u64, NodeId)>,
+    items: BTreeMap<Key, Pending>,
+    /// `(times sent, newest first, key)`: the next to send come first.
+    order: BTreeSet<(u32, u64, Key)>,
     pushed: u64,
 }
 
@@ -28,7 +41,7 @@ struct Pending {
 impl Broadcasts {
     /// Queues `update`, replacing any pending update about the same member.
     pub(crate) fn push(&mut self, update: Update) {
-        let id = update.identity.id;
+        let id = key(&update);
         if let Some(old) = self.items.remove(&id) {
             self.order.remove(&(old.sent, old.key, id));
         }
@@ -48,7 +61,7 @@ impl Broadcasts {
     /// Takes up to `max` updates for one packet, counting them as sent and
     /// dropping those sent `limit` times.
     pub(crate) fn take(&mut self, max: usize, limit: u32) -> Vec<Update> {
-        let picked: Vec<(u32, u64, NodeId)> = self.order.iter().take(max).copied().collect();
+        let picked: Vec<(u32, u64, Key)> = self.order.iter().take(max).copied().collect();
         let mut out = Vec::with_capacity(picked.len());
         for key in picked {
             self.order.remove(&key);

@@ -33,17 +33,27 @@
 //! ring's members, so the minority side of a partition never shrinks its
 //! ring. [`RingMembers`] is what the replication layer builds rings from.
 //!
+//! - **Signed membership.** With credentials ([`Swim::set_credentials`])
+//!   every claim is signed: a member's own state by the member, claims
+//!   about others by their claimer, removals by a majority of the ring or
+//!   an operator ([`signed`]); what does not verify is refused and counted
+//!   ([`MembershipSecurityStats`]).
+//!
 //! The protocol is the sans-IO [`Swim`] state machine; the node handle
 //! drives it over the transport's control lane.
 
 mod broadcast;
 pub mod clock;
 mod config;
+mod keys;
 mod member;
+mod proof;
+pub mod signed;
 mod swim;
 pub mod trust;
 pub mod wire;
 
 pub use config::SwimConfig;
+pub use keys::MembershipSecurityStats;
 pub use member::{Identity, Liveness, Member, RingState};
 pub use swim::{MemberEvent, Output, RingMembers, Swim};

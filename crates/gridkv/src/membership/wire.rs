@@ -10,14 +10,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use bytes::Bytes;
+
 use super::member::{Identity, Liveness, Member, RingState};
+use super::proof::{ClaimKind, Proof, MAX_CERT_BYTES};
 use crate::id::{Generation, NodeId};
 
 /// The packet format this build writes and reads. Version 2 added the
-/// sender's [`ClockReading`]; version 1 packets are refused (a node of
-/// the earlier format cannot measure clocks, and membership has no
-/// mixed-version mode).
-pub const WIRE_VERSION: u8 = 2;
+/// sender's [`ClockReading`]; version 3 a signature ([`Proof`]) on every
+/// update. Earlier versions are refused ([`WireError::Version`]):
+/// membership has no mixed-version mode.
+pub const WIRE_VERSION: u8 = 3;
 
 /// Most member states one packet may carry; a larger table is sent as
 /// several push-pull packets.
@@ -59,8 +62,13 @@ pub struct Update {
     /// See [`Member::holds_slots`].
     pub holds_slots: bool,
     /// For a suspicion: the member that raised it (confirmations from
-    /// distinct members shorten the suspicion timeout).
+    /// distinct members shorten the suspicion timeout). With signed
+    /// membership, every claim about another member (suspect, down, a
+    /// removal vote) names its claimer here.
     pub suspector: Option<NodeId>,
+    /// The signature, when membership is signed (see
+    /// [`super::signed`]); relays pass it on unchanged.
+    pub proof: Option<Proof>,
 }
 
 impl Update {
@@ -73,6 +81,16 @@ impl Update {
             ring: member.ring,
             holds_slots: member.holds_slots,
             suspector: None,
+            proof: None,
+        }
+    }
+
+    /// The claim with its signature left off: what two updates carrying
+    /// the same news have in common.
+    pub fn unsigned(&self) -> Update {
+        Update {
+            proof: None,
+            ..self.clone()
         }
     }
 
@@ -242,6 +260,45 @@ struct UpdateWire<'a> {
     ring: u8,
     holds_slots: bool,
     suspector: Option<&'a str>,
+    #[serde(borrow)]
+    proof: Option<ProofWire<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProofWire<'a> {
+    kind: u8,
+    signer: &'a str,
+    signer_generation: u64,
+    #[serde(borrow)]
+    signature: RawBytes<'a>,
+    #[serde(borrow)]
+    certificate: Option<RawBytes<'a>>,
+}
+
+/// A byte string that postcard writes as its length and the bytes, and
+/// reads without copying.
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawBytes<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(RawBytes(v))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -289,7 +346,7 @@ struct PacketWire<'a> {
     hlc: u64,
 }
 
-fn liveness_code(l: Liveness) -> u8 {
+pub(crate) fn liveness_code(l: Liveness) -> u8 {
     match l {
         Liveness::Alive => 0,
         Liveness::Suspect => 1,
@@ -298,7 +355,7 @@ fn liveness_code(l: Liveness) -> u8 {
     }
 }
 
-fn ring_code(r: RingState) -> u8 {
+pub(crate) fn ring_code(r: RingState) -> u8 {
     match r {
         RingState::Joining => 0,
         RingState::Normal => 1,
@@ -322,7 +379,40 @@ fn to_wire(u: &Update) -> UpdateWire<'_> {
         ring: ring_code(u.ring),
         holds_slots: u.holds_slots,
         suspector: u.suspector.as_ref().map(NodeId::as_str),
+        proof: u.proof.as_ref().map(|p| ProofWire {
+            kind: p.kind.code(),
+            signer: p.signer.as_str(),
+            signer_generation: p.signer_generation.get(),
+            signature: RawBytes(&p.signature),
+            certificate: p.certificate.as_deref().map(RawBytes),
+        }),
     }
+}
+
+fn proof_from_wire(w: &ProofWire<'_>) -> Result<Proof, WireError> {
+    let signature: [u8; 64] = w
+        .signature
+        .0
+        .try_into()
+        .map_err(|_| WireError::Invalid { field: "signature" })?;
+    let certificate = match &w.certificate {
+        Some(c) if c.0.len() > MAX_CERT_BYTES || c.0.is_empty() => {
+            return Err(WireError::Invalid {
+                field: "certificate",
+            })
+        }
+        Some(c) => Some(Bytes::copy_from_slice(c.0)),
+        None => None,
+    };
+    Ok(Proof {
+        kind: ClaimKind::from_code(w.kind).ok_or(WireError::Invalid {
+            field: "claim kind",
+        })?,
+        signer: node_id(w.signer, "signer")?,
+        signer_generation: Generation::new(w.signer_generation),
+        signature,
+        certificate,
+    })
 }
 
 fn node_id(s: &str, field: &'static str) -> Result<NodeId, WireError> {
@@ -372,7 +462,37 @@ fn from_wire(w: &UpdateWire<'_>) -> Result<Update, WireError> {
         ring,
         holds_slots: w.holds_slots,
         suspector: w.suspector.map(|s| node_id(s, "suspector")).transpose()?,
+        proof: w.proof.as_ref().map(proof_from_wire).transpose()?,
     })
+}
+
+/// Encodes one update on its own (an operator's removal, for example),
+/// behind the format version.
+pub(crate) fn encode_update(update: &Update) -> Vec<u8> {
+    let wire = (WIRE_VERSION, to_wire(update));
+    postcard::to_allocvec(&wire).expect("membership updates always serialise")
+}
+
+/// Decodes one update made by [`encode_update`].
+pub(crate) fn decode_update(bytes: &[u8]) -> Result<Update, WireError> {
+    check_version(bytes)?;
+    if bytes.len() > MAX_CERT_BYTES * 2 {
+        return Err(WireError::Invalid { field: "update size" });
+    }
+    let ((_, wire), rest): ((u8, UpdateWire<'_>), _) =
+        postcard::take_from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    from_wire(&wire)
+}
+
+fn check_version(bytes: &[u8]) -> Result<(), WireError> {
+    match bytes.first() {
+        Some(&WIRE_VERSION) => Ok(()),
+        Some(&got) => Err(WireError::Version { got }),
+        None => Err(WireError::Malformed("empty".to_owned())),
+    }
 }
 
 fn list(l: &[Update]) -> Vec<UpdateWire<'_>> {
@@ -454,11 +574,7 @@ impl Packet {
     ///
     /// [`WireError`] naming what was wrong; nothing is partially applied.
     pub fn decode(bytes: &[u8]) -> Result<Packet, WireError> {
-        match bytes.first() {
-            Some(&WIRE_VERSION) => {}
-            Some(&got) => return Err(WireError::Version { got }),
-            None => return Err(WireError::Malformed("empty".to_owned())),
-        }
+        check_version(bytes)?;
         let (wire, rest): (PacketWire<'_>, _) =
             postcard::take_from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
         if !rest.is_empty() {

@@ -5,15 +5,22 @@
 //! Shared by `tests/membership_sim.rs` and `benches/membership.rs`.
 #![allow(dead_code)]
 
+#[path = "fake_creds.rs"]
+pub mod fake_creds;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gridkv::membership::trust::CertRole;
 use gridkv::membership::{Identity, Liveness, MemberEvent, Output, RingState, Swim, SwimConfig};
 use gridkv::{Generation, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// A packet on its way: `(arrival, order, to, from, packet)`.
+type InFlight = (Duration, u64, usize, usize, Bytes);
 
 /// A simulated cluster.
 pub struct Sim {
@@ -21,7 +28,7 @@ pub struct Sim {
     pub now: Duration,
     pub config: SwimConfig,
     pub nodes: Vec<SimNode>,
-    queue: BinaryHeap<Reverse<(Duration, u64, usize, Bytes)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     sent: u64,
     rng: StdRng,
     /// Probability that a packet is lost.
@@ -41,6 +48,9 @@ pub struct Sim {
     /// How long a joined node takes to "fill" its ranges before it marks
     /// itself normal; `None` leaves it to the test.
     pub fill_delay: Option<Duration>,
+    /// With signed membership: the cluster's fake CA; every node gets
+    /// credentials from it and the network authenticates senders.
+    pub ca: Option<fake_creds::FakeCa>,
 }
 
 pub struct SimNode {
@@ -50,7 +60,7 @@ pub struct SimNode {
     pub swim: Option<Swim>,
     pub generation: u64,
     pub paused: bool,
-    held: Vec<Bytes>,
+    held: Vec<(usize, Bytes)>,
     fill_at: Option<Duration>,
 }
 
@@ -83,6 +93,7 @@ impl Sim {
             events: Vec::new(),
             bytes_sent: vec![0; n],
             fill_delay: Some(Duration::ZERO),
+            ca: None,
         };
         for i in 0..n {
             let addr = format!("10.0.{}.{}:7946", i / 250, i % 250);
@@ -101,22 +112,40 @@ impl Sim {
         sim
     }
 
+    /// `n` nodes with signed membership: each gets fake credentials from
+    /// one CA, and every packet's sender is authenticated.
+    pub fn new_signed(seed: u64, n: usize, config: SwimConfig) -> Sim {
+        let mut sim = Sim::new(seed, n, config);
+        sim.ca = Some(fake_creds::FakeCa::new(seed));
+        sim
+    }
+
+    /// The credentials node `i` gets (signed simulations).
+    pub fn creds(&self, i: usize) -> std::sync::Arc<fake_creds::FakeCreds> {
+        let ca = self.ca.as_ref().expect("a signed simulation");
+        ca.creds(self.seed, self.nodes[i].id.as_str(), CertRole::Node)
+    }
+
     /// Starts (or restarts, with a later generation) node `i`.
     pub fn start(&mut self, i: usize) {
+        let creds = self.ca.is_some().then(|| self.creds(i));
         let node = &mut self.nodes[i];
         node.generation += 1;
         let identity = Identity::new(node.id, Generation::new(node.generation), node.addr.clone());
         let rng_seed = self.seed ^ ((i as u64) << 32) ^ node.generation;
-        node.swim = Some(
-            Swim::new(
-                identity,
-                self.config.clone(),
-                node.seeds.clone(),
-                rng_seed,
-                self.now,
-            )
-            .expect("valid config"),
-        );
+        let mut swim = Swim::new(
+            identity,
+            self.config.clone(),
+            node.seeds.clone(),
+            rng_seed,
+            self.now,
+        )
+        .expect("valid config");
+        if let Some(creds) = creds {
+            swim.set_cluster_name("sim").unwrap();
+            swim.set_credentials(creds).unwrap();
+        }
+        node.swim = Some(swim);
         node.paused = false;
         node.held.clear();
         node.fill_at = None;
@@ -166,8 +195,8 @@ impl Sim {
     pub fn resume(&mut self, i: usize) {
         self.nodes[i].paused = false;
         let held = std::mem::take(&mut self.nodes[i].held);
-        for p in held {
-            self.deliver(i, p);
+        for (from, p) in held {
+            self.deliver(i, from, p);
         }
     }
 
@@ -338,8 +367,8 @@ impl Sim {
             if *t > self.now {
                 break;
             }
-            let Reverse((_, _, to, packet)) = self.queue.pop().unwrap();
-            self.deliver(to, packet);
+            let Reverse((_, _, to, from, packet)) = self.queue.pop().unwrap();
+            self.deliver(to, from, packet);
         }
         for i in 0..self.nodes.len() {
             let now = self.now;
@@ -362,19 +391,43 @@ impl Sim {
         true
     }
 
-    fn deliver(&mut self, to: usize, packet: Bytes) {
+    fn deliver(&mut self, to: usize, from: usize, packet: Bytes) {
+        let signed = self.ca.is_some();
+        let sender = self.nodes[from].id;
         let node = &mut self.nodes[to];
         if node.paused {
             if node.swim.is_some() && node.held.len() < 100_000 {
-                node.held.push(packet);
+                node.held.push((from, packet));
             }
             return;
         }
         let now = self.now;
         if let Some(s) = node.swim.as_mut() {
-            s.handle_packet(now, &packet).expect("valid packet");
+            if signed {
+                s.handle_packet_from(now, Some(sender), &packet)
+                    .expect("valid packet");
+            } else {
+                s.handle_packet(now, &packet).expect("valid packet");
+            }
             self.drain(to);
         }
+    }
+
+    /// Hands `packet` to node `to` now, as if the transport had
+    /// authenticated its sender as `authenticated` (an attacker's packet).
+    pub fn inject(
+        &mut self,
+        to: usize,
+        authenticated: Option<NodeId>,
+        packet: &[u8],
+    ) -> Result<(), gridkv::membership::wire::WireError> {
+        let now = self.now;
+        let result = match self.nodes[to].swim.as_mut() {
+            Some(s) => s.handle_packet_from(now, authenticated, packet),
+            None => Ok(()),
+        };
+        self.drain(to);
+        result
     }
 
     fn drain(&mut self, i: usize) {
@@ -402,7 +455,7 @@ impl Sim {
                     }
                     self.sent += 1;
                     self.queue
-                        .push(Reverse((self.now + delay, self.sent, j, packet)));
+                        .push(Reverse((self.now + delay, self.sent, j, i, packet)));
                 }
                 Output::Event(e) => {
                     self.events.push((self.now, i, e));

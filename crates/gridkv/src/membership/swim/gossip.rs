@@ -11,18 +11,46 @@ use bytes::Bytes;
 
 use super::{Entry, Output, Swim};
 use crate::membership::member::{Liveness, Member, RingState};
+use crate::membership::signed::ClaimKind;
 use crate::membership::wire::{Message, Packet, Update};
 
 /// Most member-table entries one join reply or push-pull packet carries;
 /// larger tables go in several packets.
 const TABLE_CHUNK: usize = 1024;
+/// Most bytes (estimated) of member states in one table packet, well
+/// inside [`super::MAX_PACKET_BYTES`].
+const TABLE_CHUNK_BYTES: usize = 640 * 1024;
+
+/// About how many bytes `u` takes encoded (an upper estimate).
+fn approx_size(u: &Update) -> usize {
+    let proof = u.proof.as_ref().map_or(0, |p| {
+        100 + p.signer.as_str().len() + p.certificate.as_ref().map_or(0, |c| c.len() + 4)
+    });
+    64 + u.identity.id.as_str().len()
+        + u.identity.addr.len()
+        + u.identity.datacenter.len()
+        + 64
+        + proof
+}
 
 impl Swim {
     /// Applies one member update (from a packet's sender, its piggyback,
     /// a table, or this node's own findings) if it overrides what the table
     /// holds, and queues it to be passed on. Older news may still confirm a
     /// suspicion.
+    ///
+    /// With signed membership, a claim this node made is signed first; a
+    /// vote to remove a member applies only once a majority voted; and the
+    /// entry keeps the signed claim, which is what is passed on.
     pub(super) fn merge(&mut self, now: Duration, update: Update) {
+        let signed = self.security.is_some();
+        let update = self.seal(update);
+        let about = update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::About);
+        if signed && about && update.ring == RingState::Removed && !self.removal_vote(&update) {
+            return;
+        }
+        let claim = signed.then(|| update.clone());
+        let update = if signed { self.effective(update) } else { update };
         if update.identity.id == self.me.identity.id {
             self.merge_own(update);
             return;
@@ -61,22 +89,43 @@ impl Swim {
                     member: member.clone(),
                     suspicion: None,
                     final_since,
+                    claim: claim.clone(),
+                    previous_run: None,
                 },
             );
             if reachable {
                 self.add_to_probe_order(id);
             }
-            self.broadcasts.push(update);
+            self.broadcasts.push(claim.unwrap_or(update));
             self.ring_dirty = true;
             self.changed(None, member);
             return;
         };
         if !update.overrides(&entry.member) {
-            self.confirm_suspicion(&update);
+            let (g, cg) = (update.identity.generation, entry.member.identity.generation);
+            let current = &entry.member;
+            let gone = current.ring == RingState::Removed || current.liveness == Liveness::Left;
+            let says_gone = update.ring == RingState::Removed || update.liveness == Liveness::Left;
+            // Older news, or "alive" about a run that is gone for good.
+            if g < cg
+                || (g == cg && update.incarnation < current.incarnation)
+                || (g == cg && gone && !says_gone)
+            {
+                self.note_stale();
+            }
+            self.confirm_suspicion(claim.as_ref().unwrap_or(&update));
             return;
         }
         let previous = entry.member.clone();
         let restarted = update.identity.generation != previous.identity.generation;
+        if claim.is_some() {
+            let before = std::mem::replace(&mut entry.claim, claim.clone());
+            if restarted {
+                // What the restart's join reply shows it of its previous
+                // run (see `Swim::keep_previous_slots`).
+                entry.previous_run = before.filter(|_| previous.in_placement());
+            }
+        }
         let member = &mut entry.member;
         member.holds_slots = update.holds_slots
             || (restarted && update.ring == RingState::Joining && previous.in_placement())
@@ -114,8 +163,14 @@ impl Swim {
         if member.liveness.is_reachable() && !previous.liveness.is_reachable() {
             self.add_to_probe_order(id);
         }
-        let mut gossip = update;
-        gossip.holds_slots = member.holds_slots;
+        let gossip = match claim {
+            // Relayed as signed: receivers work out the slots themselves.
+            Some(claim) => claim,
+            None => Update {
+                holds_slots: member.holds_slots,
+                ..update
+            },
+        };
         self.broadcasts.push(gossip);
         if previous.ring != member.ring
             || previous.liveness != member.liveness
@@ -180,18 +235,47 @@ impl Swim {
     }
 
     /// Sends the whole member table (this node included) in chunks.
+    ///
+    /// With signed membership the table is the signed claims that set each
+    /// entry, with the votes to remove each member; chunks are cut by
+    /// size too, as certificates make claims larger.
     pub(super) fn send_table(&mut self, to: String, reply: bool, join_reply: bool) {
-        let all: Vec<Update> = self.members().map(Update::of).collect();
-        let chunks = all.chunks(TABLE_CHUNK).count();
-        for (i, chunk) in all.chunks(TABLE_CHUNK).enumerate() {
-            let members = chunk.to_vec();
+        let mut all: Vec<Update> = vec![Update::of(&self.me)];
+        if self.security.is_some() {
+            for e in self.members.values() {
+                let current = e.claim.clone().unwrap_or_else(|| Update::of(&e.member));
+                self.table_claims(&e.member, current, &mut all);
+                if join_reply && e.member.identity.addr == to && e.member.ring == RingState::Joining {
+                    all.extend(e.previous_run.clone());
+                }
+            }
+        } else {
+            all.extend(self.members.values().map(|e| Update::of(&e.member)));
+        }
+        let mut chunks: Vec<Vec<Update>> = Vec::new();
+        let mut size = 0usize;
+        for u in all {
+            let bytes = approx_size(&u);
+            match chunks.last_mut() {
+                Some(c) if c.len() < TABLE_CHUNK && size + bytes <= TABLE_CHUNK_BYTES => {
+                    c.push(u);
+                    size += bytes;
+                }
+                _ => {
+                    chunks.push(vec![u]);
+                    size = bytes;
+                }
+            }
+        }
+        let count = chunks.len();
+        for (i, members) in chunks.into_iter().enumerate() {
             let message = if join_reply {
                 Message::JoinReply { members }
             } else {
                 // One answer per exchange: only the last chunk asks.
                 Message::PushPull {
                     members,
-                    reply: reply && i + 1 == chunks,
+                    reply: reply && i + 1 == count,
                 }
             };
             self.send_raw(to.clone(), message, Vec::new());
@@ -223,12 +307,13 @@ impl Swim {
     /// Sends `message` with exactly `updates`, signed with this node's
     /// own state.
     pub(super) fn send_raw(&mut self, to: String, message: Message, updates: Vec<Update>) {
-        let packet = Packet {
+        let mut packet = Packet {
             from: Update::of(&self.me),
             message,
             updates,
             clock: self.clock_reading,
         };
+        self.seal_packet(&mut packet);
         self.outputs.push_back(Output::Send {
             to,
             packet: Bytes::from(packet.encode()),

@@ -22,6 +22,7 @@ mod gossip;
 mod joins;
 mod probe;
 mod ring;
+mod secure;
 mod suspicion;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,12 +33,13 @@ use bytes::Bytes;
 use self::joins::IdCheck;
 use self::probe::{Forward, Probe};
 pub use self::ring::RingMembers;
+use self::secure::Security;
 use self::suspicion::Suspicion;
 use super::broadcast::Broadcasts;
 use super::clock::{ClockMonitor, ClockView, Weighed};
 use super::config::SwimConfig;
 use super::member::{Identity, Liveness, Member};
-use super::wire::{ClockReading, Message, Packet, WireError};
+use super::wire::{ClockReading, Message, Packet, Update, WireError};
 use crate::config_error::ConfigError;
 use crate::id::NodeId;
 use crate::rng::SplitMix64;
@@ -133,6 +135,13 @@ struct Entry {
     suspicion: Option<Suspicion>,
     /// When the member became left or removed.
     final_since: Option<Duration>,
+    /// With signed membership: the signed claim that last set the entry,
+    /// re-gossiped unchanged.
+    claim: Option<Update>,
+    /// With signed membership, for a restart of a member that held ring
+    /// slots: the signed claim of its previous run, shown to it in the
+    /// join reply so that it keeps those slots while it refills.
+    previous_run: Option<Update>,
 }
 
 /// The sequence numbers in `pending` whose deadline has passed.
@@ -221,6 +230,10 @@ pub struct Swim {
     /// This node's clocks as of the last [`Swim::observe_clock`].
     clock_reading: ClockReading,
     clock: ClockMonitor,
+    /// Credentials and verification state, with signed membership.
+    security: Option<Box<Security>>,
+    /// The cluster name signatures cover.
+    cluster: String,
 }
 
 impl Swim {
@@ -281,6 +294,8 @@ impl Swim {
             saw_previous_run: false,
             clock_reading: ClockReading::default(),
             clock: ClockMonitor::default(),
+            security: None,
+            cluster: String::new(),
         };
         if swim.joined {
             swim.outputs.push_back(Output::Event(MemberEvent::Joined));
@@ -442,15 +457,17 @@ impl Swim {
     ///
     /// [`WireError`] for a packet that does not decode; nothing is applied.
     pub fn handle_packet(&mut self, now: Duration, bytes: &[u8]) -> Result<(), WireError> {
+        self.handle_packet_from(now, None, bytes)
+    }
+
+    /// Decodes a packet no larger than [`MAX_PACKET_BYTES`].
+    fn decode_bounded(bytes: &[u8]) -> Result<Packet, WireError> {
         if bytes.len() > MAX_PACKET_BYTES {
             return Err(WireError::Invalid {
                 field: "packet size",
             });
         }
-        let packet = Packet::decode(bytes)?;
-        self.handle(now, packet);
-        self.refresh_ring();
-        Ok(())
+        Packet::decode(bytes)
     }
 
     /// Runs every timer due at `now`: probes and their timeouts, suspicion
@@ -492,10 +509,13 @@ impl Swim {
     /// Applies a decoded packet: the sender's own state and the
     /// piggybacked updates first, then the message, which the concern it
     /// belongs to answers.
-    fn handle(&mut self, now: Duration, packet: Packet) {
+    fn handle(&mut self, now: Duration, packet: Packet, authenticated: Option<NodeId>) {
         if self.me.liveness == Liveness::Left || self.refused {
             return;
         }
+        let Some(packet) = self.admit(packet, authenticated) else {
+            return;
+        };
         let from = packet.from;
         if from.identity.id == self.me.identity.id {
             self.on_own_id(&from, &packet.message);

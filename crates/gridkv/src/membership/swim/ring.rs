@@ -158,7 +158,8 @@ impl Swim {
     }
 
     /// Members down for [`SwimConfig::remove_after`] leave the ring, if
-    /// this node may remove them.
+    /// this node may remove them. With signed membership this node's
+    /// removal is a signed vote, applied once a majority voted.
     ///
     /// [`SwimConfig::remove_after`]: crate::membership::SwimConfig::remove_after
     pub(super) fn remove_long_down(&mut self, now: Duration) {
@@ -173,6 +174,7 @@ impl Swim {
                 e.member.liveness == Liveness::Down
                     && e.member.ring != RingState::Removed
                     && now.saturating_sub(e.member.since) >= remove_after
+                    && !self.voted(e.member.identity.id, e.member.identity.generation)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -203,6 +205,7 @@ impl Swim {
         for id in forgotten {
             self.members.remove(&id);
             self.clock.forget(&id);
+            self.forget_votes(id);
             self.outputs
                 .push_back(Output::Event(MemberEvent::Forgotten { id }));
         }

@@ -117,6 +117,7 @@ impl Swim {
         let seen = update.identity.generation;
         if seen < self.me.identity.generation {
             self.saw_previous_run = true;
+            self.keep_previous_slots(update);
             if self.me.liveness != Liveness::Left && update.incarnation >= self.me.incarnation {
                 self.me.incarnation = update.incarnation.saturating_add(1);
                 self.broadcasts.push(Update::of(&self.me));

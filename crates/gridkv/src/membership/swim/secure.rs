@@ -1,0 +1,486 @@
+//! Signed membership in the state machine: checking every claim a packet
+//! carries, signing this node's own, counting votes to remove a member,
+//! and operators' removals.
+//!
+//! With credentials ([`Swim::set_credentials`]) a packet is taken only if
+//! its sender's own claim verifies (and, when the transport authenticated
+//! the sender, names that node); each update it carries is taken only if
+//! its signature verifies, and is relayed with that signature unchanged.
+//! A member leaves the ring only on signed votes from a strict majority of
+//! the placement ring, as this node counts it, or on an operator's signed
+//! [`Removal`]. Without credentials nothing is checked, as before.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Swim;
+use crate::config_error::ConfigError;
+use crate::id::{Generation, NodeId};
+use crate::membership::keys::{MembershipSecurityStats, Refusal, Verifier};
+use crate::membership::member::{Identity, Liveness, Member, RingState};
+use crate::membership::signed::{ClaimKind, Removal, RemovalError};
+use crate::membership::trust::Credentials;
+use crate::membership::wire::{Message, Packet, Update, WireError};
+
+/// Most votes kept about one run of one member.
+const MAX_VOTERS: usize = 4096;
+
+/// This node's credentials and what it learnt checking others'.
+pub(super) struct Security {
+    creds: Arc<dyn Credentials>,
+    verifier: Verifier,
+    /// Signed votes to remove a member run: (target, generation) → voter →
+    /// its vote.
+    votes: BTreeMap<(NodeId, Generation), BTreeMap<NodeId, Update>>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("node", &self.creds.node_id())
+            .field("verifier", &self.verifier)
+            .field("votes", &self.votes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Swim {
+    /// Turns signed membership on: from now on this node signs its claims
+    /// with `creds` and refuses any claim that does not verify against the
+    /// trust bundle `creds` checks certificates with (counted in
+    /// [`Swim::security_stats`]). Call it before the first packet; every
+    /// member of a cluster must have credentials, or none.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if the certificate names another id than this
+    /// node's.
+    pub fn set_credentials(&mut self, creds: Arc<dyn Credentials>) -> Result<(), ConfigError> {
+        if creds.node_id() != self.me.identity.id {
+            return Err(ConfigError::new(
+                "membership",
+                "credentials",
+                "the certificate names another node id",
+            ));
+        }
+        self.security = Some(Box::new(Security {
+            creds,
+            verifier: Verifier::default(),
+            votes: BTreeMap::new(),
+        }));
+        Ok(())
+    }
+
+    /// Names the cluster in every signature this node makes and checks,
+    /// so that a claim signed for one cluster is refused by another (empty
+    /// by default).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a name longer than 255 bytes.
+    pub fn set_cluster_name(&mut self, name: &str) -> Result<(), ConfigError> {
+        if name.len() > Identity::MAX_LABEL {
+            return Err(ConfigError::new(
+                "membership",
+                "cluster",
+                "at most 255 bytes",
+            ));
+        }
+        self.cluster = name.to_owned();
+        Ok(())
+    }
+
+    /// Whether membership is signed (credentials were set).
+    pub fn is_signed(&self) -> bool {
+        self.security.is_some()
+    }
+
+    /// What signed membership refused and what it cost; all zero without
+    /// credentials.
+    pub fn security_stats(&self) -> MembershipSecurityStats {
+        self.security
+            .as_ref()
+            .map(|s| s.verifier.stats)
+            .unwrap_or_default()
+    }
+
+    /// Handles one packet from the network whose sender the transport
+    /// authenticated as `authenticated` (`None`: not authenticated, as
+    /// [`Swim::handle_packet`]). With credentials, a packet whose sender
+    /// is another node is refused and counted
+    /// ([`MembershipSecurityStats::sender_mismatch`]).
+    ///
+    /// # Errors
+    ///
+    /// [`WireError`] for a packet that does not decode; nothing is applied.
+    pub fn handle_packet_from(
+        &mut self,
+        now: Duration,
+        authenticated: Option<NodeId>,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
+        let packet = Self::decode_bounded(bytes)?;
+        self.handle(now, packet, authenticated);
+        self.refresh_ring();
+        Ok(())
+    }
+
+    /// Applies an operator's removal of one run of a node (see
+    /// [`Removal::sign`]); it is gossiped on as signed. Without
+    /// credentials it is applied unchecked, as any claim is.
+    ///
+    /// # Errors
+    ///
+    /// [`RemovalError::Refused`] when it does not verify, and
+    /// [`RemovalError::Unknown`] when this node knows no such run.
+    pub fn apply_removal(&mut self, now: Duration, removal: &Removal) -> Result<(), RemovalError> {
+        let known = self
+            .member(&removal.target)
+            .is_some_and(|m| m.identity.generation == removal.generation);
+        if !known {
+            return Err(RemovalError::Unknown {
+                target: removal.target,
+                generation: removal.generation,
+            });
+        }
+        let update = removal.to_update();
+        if self.security.is_some() {
+            self.check_claim(&update)
+                .map_err(|r| RemovalError::Refused(format!("{r:?}")))?;
+            self.merge(now, update);
+        } else {
+            let mut plain = self.effective(update);
+            plain.proof = None;
+            self.merge(now, plain);
+        }
+        self.refresh_ring();
+        Ok(())
+    }
+
+    /// Checks one claim against the trust bundle (counting a refusal).
+    fn check_claim(&mut self, update: &Update) -> Result<(), Refusal> {
+        let now_ms = self.clock_reading.wall_ms;
+        let cluster = &self.cluster;
+        let Some(sec) = self.security.as_deref_mut() else {
+            return Ok(());
+        };
+        sec.verifier.check(&*sec.creds, cluster, update, now_ms)
+    }
+
+    /// What a packet may be used for: with credentials, only a packet
+    /// whose sender's own claim verifies (and names the authenticated
+    /// sender), with the updates that verify; without, all of it, its
+    /// signatures dropped.
+    pub(super) fn admit(
+        &mut self,
+        mut packet: Packet,
+        authenticated: Option<NodeId>,
+    ) -> Option<Packet> {
+        if self.security.is_none() {
+            packet.from.proof = None;
+            for u in packet.updates.iter_mut().chain(members_mut(&mut packet.message)) {
+                u.proof = None;
+            }
+            return Some(packet);
+        }
+        if authenticated.is_some_and(|a| a != packet.from.identity.id) {
+            if let Some(sec) = self.security.as_deref_mut() {
+                sec.verifier.stats.sender_mismatch += 1;
+            }
+            return None;
+        }
+        let own = packet
+            .from
+            .proof
+            .as_ref()
+            .is_some_and(|p| p.kind == ClaimKind::Own);
+        if !own {
+            if let Some(sec) = self.security.as_deref_mut() {
+                sec.verifier.stats.forged += 1;
+            }
+            return None;
+        }
+        if self.check_claim(&packet.from).is_err() {
+            return None;
+        }
+        packet.updates = self.admit_all(std::mem::take(&mut packet.updates));
+        match &mut packet.message {
+            Message::JoinReply { members } | Message::PushPull { members, .. } => {
+                *members = self.admit_all(std::mem::take(members));
+            }
+            _ => {}
+        }
+        Some(packet)
+    }
+
+    /// The updates that verify, own claims first (they teach this node
+    /// the keys that claims about others are checked with).
+    fn admit_all(&mut self, updates: Vec<Update>) -> Vec<Update> {
+        let (mut own, about): (Vec<Update>, Vec<Update>) = updates
+            .into_iter()
+            .partition(|u| u.proof.as_ref().is_some_and(|p| p.kind == ClaimKind::Own));
+        own.extend(about);
+        own.into_iter()
+            .filter(|u| self.check_claim(u).is_ok())
+            .collect()
+    }
+
+    /// Signs a claim this node made (with credentials, and if it is not
+    /// signed yet): about itself as its own claim, about another as its
+    /// claimer.
+    pub(super) fn seal(&mut self, mut update: Update) -> Update {
+        let me = (self.me.identity.id, self.me.identity.generation);
+        let cluster = &self.cluster;
+        let Some(sec) = self.security.as_deref_mut() else {
+            return update;
+        };
+        if update.proof.is_some() {
+            return update;
+        }
+        let kind = if (update.identity.id, update.identity.generation) == me {
+            ClaimKind::Own
+        } else {
+            update.suspector = Some(me.0);
+            ClaimKind::About
+        };
+        sec.verifier
+            .seal(&*sec.creds, cluster, update, kind, me.1)
+    }
+
+    /// Signs everything a packet about to leave carries.
+    pub(super) fn seal_packet(&mut self, packet: &mut Packet) {
+        if self.security.is_none() {
+            return;
+        }
+        packet.from = self.seal(packet.from.clone());
+        let mut all: Vec<&mut Update> = packet.updates.iter_mut().collect();
+        all.extend(members_mut(&mut packet.message));
+        for u in all {
+            if u.proof.is_none() {
+                let sealed = self.seal(u.clone());
+                *u = sealed;
+            }
+        }
+    }
+
+    /// The claim as it applies to the table: a claim about another keeps
+    /// the identity this node knows for that run (the claimer vouches for
+    /// its liveness, not its address); an operator's removal applies at
+    /// the run's current incarnation.
+    pub(super) fn effective(&self, mut update: Update) -> Update {
+        let kind = update.proof.as_ref().map(|p| p.kind);
+        if kind == Some(ClaimKind::Own) {
+            return update;
+        }
+        let Some(known) = self.member(&update.identity.id) else {
+            return update;
+        };
+        if known.identity.generation != update.identity.generation {
+            return update;
+        }
+        update.identity = known.identity.clone();
+        if kind == Some(ClaimKind::Operator) {
+            update.incarnation = known.incarnation;
+            update.holds_slots = false;
+        }
+        update
+    }
+
+    /// Counts a signed vote to remove a member run; whether a strict
+    /// majority of the placement ring (as this node counts it) has now
+    /// voted, so the removal applies. Votes are relayed as they come.
+    pub(super) fn removal_vote(&mut self, vote: &Update) -> bool {
+        let target = vote.identity.id;
+        let g = vote.identity.generation;
+        let Some(known) = self.member(&target) else {
+            return false;
+        };
+        let (cur_gen, cur_inc, removed) = (
+            known.identity.generation,
+            known.incarnation,
+            known.ring == RingState::Removed,
+        );
+        let Some(voter) = vote.suspector else {
+            return false;
+        };
+        if self.member(&voter).is_none() {
+            return false;
+        }
+        if target == self.me.identity.id && g < cur_gen {
+            // A vote about this node's previous run: it was here before.
+            self.saw_previous_run = true;
+        }
+        let Some(sec) = self.security.as_deref_mut() else {
+            return true;
+        };
+        // About this node, votes count whatever their incarnation: one
+        // that raised its incarnation while cut off must still learn that
+        // the majority took it off the ring (see `Swim::merge_own`).
+        let about_me = target == self.me.identity.id;
+        let min_inc = if about_me { 0 } else { cur_inc };
+        if g < cur_gen {
+            sec.verifier.stats.stale += 1;
+            return false;
+        }
+        if g > cur_gen {
+            // A run this node does not know yet: the vote comes again.
+            return false;
+        }
+        sec.votes.retain(|(t, vg), _| *t != target || *vg == g);
+        let votes = sec.votes.entry((target, g)).or_default();
+        let new = votes
+            .get(&voter)
+            .is_none_or(|v| v.incarnation < vote.incarnation);
+        if new && votes.len() < MAX_VOTERS {
+            votes.insert(voter, vote.clone());
+        }
+        if vote.incarnation < min_inc {
+            // The member refuted since: the vote no longer counts against
+            // it (kept only to see who was removed together, see
+            // `removal_quorum`).
+            sec.verifier.stats.stale += 1;
+            return false;
+        }
+        if new {
+            self.broadcasts.push(vote.clone());
+        }
+        if removed {
+            return false;
+        }
+        if self.removal_quorum(target, g, min_inc) {
+            return true;
+        }
+        if new && voter != self.me.identity.id {
+            if let Some(sec) = self.security.as_deref_mut() {
+                sec.verifier.stats.removals_refused += 1;
+            }
+        }
+        false
+    }
+
+    /// Whether a strict majority of the placement ring, as this node
+    /// counts it (the target included), voted to remove run `g` of
+    /// `target` at incarnation `min_inc` or later.
+    ///
+    /// About this node itself, the count leaves out the other members
+    /// that every one of the same voters voted to remove too: a node cut
+    /// off with others, and removed with them by the majority side, still
+    /// counts them as members, and would otherwise never learn of its
+    /// removal and rejoin. (A single voter cannot use this: its own vote is
+    /// then one of two, itself and the target.)
+    fn removal_quorum(&self, target: NodeId, g: Generation, min_inc: u64) -> bool {
+        let Some(sec) = self.security.as_ref() else {
+            return false;
+        };
+        let Some(votes) = sec.votes.get(&(target, g)) else {
+            return false;
+        };
+        let counted = |m: &Member| {
+            m.id() != target
+                && votes
+                    .get(&m.id())
+                    .is_some_and(|v| v.incarnation >= min_inc)
+        };
+        let voters: Vec<NodeId> = self
+            .members()
+            .filter(|m| m.in_placement() && counted(m))
+            .map(|m| m.id())
+            .collect();
+        let about_me = target == self.me.identity.id;
+        let removed_with_me = |m: &Member| {
+            about_me
+                && m.id() != target
+                && !voters.is_empty()
+                && sec
+                    .votes
+                    .get(&(m.id(), m.identity.generation))
+                    .is_some_and(|theirs| voters.iter().all(|v| theirs.contains_key(v)))
+        };
+        let total = self
+            .members()
+            .filter(|m| m.in_placement() && !removed_with_me(m))
+            .count();
+        voters.len() * 2 > total
+    }
+
+    /// Whether this node already voted to remove run `g` of `id`.
+    pub(super) fn voted(&self, id: NodeId, g: Generation) -> bool {
+        self.security.as_ref().is_some_and(|s| {
+            s.votes
+                .get(&(id, g))
+                .is_some_and(|v| v.contains_key(&self.me.identity.id))
+        })
+    }
+
+    /// With signed membership, a restart learns that it keeps its
+    /// previous run's slots from that run's (signed) state, as the members
+    /// that knew the run work it out: relays cannot vouch for it, as they
+    /// do unsigned by gossiping their own view of the restart.
+    pub(super) fn keep_previous_slots(&mut self, previous: &Update) {
+        let held = match previous.ring {
+            RingState::Normal | RingState::Leaving => true,
+            RingState::Joining => previous.holds_slots,
+            RingState::Left | RingState::Removed => false,
+        } && previous.liveness != Liveness::Left;
+        if self.security.is_none()
+            || !held
+            || self.me.ring != RingState::Joining
+            || self.me.holds_slots
+        {
+            return;
+        }
+        let before = self.me.clone();
+        self.me.holds_slots = true;
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
+        self.ring_dirty = true;
+        self.broadcasts.push(Update::of(&self.me));
+        self.changed(Some(before), self.me.clone());
+    }
+
+    /// Counts a claim with a valid signature that is older than what this
+    /// node knows.
+    pub(super) fn note_stale(&mut self) {
+        if let Some(sec) = self.security.as_deref_mut() {
+            sec.verifier.stats.stale += 1;
+        }
+    }
+
+    /// The signed claims a full table carries for one member: the claim
+    /// that set its entry, and the votes to remove its current run that
+    /// still apply (none once it came back at a later incarnation).
+    pub(super) fn table_claims(&self, member: &Member, current: Update, out: &mut Vec<Update>) {
+        let key = (member.identity.id, member.identity.generation);
+        if let Some(votes) = self.security.as_ref().and_then(|s| s.votes.get(&key)) {
+            let applies = |v: &Update| {
+                member.ring == RingState::Removed || v.incarnation >= member.incarnation
+            };
+            out.extend(
+                votes
+                    .values()
+                    .filter(|v| **v != current && applies(v))
+                    .cloned(),
+            );
+        }
+        out.push(current);
+    }
+
+    /// Drops the votes about a member this node forgot.
+    pub(super) fn forget_votes(&mut self, id: NodeId) {
+        if let Some(sec) = self.security.as_deref_mut() {
+            sec.votes.retain(|(t, _), _| *t != id);
+        }
+    }
+}
+
+/// The member lists a message carries.
+fn members_mut(message: &mut Message) -> impl Iterator<Item = &mut Update> {
+    match message {
+        Message::JoinReply { members } | Message::PushPull { members, .. } => {
+            Some(members.iter_mut())
+        }
+        _ => None,
+    }
+    .into_iter()
+    .flatten()
+}
