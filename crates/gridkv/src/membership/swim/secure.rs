@@ -349,6 +349,7 @@ impl Swim {
             return false;
         }
         if self.removal_quorum(target, g, min_inc) {
+            self.confirm_removal(target);
             return true;
         }
         if new && voter != self.me.identity.id {
@@ -357,6 +358,35 @@ impl Swim {
             }
         }
         false
+    }
+
+    /// Adds this node's own vote to a removal that a majority decided,
+    /// if this node too sees the member down and holds ring slots: the
+    /// more of the ring's members vote, the more of those that count the
+    /// ring differently later (after joins and restarts) see a majority.
+    fn confirm_removal(&mut self, target: NodeId) {
+        let me = self.me.identity.id;
+        if target == me || !self.me.in_placement() {
+            return;
+        }
+        let Some(known) = self.member(&target) else {
+            return;
+        };
+        if known.liveness != Liveness::Down || self.voted(target, known.identity.generation) {
+            return;
+        }
+        let mut vote = Update::of(known);
+        vote.ring = RingState::Removed;
+        vote.holds_slots = false;
+        let vote = self.seal(vote);
+        let key = (target, vote.identity.generation);
+        if let Some(sec) = self.security.as_deref_mut() {
+            let votes = sec.votes.entry(key).or_default();
+            if votes.len() < MAX_VOTERS {
+                votes.insert(me, vote.clone());
+                self.broadcasts.push(vote);
+            }
+        }
     }
 
     /// Whether a strict majority of the placement ring, as this node
