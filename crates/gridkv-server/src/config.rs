@@ -721,7 +721,25 @@ impl ServerConfig {
         if let Some(bound) = self.max_clock_offset {
             builder = builder.max_clock_offset(bound);
         }
+        if let Some(tls) = &self.security.tls {
+            builder = builder.tls_files(gridkv::TlsFiles::new(&tls.ca, &tls.cert, &tls.key));
+        }
+        if self.security.insecure {
+            builder = builder.insecure();
+        }
         builder.build().map_err(|e| {
+            if e.field == "tls" {
+                // The library names its builder calls; name the flags.
+                return ConfigError::new(
+                    "tls_cert",
+                    format!(
+                        "{}; the flags: --tls-ca, --tls-cert and --tls-key (GRIDKV_TLS_CA, \
+                         GRIDKV_TLS_CERT, GRIDKV_TLS_KEY), or --insecure (GRIDKV_INSECURE) \
+                         for plaintext off loopback",
+                        e.reason
+                    ),
+                );
+            }
             let setting = match e.field {
                 "node_id" => "id",
                 "datacenter" => "dc",

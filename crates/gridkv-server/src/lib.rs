@@ -21,7 +21,8 @@
 //! - [`http`]: `/health`, `/metrics`, `/cluster` (JSON), behind the
 //!   admin token where it is needed.
 //! - [`tls`]: TLS on the RESP and HTTP listeners.
-//! - [`node`]: `gridkv node`, a node with both front ends.
+//! - [`node`]: `gridkv node`, a node with both front ends; [`reload`]
+//!   re-reads its certificates and ACL file on SIGHUP and on change.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
 //! - [`cert`]: `gridkv cert`, the certificates of a secured cluster.
@@ -39,6 +40,7 @@ pub mod info;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod reload;
 pub mod resp;
 pub mod server;
 pub mod session;

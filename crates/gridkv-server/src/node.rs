@@ -258,7 +258,28 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
-    signal().await;
+    // Until SIGTERM/Ctrl-C: reload the files on SIGHUP and when they
+    // change.
+    let mut hangup = crate::reload::Hangup::new();
+    let mut watched = crate::reload::Watched::new(&config);
+    let mut poll = tokio::time::interval(crate::reload::POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => {
+                watched.changed();
+                let _ = crate::reload::reload_all(&running, "SIGHUP");
+            }
+            _ = poll.tick(), if !watched.is_empty() => {
+                if watched.changed() {
+                    let _ = crate::reload::reload_all(&running, "file change");
+                }
+            }
+        }
+    }
     tracing::info!("signal received: leaving the cluster (a second signal stops at once)");
     tokio::select! {
         _ = running.stop() => {}

@@ -79,6 +79,9 @@ pub struct Snapshot {
     pub clock: gridkv::ClockStatus,
     /// Indirect probes refused and links swept.
     pub membership: gridkv::MembershipStats,
+    /// The cluster TLS material and its reloads; `None` when cluster
+    /// traffic is plaintext.
+    pub tls: Option<gridkv::TlsStatus>,
 }
 
 /// The smoothed round-trip time to one peer (data lane).
@@ -139,6 +142,7 @@ impl Snapshot {
             peer_rtts,
             clock: node.clock(),
             membership: node.membership_stats(),
+            tls: node.tls_status(),
         }
     }
 

@@ -84,7 +84,9 @@ mod log_limit;
 pub use config_error::ConfigError;
 pub use hlc::{Clock, SystemClock};
 pub use id::{Generation, NodeId, NodeIdError};
-pub use membership::{Identity, Liveness, Member, MemberEvent, RingState, SwimConfig};
+pub use membership::{
+    Identity, Liveness, Member, MemberEvent, MembershipSecurityStats, RingState, SwimConfig,
+};
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use net::tls::{CertExpiry, CertKind, TlsError, TlsFiles, TlsStatus, TlsStore};
@@ -121,7 +123,7 @@ pub use store::{StoreConfig, StoreStats};
 /// ```
 pub mod transport {
     pub use crate::net::backoff::BackoffConfig;
-    pub use crate::net::handshake::{HandshakeError, RefusalReason};
+    pub use crate::net::handshake::{HandshakeError, IdMismatch, RefusalReason};
     pub use crate::net::rtt::RttConfig;
     pub use crate::net::{Limit, TransportConfig, TransportError};
 }

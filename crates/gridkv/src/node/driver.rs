@@ -58,11 +58,6 @@ pub(super) struct Driver {
     pub(super) logged: Option<(usize, usize, usize)>,
     /// Closes links to addresses that are neither members nor seeds.
     pub(super) links: super::links::LinkSweep,
-    /// The node's signing identity and trust bundle (with TLS), for signed
-    /// membership: to be handed to `Swim::set_credentials` by the
-    /// membership work; unused until then.
-    #[expect(dead_code, reason = "read once Swim takes credentials (issue 16)")]
-    pub(super) credentials: Option<Arc<dyn crate::membership::trust::Credentials>>,
 }
 
 impl Driver {
@@ -118,6 +113,10 @@ impl Driver {
                             self.fill_requested = true;
                         }
                     }
+                    Some(Command::Resign) => {
+                        let now = self.now();
+                        self.swim.resign(now);
+                    }
                     Some(Command::StartLeaving) => {
                         let now = self.now();
                         self.swim.start_leaving(now);
@@ -134,7 +133,10 @@ impl Driver {
                     let Some(inbound) = inbound else { return };
                     let now = self.now();
                     self.observe_clock();
-                    if let Err(error) = self.swim.handle_packet(now, &inbound.body) {
+                    // The sender is who the transport's handshake (with
+                    // TLS, the peer's certificate) says it is.
+                    let sender = Some(inbound.from.node_id);
+                    if let Err(error) = self.swim.handle_packet_from(now, sender, &inbound.body) {
                         // Any sender can send these, one per packet.
                         static LIMIT: LogLimit = LogLimit::new(log_limit::EVERY);
                         if let Some(suppressed) = LIMIT.allow() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::GridKv;
-use crate::membership::{Liveness, RingState, Swim};
+use crate::membership::{Liveness, MembershipSecurityStats, RingState, Swim};
 use crate::net::Transport;
 
 /// How often the driver sweeps links to addresses that are neither
@@ -46,6 +46,8 @@ pub struct MembershipStats {
     /// Peer addresses whose links the sweep closed: neither a member's
     /// nor a seed's.
     pub links_closed: u64,
+    /// What signed membership refused (all zero without TLS).
+    pub security: MembershipSecurityStats,
 }
 
 /// The live counters behind [`MembershipStats`].
@@ -53,6 +55,7 @@ pub struct MembershipStats {
 pub(super) struct LinkCounters {
     probe_requests_refused: AtomicU64,
     links_closed: AtomicU64,
+    security: parking_lot::Mutex<MembershipSecurityStats>,
 }
 
 /// The driver's link sweep: the seeds it always keeps, and when it runs
@@ -79,6 +82,7 @@ impl LinkSweep {
         counters
             .probe_requests_refused
             .store(swim.probe_requests_refused(), Relaxed);
+        *counters.security.lock() = swim.security_stats();
         let now = Instant::now();
         if now < self.next {
             return;
@@ -109,6 +113,7 @@ impl GridKv {
         MembershipStats {
             probe_requests_refused: c.probe_requests_refused.load(Relaxed),
             links_closed: c.links_closed.load(Relaxed),
+            security: *c.security.lock(),
         }
     }
 }

@@ -77,6 +77,8 @@ enum Phase {
 
 enum Command {
     Fill,
+    /// The TLS material was reloaded: sign a new claim with it.
+    Resign,
     StartLeaving,
     Leave(tokio::sync::oneshot::Sender<()>),
 }
@@ -259,16 +261,15 @@ impl GridKv {
         );
         identity.datacenter = config.datacenter.clone();
         let origin = Instant::now();
-        // Signed membership: `credentials` reaches the driver, which hands
-        // it to `Swim` (`Swim::set_credentials`) once membership signs.
-        let credentials = security::credentials(&config);
-        let swim = Swim::new(
+        let mut swim = Swim::new(
             identity,
             config.membership.clone(),
             config.seeds.clone(),
             config.rng_seed,
             Duration::ZERO,
         )?;
+        // With TLS, membership is signed with the certificate's key.
+        security::sign_membership(&mut swim, &config)?;
         let store = Arc::new(Store::with_clock(
             config.store.clone(),
             config.clock.clone(),
@@ -380,7 +381,6 @@ impl GridKv {
             needed,
             logged: None,
             links: links::LinkSweep::new(&config.seeds),
-            credentials,
         };
         let membership = tokio::spawn(driver.run(incoming.control, command_rx));
         let maintenance =

@@ -5,17 +5,20 @@
 use std::sync::Arc;
 
 use super::{Config, GridKv};
+use crate::config_error::ConfigError;
+use crate::membership::Swim;
 use crate::membership::trust::Credentials;
 use crate::net::tls::{TlsError, TlsStatus};
 
-/// The credentials signed membership will use: the node's TLS material,
-/// when it has any.
-pub(super) fn credentials(config: &Config) -> Option<Arc<dyn Credentials>> {
-    config
-        .transport
-        .tls
-        .clone()
-        .map(|store| Arc::new(store) as Arc<dyn Credentials>)
+/// Turns signed membership on when the node has TLS material: its claims
+/// are signed with its certificate's key, and every claim it hears must
+/// verify against the trust bundle (see `membership::trust`).
+pub(super) fn sign_membership(swim: &mut Swim, config: &Config) -> Result<(), ConfigError> {
+    swim.set_cluster_name(&config.transport.cluster)?;
+    if let Some(store) = config.transport.tls.clone() {
+        swim.set_credentials(Arc::new(store) as Arc<dyn Credentials>)?;
+    }
+    Ok(())
 }
 
 /// Cluster security (TLS state and reloads).
@@ -62,7 +65,11 @@ impl GridKv {
             .transport
             .tls()
             .ok_or(TlsError::NotEnabled)?
-            .reload()
+            .reload()?;
+        // Members relay this node's last signed claim; re-sign it with the
+        // new certificate before the old CA is dropped anywhere.
+        let _ = self.inner.commands.try_send(super::Command::Resign);
+        Ok(())
     }
 
     /// The loaded certificates' expiry and the reload counts; `None` on a

@@ -468,6 +468,23 @@ impl Swim {
         self.changed(Some(before), self.me.clone());
     }
 
+    /// Re-announces this node at a new incarnation, so that its claim,
+    /// signed now, carries the certificate loaded now. After a certificate
+    /// rotation the claim other members relay is otherwise the one signed
+    /// with the old certificate, which receivers refuse once its CA leaves
+    /// the trust bundle. Nothing else changes; without credentials, or once
+    /// left, it does nothing.
+    pub fn resign(&mut self, now: Duration) {
+        if self.security.is_none() || self.me.liveness == Liveness::Left {
+            return;
+        }
+        let before = self.me.clone();
+        self.me.incarnation = self.me.incarnation.saturating_add(1);
+        self.me.since = now;
+        self.broadcasts.push(Update::of(&self.me));
+        self.changed(Some(before), self.me.clone());
+    }
+
     /// Counts a claim with a valid signature that is older than what this
     /// node knows.
     pub(super) fn note_stale(&mut self) {

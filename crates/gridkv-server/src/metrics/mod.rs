@@ -18,6 +18,8 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+mod security;
+
 struct Prom(String);
 
 impl Prom {
@@ -492,66 +494,8 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Bytes the RESP parser examined (about the bytes parsed, however they arrived).",
         st.parser_scanned_bytes,
     );
-    security(&mut p, snapshot);
+    security::render(&mut p, snapshot);
     p.0
-}
-
-/// Issue 16: authentication refusals, ACL reloads, failed TLS handshakes
-/// and refused admin requests.
-fn security(p: &mut Prom, snapshot: &Snapshot) {
-    let (st, auth) = (&snapshot.server, &snapshot.auth);
-    p.one(
-        "resp_auth_failures_total",
-        "counter",
-        "RESP AUTH and HELLO AUTH refused (wrong user or password, or user off).",
-        auth.failures,
-    );
-    p.one(
-        "resp_noauth_total",
-        "counter",
-        "RESP commands refused because the client was not authenticated (-NOAUTH).",
-        auth.noauth,
-    );
-    p.family(
-        "resp_acl_denied_total",
-        "counter",
-        "RESP commands refused by the ACL (-NOPERM), by what was denied.",
-    );
-    p.sample(
-        "resp_acl_denied_total",
-        "reason=\"command\"",
-        auth.denied_commands,
-    );
-    p.sample("resp_acl_denied_total", "reason=\"key\"", auth.denied_keys);
-    p.family(
-        "acl_reloads_total",
-        "counter",
-        "ACL file reloads, by result (a failed one keeps the users in force).",
-    );
-    p.sample("acl_reloads_total", "result=\"ok\"", auth.reloads);
-    p.sample(
-        "acl_reloads_total",
-        "result=\"failed\"",
-        auth.reload_failures,
-    );
-    p.one(
-        "resp_tls_handshake_failures_total",
-        "counter",
-        "RESP clients whose TLS handshake failed (--resp-tls).",
-        st.tls_handshake_failures,
-    );
-    p.one(
-        "http_tls_handshake_failures_total",
-        "counter",
-        "HTTP admin clients whose TLS handshake failed (--http-tls).",
-        st.http_tls_handshake_failures,
-    );
-    p.one(
-        "http_admin_refusals_total",
-        "counter",
-        "HTTP admin requests refused for a missing or wrong token (401) or no token set (403).",
-        st.admin_refusals,
-    );
 }
 
 #[cfg(test)]
@@ -604,8 +548,56 @@ mod tests {
             membership: gridkv::MembershipStats {
                 probe_requests_refused: 4,
                 links_closed: 2,
+                security: Default::default(),
             },
+            tls: None,
         }
+    }
+
+    #[test]
+    fn cluster_security_is_metrics() {
+        let mut s = snapshot();
+        assert!(render(&s).contains("gridkv_cluster_tls 0\n"));
+        s.membership.security.forged = 3;
+        s.membership.security.sender_mismatch = 2;
+        s.transport.identity_mismatches = 4;
+        let in_a_day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 86_400;
+        s.tls = Some(gridkv::TlsStatus {
+            node_id: gridkv::NodeId::new("n1").unwrap(),
+            certificates: vec![gridkv::CertExpiry {
+                kind: gridkv::CertKind::Ca,
+                subject: "CN=\"ca\"".into(),
+                not_after_secs: in_a_day,
+            }],
+            reloads_ok: 2,
+            reloads_failed: 1,
+            last_error: None,
+        });
+        let prom = render(&s);
+        for metric in [
+            "gridkv_cluster_tls 1\n",
+            "gridkv_membership_claims_refused_total{reason=\"forged\"} 3\n",
+            "gridkv_membership_claims_refused_total{reason=\"sender_mismatch\"} 2\n",
+            "gridkv_transport_identity_mismatches_total 4\n",
+            "gridkv_tls_reloads_total{result=\"ok\"} 2\n",
+            "gridkv_tls_reloads_total{result=\"failed\"} 1\n",
+        ] {
+            assert!(prom.contains(metric), "/metrics lacks {metric}:\n{prom}");
+        }
+        let line = prom
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "gridkv_tls_certificate_expiry_seconds{kind=\"ca\",subject=\"CN=_ca_\"}",
+                )
+            })
+            .unwrap_or_else(|| panic!("no CA expiry (quotes escaped):\n{prom}"));
+        let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((86_000.0..=86_400.0).contains(&secs), "{line}");
     }
 
     #[test]
