@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Config, GridKv};
 use crate::membership::trust::Credentials;
-use crate::net::tls::{TlsError, TlsStatus};
+use crate::net::tls::{TlsError, TlsStatus, TlsStore};
 
 /// The credentials signed membership will use: the node's TLS material,
 /// when it has any.
@@ -31,7 +31,7 @@ impl GridKv {
     /// let node = GridKv::start(GridKv::builder("a").build()?).await?;
     /// assert!(!node.tls_enabled()); // plaintext, on loopback
     /// assert!(!node.is_insecure());
-    /// assert!(node.tls_status().is_none());
+    /// assert!(node.tls_status().is_none() && node.tls().is_none());
     /// assert!(node.reload_tls().is_err());
     /// node.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -63,6 +63,13 @@ impl GridKv {
             .tls()
             .ok_or(TlsError::NotEnabled)?
             .reload()
+    }
+
+    /// The node's TLS material, for listeners that serve clients with the
+    /// node's certificate ([`TlsStore::server_config`](crate::TlsStore::server_config));
+    /// `None` on a plaintext node.
+    pub fn tls(&self) -> Option<&TlsStore> {
+        self.inner.transport.tls()
     }
 
     /// The loaded certificates' expiry and the reload counts; `None` on a
