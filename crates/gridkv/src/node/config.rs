@@ -52,8 +52,9 @@ pub struct Config {
     pub fill: FillMode,
     /// Seeds the node's randomness (probe order, jitter), so a run replays.
     pub rng_seed: u64,
-    /// Transport tuning; `cluster`, `node_id`, `generation`, `listen` and
-    /// `advertise` are taken from this config.
+    /// Transport tuning; `cluster`, `node_id`, `generation`, `listen`,
+    /// `advertise` and `tls` are taken from this config (`tls` from
+    /// [`ConfigBuilder::tls`]).
     pub transport: TransportConfig,
     /// Replication factor, quorums and timeouts.
     pub replication: ReplicationConfig,
@@ -371,7 +372,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Transport tuning (its identity and address fields are overwritten).
+    /// Transport tuning (its identity, address and `tls` fields are
+    /// overwritten: TLS is given with [`ConfigBuilder::tls`]).
     pub fn transport(mut self, config: TransportConfig) -> Self {
         self.transport = Some(config);
         self

@@ -8,7 +8,7 @@ use super::{Config, GridKv};
 use crate::config_error::ConfigError;
 use crate::membership::Swim;
 use crate::membership::trust::Credentials;
-use crate::net::tls::{TlsError, TlsStatus};
+use crate::net::tls::{TlsError, TlsStatus, TlsStore};
 
 /// Turns signed membership on when the node has TLS material: its claims
 /// are signed with its certificate's key, and every claim it hears must
@@ -34,7 +34,7 @@ impl GridKv {
     /// let node = GridKv::start(GridKv::builder("a").build()?).await?;
     /// assert!(!node.tls_enabled()); // plaintext, on loopback
     /// assert!(!node.is_insecure());
-    /// assert!(node.tls_status().is_none());
+    /// assert!(node.tls_status().is_none() && node.tls().is_none());
     /// assert!(node.reload_tls().is_err());
     /// node.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -70,6 +70,13 @@ impl GridKv {
         // new certificate before the old CA is dropped anywhere.
         let _ = self.inner.commands.try_send(super::Command::Resign);
         Ok(())
+    }
+
+    /// The node's TLS material, for listeners that serve clients with the
+    /// node's certificate ([`TlsStore::server_config`](crate::TlsStore::server_config));
+    /// `None` on a plaintext node.
+    pub fn tls(&self) -> Option<&TlsStore> {
+        self.inner.transport.tls()
     }
 
     /// The loaded certificates' expiry and the reload counts; `None` on a
