@@ -203,6 +203,10 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
             "standalone": node.is_standalone(),
             "leaving": shared.leaving.load(Relaxed),
         },
+        // Cluster traffic: mutual TLS with signed membership, or
+        // plaintext (on loopback, or allowed by --insecure).
+        "tls": node.tls_enabled(),
+        "insecure": node.is_insecure(),
         "members": members,
         "ring": ring_summary(node, status.effective_replicas),
         "replication": {

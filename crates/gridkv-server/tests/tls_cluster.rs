@@ -203,7 +203,7 @@ fn a_plaintext_peer_is_refused_at_the_handshake() {
     let view = n1.cluster_view().unwrap();
     let members = view["members"].as_array().unwrap();
     assert_eq!(members.len(), 1, "a plaintext node got in: {view}");
-    assert!(metric(&n1, "gridkv_transport_handshake_failures_total", "") >= 1.0);
+    assert!(metric(&n1, "gridkv_transport_tls_failures_total", "") >= 1.0);
     drop(plain);
 }
 
@@ -298,9 +298,15 @@ fn ca_rotation_under_load_loses_no_operation() {
         &failed[..failed.len().min(10)]
     );
 
-    // A node still on an old-CA certificate is refused now.
+    // A node still on an old-CA certificate (and trusting only the old
+    // CA) is refused now.
     pki.node(&old, "n4", now(), 1);
-    let n4 = start(&pki, "n4", Some(&n1));
+    pki.write("old-bundle.pem", &old.cert);
+    let mut flags = pki.flags("n4");
+    flags[1] = pki.path("old-bundle.pem").display().to_string();
+    flags.extend(["--seeds".into(), n1.cluster.to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let n4 = Node::start("n4", &flags);
     std::thread::sleep(Duration::from_secs(3));
     let view = n1.cluster_view().unwrap();
     assert!(
