@@ -279,3 +279,97 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA and a leaf it signed, written under a fresh directory:
+    /// `ca.pem`, `leaf.pem`, `leaf.key`.
+    fn pki(name: &str) -> PathBuf {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("gridkv-tls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let issuer = CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
+        std::fs::write(dir.join("leaf.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("leaf.key"), key.serialize_pem()).unwrap();
+        dir
+    }
+
+    fn source(dir: &Path, client_certs: ClientCerts) -> TlsSource {
+        TlsSource {
+            cert: CertKey {
+                cert: dir.join("leaf.pem"),
+                key: dir.join("leaf.key"),
+            },
+            ca: Some(dir.join("ca.pem")),
+            client_certs,
+            alpn: Vec::new(),
+        }
+    }
+
+    fn current(tls: &ServerTls) -> Arc<rustls::ServerConfig> {
+        tls.config.read().unwrap().clone()
+    }
+
+    #[test]
+    fn a_reload_swaps_the_config_or_keeps_it() {
+        let dir = pki("reload");
+        let tls = ServerTls::load(source(&dir, ClientCerts::Required)).unwrap();
+        let before = current(&tls);
+        // A broken certificate file: refused, naming it; the old config stays.
+        let good = std::fs::read(dir.join("leaf.pem")).unwrap();
+        std::fs::write(dir.join("leaf.pem"), "not a certificate").unwrap();
+        let e = tls.reload().unwrap_err().to_string();
+        assert!(
+            e.contains("leaf.pem") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
+        assert!(Arc::ptr_eq(&before, &current(&tls)));
+        // Fixed: the next connection gets a new config.
+        std::fs::write(dir.join("leaf.pem"), good).unwrap();
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, &current(&tls)));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_material_is_refused_with_its_file() {
+        let dir = pki("bad");
+        let other = pki("bad-other");
+        // A key that is not the certificate's.
+        let mut s = source(&dir, ClientCerts::None);
+        s.cert.key = other.join("leaf.key");
+        let e = server_config(&s).unwrap_err().to_string();
+        assert!(e.contains("leaf.pem: with its key"), "{e}");
+        // A missing file.
+        let mut s = source(&dir, ClientCerts::None);
+        s.cert.cert = dir.join("missing.pem");
+        assert!(
+            server_config(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("missing.pem")
+        );
+        // Client certificates without a CA.
+        let mut s = source(&dir, ClientCerts::Optional);
+        s.ca = None;
+        assert!(matches!(server_config(&s), Err(TlsError::Verifier(_))));
+        // The ALPN asked for.
+        let mut s = source(&dir, ClientCerts::None);
+        s.alpn = vec![b"http/1.1".to_vec()];
+        let config = server_config(&s).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other).unwrap();
+    }
+}

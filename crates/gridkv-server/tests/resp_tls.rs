@@ -272,26 +272,27 @@ fn redis_cli_connects_with_tls() {
         return;
     }
     let ca = Ca::new("ca-cli");
-    let node = start(&ca, &["--resp-tls"]);
+    let node = start(&ca, &["--resp-tls", "--requirepass", "pw"]);
     let port = node.resp.port().to_string();
     let ca_pem = ca.ca_pem();
-    let out = std::process::Command::new("redis-cli")
-        .args(["--tls", "--cacert", ca_pem.to_str().unwrap()])
-        .args(["-h", "127.0.0.1", "-p", &port, "SET", "cli", "tls"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.trim() == "OK",
-        "redis-cli --tls: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = std::process::Command::new("redis-cli")
-        .args(["--tls", "--cacert", ca_pem.to_str().unwrap()])
-        .args(["-h", "127.0.0.1", "-p", &port, "GET", "cli"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tls");
+    let cli = |auth: &[&str], command: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", ca_pem.to_str().unwrap()])
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(auth)
+            .args(command)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    };
+    let auth = ["-a", "pw", "--no-auth-warning"];
+    assert_eq!(cli(&auth, &["SET", "cli", "tls"]), "OK");
+    assert_eq!(cli(&auth, &["GET", "cli"]), "tls");
+    assert_eq!(cli(&[], &["GET", "cli"]), "NOAUTH Authentication required.");
 }
 
 /// `GET path` over HTTPS: status line and the server's leaf certificate.

@@ -137,9 +137,10 @@ fn info_line(session: &Session) -> String {
         session.peer,
         text(&session.name)
     );
+    let user = session.user.as_ref().map_or("", |u| u.name());
     let _ = writeln!(
         line,
-        " resp={} lib-name={} lib-ver={}",
+        " user={user} resp={} lib-name={} lib-ver={}",
         session.protocol.version(),
         text(&session.lib_name),
         text(&session.lib_ver)
@@ -212,7 +213,13 @@ mod tests {
         Client::SetInfo(LibAttr::Name, Some(Bytes::from_static(b"redis-py"))).apply(&mut s);
         assert_eq!(
             info_line(&s),
-            "id=4 addr=127.0.0.1:9 name= db=0 resp=2 lib-name=redis-py lib-ver=\n"
+            "id=4 addr=127.0.0.1:9 name= db=0 user= resp=2 lib-name=redis-py lib-ver=\n"
+        );
+        s.user = crate::auth::AclStore::open().current().initial_user();
+        assert!(
+            info_line(&s).contains(" user=default "),
+            "{}",
+            info_line(&s)
         );
     }
 }

@@ -20,8 +20,8 @@ use crate::auth::AclStore;
 use crate::resp::{Protocol, Reply};
 use crate::session::Session;
 
-/// A parsed `HELLO`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `HELLO`. Its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// The protocol asked for, if any.
     pub protocol: Option<Protocol>,
@@ -29,6 +29,19 @@ pub struct Hello {
     pub auth: Option<(Bytes, Bytes)>,
     /// `SETNAME name` (`Some(None)`: the empty name, which clears it).
     pub name: Option<Option<Bytes>>,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("protocol", &self.protocol)
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|(user, _)| (user, "<hidden>")),
+            )
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl Hello {
@@ -168,6 +181,11 @@ mod tests {
         let h = parse(&["HELLO", "3", "auth", "default", "pw", "setname", "app"]).unwrap();
         assert_eq!(h.auth.as_ref().map(|a| &a.0[..]), Some(&b"default"[..]));
         assert_eq!(h.name, Some(Some(Bytes::from_static(b"app"))));
+        let shown = format!("{h:?}");
+        assert!(
+            shown.contains("default") && !shown.contains("\"pw\""),
+            "{shown}"
+        );
         assert_eq!(
             parse(&["HELLO", "3", "AUTH", "default"])
                 .unwrap_err()
