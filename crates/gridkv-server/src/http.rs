@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/live", get(live))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
+        .route("/remove", axum::routing::post(crate::remove::endpoint))
         .route("/", get(index))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

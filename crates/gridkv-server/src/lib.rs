@@ -25,7 +25,8 @@
 //!   re-reads its certificates and ACL file on SIGHUP and on change.
 //! - [`demo`]: `gridkv demo`.
 //! - [`bench`](mod@bench): `gridkv bench`.
-//! - [`cert`]: `gridkv cert`, the certificates of a secured cluster.
+//! - [`cert`]: `gridkv cert`, the certificates of a secured cluster;
+//!   [`remove`]: `gridkv remove`, an operator's signed removal.
 
 pub mod auth;
 pub mod bench;
@@ -41,6 +42,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod reload;
+pub mod remove;
 pub mod resp;
 pub mod server;
 pub mod session;

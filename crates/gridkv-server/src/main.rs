@@ -30,6 +30,8 @@ enum Command {
     Bench(gridkv_server::bench::BenchArgs),
     /// Make the certificates of a secured cluster (CA, nodes, operators).
     Cert(gridkv_server::cert::CertArgs),
+    /// Remove a member for good, signed with an operator certificate.
+    Remove(gridkv_server::remove::RemoveArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|e| e.to_string()),
             Command::Cert(args) => gridkv_server::cert::run(args),
+            Command::Remove(args) => gridkv_server::remove::run(args).await,
         }
     });
     match result {

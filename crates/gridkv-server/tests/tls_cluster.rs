@@ -345,3 +345,62 @@ fn a_failed_reload_keeps_the_old_certificates() {
     let n2 = start(&pki, "n2", Some(&n1));
     wait_converged(&[&n1, &n2]);
 }
+
+/// `gridkv remove`: an operator's signed removal takes a dead member off
+/// every node's ring at once; one signed by an operator of another CA is
+/// refused and changes nothing.
+#[test]
+fn an_operator_removes_a_dead_member_and_a_stranger_cannot() {
+    let pki = Pki::new("remove");
+    let ca = make_ca("ca", now(), 1).unwrap();
+    let other = make_ca("other", now(), 1).unwrap();
+    pki.write("bundle.pem", &ca.cert);
+    for id in ["n1", "n2", "n3"] {
+        pki.node(&ca, id, now(), 1);
+    }
+    for (name, issuer) in [("ops", &ca), ("intruder", &other)] {
+        let subject = Subject::Operator { name: name.into() };
+        let leaf = make_leaf(issuer, &subject, now(), 1, KeyType::Ed25519).unwrap();
+        pki.write(&format!("{name}.key"), &leaf.key);
+        pki.write(&format!("{name}.pem"), &leaf.cert);
+    }
+    let n1 = start(&pki, "n1", None);
+    let n2 = start(&pki, "n2", Some(&n1));
+    let mut n3 = start(&pki, "n3", Some(&n1));
+    wait_converged(&[&n1, &n2, &n3]);
+    n3.kill();
+    n1.wait_sees("n3", &["suspect", "down"], Duration::from_secs(20));
+
+    let remove = |operator: &str| {
+        let http = n1.http.to_string();
+        let cert = pki.path(&format!("{operator}.pem")).display().to_string();
+        let key = pki.path(&format!("{operator}.key")).display().to_string();
+        common::run_to_exit(
+            &[
+                "remove", "n3", "--http", &http, "--operator-cert", &cert, "--operator-key", &key,
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let (status, _, err) = remove("intruder");
+    assert!(!status.success(), "a removal signed by another CA's operator was accepted");
+    assert!(err.contains("403"), "{err}");
+    for node in [&n1, &n2] {
+        let (_, ring) = node.sees("n3").unwrap();
+        assert_ne!(ring, "removed", "{} removed n3 on a stranger's word", node.id);
+    }
+
+    let (status, out, err) = remove("ops");
+    assert!(status.success(), "gridkv remove failed: {out}{err}");
+    for node in [&n1, &n2] {
+        eventually(
+            &format!("{} to see n3 removed", node.id),
+            Duration::from_secs(10),
+            || match node.sees("n3") {
+                Ok((_, ring)) if ring == "removed" => Ok(()),
+                Err(e) if e.contains("not a member") => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
+}

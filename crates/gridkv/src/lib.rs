@@ -84,12 +84,15 @@ mod log_limit;
 pub use config_error::ConfigError;
 pub use hlc::{Clock, SystemClock};
 pub use id::{Generation, NodeId, NodeIdError};
+pub use membership::signed::{ClaimKind, Proof, Removal, RemovalError};
+pub use membership::trust::{CertRole, CertifiedKey, Credentials, Untrusted};
+pub use membership::wire::WireError;
 pub use membership::{
     Identity, Liveness, Member, MemberEvent, MembershipSecurityStats, RingState, SwimConfig,
 };
 pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
-pub use net::tls::{CertExpiry, CertKind, TlsError, TlsFiles, TlsStatus, TlsStore};
+pub use net::tls::{CertExpiry, CertKind, OperatorKey, TlsError, TlsFiles, TlsStatus, TlsStore};
 pub use node::{
     ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, LINK_SWEEP_INTERVAL,
     MembershipStats, Readiness, StartError, Ttl,

@@ -280,7 +280,7 @@ impl Removal {
     }
 
     /// The removal as the membership update that gossips it.
-    pub fn to_update(&self) -> Update {
+    pub(crate) fn to_update(&self) -> Update {
         let mut update = Self::template(self.target, self.generation);
         update.proof = Some(Proof {
             kind: ClaimKind::Operator,
@@ -293,7 +293,7 @@ impl Removal {
     }
 
     /// The removal carried by `update`, if it is an operator removal.
-    pub fn from_update(update: &Update) -> Option<Removal> {
+    pub(crate) fn from_update(update: &Update) -> Option<Removal> {
         let proof = update.proof.as_ref()?;
         if proof.kind != ClaimKind::Operator {
             return None;

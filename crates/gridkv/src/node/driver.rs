@@ -113,6 +113,10 @@ impl Driver {
                             self.fill_requested = true;
                         }
                     }
+                    Some(Command::Remove(removal, done)) => {
+                        let now = self.now();
+                        let _ = done.send(self.swim.apply_removal(now, &removal));
+                    }
                     Some(Command::Resign) => {
                         let now = self.now();
                         self.swim.resign(now);

@@ -79,6 +79,11 @@ enum Command {
     Fill,
     /// The TLS material was reloaded: sign a new claim with it.
     Resign,
+    /// An operator's signed removal, to verify, apply and gossip.
+    Remove(
+        crate::membership::signed::Removal,
+        tokio::sync::oneshot::Sender<Result<(), crate::membership::signed::RemovalError>>,
+    ),
     StartLeaving,
     Leave(tokio::sync::oneshot::Sender<()>),
 }

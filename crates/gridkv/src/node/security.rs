@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Config, GridKv};
 use crate::config_error::ConfigError;
 use crate::membership::Swim;
+use crate::membership::signed::{Removal, RemovalError};
 use crate::membership::trust::Credentials;
 use crate::net::tls::{TlsError, TlsStatus, TlsStore};
 
@@ -83,5 +84,28 @@ impl GridKv {
     /// plaintext node.
     pub fn tls_status(&self) -> Option<TlsStatus> {
         self.inner.transport.tls().map(|tls| tls.status())
+    }
+
+    /// Applies an operator's signed removal of one run of a member
+    /// (`gridkv remove`; see
+    /// [`Removal::sign`](crate::membership::signed::Removal::sign)): with
+    /// TLS it must verify against the trust bundle (an operator
+    /// certificate); it is gossiped on, and every member verifies it
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// [`RemovalError`] when it does not verify or names a run this node
+    /// does not know; [`RemovalError::Refused`] too when the node is
+    /// stopping.
+    pub async fn remove_member(&self, removal: Removal) -> Result<(), RemovalError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let stopping = || RemovalError::Refused("the node is stopping".to_owned());
+        self.inner
+            .commands
+            .send(super::Command::Remove(removal, done))
+            .await
+            .map_err(|_| stopping())?;
+        result.await.map_err(|_| stopping())?
     }
 }

@@ -92,6 +92,13 @@ pub enum TlsError {
         /// The operator's name.
         name: String,
     },
+    /// An operator's key was asked for and the certificate is not an
+    /// operator's (`gridkv:operator:NAME`).
+    #[error("the certificate is {found}'s, not an operator's (expected a URI SAN gridkv:operator:NAME)")]
+    NotOperator {
+        /// Whose it is.
+        found: String,
+    },
     /// The node certificate does not chain to the trust bundle, or is not
     /// valid now.
     #[error("the node certificate is not trusted by the bundle: {reason}")]

@@ -20,6 +20,7 @@
 //! - `status`: [`TlsStatus`] and [`CertExpiry`], for metrics;
 //! - `credentials`: the store as membership's
 //!   [`Credentials`](crate::membership::trust::Credentials);
+//! - `operator`: [`OperatorKey`], what signs `gridkv remove`;
 //! - `stream`: the TLS handshake over a transport stream.
 
 mod configs;
@@ -27,6 +28,7 @@ mod credentials;
 mod error;
 mod identity;
 mod material;
+mod operator;
 mod status;
 mod store;
 pub(crate) mod stream;
@@ -36,5 +38,6 @@ pub use configs::{server_config_from_files, server_config_from_pem};
 pub use error::TlsError;
 pub use identity::{NODE_URI_PREFIX, OPERATOR_URI_PREFIX};
 pub use material::{TlsFiles, MAX_PEM_FILE};
+pub use operator::OperatorKey;
 pub use status::{CertExpiry, CertKind, TlsStatus};
 pub use store::{TlsStore, MAX_ROTATIONS};
