@@ -82,6 +82,10 @@ ctx=$(mktemp -d "${TMPDIR:-/tmp}/gridkv-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 cp "$bin" "$ctx/gridkv"
 cp deploy/nsswitch.conf "$ctx/nsswitch.conf"
+# An empty /certs owned by the image's user: a named volume mounted there
+# starts with that owner, so the one-shot `gridkv cert` service (running
+# as that user, not root) can write the certificates into it.
+mkdir "$ctx/certs"
 echo "build-image: docker build -t $tag ($(du -h "$ctx/gridkv" | cut -f1) binary)" >&2
 # The legacy builder prints a deprecation notice when buildx is absent; the
 # Dockerfile needs nothing from BuildKit, so either builder works.

@@ -136,7 +136,13 @@ for s in node1 node2 node3; do
 done
 
 # The members know each other by the advertised service names.
-cluster=$(curl --noproxy "*" -sf --max-time 5 "http://127.0.0.1:${http[node1]}/cluster") || fail "GET /cluster on node1 failed"
+# Off loopback (inside its container) /cluster needs the admin token; without
+# it the node refuses.
+unauth=$(curl --noproxy "*" -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${http[node1]}/cluster") || true
+[[ $unauth == 401 ]] || fail "GET /cluster without the admin token answered $unauth, not 401"
+cluster=$(curl --noproxy "*" -sf --max-time 5 -H "Authorization: Bearer ${GRIDKV_ADMIN_TOKEN:-gridkv-dev-token}" \
+    "http://127.0.0.1:${http[node1]}/cluster") || fail "GET /cluster on node1 failed"
+[[ $cluster == *'"tls":true'* ]] || fail "node1's /cluster does not say its cluster traffic is TLS: $cluster"
 for s in node1 node2 node3; do
     [[ $cluster == *"\"address\":\"$s:7380\""* ]] || fail "node1's /cluster does not list $s:7380: $cluster"
 done

@@ -63,6 +63,10 @@ from shapes import both_ways, cut_rules  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLUSTER_PORT, RESP_PORT, HTTP_PORT = 7000, 6379, 8080
+# The nodes' HTTP admin token (in namespaces their admin is not on
+# loopback, so /cluster and /metrics need it); the namespaces are the run's
+# own, so a fixed value does.
+ADMIN_TOKEN = "history-run"
 #: Bound on the recorded history (each op is a few hundred bytes).
 MAX_OPS = 2_000_000
 
@@ -164,6 +168,23 @@ class Node:
         self.starts = 0
         self.paused = False
 
+    def tls_args(self) -> List[str]:
+        """`--tls-*` for this node, its certificate made (with the CA) the
+        first time, by `gridkv cert cluster`, under the workdir."""
+        pki = os.path.join(self.workdir, "pki")
+        if not os.path.exists(os.path.join(pki, self.id, "node.key")):
+            made = subprocess.run(
+                [self.args.binary, "cert", "cluster", "--out", pki, "--id", self.id, "--host", self.host],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if made.returncode != 0:
+                raise SetupError(f"gridkv cert cluster failed: {made.stderr.strip()}")
+        return [
+            "--tls-ca", os.path.join(pki, "ca", "ca.pem"),
+            "--tls-cert", os.path.join(pki, self.id, "node.pem"),
+            "--tls-key", os.path.join(pki, self.id, "node.key"),
+        ]  # fmt: skip
+
     def start(self, seeds: List[str], timeout: float = 60.0) -> None:
         self.starts += 1
         out = os.path.join(self.workdir, f"node{self.i}.{self.starts}.out")
@@ -177,6 +198,10 @@ class Node:
         ]  # fmt: skip
         if seeds:
             cmd += ["--seeds", ",".join(seeds)]
+        if self.net:
+            # Off loopback a node needs TLS (or --insecure): run the faults
+            # over mutual TLS, as a real deployment would.
+            cmd += self.tls_args() + ["--admin-token", ADMIN_TOKEN]
         if self.net:
             cmd = ["ip", "netns", "exec", self.net.ns[self.i]] + cmd  # execs: same pid
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDKV_") or k == "GRIDKV_LOG"}
@@ -213,11 +238,18 @@ class Node:
                 self.proc.kill()
             self.proc.wait()
 
+    def admin(self, path: str) -> urllib.request.Request:
+        """A request to the HTTP admin, with the admin token (off loopback
+        /cluster and /metrics need it)."""
+        return urllib.request.Request(
+            f"http://{self.http_addr}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+
     def evictions(self) -> int:
         """Values this node evicted for memory (0 if it cannot say)."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(f"http://{self.http_addr}/metrics", timeout=3) as r:
+            with opener.open(self.admin("/metrics"), timeout=3) as r:
                 for line in r.read().decode().splitlines():
                     if line.startswith("gridkv_evictions_total "):
                         return int(float(line.split()[1]))
@@ -229,7 +261,7 @@ class Node:
         """The node's `/cluster` JSON, or None."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(f"http://{self.http_addr}/cluster", timeout=3) as r:
+            with opener.open(self.admin("/cluster"), timeout=3) as r:
                 return json.loads(r.read()) if r.status == 200 else None
         except Exception:
             return None

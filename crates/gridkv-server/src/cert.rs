@@ -32,10 +32,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
 
-/// The URI SAN prefix of a node certificate (`gridkv:node:ID`).
-pub const NODE_URI_PREFIX: &str = "gridkv:node:";
-/// The URI SAN prefix of an operator certificate (`gridkv:operator:NAME`).
-pub const OPERATOR_URI_PREFIX: &str = "gridkv:operator:";
+pub use gridkv::net::tls::{NODE_URI_PREFIX, OPERATOR_URI_PREFIX};
 
 /// How long a CA is valid by default: ten years.
 pub const DEFAULT_CA_DAYS: u32 = 3650;

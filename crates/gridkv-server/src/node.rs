@@ -168,6 +168,37 @@ impl RunningNode {
         }
     }
 
+    /// Reloads everything this node reads from files (cluster TLS, then
+    /// [`RunningNode::reload`]), logging each outcome
+    /// with `why` (`SIGHUP`, `file change`).
+    ///
+    /// # Errors
+    ///
+    /// The failures, joined by `; ` (what failed kept what was in force).
+    pub fn reload_all(&self, why: &str) -> Result<(), String> {
+        let mut failed = Vec::new();
+        let node = self.node();
+        if node.tls_enabled() {
+            match node.reload_tls() {
+                Ok(()) => {
+                    tracing::info!(%why, "cluster TLS: certificates and trust bundle reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(%why, error = %e, "cluster TLS: reload failed, the material in force is kept");
+                    failed.push(format!("tls: {e}"));
+                }
+            }
+        }
+        if let Err(e) = self.reload() {
+            failed.push(e);
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
     /// The node.
     pub fn node(&self) -> &gridkv::GridKv {
         &self.shared.node
@@ -271,11 +302,11 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             _ = &mut stop => break,
             _ = hangup.recv() => {
                 watched.changed();
-                let _ = crate::reload::reload_all(&running, "SIGHUP");
+                let _ = running.reload_all("SIGHUP");
             }
             _ = poll.tick(), if !watched.is_empty() => {
                 if watched.changed() {
-                    let _ = crate::reload::reload_all(&running, "file change");
+                    let _ = running.reload_all("file change");
                 }
             }
         }

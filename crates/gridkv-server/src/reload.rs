@@ -3,13 +3,13 @@
 //! certificates, and the ACL file. On SIGHUP, and when any of those files
 //! changes (checked every [`POLL`]); a reload that fails keeps what is in
 //! force, and each one is a log line and a metric
-//! (`gridkv_tls_reloads_total`, `gridkv_acl_reloads_total`).
+//! (`gridkv_tls_reloads_total`, `gridkv_acl_reloads_total`). What to watch
+//! and when is here; the reload itself is `RunningNode::reload_all`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::config::ServerConfig;
-use crate::node::RunningNode;
 
 /// How often the watched files' modification times are compared.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -73,34 +73,6 @@ impl Watched {
     /// Whether there is anything to watch.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
-    }
-}
-
-/// Reloads everything `running` reads from files, logging each outcome
-/// with `why` (`SIGHUP`, `file change`).
-///
-/// # Errors
-///
-/// The failures, joined by `; ` (what failed kept what was in force).
-pub fn reload_all(running: &RunningNode, why: &str) -> Result<(), String> {
-    let mut failed = Vec::new();
-    let node = running.node();
-    if node.tls_enabled() {
-        match node.reload_tls() {
-            Ok(()) => tracing::info!(%why, "cluster TLS: certificates and trust bundle reloaded"),
-            Err(e) => {
-                tracing::warn!(%why, error = %e, "cluster TLS: reload failed, the material in force is kept");
-                failed.push(format!("tls: {e}"));
-            }
-        }
-    }
-    if let Err(e) = running.reload() {
-        failed.push(e);
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
     }
 }
 

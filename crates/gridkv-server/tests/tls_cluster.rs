@@ -377,17 +377,31 @@ fn an_operator_removes_a_dead_member_and_a_stranger_cannot() {
         let key = pki.path(&format!("{operator}.key")).display().to_string();
         common::run_to_exit(
             &[
-                "remove", "n3", "--http", &http, "--operator-cert", &cert, "--operator-key", &key,
+                "remove",
+                "n3",
+                "--http",
+                &http,
+                "--operator-cert",
+                &cert,
+                "--operator-key",
+                &key,
             ],
             Duration::from_secs(30),
         )
     };
     let (status, _, err) = remove("intruder");
-    assert!(!status.success(), "a removal signed by another CA's operator was accepted");
+    assert!(
+        !status.success(),
+        "a removal signed by another CA's operator was accepted"
+    );
     assert!(err.contains("403"), "{err}");
     for node in [&n1, &n2] {
         let (_, ring) = node.sees("n3").unwrap();
-        assert_ne!(ring, "removed", "{} removed n3 on a stranger's word", node.id);
+        assert_ne!(
+            ring, "removed",
+            "{} removed n3 on a stranger's word",
+            node.id
+        );
     }
 
     let (status, out, err) = remove("ops");

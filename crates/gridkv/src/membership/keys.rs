@@ -30,7 +30,7 @@ const MAX_VERIFIED: usize = 65_536;
 const MAX_SIGNED: usize = 1024;
 
 /// What signed membership refused, and what it cost (see
-/// [`Swim::security_stats`](super::Swim::security_stats)). All zero
+/// `Swim::security_stats`). All zero
 /// without credentials.
 ///
 /// # Examples

@@ -38,7 +38,7 @@ impl ClaimKind {
     }
 }
 
-/// The signature on one [`Update`] and who made it.
+/// The signature on one membership update (`wire::Update`) and who made it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proof {
     /// As which kind of claimant the signer signed.
@@ -47,7 +47,7 @@ pub struct Proof {
     pub signer: NodeId,
     /// The run of the signer that signed (0 for an operator).
     pub signer_generation: Generation,
-    /// Ed25519 over [`signed_bytes`](super::signed::signed_bytes).
+    /// Ed25519 over `signed_bytes`.
     pub signature: [u8; 64],
     /// The signer's certificate (DER): always on own claims and operator
     /// removals, so any receiver can learn the key from the trust bundle.

@@ -42,7 +42,7 @@ fn push_label(out: &mut Vec<u8>, s: &[u8]) {
 /// address, datacenter, public key, liveness, ring state, slots,
 /// suspector). An operator's removal covers the target's id and
 /// generation only: its other fields must be empty (see
-/// [`Removal::to_update`]).
+/// the removal's claim).
 ///
 /// # Examples
 ///
@@ -226,7 +226,7 @@ pub struct Removal {
     pub generation: Generation,
     /// The operator's name (as its certificate names it).
     pub operator: NodeId,
-    /// Ed25519 over [`signed_bytes`] of [`Removal::to_update`].
+    /// Ed25519 over `signed_bytes` of the removal's claim.
     pub signature: [u8; 64],
     /// The operator's certificate (DER).
     pub certificate: Bytes,
@@ -328,7 +328,7 @@ impl Removal {
     }
 }
 
-/// Why [`Swim::apply_removal`](super::Swim::apply_removal) did not apply
+/// Why `Swim::apply_removal` did not apply
 /// an operator's removal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemovalError {

@@ -29,7 +29,7 @@ pub const MAX_UPDATES_PER_PACKET: usize = 4096;
 /// Why a packet could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// Not valid postcard for [`Packet`] (truncated, garbled, trailing bytes).
+    /// Not valid postcard for `Packet` (truncated, garbled, trailing bytes).
     #[error("malformed membership packet: {0}")]
     Malformed(String),
     /// A format version this build does not read.

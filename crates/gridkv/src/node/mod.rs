@@ -81,7 +81,7 @@ enum Command {
     Resign,
     /// An operator's signed removal, to verify, apply and gossip.
     Remove(
-        crate::membership::signed::Removal,
+        Box<crate::membership::signed::Removal>,
         tokio::sync::oneshot::Sender<Result<(), crate::membership::signed::RemovalError>>,
     ),
     StartLeaving,

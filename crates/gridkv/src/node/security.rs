@@ -103,7 +103,7 @@ impl GridKv {
         let stopping = || RemovalError::Refused("the node is stopping".to_owned());
         self.inner
             .commands
-            .send(super::Command::Remove(removal, done))
+            .send(super::Command::Remove(Box::new(removal), done))
             .await
             .map_err(|_| stopping())?;
         result.await.map_err(|_| stopping())?
