@@ -101,12 +101,9 @@ fn builder(id: &str, ca: Option<&certs::Ca>) -> gridkv::ConfigBuilder {
     match ca {
         Some(ca) => {
             let leaf = ca.node(id);
-            let store = TlsStore::from_pem(
-                ca.pem.as_bytes(),
-                leaf.cert.as_bytes(),
-                leaf.key.as_bytes(),
-            )
-            .unwrap();
+            let store =
+                TlsStore::from_pem(ca.pem.as_bytes(), leaf.cert.as_bytes(), leaf.key.as_bytes())
+                    .unwrap();
             b.tls(store)
         }
         None => b,
@@ -294,11 +291,17 @@ impl Side {
         };
         let s = {
             let node = nodes[0].clone();
-            rts.of(0).spawn(async move { one_caller(&node, secs, true).await }).await.unwrap()
+            rts.of(0)
+                .spawn(async move { one_caller(&node, secs, true).await })
+                .await
+                .unwrap()
         };
         let g = {
             let node = nodes[0].clone();
-            rts.of(0).spawn(async move { one_caller(&node, secs, false).await }).await.unwrap()
+            rts.of(0)
+                .spawn(async move { one_caller(&node, secs, false).await })
+                .await
+                .unwrap()
         };
         self.trans50.push(us(tr.value_at_quantile(0.5)));
         self.set50.push(us(s.value_at_quantile(0.5)));
@@ -313,7 +316,12 @@ impl Side {
         let n = self.set50.len() - 1;
         format!(
             "transport p50 {:.1} µs | set p50 {:.1} p99 {:.1} µs | get p50 {:.1} p99 {:.1} µs | {:.0} ops/s",
-            self.trans50[n], self.set50[n], self.set99[n], self.get50[n], self.get99[n], self.tput[n]
+            self.trans50[n],
+            self.set50[n],
+            self.set99[n],
+            self.get50[n],
+            self.get99[n],
+            self.tput[n]
         )
     }
 
@@ -344,7 +352,10 @@ async fn fill(nodes: &[GridKv], rts: &Runtimes) {
 
 async fn shutdown(nodes: Vec<GridKv>, rts: &Runtimes) {
     for (i, n) in nodes.into_iter().enumerate() {
-        rts.of(i).spawn(async move { n.shutdown().await }).await.unwrap();
+        rts.of(i)
+            .spawn(async move { n.shutdown().await })
+            .await
+            .unwrap();
     }
 }
 
@@ -400,7 +411,10 @@ fn run(shared: bool, rounds: u64, secs: u64, with_tls: bool) {
             // application's callers do, the raw peer's client too.
             let r = {
                 let raw = raw.clone();
-                rts.of(0).spawn(async move { raw_rtt(&raw, secs).await }).await.unwrap()
+                rts.of(0)
+                    .spawn(async move { raw_rtt(&raw, secs).await })
+                    .await
+                    .unwrap()
             };
             raw50.push(us(r.value_at_quantile(0.5)));
             raw99.push(us(r.value_at_quantile(0.99)));
@@ -419,7 +433,10 @@ fn run(shared: bool, rounds: u64, secs: u64, with_tls: bool) {
             }
             let (l, st) = {
                 let node = nodes[1].clone();
-                rts.of(1).spawn(async move { local_reads(&node, secs).await }).await.unwrap()
+                rts.of(1)
+                    .spawn(async move { local_reads(&node, secs).await })
+                    .await
+                    .unwrap()
             };
             local.push(l);
             store.push(st);
@@ -439,11 +456,31 @@ fn run(shared: bool, rounds: u64, secs: u64, with_tls: bool) {
         let p = plain.medians();
         println!("medians over {rounds} rounds of {secs} s:");
         println!("raw TCP RTT       p50 {r50:8.1} µs  p99 {r99:8.1} µs");
-        println!("transport RTT     p50 {:8.1} µs                 p50 = {:.2}× raw", p.trans50, p.trans50 / r50);
-        println!("set (W=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw", p.set50, p.set99, p.set50 / r50);
-        println!("get (R=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw", p.get50, p.get99, p.get50 / r50);
-        println!("64 callers        {:8.0} ops/s (half sets, half gets)", p.tput);
-        println!("local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×", l / st);
+        println!(
+            "transport RTT     p50 {:8.1} µs                 p50 = {:.2}× raw",
+            p.trans50,
+            p.trans50 / r50
+        );
+        println!(
+            "set (W=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw",
+            p.set50,
+            p.set99,
+            p.set50 / r50
+        );
+        println!(
+            "get (R=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw",
+            p.get50,
+            p.get99,
+            p.get50 / r50
+        );
+        println!(
+            "64 callers        {:8.0} ops/s (half sets, half gets)",
+            p.tput
+        );
+        println!(
+            "local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×",
+            l / st
+        );
         if tls_nodes.is_some() {
             let t = tls.medians();
             println!("mutual TLS, the same figures and TLS ÷ plaintext:");
