@@ -1,5 +1,6 @@
 //! Quorum operations on a 3-node cluster on loopback (one process), side by
-//! side with a raw TCP ping-pong in the same run.
+//! side with a raw TCP ping-pong in the same run, and the same cluster again
+//! with mutual TLS 1.3 on every cluster connection.
 //!
 //!     cargo bench -p gridkv --bench replication
 //!
@@ -22,6 +23,13 @@
 //! - throughput with 64 concurrent callers (half sets, half gets);
 //! - a local read (R = 1 on an owner, no network) against `Store::get`.
 //!
+//! Two clusters run side by side on the same runtimes: one plaintext, one
+//! with mutual TLS (Ed25519 certificates made with rcgen at start, set with
+//! the builder's `.tls(TlsStore::from_pem(..))`). Each round measures both,
+//! the plaintext one first in even rounds and the TLS one first in odd
+//! rounds, and the TLS/plaintext ratios of the medians are printed.
+//! `GRIDKV_BENCH_TLS=0` leaves the TLS cluster out.
+//!
 //! `GRIDKV_BENCH_ROUNDS` (default 3) and `GRIDKV_BENCH_SECS` (per round and
 //! side, default 1) scale the run.
 
@@ -30,11 +38,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gridkv::net::Lane;
+use gridkv::net::tls::TlsStore;
 use gridkv::replication::ReadOptions;
 use gridkv::{GridKv, Liveness, RingState};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "../tests/common/certs.rs"]
+mod certs;
 
 #[path = "common/raw_echo.rs"]
 mod raw_echo;
@@ -83,17 +95,32 @@ async fn transport_rtt(from: &GridKv, to: &GridKv, secs: u64) -> Histogram<u64> 
     h
 }
 
-async fn cluster(rts: &Runtimes) -> Vec<GridKv> {
+/// The builder of node `id`, with mutual TLS when `ca` is given.
+fn builder(id: &str, ca: Option<&certs::Ca>) -> gridkv::ConfigBuilder {
+    let b = GridKv::builder(id);
+    match ca {
+        Some(ca) => {
+            let leaf = ca.node(id);
+            let store =
+                TlsStore::from_pem(ca.pem.as_bytes(), leaf.cert.as_bytes(), leaf.key.as_bytes())
+                    .unwrap();
+            b.tls(store)
+        }
+        None => b,
+    }
+}
+
+async fn cluster(rts: &Runtimes, ca: Option<&certs::Ca>) -> Vec<GridKv> {
     let a = rts
         .of(0)
-        .spawn(GridKv::start(GridKv::builder("a").build().unwrap()))
+        .spawn(GridKv::start(builder("a", ca).build().unwrap()))
         .await
         .unwrap()
         .unwrap();
     let seed = a.advertised_addr().to_owned();
     let mut nodes = vec![a];
     for (i, name) in [(1, "b"), (2, "c")] {
-        let config = GridKv::builder(name).seeds([seed.clone()]).build().unwrap();
+        let config = builder(name, ca).seeds([seed.clone()]).build().unwrap();
         let n = rts
             .of(i)
             .spawn(GridKv::start(config))
@@ -230,20 +257,123 @@ impl Runtimes {
     }
 }
 
+/// One cluster's figures, a value per round.
+#[derive(Default)]
+struct Side {
+    trans50: Vec<f64>,
+    set50: Vec<f64>,
+    set99: Vec<f64>,
+    get50: Vec<f64>,
+    get99: Vec<f64>,
+    tput: Vec<f64>,
+}
+
+/// Medians over the rounds of one side's figures.
+struct Medians {
+    trans50: f64,
+    set50: f64,
+    set99: f64,
+    get50: f64,
+    get99: f64,
+    tput: f64,
+}
+
+impl Side {
+    /// One round on `nodes`: transport RTT, set and get latency from the
+    /// first node, then 64 callers spread over the three.
+    async fn measure(&mut self, nodes: &[GridKv], rts: &Runtimes, secs: u64) {
+        let tr = {
+            let (from, to) = (nodes[0].clone(), nodes[1].clone());
+            rts.of(0)
+                .spawn(async move { transport_rtt(&from, &to, secs).await })
+                .await
+                .unwrap()
+        };
+        let s = {
+            let node = nodes[0].clone();
+            rts.of(0)
+                .spawn(async move { one_caller(&node, secs, true).await })
+                .await
+                .unwrap()
+        };
+        let g = {
+            let node = nodes[0].clone();
+            rts.of(0)
+                .spawn(async move { one_caller(&node, secs, false).await })
+                .await
+                .unwrap()
+        };
+        self.trans50.push(us(tr.value_at_quantile(0.5)));
+        self.set50.push(us(s.value_at_quantile(0.5)));
+        self.set99.push(us(s.value_at_quantile(0.99)));
+        self.get50.push(us(g.value_at_quantile(0.5)));
+        self.get99.push(us(g.value_at_quantile(0.99)));
+        self.tput.push(throughput(nodes, rts, secs).await);
+    }
+
+    /// The last round, one line.
+    fn last(&self) -> String {
+        let n = self.set50.len() - 1;
+        format!(
+            "transport p50 {:.1} µs | set p50 {:.1} p99 {:.1} µs | get p50 {:.1} p99 {:.1} µs | {:.0} ops/s",
+            self.trans50[n],
+            self.set50[n],
+            self.set99[n],
+            self.get50[n],
+            self.get99[n],
+            self.tput[n]
+        )
+    }
+
+    fn medians(mut self) -> Medians {
+        Medians {
+            trans50: median(&mut self.trans50),
+            set50: median(&mut self.set50),
+            set99: median(&mut self.set99),
+            get50: median(&mut self.get50),
+            get99: median(&mut self.get99),
+            tput: median(&mut self.tput),
+        }
+    }
+}
+
+/// Fills the key space through the first node, so gets find values.
+async fn fill(nodes: &[GridKv], rts: &Runtimes) {
+    let a = nodes[0].clone();
+    rts.of(0)
+        .spawn(async move {
+            for i in 0..10_000 {
+                a.set(format!("key-{i}"), &VALUE[..]).await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+}
+
+async fn shutdown(nodes: Vec<GridKv>, rts: &Runtimes) {
+    for (i, n) in nodes.into_iter().enumerate() {
+        rts.of(i)
+            .spawn(async move { n.shutdown().await })
+            .await
+            .unwrap();
+    }
+}
+
 fn main() {
     let rounds = env("GRIDKV_BENCH_ROUNDS", 3);
     let secs = env("GRIDKV_BENCH_SECS", 1);
+    let tls = env("GRIDKV_BENCH_TLS", 1) != 0;
     let layouts: &[bool] = match std::env::var("GRIDKV_BENCH_LAYOUT").as_deref() {
         Ok("separate") => &[false],
         Ok("shared") => &[true],
         _ => &[false, true],
     };
     for &shared in layouts {
-        run(shared, rounds, secs);
+        run(shared, rounds, secs, tls);
     }
 }
 
-fn run(shared: bool, rounds: u64, secs: u64) {
+fn run(shared: bool, rounds: u64, secs: u64, with_tls: bool) {
     let rts = Runtimes::new(shared);
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -258,25 +388,22 @@ fn run(shared: bool, rounds: u64, secs: u64) {
             "each node on a runtime of its own, 1 worker each"
         }
     );
+    let ca = with_tls.then(|| certs::Ca::new("bench CA"));
     main.block_on(async {
         let raw = rts.of(1).spawn(raw_server()).await.unwrap();
-        let nodes = cluster(&rts).await;
-        // Fill the key space so gets find values.
-        {
-            let a = nodes[0].clone();
-            rts.of(0)
-                .spawn(async move {
-                    for i in 0..10_000 {
-                        a.set(format!("key-{i}"), &VALUE[..]).await.unwrap();
-                    }
-                })
-                .await
-                .unwrap();
-        }
-        let (mut raw50, mut raw99, mut set50, mut set99, mut get50, mut get99) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        let mut tput = vec![];
-        let mut trans50 = vec![];
+        let nodes = cluster(&rts, None).await;
+        fill(&nodes, &rts).await;
+        let tls_nodes = match &ca {
+            Some(ca) => {
+                let nodes = cluster(&rts, Some(ca)).await;
+                assert!(nodes.iter().all(|n| n.transport().tls().is_some()));
+                fill(&nodes, &rts).await;
+                Some(nodes)
+            }
+            None => None,
+        };
+        let (mut raw50, mut raw99) = (vec![], vec![]);
+        let (mut plain, mut tls) = (Side::default(), Side::default());
         let mut local = vec![];
         let mut store = vec![];
         for round in 0..rounds {
@@ -284,58 +411,98 @@ fn run(shared: bool, rounds: u64, secs: u64) {
             // application's callers do, the raw peer's client too.
             let r = {
                 let raw = raw.clone();
-                rts.of(0).spawn(async move { raw_rtt(&raw, secs).await }).await.unwrap()
-            };
-            let tr = {
-                let (from, to) = (nodes[0].clone(), nodes[1].clone());
                 rts.of(0)
-                    .spawn(async move { transport_rtt(&from, &to, secs).await })
+                    .spawn(async move { raw_rtt(&raw, secs).await })
                     .await
                     .unwrap()
             };
-            trans50.push(us(tr.value_at_quantile(0.5)));
-            let s = {
-                let node = nodes[0].clone();
-                rts.of(0).spawn(async move { one_caller(&node, secs, true).await }).await.unwrap()
-            };
-            let g = {
-                let node = nodes[0].clone();
-                rts.of(0).spawn(async move { one_caller(&node, secs, false).await }).await.unwrap()
-            };
             raw50.push(us(r.value_at_quantile(0.5)));
             raw99.push(us(r.value_at_quantile(0.99)));
-            set50.push(us(s.value_at_quantile(0.5)));
-            set99.push(us(s.value_at_quantile(0.99)));
-            get50.push(us(g.value_at_quantile(0.5)));
-            get99.push(us(g.value_at_quantile(0.99)));
-            tput.push(throughput(&nodes, &rts, secs).await);
+            // Alternate which cluster goes first, so a drift in the
+            // machine's load within a round favours neither.
+            match &tls_nodes {
+                Some(t) if round % 2 == 1 => {
+                    tls.measure(t, &rts, secs).await;
+                    plain.measure(&nodes, &rts, secs).await;
+                }
+                Some(t) => {
+                    plain.measure(&nodes, &rts, secs).await;
+                    tls.measure(t, &rts, secs).await;
+                }
+                None => plain.measure(&nodes, &rts, secs).await,
+            }
             let (l, st) = {
                 let node = nodes[1].clone();
-                rts.of(1).spawn(async move { local_reads(&node, secs).await }).await.unwrap()
+                rts.of(1)
+                    .spawn(async move { local_reads(&node, secs).await })
+                    .await
+                    .unwrap()
             };
             local.push(l);
             store.push(st);
             println!(
-                "round {round}: raw p50 {:.1} µs | transport p50 {:.1} µs | set p50 {:.1} p99 {:.1} µs | get p50 {:.1} p99 {:.1} µs | {:.0} ops/s | local {:.0} ns vs store {:.0} ns",
-                raw50[round as usize], trans50[round as usize], set50[round as usize], set99[round as usize],
-                get50[round as usize], get99[round as usize], tput[round as usize],
-                l, st
+                "round {round}: raw p50 {:.1} µs | plain: {} | local {:.0} ns vs store {:.0} ns",
+                raw50[round as usize],
+                plain.last(),
+                l,
+                st
             );
+            if tls_nodes.is_some() {
+                println!("round {round}: TLS:   {}", tls.last());
+            }
         }
         let (r50, r99) = (median(&mut raw50), median(&mut raw99));
-        let (s50, s99, g50, g99) = (median(&mut set50), median(&mut set99), median(&mut get50), median(&mut get99));
-        let (t, l, st) = (median(&mut tput), median(&mut local), median(&mut store));
+        let (l, st) = (median(&mut local), median(&mut store));
+        let p = plain.medians();
         println!("medians over {rounds} rounds of {secs} s:");
         println!("raw TCP RTT       p50 {r50:8.1} µs  p99 {r99:8.1} µs");
-        let t50 = median(&mut trans50);
-        println!("transport RTT     p50 {t50:8.1} µs                 p50 = {:.2}× raw", t50 / r50);
-        println!("set (W=2)         p50 {s50:8.1} µs  p99 {s99:8.1} µs  p50 = {:.2}× raw", s50 / r50);
-        println!("get (R=2)         p50 {g50:8.1} µs  p99 {g99:8.1} µs  p50 = {:.2}× raw", g50 / r50);
-        println!("64 callers        {t:8.0} ops/s (half sets, half gets)");
-        println!("local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×", l / st);
-        for (i, n) in nodes.iter().enumerate() {
-            let n = n.clone();
-            rts.of(i).spawn(async move { n.shutdown().await }).await.unwrap();
+        println!(
+            "transport RTT     p50 {:8.1} µs                 p50 = {:.2}× raw",
+            p.trans50,
+            p.trans50 / r50
+        );
+        println!(
+            "set (W=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw",
+            p.set50,
+            p.set99,
+            p.set50 / r50
+        );
+        println!(
+            "get (R=2)         p50 {:8.1} µs  p99 {:8.1} µs  p50 = {:.2}× raw",
+            p.get50,
+            p.get99,
+            p.get50 / r50
+        );
+        println!(
+            "64 callers        {:8.0} ops/s (half sets, half gets)",
+            p.tput
+        );
+        println!(
+            "local read        {l:8.0} ns  vs store get {st:.0} ns = {:.2}×",
+            l / st
+        );
+        if tls_nodes.is_some() {
+            let t = tls.medians();
+            println!("mutual TLS, the same figures and TLS ÷ plaintext:");
+            println!("| measure | plain | TLS | TLS ÷ plain |");
+            println!("|---|---:|---:|---:|");
+            for (name, a, b) in [
+                ("transport RTT p50 (µs)", p.trans50, t.trans50),
+                ("set W=2 p50 (µs)", p.set50, t.set50),
+                ("set W=2 p99 (µs)", p.set99, t.set99),
+                ("get R=2 p50 (µs)", p.get50, t.get50),
+                ("get R=2 p99 (µs)", p.get99, t.get99),
+                ("64 callers (ops/s)", p.tput, t.tput),
+            ] {
+                println!("| {name} | {a:.1} | {b:.1} | {:.2}× |", b / a);
+            }
+        }
+        shutdown(nodes, &rts).await;
+        if let Some(t) = tls_nodes {
+            for n in &t {
+                assert_eq!(n.transport().stats().tls_failures, 0);
+            }
+            shutdown(t, &rts).await;
         }
     });
 }
