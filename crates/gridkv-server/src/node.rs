@@ -181,7 +181,7 @@ impl RunningNode {
         if node.tls_enabled() {
             match node.reload_tls() {
                 Ok(()) => {
-                    tracing::info!(%why, "cluster TLS: certificates and trust bundle reloaded")
+                    tracing::info!(%why, "cluster TLS: certificates and trust bundle reloaded");
                 }
                 Err(e) => {
                     tracing::warn!(%why, error = %e, "cluster TLS: reload failed, the material in force is kept");
