@@ -1,0 +1,149 @@
+//! Review: attacks on signed membership by nodes that hold valid
+//! certificates (issue 16 review). Seeds as the other simulations.
+
+mod common;
+
+use std::time::Duration;
+
+use common::membership_sim::fake_creds::FakeCreds;
+use common::membership_sim::{Sim, name, seeds, with_seed};
+use gridkv::Generation;
+use gridkv::membership::signed::{ClaimKind, Proof, signed_bytes};
+use gridkv::membership::wire::{ClockReading, Message, Packet, Update};
+use gridkv::membership::{Liveness, RingState, SwimConfig};
+
+const S: Duration = Duration::from_secs(1);
+const CLUSTER: &str = "sim";
+
+fn sign(creds: &FakeCreds, mut update: Update, kind: ClaimKind, generation: u64) -> Update {
+    let generation = Generation::new(generation);
+    let bytes = signed_bytes(CLUSTER, &update, kind, creds.id, generation);
+    use gridkv::membership::trust::Credentials;
+    update.proof = Some(Proof {
+        kind,
+        signer: creds.id,
+        signer_generation: generation,
+        signature: creds.sign(&bytes),
+        certificate: (kind != ClaimKind::About).then(|| creds.cert.clone().into()),
+    });
+    update
+}
+
+fn own_claim(sim: &Sim, i: usize) -> Update {
+    let me = sim.swim(i).local();
+    sign(
+        &sim.creds(i),
+        Update::of(me),
+        ClaimKind::Own,
+        me.identity.generation.get(),
+    )
+}
+
+fn packet_from(sim: &Sim, from: usize, updates: Vec<Update>) -> Vec<u8> {
+    Packet {
+        from: own_claim(sim, from),
+        message: Message::Ack { seq: 999_999 },
+        updates,
+        clock: ClockReading::default(),
+    }
+    .encode()
+}
+
+fn signed_cluster(seed: u64, n: usize) -> Sim {
+    let mut sim = Sim::new_signed(seed, n, SwimConfig::lan());
+    sim.start_all(Duration::from_millis(10));
+    sim.run_until(60 * S, |s| {
+        s.converged() && (0..n).all(|i| s.swim(i).ring_members().placement.len() == n)
+    })
+    .expect("converges");
+    sim.run_for(5 * S);
+    sim
+}
+
+/// A signed vote by `by` to remove `target`'s current run, as `viewer` knows it.
+fn vote(sim: &Sim, viewer: usize, by: usize, target: usize) -> Update {
+    let mut v = Update::of(sim.swim(viewer).member(&name(target)).unwrap());
+    v.liveness = Liveness::Down;
+    v.ring = RingState::Removed;
+    v.holds_slots = false;
+    v.suspector = Some(name(by));
+    sign(
+        &sim.creds(by),
+        v,
+        ClaimKind::About,
+        sim.nodes[by].generation,
+    )
+}
+
+/// Two members out of seven (valid certificates, a minority) vote to
+/// remove every other member. At the victim, `removal_quorum` leaves the
+/// members "removed with me" out of the count, so 2 voters out of
+/// {victim, n1, n2} is a "majority": the victim takes itself off the ring,
+/// which in the node layer clears its store.
+#[test]
+fn two_colluding_members_cannot_make_a_node_drop_itself() {
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let n = 7;
+            let mut sim = signed_cluster(seed, n);
+            let victim = 3;
+            let colluders = [1, 2];
+            let mut updates = Vec::new();
+            for &c in &colluders {
+                for t in 0..n {
+                    if t != victim && !colluders.contains(&t) {
+                        updates.push(vote(&sim, victim, c, t));
+                    }
+                }
+            }
+            for &c in &colluders {
+                updates.push(vote(&sim, victim, c, victim));
+            }
+            let before = sim.swim(victim).local().clone();
+            assert_eq!(before.ring, RingState::Normal);
+            let p = packet_from(&sim, 1, updates);
+            sim.inject(victim, Some(name(1)), &p).expect("decodes");
+            let after = sim.swim(victim).local().clone();
+            assert_eq!(
+                (after.ring, after.holds_slots),
+                (before.ring, before.holds_slots),
+                "a minority of 2/{n} took n{victim} off the ring: {after:?}"
+            );
+        });
+    }
+}
+
+/// After a legitimate majority removal and the node's return (joiner,
+/// refilled, normal again), the old votes about the same run still count at
+/// the node itself (about itself `min_inc` is 0 and old votes are kept): one
+/// replayed vote removes it again, once it no longer is a joiner.
+#[test]
+fn a_replayed_vote_after_rejoining_does_not_remove_a_node_again() {
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let n = 5;
+            let mut sim = signed_cluster(seed, n);
+            let victim = 4;
+            // A genuine majority (n0..n2) votes the victim's run off.
+            let votes: Vec<Update> = (0..3).map(|by| vote(&sim, victim, by, victim)).collect();
+            let p = packet_from(&sim, 0, votes.clone());
+            sim.inject(victim, Some(name(0)), &p).expect("decodes");
+            assert_eq!(sim.swim(victim).local().ring, RingState::Joining);
+            // It refills and becomes normal again.
+            sim.run_until(60 * S, |s| {
+                s.converged() && s.swim(victim).local().ring == RingState::Normal
+            })
+            .expect("back to normal");
+            sim.run_for(5 * S);
+            assert_eq!(sim.swim(victim).local().ring, RingState::Normal);
+            // One old vote, relayed by any member.
+            let p = packet_from(&sim, 1, vec![votes[0].clone()]);
+            sim.inject(victim, Some(name(1)), &p).expect("decodes");
+            assert_eq!(
+                sim.swim(victim).local().ring,
+                RingState::Normal,
+                "a replayed old vote removed n{victim} again"
+            );
+        });
+    }
+}
