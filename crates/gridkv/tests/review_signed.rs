@@ -147,3 +147,32 @@ fn a_replayed_vote_after_rejoining_does_not_remove_a_node_again() {
         });
     }
 }
+
+/// The verified-claims cache is keyed on the signed bytes and signature,
+/// not on the certificate the claim carries: a claim seen once with a
+/// valid certificate is accepted again with any certificate (here bytes
+/// that are no certificate at all), without the expiry or trust-bundle
+/// check a first sight makes. The same path keeps accepting a claim whose
+/// certificate expired, or whose CA was dropped by a reload.
+#[test]
+fn a_verified_claim_with_another_certificate_is_checked_again() {
+    for seed in seeds(1) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 3);
+            // n1's claim as n0 already verified it (same content).
+            let mut claim = own_claim(&sim, 1);
+            sim.inject(0, Some(name(2)), &packet_from(&sim, 2, vec![claim.clone()]))
+                .expect("decodes");
+            let before = sim.swim(0).security_stats();
+            claim.proof.as_mut().unwrap().certificate = Some(b"not a certificate".to_vec().into());
+            sim.inject(0, Some(name(2)), &packet_from(&sim, 2, vec![claim]))
+                .expect("decodes");
+            let after = sim.swim(0).security_stats();
+            assert!(
+                after.forged + after.unverifiable > before.forged + before.unverifiable,
+                "a claim carrying no valid certificate was accepted from the cache: \
+                 {before:?} -> {after:?}"
+            );
+        });
+    }
+}
