@@ -241,7 +241,7 @@ fn a_forged_alive_at_a_higher_incarnation_with_another_address_changes_nothing()
                 id: name(1),
                 key: mallory.key.clone(),
                 cert: sim.creds(1).cert.clone(),
-                trusted: vec![],
+                trusted: vec![].into(),
             };
             let mut bare = hijack;
             bare.proof = None;

@@ -176,3 +176,51 @@ fn a_verified_claim_with_another_certificate_is_checked_again() {
         });
     }
 }
+
+/// A trust bundle reload that drops a CA: claims certified by it verified
+/// before (and are cached) but must be refused once `trust_changed` runs.
+#[test]
+fn a_claim_whose_ca_was_dropped_is_refused_after_trust_changed() {
+    use common::membership_sim::fake_creds::FakeCa;
+    use gridkv::NodeId;
+    use gridkv::membership::trust::CertRole;
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 3);
+            let cluster_ca = sim.ca.clone().unwrap();
+            let other_ca = FakeCa::new(seed ^ 0x0ca2);
+            // n0's credentials trust both CAs, then only the cluster's.
+            let mine = sim.creds(0);
+            mine.set_trusted(vec![cluster_ca.verifying_key(), other_ca.verifying_key()]);
+            sim.swim_mut(0).set_credentials(mine.clone()).unwrap();
+            let stranger = other_ca.creds(seed, "outsider", CertRole::Node);
+            let mut claim = Update::of(sim.swim(0).local());
+            claim.identity.id = NodeId::new("outsider").unwrap();
+            claim.identity.generation = Generation::new(1);
+            claim.identity.addr = "10.66.0.9:7946".into();
+            let packet = Packet {
+                from: sign(&stranger, claim, ClaimKind::Own, 1),
+                message: Message::Ack { seq: 7 },
+                updates: vec![],
+                clock: ClockReading::default(),
+            }
+            .encode();
+            let refused = |sim: &Sim| sim.swim(0).security_stats().unverifiable;
+            let from = Some(NodeId::new("outsider").unwrap());
+            let r0 = refused(&sim);
+            sim.inject(0, from, &packet).expect("decodes");
+            assert_eq!(refused(&sim), r0, "trusted while its CA is in the bundle");
+            mine.set_trusted(vec![cluster_ca.verifying_key()]);
+            sim.swim_mut(0).trust_changed();
+            sim.inject(0, from, &packet).expect("decodes");
+            assert_eq!(
+                refused(&sim),
+                r0 + 1,
+                "a claim whose CA was dropped still verified after trust_changed"
+            );
+            // Members certified by the cluster's CA are learnt again.
+            sim.run_for(5 * S);
+            assert!(sim.converged(), "{:?}", sim.disagreements());
+        });
+    }
+}

@@ -2,8 +2,9 @@
 //! runs, the claims already verified, and the counters of what was
 //! refused.
 //!
-//! A claim is verified at most once per distinct signed content: the
-//! verifier remembers a digest of every claim whose signature checked out
+//! A claim is verified at most once per distinct signed content and
+//! certificate: the verifier remembers a digest of every claim (with the
+//! certificate it carried) whose signature checked out
 //! (bounded, oldest forgotten first), so a claim relayed by many members
 //! costs one signature check, not one per packet. Certificates are checked
 //! once per distinct certificate (until they expire), and the key of each
@@ -237,14 +238,11 @@ impl Verifier {
             proof.signer,
             proof.signer_generation,
         );
-        let seen = digest(&[&bytes, &proof.signature]);
+        let der = proof.certificate.as_deref().unwrap_or_default();
+        // The certificate is part of what was verified: a claim seen with
+        // one certificate proves nothing about another attached to it.
+        let seen = digest(&[&bytes, &proof.signature, der]);
         let run = (proof.signer, proof.signer_generation);
-        if self.verified.get(&seen).is_some()
-            && (proof.kind != ClaimKind::Own || self.keys.get(&run).is_some())
-        {
-            self.stats.verified_cache_hits += 1;
-            return Ok(());
-        }
         let key = match proof.kind {
             ClaimKind::Own | ClaimKind::Operator => {
                 let role = if proof.kind == ClaimKind::Own {
@@ -252,7 +250,7 @@ impl Verifier {
                 } else {
                     CertRole::Operator
                 };
-                let der = proof.certificate.as_deref().unwrap_or_default();
+                // Cached per certificate, its expiry checked on every use.
                 let certified = self.certificate(creds, der, now_ms)?;
                 if certified.role != role {
                     return Err(Refusal::Forged("certificate of the wrong role"));
@@ -272,6 +270,13 @@ impl Verifier {
                 }
             },
         };
+        if self.verified.get(&seen).is_some() {
+            self.stats.verified_cache_hits += 1;
+            if proof.kind == ClaimKind::Own {
+                self.keys.insert(run, key);
+            }
+            return Ok(());
+        }
         let vk = VerifyingKey::from_bytes(&key)
             .map_err(|_| Refusal::Forged("certificate key is not an Ed25519 point"))?;
         self.stats.signatures_checked += 1;
@@ -303,6 +308,16 @@ impl Verifier {
             .map_err(|e| Refusal::Unverifiable(e.to_string()))?;
         self.certs.insert(key, certified);
         Ok(certified)
+    }
+
+    /// Forgets every certificate verdict, learnt key and verified claim:
+    /// the trust bundle changed, so what a dropped CA certified must stop
+    /// verifying. Keys are learnt again from the next own claims. The
+    /// counters and this node's own signatures are kept.
+    pub(crate) fn trust_changed(&mut self) {
+        self.keys = Fifo::new(MAX_KEYS);
+        self.certs = Fifo::new(MAX_CERTS);
+        self.verified = Fifo::new(MAX_VERIFIED);
     }
 }
 

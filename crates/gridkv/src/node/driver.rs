@@ -119,6 +119,7 @@ impl Driver {
                     }
                     Some(Command::Resign) => {
                         let now = self.now();
+                        self.swim.trust_changed();
                         self.swim.resign(now);
                     }
                     Some(Command::StartLeaving) => {

@@ -4,7 +4,7 @@
 //! real signatures without X.509.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use gridkv::NodeId;
@@ -74,7 +74,7 @@ impl FakeCa {
             id: NodeId::new(id).unwrap(),
             key,
             cert,
-            trusted: vec![self.key.verifying_key()],
+            trusted: RwLock::new(vec![self.key.verifying_key()]),
         })
     }
 
@@ -88,7 +88,8 @@ pub struct FakeCreds {
     pub id: NodeId,
     pub key: SigningKey,
     pub cert: Vec<u8>,
-    pub trusted: Vec<VerifyingKey>,
+    /// The CAs trusted now (a test may change them, as a reload would).
+    pub trusted: RwLock<Vec<VerifyingKey>>,
 }
 
 impl FakeCreds {
@@ -98,8 +99,18 @@ impl FakeCreds {
             id: self.id,
             key: self.key.clone(),
             cert,
-            trusted: self.trusted.clone(),
+            trusted: RwLock::new(self.trusted()),
         })
+    }
+
+    /// The CAs trusted now.
+    pub fn trusted(&self) -> Vec<VerifyingKey> {
+        self.trusted.read().unwrap().clone()
+    }
+
+    /// Replaces the trusted CAs, as a trust bundle reload would.
+    pub fn set_trusted(&self, cas: Vec<VerifyingKey>) {
+        *self.trusted.write().unwrap() = cas;
     }
 }
 
@@ -123,7 +134,7 @@ impl Credentials for FakeCreds {
         }
         let (body, sig) = der.split_at(der.len() - 64);
         let sig = Signature::from_bytes(sig.try_into().unwrap());
-        if !self.trusted.iter().any(|ca| ca.verify(body, &sig).is_ok()) {
+        if !self.trusted().iter().any(|ca| ca.verify(body, &sig).is_ok()) {
             return Err(bad("no chain to a trusted CA"));
         }
         let role = match body[4] {

@@ -485,6 +485,31 @@ impl Swim {
         self.changed(Some(before), self.me.clone());
     }
 
+    /// Forgets every certificate verdict, learnt key and verified claim,
+    /// after the trust bundle the credentials check with was reloaded: a
+    /// claim whose CA was dropped stops verifying. Keys are learnt again
+    /// from the next own claims members send; until then their claims
+    /// about others are refused as unverifiable and come again by gossip.
+    /// Without credentials it does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gridkv::membership::{Identity, Swim, SwimConfig};
+    /// use gridkv::{Generation, NodeId};
+    ///
+    /// let me = Identity::new(NodeId::new("a").unwrap(), Generation::new(1), "a:1".to_owned());
+    /// let mut swim = Swim::new(me, SwimConfig::lan(), vec![], 1, Duration::ZERO).unwrap();
+    /// swim.trust_changed();
+    /// assert_eq!(swim.security_stats().refused(), 0);
+    /// ```
+    pub fn trust_changed(&mut self) {
+        if let Some(sec) = self.security.as_deref_mut() {
+            sec.verifier.trust_changed();
+        }
+    }
+
     /// Counts a claim with a valid signature that is older than what this
     /// node knows.
     pub(super) fn note_stale(&mut self) {
