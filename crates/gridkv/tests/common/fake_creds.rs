@@ -134,7 +134,11 @@ impl Credentials for FakeCreds {
         }
         let (body, sig) = der.split_at(der.len() - 64);
         let sig = Signature::from_bytes(sig.try_into().unwrap());
-        if !self.trusted().iter().any(|ca| ca.verify(body, &sig).is_ok()) {
+        if !self
+            .trusted()
+            .iter()
+            .any(|ca| ca.verify(body, &sig).is_ok())
+        {
             return Err(bad("no chain to a trusted CA"));
         }
         let role = match body[4] {
