@@ -96,6 +96,34 @@ pub(crate) fn certificates(
     Ok(certs)
 }
 
+/// Parses a PKCS#8 Ed25519 key (PEM) and checks it is the one of the
+/// certificate whose public key is `public`.
+pub(crate) fn ed25519_key(
+    pem: &[u8],
+    what: &'static str,
+    public: [u8; 32],
+) -> Result<(PrivatePkcs8KeyDer<'static>, SigningKey), TlsError> {
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
+            what,
+            expected: "PRIVATE KEY (PKCS#8)",
+        },
+        other => TlsError::Pem {
+            what,
+            reason: other.to_string(),
+        },
+    })?;
+    let signing = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).map_err(|error| {
+        TlsError::Key {
+            reason: error.to_string(),
+        }
+    })?;
+    if signing.verifying_key().to_bytes() != public {
+        return Err(TlsError::KeyMismatch);
+    }
+    Ok((key, signing))
+}
+
 /// A node's TLS material, checked: its leaf names a node, holds an Ed25519
 /// key matching the private key, and chains to the bundle now.
 pub(crate) struct Material {
@@ -114,26 +142,9 @@ impl Material {
     pub(crate) fn parse(ca: &[u8], chain: &[u8], key: &[u8]) -> Result<Material, TlsError> {
         let cas = certificates(ca, "trust bundle")?;
         let chain = certificates(chain, "certificate chain")?;
-        let key = PrivatePkcs8KeyDer::from_pem_slice(key).map_err(|error| match error {
-            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
-                what: "private key",
-                expected: "PRIVATE KEY (PKCS#8)",
-            },
-            other => TlsError::Pem {
-                what: "private key",
-                reason: other.to_string(),
-            },
-        })?;
         let leaf = CertInfo::parse(&chain[0], "node certificate")?;
         let (node_id, public) = leaf.node()?;
-        let signing = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).map_err(|error| {
-            TlsError::Key {
-                reason: error.to_string(),
-            }
-        })?;
-        if signing.verifying_key().to_bytes() != public {
-            return Err(TlsError::KeyMismatch);
-        }
+        let (key, signing) = ed25519_key(key, "private key", public)?;
         let bundle = Arc::new(Bundle::new(&cas)?);
         let now = UnixTime::now();
         for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {

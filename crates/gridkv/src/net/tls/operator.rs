@@ -2,14 +2,11 @@
 //! Ed25519) and key that sign a removal (`gridkv remove`), which every node
 //! verifies against its trust bundle.
 
-use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer, SigningKey};
-use rustls::pki_types::PrivatePkcs8KeyDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::error::TlsError;
 use super::identity::CertInfo;
-use super::material::certificates;
+use super::material::{certificates, ed25519_key};
 use crate::membership::trust::{CertRole, CertifiedKey, Credentials, Untrusted};
 use crate::NodeId;
 
@@ -63,24 +60,7 @@ impl OperatorKey {
         let public = info.ed25519.ok_or_else(|| TlsError::NotEd25519 {
             found: info.key_algorithm.clone(),
         })?;
-        let key = PrivatePkcs8KeyDer::from_pem_slice(key).map_err(|error| match error {
-            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
-                what: "operator key",
-                expected: "PRIVATE KEY (PKCS#8)",
-            },
-            other => TlsError::Pem {
-                what: "operator key",
-                reason: other.to_string(),
-            },
-        })?;
-        let signing = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).map_err(|error| {
-            TlsError::Key {
-                reason: error.to_string(),
-            }
-        })?;
-        if signing.verifying_key().to_bytes() != public {
-            return Err(TlsError::KeyMismatch);
-        }
+        let (_, signing) = ed25519_key(key, "operator key", public)?;
         Ok(OperatorKey {
             name,
             certificate: chain[0].to_vec(),
