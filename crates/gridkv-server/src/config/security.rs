@@ -357,11 +357,23 @@ mod tests {
         Some(PathBuf::from(s))
     }
 
+    /// Real certificates for node `n1` (the node loads them when the
+    /// config is checked), made once per test process.
+    fn pki() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gridkv-security-{}", std::process::id()));
+        if !dir.join("n1/node.key").exists() {
+            let from = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            crate::cert::make_cluster(&dir, &["n1".to_owned()], &[], from, 1).unwrap();
+        }
+        dir
+    }
+
     fn tls() -> SecurityArgs {
+        let dir = pki();
         SecurityArgs {
-            tls_ca: p("ca.pem"),
-            tls_cert: p("node.pem"),
-            tls_key: p("node.key"),
+            tls_ca: Some(dir.join("ca/ca.pem")),
+            tls_cert: Some(dir.join("n1/node.pem")),
+            tls_key: Some(dir.join("n1/node.key")),
             ..Default::default()
         }
     }
@@ -387,20 +399,22 @@ mod tests {
         assert!(c.insecure && c.resp_tls && c.http_tls);
         assert_eq!(c.resp_client_certs, ClientCerts::Required);
         assert_eq!(c.admin_token.as_deref(), Some("t0k"));
-        assert_eq!(c.http_cert().unwrap().cert, PathBuf::from("node.pem"));
+        assert_eq!(c.http_cert().unwrap().cert, pki().join("n1/node.pem"));
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("t0k") && !shown.contains("\"pw\""),
             "{shown}"
         );
         // The file alone gives the cluster files too.
-        let c = merge(
-            SecurityArgs::default(),
-            "tls_ca = \"a\"\ntls_cert = \"b\"\ntls_key = \"c\"",
-        )
-        .unwrap()
-        .security;
-        assert_eq!(c.tls.unwrap().key, PathBuf::from("c"));
+        let dir = pki();
+        let file = format!(
+            "tls_ca = {:?}\ntls_cert = {:?}\ntls_key = {:?}",
+            dir.join("ca/ca.pem"),
+            dir.join("n1/node.pem"),
+            dir.join("n1/node.key")
+        );
+        let c = merge(SecurityArgs::default(), &file).unwrap().security;
+        assert_eq!(c.tls.unwrap().key, dir.join("n1/node.key"));
         assert!(toml::from_str::<FileConfig>("resp_tls_client_certs = \"maybe\"").is_err());
     }
 
