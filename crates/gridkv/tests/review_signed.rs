@@ -81,9 +81,6 @@ fn vote(sim: &Sim, viewer: usize, by: usize, target: usize) -> Update {
 /// {victim, n1, n2} is a "majority": the victim takes itself off the ring,
 /// which in the node layer clears its store.
 #[test]
-#[ignore = "known vulnerability (issue 16, open): a node counting votes about itself \
-            leaves out members the same voters voted to remove; the fix on trial broke \
-            convergence after partitions (signed random-fault seeds 2 and 30)"]
 fn two_colluding_members_cannot_make_a_node_drop_itself() {
     for seed in seeds(2) {
         with_seed(seed, |seed| {
@@ -121,8 +118,6 @@ fn two_colluding_members_cannot_make_a_node_drop_itself() {
 /// the node itself (about itself `min_inc` is 0 and old votes are kept): one
 /// replayed vote removes it again, once it no longer is a joiner.
 #[test]
-#[ignore = "known vulnerability (issue 16, open): votes about a rejoined node's run are \
-            kept and count at any incarnation; fixed together with the one above"]
 fn a_replayed_vote_after_rejoining_does_not_remove_a_node_again() {
     for seed in seeds(2) {
         with_seed(seed, |seed| {
@@ -226,6 +221,89 @@ fn a_claim_whose_ca_was_dropped_is_refused_after_trust_changed() {
             // Members certified by the cluster's CA are learnt again.
             sim.run_for(5 * S);
             assert!(sim.converged(), "{:?}", sim.disagreements());
+        });
+    }
+}
+
+/// Old votes about members that were removed and came back, replayed by
+/// two colluders (of five), do not shrink the ring a node counts votes
+/// about itself against: only members voting about it count to take
+/// others out.
+#[test]
+fn replayed_votes_about_rejoined_members_do_not_shrink_a_restarted_nodes_count() {
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 5);
+            let v = 4;
+            // n2, n3 and n4 (a majority) once removed n0 and n1, which came
+            // back.
+            let old: Vec<Update> = [0, 1]
+                .iter()
+                .flat_map(|&x| [2, 3, 4].map(|by| vote(&sim, x, by, x)))
+                .collect();
+            for x in [0, 1] {
+                let p = packet_from(&sim, 2, old.clone());
+                sim.inject(x, Some(name(2)), &p).expect("decodes");
+            }
+            sim.run_until(60 * S, |s| {
+                s.converged()
+                    && [0, 1]
+                        .iter()
+                        .all(|&x| s.swim(x).local().ring == RingState::Normal)
+            })
+            .expect("n0 and n1 back");
+            let old_own = own_claim(&sim, v);
+            sim.crash(v);
+            sim.start(v);
+            sim.run_until(60 * S, |s| {
+                s.converged() && s.swim(v).local().in_placement()
+            })
+            .expect("the restart is back in the ring");
+            let mut updates = vec![old_own];
+            updates.extend(old);
+            updates.extend([2, 3].map(|c| vote(&sim, v, c, v)));
+            let before = sim.swim(v).local().ring;
+            let p = packet_from(&sim, 2, updates);
+            sim.inject(v, Some(name(2)), &p).expect("decodes");
+            assert_eq!(
+                sim.swim(v).local().ring,
+                before,
+                "2 of 5 colluders and replayed votes removed n{v}"
+            );
+        });
+    }
+}
+
+/// A suspicion signed by a member at an incarnation near `u64::MAX` does
+/// not raise the target's incarnation: the target's refutation stays
+/// encodable and it stays in the ring.
+#[test]
+fn a_suspicion_at_a_huge_incarnation_does_not_exhaust_the_targets() {
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 4);
+            let target = 3;
+            let mut claim = Update::of(sim.swim(0).member(&name(target)).unwrap());
+            claim.liveness = Liveness::Suspect;
+            claim.incarnation = u64::MAX - 1;
+            claim.suspector = Some(name(1));
+            let claim = sign(
+                &sim.creds(1),
+                claim,
+                ClaimKind::About,
+                sim.nodes[1].generation,
+            );
+            let p = packet_from(&sim, 1, vec![claim]);
+            sim.inject(0, Some(name(1)), &p).expect("decodes");
+            sim.run_for(120 * S);
+            assert!(sim.converged(), "{:?}", sim.disagreements());
+            assert!(sim.swim(target).local().incarnation < 1_000);
+            for i in 0..4 {
+                assert!(
+                    sim.swim(i).ring_members().placement.contains(&name(target)),
+                    "n{i} lost n{target}"
+                );
+            }
         });
     }
 }

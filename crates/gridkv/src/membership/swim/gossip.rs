@@ -43,6 +43,7 @@ impl Swim {
     /// vote to remove a member applies only once a majority voted; and the
     /// entry keeps the signed claim, which is what is passed on.
     pub(super) fn merge(&mut self, now: Duration, update: Update) {
+        self.now = self.now.max(now);
         let signed = self.security.is_some();
         let update = self.seal(update);
         let about = update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::About);
@@ -106,11 +107,22 @@ impl Swim {
             let current = &entry.member;
             let gone = current.ring == RingState::Removed || current.liveness == Liveness::Left;
             let says_gone = update.ring == RingState::Removed || update.liveness == Liveness::Left;
+            let own = claim
+                .as_ref()
+                .and_then(|c| c.proof.as_ref())
+                .is_some_and(|p| p.kind == ClaimKind::Own);
+            let still_talking = own && g == cg && current.ring == RingState::Removed;
             // Older news, or "alive" about a run that is gone for good.
-            if g < cg
+            let stale = g < cg
                 || (g == cg && update.incarnation < current.incarnation)
-                || (g == cg && gone && !says_gone)
-            {
+                || (g == cg && gone && !says_gone);
+            if still_talking {
+                // A removed run still talking (it has not learnt of its
+                // removal): not forgotten while it does, or it would come
+                // back as a new member holding slots it never refilled.
+                entry.final_since = Some(now);
+            }
+            if stale {
                 self.note_stale();
             }
             self.confirm_suspicion(claim.as_ref().unwrap_or(&update));
@@ -149,6 +161,9 @@ impl Swim {
             entry.final_since = None;
         }
         let member = member.clone();
+        if !restarted && previous.ring == RingState::Removed && member.ring == RingState::Joining {
+            self.came_back(id, member.identity.generation, member.incarnation);
+        }
         match member.liveness {
             Liveness::Suspect => {
                 let by = update.suspector.unwrap_or(update.identity.id);
@@ -240,7 +255,8 @@ impl Swim {
     /// entry, with the votes to remove each member; chunks are cut by
     /// size too, as certificates make claims larger.
     pub(super) fn send_table(&mut self, to: String, reply: bool, join_reply: bool) {
-        let mut all: Vec<Update> = vec![Update::of(&self.me)];
+        let mut all: Vec<Update> = self.rejoin_claim().into_iter().collect();
+        all.push(Update::of(&self.me));
         if self.security.is_some() {
             for e in self.members.values() {
                 let current = e.claim.clone().unwrap_or_else(|| Update::of(&e.member));

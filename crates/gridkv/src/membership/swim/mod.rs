@@ -234,6 +234,8 @@ pub struct Swim {
     security: Option<Box<Security>>,
     /// The cluster name signatures cover.
     cluster: String,
+    /// The time of the last packet, timer or update handled.
+    now: Duration,
 }
 
 impl Swim {
@@ -296,6 +298,7 @@ impl Swim {
             clock: ClockMonitor::default(),
             security: None,
             cluster: String::new(),
+            now,
         };
         if swim.joined {
             swim.outputs.push_back(Output::Event(MemberEvent::Joined));
@@ -474,6 +477,7 @@ impl Swim {
     /// timeouts, push-pull, join retries, removal of long-down members and
     /// forgetting of old entries.
     pub fn handle_timers(&mut self, now: Duration) {
+        self.now = self.now.max(now);
         if self.me.liveness == Liveness::Left || self.refused {
             return;
         }
@@ -510,6 +514,7 @@ impl Swim {
     /// piggybacked updates first, then the message, which the concern it
     /// belongs to answers.
     fn handle(&mut self, now: Duration, packet: Packet, authenticated: Option<NodeId>) {
+        self.now = self.now.max(now);
         if self.me.liveness == Liveness::Left || self.refused {
             return;
         }

@@ -61,6 +61,7 @@ impl Swim {
         if self.me.liveness == Liveness::Left {
             return;
         }
+        self.now = self.now.max(now);
         let previous = self.me.clone();
         self.me.incarnation = self.me.incarnation.saturating_add(1);
         self.me.liveness = Liveness::Left;
@@ -93,6 +94,7 @@ impl Swim {
     /// Moves this node's own ring state on and gossips it under a new
     /// incarnation.
     fn set_own_ring(&mut self, now: Duration, ring: RingState) {
+        self.now = self.now.max(now);
         let previous = self.me.clone();
         self.me.incarnation = self.me.incarnation.saturating_add(1);
         self.me.ring = ring;
@@ -125,6 +127,9 @@ impl Swim {
         }
         placement.sort();
         future.sort();
+        if placement != self.ring.placement {
+            self.held_ring(&placement);
+        }
         if placement != self.ring.placement || future != self.ring.future || self.ring.version == 0
         {
             self.ring.version += 1;

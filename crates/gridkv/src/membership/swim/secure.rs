@@ -10,7 +10,7 @@
 //! the placement ring, as this node counts it, or on an operator's signed
 //! [`Removal`]. Without credentials nothing is checked, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,21 @@ use crate::membership::wire::{Message, Packet, Update, WireError};
 /// Most votes kept about one run of one member.
 const MAX_VOTERS: usize = 4096;
 
+/// How long a placement ring this node held counts, once replaced, for
+/// votes to remove this node (see `Swim::removal_quorum`).
+const HELD_RING_KEEP: Duration = Duration::from_secs(300);
+
+/// Most placement rings kept in [`Security::held`].
+const MAX_HELD_RINGS: usize = 16;
+
+/// A placement ring this node held, and until when (`None`: it still does).
+#[derive(Debug)]
+struct HeldRing {
+    members: Vec<NodeId>,
+    since: Duration,
+    until: Option<Duration>,
+}
+
 /// This node's credentials and what it learnt checking others'.
 pub(super) struct Security {
     creds: Arc<dyn Credentials>,
@@ -33,6 +48,15 @@ pub(super) struct Security {
     /// Signed votes to remove a member run: (target, generation) → voter →
     /// its vote.
     votes: BTreeMap<(NodeId, Generation), BTreeMap<NodeId, Update>>,
+    /// The incarnation at which a member run last came back from a
+    /// removal (as a joiner): votes about it from before do not count, and
+    /// are not kept. Bounded as `votes`: one entry per run known.
+    floors: BTreeMap<(NodeId, Generation), u64>,
+    /// This node's own signed claim as a joiner when it last came back
+    /// from a removal; see [`Swim::rejoin_claim`].
+    rejoined: Option<Update>,
+    /// The placement rings this node held lately, the current one last.
+    held: VecDeque<HeldRing>,
 }
 
 impl std::fmt::Debug for Security {
@@ -68,6 +92,9 @@ impl Swim {
             creds,
             verifier: Verifier::default(),
             votes: BTreeMap::new(),
+            floors: BTreeMap::new(),
+            rejoined: None,
+            held: VecDeque::new(),
         }));
         Ok(())
     }
@@ -280,6 +307,10 @@ impl Swim {
             return update;
         }
         update.identity = known.identity.clone();
+        // A claim about another never raises its incarnation: only the
+        // member does (one signed at u64::MAX - 1 would otherwise run its
+        // refutations out of incarnations).
+        update.incarnation = update.incarnation.min(known.incarnation);
         if kind == Some(ClaimKind::Operator) {
             update.incarnation = known.incarnation;
             update.holds_slots = false;
@@ -314,19 +345,22 @@ impl Swim {
         let Some(sec) = self.security.as_deref_mut() else {
             return true;
         };
-        // About this node, votes count whatever their incarnation: one
-        // that raised its incarnation while cut off must still learn that
-        // the majority took it off the ring (see `Swim::merge_own`).
+        let floor = sec.floors.get(&(target, g)).copied().unwrap_or(0);
+        if g != cur_gen || vote.incarnation < floor {
+            // An earlier run, or this run before it came back from a
+            // removal (a replay); a later run this node does not know yet
+            // votes again once it does.
+            if g < cur_gen || vote.incarnation < floor {
+                sec.verifier.stats.stale += 1;
+            }
+            return false;
+        }
+        // About this node, votes count whatever their incarnation since it
+        // last came back: one that raised its incarnation while cut off
+        // must still learn that the majority took it off the ring (see
+        // `Swim::merge_own`).
         let about_me = target == self.me.identity.id;
-        let min_inc = if about_me { 0 } else { cur_inc };
-        if g < cur_gen {
-            sec.verifier.stats.stale += 1;
-            return false;
-        }
-        if g > cur_gen {
-            // A run this node does not know yet: the vote comes again.
-            return false;
-        }
+        let min_inc = if about_me { floor } else { cur_inc };
         sec.votes.retain(|(t, vg), _| *t != target || *vg == g);
         let votes = sec.votes.entry((target, g)).or_default();
         let new = votes
@@ -358,6 +392,29 @@ impl Swim {
             }
         }
         false
+    }
+
+    /// Notes that run `g` of `id` came back from a removal at incarnation
+    /// `incarnation` (as a joiner that refills): the votes that removed it
+    /// are dropped, and a replay of one no longer counts.
+    pub(super) fn came_back(&mut self, id: NodeId, g: Generation, incarnation: u64) {
+        if self.security.is_none() {
+            return;
+        }
+        let rejoined = (id == self.me.identity.id).then(|| self.seal(Update::of(&self.me)));
+        let Some(sec) = self.security.as_deref_mut() else {
+            return;
+        };
+        if rejoined.is_some() {
+            sec.rejoined = rejoined;
+        }
+        sec.floors.retain(|(t, fg), _| *t != id || *fg == g);
+        let floor = sec.floors.entry((id, g)).or_default();
+        *floor = (*floor).max(incarnation);
+        let floor = *floor;
+        if let Some(votes) = sec.votes.get_mut(&(id, g)) {
+            votes.retain(|_, v| v.incarnation >= floor);
+        }
     }
 
     /// Adds this node's own vote to a removal that a majority decided,
@@ -393,45 +450,117 @@ impl Swim {
     /// counts it (the target included), voted to remove run `g` of
     /// `target` at incarnation `min_inc` or later.
     ///
-    /// About this node itself, the count leaves out the other members
-    /// that every one of the same voters voted to remove too: a node cut
-    /// off with others, and removed with them by the majority side, still
-    /// counts them as members, and would otherwise never learn of its
-    /// removal and rejoin. (A single voter cannot use this: its own vote is
-    /// then one of two, itself and the target.)
+    /// About this node itself, the ring first loses, one by one, the other
+    /// members that a strict majority of it (as it stands at that step)
+    /// voted to remove: a node cut off with others, and removed with them
+    /// by the majority side, may count them as members still (their
+    /// refutations, which it sees, outdate the votes about them), and would
+    /// otherwise never learn of its removal and rejoin. Every step needs a
+    /// majority of the ring as it then stands, so members that are a
+    /// minority of this node's ring cannot take anyone off it, itself
+    /// included, whatever they vote.
     fn removal_quorum(&self, target: NodeId, g: Generation, min_inc: u64) -> bool {
         let Some(sec) = self.security.as_ref() else {
             return false;
         };
-        let Some(votes) = sec.votes.get(&(target, g)) else {
-            return false;
-        };
-        let counted = |m: &Member| {
-            m.id() != target
-                && votes
-                    .get(&m.id())
-                    .is_some_and(|v| v.incarnation >= min_inc)
-        };
-        let voters: Vec<NodeId> = self
+        let mut ring: BTreeMap<NodeId, Generation> = self
             .members()
-            .filter(|m| m.in_placement() && counted(m))
-            .map(|m| m.id())
+            .filter(|m| m.in_placement())
+            .map(|m| (m.id(), m.identity.generation))
             .collect();
-        let about_me = target == self.me.identity.id;
-        let removed_with_me = |m: &Member| {
-            about_me
-                && m.id() != target
-                && !voters.is_empty()
-                && sec
-                    .votes
-                    .get(&(m.id(), m.identity.generation))
-                    .is_some_and(|theirs| voters.iter().all(|v| theirs.contains_key(v)))
+        let votes_for = |id: NodeId, g: Generation, min_inc: u64| {
+            let floor = sec.floors.get(&(id, g)).copied().unwrap_or(0);
+            sec.votes.get(&(id, g)).map(move |votes| {
+                votes
+                    .iter()
+                    .filter(move |(_, v)| v.incarnation >= min_inc.max(floor))
+                    .map(|(voter, _)| *voter)
+            })
         };
-        let total = self
-            .members()
-            .filter(|m| m.in_placement() && !removed_with_me(m))
-            .count();
-        voters.len() * 2 > total
+        let majority = |ring: &BTreeMap<NodeId, Generation>, id: NodeId, g: Generation, min_inc| {
+            let voters = votes_for(id, g, min_inc).map_or(0, |vs| {
+                vs.filter(|v| *v != id && ring.contains_key(v)).count()
+            });
+            voters * 2 > ring.len()
+        };
+        if target == self.me.identity.id {
+            // Only the members voting about this node count to take others
+            // out: the voters that removed it with others, cut off
+            // together; old votes about others (replayed, or from before
+            // they came back) by anyone else do not shrink the count.
+            let mine: Vec<NodeId> = votes_for(target, g, min_inc)
+                .map(|vs| vs.collect())
+                .unwrap_or_default();
+            let majority = |ring: &BTreeMap<NodeId, Generation>, id: NodeId, g: Generation| {
+                let voters = votes_for(id, g, 0).map_or(0, |vs| {
+                    vs.filter(|v| *v != id && ring.contains_key(v) && mine.contains(v))
+                        .count()
+                });
+                voters * 2 > ring.len()
+            };
+            // Only members with votes about them can leave the count.
+            let candidates: Vec<(NodeId, Generation)> = ring
+                .iter()
+                .filter(|(id, g)| **id != target && sec.votes.contains_key(&(**id, **g)))
+                .map(|(id, g)| (*id, *g))
+                .collect();
+            let mut left = true;
+            while left {
+                left = false;
+                for &(id, g) in &candidates {
+                    if ring.contains_key(&id) && majority(&ring, id, g) {
+                        ring.remove(&id);
+                        left = true;
+                    }
+                }
+            }
+        }
+        if majority(&ring, target, g, min_inc) {
+            return true;
+        }
+        // About this node, or a strict majority of a ring it held lately,
+        // for as long as it takes to remove a member: the one the voters
+        // counted, when members joined since (a restart the voters did not
+        // know when they voted). Rings held briefly (while a cluster
+        // forms) do not count.
+        let (now, settled) = (self.now, self.config.remove_after);
+        target == self.me.identity.id
+            && sec.held.iter().any(|held| {
+                let until = held.until.unwrap_or(now);
+                now.saturating_sub(until) <= HELD_RING_KEEP
+                    && until.saturating_sub(held.since) >= settled
+                    && held.members.contains(&target)
+                    && {
+                        let ring: BTreeMap<NodeId, Generation> =
+                            held.members.iter().map(|id| (*id, g)).collect();
+                        majority(&ring, target, g, min_inc)
+                    }
+            })
+    }
+
+    /// Notes that this node's placement ring is now `placement`.
+    pub(super) fn held_ring(&mut self, placement: &[NodeId]) {
+        let now = self.now;
+        let Some(sec) = self.security.as_deref_mut() else {
+            return;
+        };
+        if let Some(last) = sec.held.back_mut() {
+            last.until.get_or_insert(now);
+        }
+        while sec.held.len() >= MAX_HELD_RINGS
+            || sec
+                .held
+                .front()
+                .and_then(|r| r.until)
+                .is_some_and(|until| now.saturating_sub(until) > HELD_RING_KEEP)
+        {
+            sec.held.pop_front();
+        }
+        sec.held.push_back(HeldRing {
+            members: placement.to_vec(),
+            since: now,
+            until: None,
+        });
     }
 
     /// Whether this node already voted to remove run `g` of `id`.
@@ -483,6 +612,18 @@ impl Swim {
         self.me.since = now;
         self.broadcasts.push(Update::of(&self.me));
         self.changed(Some(before), self.me.clone());
+        // The kept joiner claim too, with the certificate loaded now.
+        let rejoined = self
+            .security
+            .as_deref_mut()
+            .and_then(|sec| sec.rejoined.take())
+            .map(|mut claim| {
+                claim.proof = None;
+                self.seal(claim)
+            });
+        if let Some(sec) = self.security.as_deref_mut() {
+            sec.rejoined = rejoined;
+        }
     }
 
     /// Forgets every certificate verdict, learnt key and verified claim,
@@ -537,10 +678,24 @@ impl Swim {
         out.push(current);
     }
 
+    /// This node's claim as a joiner when it came back from its last
+    /// removal, while it has moved on since (refilled, or refuted): a
+    /// member that missed that claim still holds this run as removed, and
+    /// takes it back only as a joiner; after this claim, the current one
+    /// overrides it. Full tables carry it first for that reason.
+    pub(super) fn rejoin_claim(&self) -> Option<Update> {
+        let sec = self.security.as_ref()?;
+        let claim = sec.rejoined.as_ref()?;
+        (claim.identity.generation == self.me.identity.generation
+            && claim.incarnation < self.me.incarnation)
+            .then(|| claim.clone())
+    }
+
     /// Drops the votes about a member this node forgot.
     pub(super) fn forget_votes(&mut self, id: NodeId) {
         if let Some(sec) = self.security.as_deref_mut() {
             sec.votes.retain(|(t, _), _| *t != id);
+            sec.floors.retain(|(t, _), _| *t != id);
         }
     }
 }

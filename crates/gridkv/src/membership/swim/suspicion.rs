@@ -79,6 +79,8 @@ impl Swim {
                 self.me.ring = RingState::Joining;
                 self.me.holds_slots = false;
                 self.ring_dirty = true;
+                let (id, g) = (self.me.identity.id, self.me.identity.generation);
+                self.came_back(id, g, self.me.incarnation);
                 self.changed(Some(previous), self.me.clone());
             }
             self.local_health = (self.local_health + 1).min(self.config.max_local_health);
