@@ -679,6 +679,17 @@ fn signed_random_fault_schedules_converge_after_faults_end() {
                 "no convergence: {:#?}",
                 sim.disagreements()
             );
+            eprintln!(
+                "seed {seed}: removed but unaware: {:?}",
+                sim.disagreements()
+            );
+            for i in 0..n {
+                let me = sim.swim(i).local();
+                eprintln!(
+                    "  n{i}: g{} i{} {:?}",
+                    me.identity.generation, me.incarnation, me.ring
+                );
+            }
             unlearnt.push(seed);
         });
     }

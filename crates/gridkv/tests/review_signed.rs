@@ -307,3 +307,93 @@ fn a_suspicion_at_a_huge_incarnation_does_not_exhaust_the_targets() {
         });
     }
 }
+
+/// Honest votes that fell short of a majority (two of five voted, the
+/// node refuted and both took it back), replayed later by a third member
+/// with its own vote, do not remove the node: a voter's votes from before
+/// its table showed the node alive again are outdated.
+#[test]
+fn old_honest_votes_replayed_with_a_colluders_do_not_remove_a_node() {
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 5);
+            let v = 4;
+            let old: Vec<Update> = [0, 1].iter().map(|&by| vote(&sim, v, by, v)).collect();
+            let p = packet_from(&sim, 0, old.clone());
+            sim.inject(v, Some(name(0)), &p).expect("decodes");
+            assert_eq!(sim.swim(v).local().ring, RingState::Normal);
+            // A suspicion makes it refute; everyone takes it back, and full
+            // tables carry that.
+            let mut suspect = Update::of(sim.swim(0).member(&name(v)).unwrap());
+            suspect.liveness = Liveness::Suspect;
+            suspect.suspector = Some(name(0));
+            let suspect = sign(
+                &sim.creds(0),
+                suspect,
+                ClaimKind::About,
+                sim.nodes[0].generation,
+            );
+            let p = packet_from(&sim, 0, vec![suspect]);
+            sim.inject(v, Some(name(0)), &p).expect("decodes");
+            sim.run_for(120 * S);
+            assert!(sim.converged(), "{:?}", sim.disagreements());
+            let mut replay = old;
+            replay.push(vote(&sim, v, 2, v));
+            let p = packet_from(&sim, 2, replay);
+            sim.inject(v, Some(name(2)), &p).expect("decodes");
+            assert_eq!(
+                sim.swim(v).local().ring,
+                RingState::Normal,
+                "replayed old votes and one colluder removed n{v}"
+            );
+        });
+    }
+}
+
+/// An operator's removal applies once: after the removed node came back
+/// (a joiner that refilled), a replay of the same removal changes nothing.
+#[test]
+fn a_replayed_operator_removal_does_not_remove_a_node_that_came_back() {
+    use gridkv::membership::signed::{Removal, RemovalError};
+    use gridkv::membership::trust::CertRole;
+    for seed in seeds(2) {
+        with_seed(seed, |seed| {
+            let mut sim = signed_cluster(seed, 4);
+            let v = 3;
+            let op = sim
+                .ca
+                .clone()
+                .unwrap()
+                .creds(seed, "ops", CertRole::Operator);
+            let removal = Removal::sign(
+                CLUSTER,
+                name(v),
+                Generation::new(sim.nodes[v].generation),
+                &*op,
+            );
+            let before = sim.swim(v).local().incarnation;
+            sim.with_node(0, |s, now| s.apply_removal(now, &removal).unwrap());
+            sim.run_until(60 * S, |s| {
+                s.converged()
+                    && s.swim(v).local().ring == RingState::Normal
+                    && s.swim(v).local().incarnation > before + 1
+            })
+            .unwrap_or_else(|| panic!("n3 back: {:?}", sim.disagreements()));
+            // Replayed at every member (as `POST /remove` would).
+            for i in 0..3 {
+                let mut res = None;
+                sim.with_node(i, |s, now| res = Some(s.apply_removal(now, &removal)));
+                let err = res.unwrap().unwrap_err();
+                assert!(matches!(err, RemovalError::Refused(_)), "n{i}: {err}");
+            }
+            sim.run_for(30 * S);
+            assert_eq!(sim.swim(v).local().ring, RingState::Normal);
+            for i in 0..4 {
+                assert!(
+                    sim.swim(i).ring_members().placement.contains(&name(v)),
+                    "n{i}"
+                );
+            }
+        });
+    }
+}

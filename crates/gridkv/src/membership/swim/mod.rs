@@ -540,6 +540,10 @@ impl Swim {
         for update in packet.updates {
             self.merge(now, update);
         }
+        if let Message::PushPull { members, .. } | Message::JoinReply { members } = &packet.message
+        {
+            self.note_table_view((from_id, from_generation), members);
+        }
         match packet.message {
             Message::Ping { seq, target } => {
                 if target == self.me.identity.id {

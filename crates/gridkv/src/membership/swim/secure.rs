@@ -57,6 +57,10 @@ pub(super) struct Security {
     rejoined: Option<Update>,
     /// The placement rings this node held lately, the current one last.
     held: VecDeque<HeldRing>,
+    /// Per member run, the highest incarnation of this node's run its
+    /// full table showed alive: its votes about this node from below it
+    /// are outdated (it took this node back since), whoever replays them.
+    alive_at: BTreeMap<(NodeId, Generation), u64>,
 }
 
 impl std::fmt::Debug for Security {
@@ -95,6 +99,7 @@ impl Swim {
             floors: BTreeMap::new(),
             rejoined: None,
             held: VecDeque::new(),
+            alive_at: BTreeMap::new(),
         }));
         Ok(())
     }
@@ -172,6 +177,11 @@ impl Swim {
             });
         }
         let update = removal.to_update();
+        if self.operator_removal_outdated(&update) {
+            return Err(RemovalError::Refused(
+                "the run came back from a removal since; remove it once it restarts".into(),
+            ));
+        }
         if self.security.is_some() {
             self.check_claim(&update)
                 .map_err(|r| RemovalError::Refused(format!("{r:?}")))?;
@@ -394,6 +404,51 @@ impl Swim {
         false
     }
 
+    /// Notes what a member's full table (`members`, sent by run `from`,
+    /// whose own claim verified) shows of this node: the highest incarnation of
+    /// this run it holds alive, by this node's own signed claim.
+    pub(super) fn note_table_view(&mut self, from: (NodeId, Generation), members: &[Update]) {
+        let me = (self.me.identity.id, self.me.identity.generation);
+        let max = self.config.max_members;
+        let Some(sec) = self.security.as_deref_mut() else {
+            return;
+        };
+        let seen = members
+            .iter()
+            .filter(|u| {
+                (u.identity.id, u.identity.generation) == me
+                    && u.liveness == Liveness::Alive
+                    && u.ring != RingState::Removed
+                    && u.proof.as_ref().is_some_and(|p| p.kind == ClaimKind::Own)
+            })
+            .map(|u| u.incarnation)
+            .max();
+        let Some(seen) = seen else {
+            return;
+        };
+        if !sec.alive_at.contains_key(&from) && sec.alive_at.len() >= max {
+            return;
+        }
+        let at = sec.alive_at.entry(from).or_default();
+        *at = (*at).max(seen);
+    }
+
+    /// Whether an operator's removal of run `g` of `id` comes too late: the
+    /// run came back from a removal since (a replay would drop its store
+    /// again). Counted as stale.
+    pub(super) fn operator_removal_outdated(&mut self, update: &Update) -> bool {
+        let operator = update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::Operator);
+        let key = (update.identity.id, update.identity.generation);
+        let Some(sec) = self.security.as_deref_mut() else {
+            return false;
+        };
+        let outdated = operator && sec.floors.contains_key(&key);
+        if outdated {
+            sec.verifier.stats.stale += 1;
+        }
+        outdated
+    }
+
     /// Notes that run `g` of `id` came back from a removal at incarnation
     /// `incarnation` (as a joiner that refills): the votes that removed it
     /// are dropped, and a replay of one no longer counts.
@@ -468,12 +523,20 @@ impl Swim {
             .filter(|m| m.in_placement())
             .map(|m| (m.id(), m.identity.generation))
             .collect();
+        let me = self.me.identity.id;
         let votes_for = |id: NodeId, g: Generation, min_inc: u64| {
             let floor = sec.floors.get(&(id, g)).copied().unwrap_or(0);
             sec.votes.get(&(id, g)).map(move |votes| {
                 votes
                     .iter()
-                    .filter(move |(_, v)| v.incarnation >= min_inc.max(floor))
+                    .filter(move |(voter, v)| {
+                        v.incarnation >= min_inc.max(floor)
+                            && (id != me || {
+                                let run = v.proof.as_ref().map(|p| (**voter, p.signer_generation));
+                                run.and_then(|run| sec.alive_at.get(&run))
+                                    .is_none_or(|alive| v.incarnation >= *alive)
+                            })
+                    })
                     .map(|(voter, _)| *voter)
             })
         };
@@ -696,6 +759,7 @@ impl Swim {
         if let Some(sec) = self.security.as_deref_mut() {
             sec.votes.retain(|(t, _), _| *t != id);
             sec.floors.retain(|(t, _), _| *t != id);
+            sec.alive_at.retain(|(t, _), _| *t != id);
         }
     }
 }
