@@ -12,58 +12,19 @@ mod common;
 use std::time::Duration;
 
 use common::membership_sim::fake_creds::{FakeCa, FakeCreds};
+use common::membership_sim::signed::{CLUSTER, own_claim, packet_from, sign, signed_cluster};
 use common::membership_sim::{Sim, name, seeds, with_seed};
-use gridkv::membership::signed::{ClaimKind, Proof, Removal, RemovalError, signed_bytes};
+use gridkv::membership::signed::{ClaimKind, Removal, RemovalError};
 use gridkv::membership::trust::CertRole;
 use gridkv::membership::wire::{ClockReading, Message, Packet, Update, WireError};
 use gridkv::membership::{Liveness, MembershipSecurityStats, RingState, SwimConfig};
 use gridkv::{Generation, NodeId};
 
 const S: Duration = Duration::from_secs(1);
-const CLUSTER: &str = "sim";
-
-/// `update` signed by `creds` as `kind`, from run `generation` of the
-/// signer (what a member, or an attacker holding that key, would send).
-fn sign(creds: &FakeCreds, mut update: Update, kind: ClaimKind, generation: u64) -> Update {
-    let generation = Generation::new(generation);
-    let bytes = signed_bytes(CLUSTER, &update, kind, creds.id, generation);
-    use gridkv::membership::trust::Credentials;
-    update.proof = Some(Proof {
-        kind,
-        signer: creds.id,
-        signer_generation: generation,
-        signature: creds.sign(&bytes),
-        certificate: (kind != ClaimKind::About).then(|| creds.cert.clone().into()),
-    });
-    update
-}
-
-/// Node `i`'s current own claim, signed by it.
-fn own_claim(sim: &Sim, i: usize) -> Update {
-    let me = sim.swim(i).local();
-    sign(
-        &sim.creds(i),
-        Update::of(me),
-        ClaimKind::Own,
-        me.identity.generation.get(),
-    )
-}
 
 /// Node `i`'s current state as node `viewer` knows it (unsigned).
 fn known(sim: &Sim, viewer: usize, i: usize) -> Update {
     Update::of(sim.swim(viewer).member(&name(i)).expect("known member"))
-}
-
-/// A packet from node `from` (its real, signed own claim) carrying
-/// `updates`.
-fn packet_from(sim: &Sim, from: usize, updates: Vec<Update>) -> Vec<u8> {
-    Packet {
-        from: own_claim(sim, from),
-        message: Message::Ack { seq: 999_999 },
-        updates,
-        clock: ClockReading::default(),
-    }
-    .encode()
 }
 
 type View = Vec<(String, u64, u64, Liveness, RingState, bool, String)>;
@@ -93,24 +54,6 @@ fn views(sim: &Sim) -> Vec<View> {
 
 fn stats(sim: &Sim, i: usize) -> MembershipSecurityStats {
     sim.swim(i).security_stats()
-}
-
-/// A signed cluster of `n`, converged, every member normal everywhere.
-fn signed_cluster(seed: u64, n: usize) -> Sim {
-    let mut sim = Sim::new_signed(seed, n, SwimConfig::lan());
-    sim.start_all(Duration::from_millis(10));
-    sim.run_until(60 * S, |s| {
-        s.converged() && (0..n).all(|i| s.swim(i).ring_members().placement.len() == n)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "signed cluster of {n} did not converge: {:?}",
-            sim.disagreements()
-        )
-    });
-    // Let the join gossip die down.
-    sim.run_for(5 * S);
-    sim
 }
 
 /// Injects `packet` into node `to` as sent by `sender`, checks that no

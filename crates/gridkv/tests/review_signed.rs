@@ -5,75 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::membership_sim::fake_creds::FakeCreds;
+use common::membership_sim::signed::{CLUSTER, own_claim, packet_from, sign, signed_cluster, vote};
 use common::membership_sim::{Sim, name, seeds, with_seed};
 use gridkv::Generation;
-use gridkv::membership::signed::{ClaimKind, Proof, signed_bytes};
+use gridkv::membership::signed::ClaimKind;
 use gridkv::membership::wire::{ClockReading, Message, Packet, Update};
-use gridkv::membership::{Liveness, RingState, SwimConfig};
+use gridkv::membership::{Liveness, RingState};
 
 const S: Duration = Duration::from_secs(1);
-const CLUSTER: &str = "sim";
-
-fn sign(creds: &FakeCreds, mut update: Update, kind: ClaimKind, generation: u64) -> Update {
-    let generation = Generation::new(generation);
-    let bytes = signed_bytes(CLUSTER, &update, kind, creds.id, generation);
-    use gridkv::membership::trust::Credentials;
-    update.proof = Some(Proof {
-        kind,
-        signer: creds.id,
-        signer_generation: generation,
-        signature: creds.sign(&bytes),
-        certificate: (kind != ClaimKind::About).then(|| creds.cert.clone().into()),
-    });
-    update
-}
-
-fn own_claim(sim: &Sim, i: usize) -> Update {
-    let me = sim.swim(i).local();
-    sign(
-        &sim.creds(i),
-        Update::of(me),
-        ClaimKind::Own,
-        me.identity.generation.get(),
-    )
-}
-
-fn packet_from(sim: &Sim, from: usize, updates: Vec<Update>) -> Vec<u8> {
-    Packet {
-        from: own_claim(sim, from),
-        message: Message::Ack { seq: 999_999 },
-        updates,
-        clock: ClockReading::default(),
-    }
-    .encode()
-}
-
-fn signed_cluster(seed: u64, n: usize) -> Sim {
-    let mut sim = Sim::new_signed(seed, n, SwimConfig::lan());
-    sim.start_all(Duration::from_millis(10));
-    sim.run_until(60 * S, |s| {
-        s.converged() && (0..n).all(|i| s.swim(i).ring_members().placement.len() == n)
-    })
-    .expect("converges");
-    sim.run_for(5 * S);
-    sim
-}
-
-/// A signed vote by `by` to remove `target`'s current run, as `viewer` knows it.
-fn vote(sim: &Sim, viewer: usize, by: usize, target: usize) -> Update {
-    let mut v = Update::of(sim.swim(viewer).member(&name(target)).unwrap());
-    v.liveness = Liveness::Down;
-    v.ring = RingState::Removed;
-    v.holds_slots = false;
-    v.suspector = Some(name(by));
-    sign(
-        &sim.creds(by),
-        v,
-        ClaimKind::About,
-        sim.nodes[by].generation,
-    )
-}
 
 /// Two members out of seven (valid certificates, a minority) vote to
 /// remove every other member. At the victim, `removal_quorum` leaves the

@@ -7,6 +7,8 @@
 
 #[path = "fake_creds.rs"]
 pub mod fake_creds;
+#[path = "signed_sim.rs"]
+pub mod signed;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
