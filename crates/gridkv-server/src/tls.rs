@@ -47,8 +47,10 @@ use crate::config::{CertKey, ClientCerts};
 
 /// How long a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most TLS handshakes the HTTP listener runs at once; past it, accepting
-/// waits.
+/// Most TLS handshakes the HTTP listener runs at once; past it, a new
+/// connection ends the oldest handshake still running, so clients that
+/// open connections and never finish a handshake cannot lock others out
+/// (a health check needs only to finish its own in time).
 pub const MAX_HANDSHAKES: usize = 64;
 
 /// Where a listener's TLS configuration comes from.
@@ -225,12 +227,10 @@ impl TlsListener {
     ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
+            let mut running: std::collections::VecDeque<tokio::task::AbortHandle> =
+                std::collections::VecDeque::with_capacity(MAX_HANDSHAKES);
             loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
                 let accepted = tokio::select! {
                     () = tx.closed() => return,
                     accepted = listener.accept() => accepted,
@@ -243,8 +243,15 @@ impl TlsListener {
                         continue;
                     }
                 };
+                running.retain(|h| !h.is_finished());
+                if running.len() >= MAX_HANDSHAKES {
+                    if let Some(oldest) = running.pop_front() {
+                        oldest.abort();
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 let (tls, tx, failures) = (tls.clone(), tx.clone(), failures.clone());
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     match tls.handshake(stream).await {
                         Ok(stream) => {
                             let _ = tx.send((stream, peer)).await;
@@ -254,8 +261,8 @@ impl TlsListener {
                             tracing::debug!("HTTP TLS handshake with {peer} failed: {e}");
                         }
                     }
-                    drop(permit);
                 });
+                running.push_back(task.abort_handle());
             }
         });
         Ok(TlsListener { ready, local })

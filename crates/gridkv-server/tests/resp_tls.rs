@@ -344,3 +344,25 @@ fn http_tls_with_the_node_certificate_or_its_own() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(leaf, certs(&cert)[0].to_vec(), "its own");
 }
+
+/// Clients that open connections to the HTTPS admin and never finish a
+/// handshake (more of them than it runs at once) do not lock out a health
+/// check: a new connection ends the oldest unfinished handshake.
+#[test]
+fn idle_handshakes_do_not_lock_out_the_https_admin() {
+    let ca = Ca::new("ca-idle");
+    let node = start(&ca, &["--http-tls"]);
+    let idle: Vec<std::net::TcpStream> = (0..2 * gridkv_server::tls::MAX_HANDSHAKES)
+        .map(|_| std::net::TcpStream::connect(node.http).expect("connects"))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let (status, _) = https_get(node.http, &ca.ca_pem(), "/health").expect("a health check");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        started.elapsed() < gridkv_server::tls::HANDSHAKE_TIMEOUT / 2,
+        "waited {:?} for idle handshakes to time out",
+        started.elapsed()
+    );
+    drop(idle);
+}
