@@ -30,9 +30,13 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub struct RemoveArgs {
     /// The node id to remove.
     pub id: String,
-    /// The HTTP admin of any live node (`host:port`, plain HTTP).
+    /// The HTTP admin of any live node (`host:port`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: String,
+    /// Speak HTTPS to an admin started with `--http-tls`, trusting the CAs
+    /// in this PEM file (its certificate must name the host of `--http`).
+    #[arg(long, env = "GRIDKV_ADMIN_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// The operator certificate (`gridkv cert operator`).
     #[arg(long, env = "GRIDKV_OPERATOR_CERT")]
     pub operator_cert: PathBuf,
@@ -151,7 +155,8 @@ pub async fn run(args: RemoveArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// One plain HTTP/1.1 request (the admin answers small JSON bodies).
+/// One HTTP/1.1 request, over TLS with `--cacert` (the admin answers
+/// small JSON bodies).
 async fn http(
     args: &RemoveArgs,
     method: &str,
@@ -159,13 +164,47 @@ async fn http(
     body: &str,
 ) -> Result<(u16, String), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", args.http);
-    let mut stream = tokio::time::timeout(
+    let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio::net::TcpStream::connect(&args.http),
     )
     .await
     .map_err(|_| format!("{}: connect timed out", args.http))?
     .map_err(fail)?;
+    let Some(ca) = &args.cacert else {
+        return exchange(args, tcp, method, path, body).await;
+    };
+    let config = crate::tls::client_config(ca).map_err(|e| e.to_string())?;
+    let host = args
+        .http
+        .rsplit_once(':')
+        .map_or(args.http.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{}: {e}", args.http))?;
+    let tls = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| format!("{}: TLS handshake timed out", args.http))?
+    .map_err(|e| format!("{}: TLS: {e}", args.http))?;
+    exchange(args, tls, method, path, body).await
+}
+
+/// Sends one request on `stream` and reads the whole answer.
+async fn exchange<S>(
+    args: &RemoveArgs,
+    mut stream: S,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let fail = |e: std::io::Error| format!("{}: {e}", args.http);
     let auth = args
         .admin_token
         .as_ref()
@@ -177,14 +216,21 @@ async fn http(
         body.len()
     );
     stream.write_all(request.as_bytes()).await.map_err(fail)?;
+    stream.flush().await.map_err(fail)?;
     let mut response = Vec::new();
-    tokio::time::timeout(
+    let read = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         (&mut stream).take(1 << 22).read_to_end(&mut response),
     )
     .await
-    .map_err(|_| format!("{}: no answer within 30 s", args.http))?
-    .map_err(fail)?;
+    .map_err(|_| format!("{}: no answer within 30 s", args.http))?;
+    match read {
+        // A TLS server may close without close_notify once it answered.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        other => {
+            other.map_err(fail)?;
+        }
+    }
     let text = String::from_utf8_lossy(&response);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

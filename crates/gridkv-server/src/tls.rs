@@ -106,6 +106,27 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// A client configuration that trusts the CAs in `ca` (a PEM bundle) and
+/// checks the server's name, as `redis-cli --tls --cacert` does.
+///
+/// # Errors
+///
+/// [`TlsError`] naming the file, if it holds no usable certificate.
+pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots.add(cert).map_err(|e| file_error(ca, e))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| file_error(ca, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A server configuration from `source`'s files.
 ///
 /// # Errors

@@ -366,3 +366,37 @@ fn idle_handshakes_do_not_lock_out_the_https_admin() {
     );
     drop(idle);
 }
+
+/// `gridkv remove --cacert` speaks HTTPS to an admin started with
+/// `--http-tls` (it reads the cluster view, and names what it did not find).
+#[test]
+fn gridkv_remove_speaks_https_with_cacert() {
+    let ca = Ca::new("ca-remove");
+    let node = start(&ca, &["--http-tls"]);
+    let (cert, key) = ca.issue(
+        "ops",
+        &[],
+        Some("gridkv:operator:ops"),
+        &rcgen::PKCS_ED25519,
+    );
+    let remove = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridkv"))
+            .args([
+                "remove",
+                "n9",
+                "--http",
+                &format!("localhost:{}", node.http.port()),
+            ])
+            .args(["--operator-cert", cert.to_str().unwrap()])
+            .args(["--operator-key", key.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = remove(&["--cacert", ca.ca_pem().to_str().unwrap()]);
+    assert!(err.contains("lists no member n9"), "{err}");
+    // Without it, plain HTTP gets no answer from a TLS-only admin.
+    let err = remove(&[]);
+    assert!(!err.contains("lists no member"), "{err}");
+}
