@@ -174,7 +174,7 @@ async fn http(
     let Some(ca) = &args.cacert else {
         return exchange(args, tcp, method, path, body).await;
     };
-    let config = crate::tls::client_config(ca).map_err(|e| e.to_string())?;
+    let config = crate::tls::client_config(ca, &[b"http/1.1"]).map_err(|e| e.to_string())?;
     let host = args
         .http
         .rsplit_once(':')

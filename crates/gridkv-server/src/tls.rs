@@ -48,9 +48,10 @@ use crate::config::{CertKey, ClientCerts};
 /// How long a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most TLS handshakes the HTTP listener runs at once; past it, a new
-/// connection ends the oldest handshake still running, so clients that
-/// open connections and never finish a handshake cannot lock others out
-/// (a health check needs only to finish its own in time).
+/// connection ends the oldest handshake still running from the client
+/// address that has the most, so clients that open connections and never
+/// finish a handshake cannot lock others out (a health check needs only
+/// to finish its own in time).
 pub const MAX_HANDSHAKES: usize = 64;
 
 /// Where a listener's TLS configuration comes from.
@@ -107,12 +108,13 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// A client configuration that trusts the CAs in `ca` (a PEM bundle) and
-/// checks the server's name, as `redis-cli --tls --cacert` does.
+/// checks the server's name, as `redis-cli --tls --cacert` does, offering
+/// the `alpn` protocols (none: none).
 ///
 /// # Errors
 ///
 /// [`TlsError`] naming the file, if it holds no usable certificate.
-pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+pub fn client_config(ca: &Path, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(ca)? {
@@ -123,7 +125,7 @@ pub fn client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
         .map_err(|e| file_error(ca, e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
@@ -249,8 +251,7 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
         tokio::spawn(async move {
-            let mut running: std::collections::VecDeque<tokio::task::AbortHandle> =
-                std::collections::VecDeque::with_capacity(MAX_HANDSHAKES);
+            let mut running = Handshakes::default();
             loop {
                 let accepted = tokio::select! {
                     () = tx.closed() => return,
@@ -264,16 +265,16 @@ impl TlsListener {
                         continue;
                     }
                 };
-                running.retain(|h| !h.is_finished());
-                if running.len() >= MAX_HANDSHAKES {
-                    if let Some(oldest) = running.pop_front() {
-                        oldest.abort();
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                if running.make_room() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 let (tls, tx, failures) = (tls.clone(), tx.clone(), failures.clone());
+                let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let finished = done.clone();
                 let task = tokio::spawn(async move {
-                    match tls.handshake(stream).await {
+                    let handshake = tls.handshake(stream).await;
+                    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+                    match handshake {
                         Ok(stream) => {
                             let _ = tx.send((stream, peer)).await;
                         }
@@ -283,10 +284,62 @@ impl TlsListener {
                         }
                     }
                 });
-                running.push_back(task.abort_handle());
+                running.push(peer.ip(), task.abort_handle(), done);
             }
         });
         Ok(TlsListener { ready, local })
+    }
+}
+
+/// The handshakes running, oldest first, with the client address each
+/// came from.
+#[derive(Default)]
+struct Handshakes {
+    running: std::collections::VecDeque<Handshake>,
+}
+
+struct Handshake {
+    ip: std::net::IpAddr,
+    task: tokio::task::AbortHandle,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Handshakes {
+    /// Forgets the finished ones and, at [`MAX_HANDSHAKES`], ends the
+    /// oldest handshake of the client address holding the most: one
+    /// client opening connections fast ends its own first, not everyone
+    /// else's. Whether one was ended.
+    fn make_room(&mut self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.running
+            .retain(|h| !h.task.is_finished() && !h.done.load(Relaxed));
+        if self.running.len() < MAX_HANDSHAKES {
+            return false;
+        }
+        let mut counts: std::collections::HashMap<std::net::IpAddr, usize> =
+            std::collections::HashMap::new();
+        for h in &self.running {
+            *counts.entry(h.ip).or_default() += 1;
+        }
+        let Some(busiest) = counts.into_iter().max_by_key(|(_, n)| *n).map(|(ip, _)| ip) else {
+            return false;
+        };
+        let Some(at) = self.running.iter().position(|h| h.ip == busiest) else {
+            return false;
+        };
+        if let Some(h) = self.running.remove(at) {
+            h.task.abort();
+        }
+        true
+    }
+
+    fn push(
+        &mut self,
+        ip: std::net::IpAddr,
+        task: tokio::task::AbortHandle,
+        done: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.running.push_back(Handshake { ip, task, done });
     }
 }
 

@@ -400,3 +400,52 @@ fn gridkv_remove_speaks_https_with_cacert() {
     let err = remove(&[]);
     assert!(!err.contains("lists no member"), "{err}");
 }
+
+/// `gridkv bench --cacert --password` loads a node that serves RESP over
+/// TLS only and asks for a password; a wrong password stops it before the
+/// test starts, naming the refusal.
+#[test]
+fn gridkv_bench_speaks_tls_and_auth() {
+    let ca = Ca::new("ca-bench");
+    let node = start(&ca, &["--resp-tls", "--requirepass", "pw"]);
+    let server = format!("localhost:{}", node.resp.port());
+    let bench = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gridkv"))
+            .args([
+                "bench",
+                "--servers",
+                &server,
+                "-c",
+                "2",
+                "-n",
+                "200",
+                "-t",
+                "set,get",
+            ])
+            .args([
+                "--cacert",
+                ca.ca_pem().to_str().unwrap(),
+                "--password",
+                password,
+            ])
+            .args(["--quiet", "--json"])
+            .output()
+            .expect("runs")
+    };
+    let ok = bench("pw");
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for line in out.lines() {
+        let summary: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(summary["errors"], 0, "{line}");
+        assert!(summary["requests"].as_u64() >= Some(200), "{line}");
+    }
+    let wrong = bench("nope");
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(err.contains("refused AUTH"), "{err}");
+}

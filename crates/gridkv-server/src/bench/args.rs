@@ -83,6 +83,26 @@ pub struct BenchArgs {
     #[arg(long, env = "GRIDKV_BENCH_SEED")]
     pub seed: Option<u64>,
 
+    /// Authenticate every connection with `AUTH` (`--requirepass` or an
+    /// ACL user's password).
+    #[arg(
+        short = 'a',
+        long,
+        env = "GRIDKV_BENCH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+
+    /// The ACL user to authenticate as (with `--password`; `default` if
+    /// not given).
+    #[arg(long, env = "GRIDKV_BENCH_USER", requires = "password")]
+    pub user: Option<String>,
+
+    /// Connect with TLS (a node started with `--resp-tls`), trusting the
+    /// CAs in this PEM file; the certificate must name the server's host.
+    #[arg(long, env = "GRIDKV_BENCH_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+
     /// No progress bar.
     #[arg(
         short = 'q',

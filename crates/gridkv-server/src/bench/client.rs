@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::ReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::args::TestKind;
 use super::job::Job;
 use super::reply::{ProtocolError, Reply, error_message, parse_reply};
 use super::workload::{KeyRng, Op, encode_command};
+
+/// A connection to a server: TCP, or TLS over it.
+pub(super) trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 
 /// What one client measured.
 pub(super) struct ClientReport {
@@ -87,7 +90,7 @@ impl Tally {
 
 /// Why a client stopped during a test.
 #[derive(Debug, thiserror::Error)]
-enum ClientError {
+pub(super) enum ClientError {
     #[error("connection to {server} failed: {source}")]
     Io {
         server: Arc<str>,
@@ -105,7 +108,7 @@ enum ClientError {
 /// One client: batches of commands out, replies in, until the job says stop
 /// or the connection fails.
 pub(super) async fn run_client(
-    mut stream: TcpStream,
+    mut stream: Box<dyn Connection>,
     server: Arc<str>,
     job: Arc<Job>,
     mut rng: KeyRng,
@@ -131,7 +134,7 @@ pub(super) async fn run_client(
         }
         // Write and read at once: a batch of large values must not wait for
         // the socket's send buffer while the server waits for us to read.
-        let (mut reader, mut writer) = stream.split();
+        let (mut reader, mut writer) = tokio::io::split(&mut stream);
         let sent = tokio::try_join!(
             async {
                 writer
@@ -156,8 +159,8 @@ pub(super) async fn run_client(
 
 /// Reads exactly `count` replies into `tally`. Bytes after them stay in
 /// `input` (no correct server sends any).
-async fn read_replies(
-    reader: &mut ReadHalf<'_>,
+pub(super) async fn read_replies(
+    reader: &mut (impl AsyncRead + Unpin),
     input: &mut BytesMut,
     count: usize,
     tally: &mut Tally,

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::args::TestKind;
-use super::client::{ClientReport, run_client};
+use super::client::{ClientReport, Connection, Tally, read_replies, run_client};
 use super::error::BenchError;
 use super::job::{Interrupt, Job};
-use super::plan::Plan;
+use super::plan::{Auth, Plan};
 use super::progress::Progress;
 use super::summary::TestSummary;
 use super::workload::{KeyRng, push_bulk};
@@ -60,7 +62,7 @@ pub(super) async fn run_test(
     kind: TestKind,
     interrupt: &Arc<Interrupt>,
 ) -> Result<TestSummary, BenchError> {
-    let connections = connect_all(servers, plan.clients).await?;
+    let connections = connect_all(plan, servers).await?;
     let mut value = Vec::with_capacity(plan.data_size + 16);
     push_bulk(&mut value, &vec![b'x'; plan.data_size]);
     let start = Instant::now();
@@ -98,38 +100,90 @@ pub(super) async fn run_test(
 /// Any failure fails the test before it starts: a bench with fewer clients
 /// than asked would measure something else.
 async fn connect_all(
+    plan: &Plan,
     servers: &[Server],
-    clients: usize,
-) -> Result<Vec<(Arc<str>, TcpStream)>, BenchError> {
+) -> Result<Vec<(Arc<str>, Box<dyn Connection>)>, BenchError> {
     // Spawned so the handshakes overlap; awaited in order so each result
     // keeps its client's index and server.
-    let connecting: Vec<_> = (0..clients)
+    let connecting: Vec<_> = (0..plan.clients)
         .map(|index| {
             let server = servers[index % servers.len()].clone();
-            let handle = tokio::spawn(async move {
-                let stream = TcpStream::connect(server.addr).await?;
-                stream.set_nodelay(true)?;
-                Ok::<_, std::io::Error>(stream)
-            });
-            (server.name, handle)
+            let (tls, auth) = (plan.tls.clone(), plan.auth.clone());
+            let name = server.name.clone();
+            let handle = tokio::spawn(async move { connect(&server, tls, auth).await });
+            (name, handle)
         })
         .collect();
-    let mut connections = Vec::with_capacity(clients);
+    let mut connections = Vec::with_capacity(plan.clients);
     for (name, handle) in connecting {
-        let connected = handle
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match connected {
-            Ok(stream) => connections.push((name, stream)),
-            Err(source) => {
-                return Err(BenchError::Connect {
-                    server: name.to_string(),
-                    source,
-                });
-            }
-        }
+        let connected = handle.await.unwrap_or_else(|e| {
+            Err(BenchError::Connect {
+                server: name.to_string(),
+                source: std::io::Error::other(e),
+            })
+        })?;
+        connections.push((name, connected));
     }
     Ok(connections)
+}
+
+/// One connection to `server`: TCP, TLS over it with `tls`, and `AUTH`
+/// first with `auth`.
+async fn connect(
+    server: &Server,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    auth: Option<Auth>,
+) -> Result<Box<dyn Connection>, BenchError> {
+    let failed = |source: std::io::Error| BenchError::Connect {
+        server: server.name.to_string(),
+        source,
+    };
+    let tcp = TcpStream::connect(server.addr).await.map_err(failed)?;
+    tcp.set_nodelay(true).map_err(failed)?;
+    let mut stream: Box<dyn Connection> = match tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let host = server
+                .name
+                .rsplit_once(':')
+                .map_or(&*server.name, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| failed(std::io::Error::other(e)))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(failed)?;
+            Box::new(tls)
+        }
+    };
+    if let Some(auth) = auth {
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(user) = &auth.user {
+            args.push(user.as_bytes());
+        }
+        args.push(auth.password.as_bytes());
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&out).await.map_err(failed)?;
+        let mut input = BytesMut::with_capacity(256);
+        let mut tally = Tally::default();
+        read_replies(&mut stream, &mut input, 1, &mut tally, &server.name)
+            .await
+            .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+        if tally.errors > 0 {
+            return Err(BenchError::Auth {
+                server: server.name.to_string(),
+                reply: tally.first_error.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(stream)
 }
 
 /// Waits for every client and gathers their reports.

@@ -36,6 +36,17 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    /// `--cacert` names no usable CA bundle.
+    #[error("--cacert: {0}")]
+    Tls(String),
+    /// A server refused the `AUTH` every connection sends first.
+    #[error("{server} refused AUTH: {reply}")]
+    Auth {
+        /// The server, as given to `--servers`.
+        server: String,
+        /// Its answer.
+        reply: String,
+    },
     /// A client could not connect before a test started.
     #[error("cannot connect to {server}: {source}")]
     Connect {

@@ -3,11 +3,28 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{BenchArgs, TestKind};
 use super::error::BenchError;
 use super::reply::MAX_BULK;
+
+/// The `AUTH` every connection sends first: a user (if named) and the
+/// password (not shown by `Debug`).
+#[derive(Clone)]
+pub(super) struct Auth {
+    pub(super) user: Option<String>,
+    pub(super) password: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The validated arguments.
 #[derive(Debug)]
@@ -23,6 +40,10 @@ pub(super) struct Plan {
     pub(super) seed: u64,
     pub(super) progress: bool,
     pub(super) json: bool,
+    /// `AUTH` sent first on every connection.
+    pub(super) auth: Option<Auth>,
+    /// TLS on every connection, with this client configuration.
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// How much work each test does: at least one of the two limits is set.
@@ -77,7 +98,19 @@ impl Plan {
         if args.tests.is_empty() {
             return Err(BenchError::Empty("tests"));
         }
+        let tls = match &args.cacert {
+            Some(ca) => Some(Arc::new(
+                crate::tls::client_config(ca, &[]).map_err(|e| BenchError::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let auth = args.password.map(|password| Auth {
+            user: args.user,
+            password,
+        });
         Ok(Plan {
+            auth,
+            tls,
             servers,
             clients: args.clients,
             budget,

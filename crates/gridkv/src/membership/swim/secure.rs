@@ -177,14 +177,14 @@ impl Swim {
             });
         }
         let update = removal.to_update();
-        if self.operator_removal_outdated(&update) {
-            return Err(RemovalError::Refused(
-                "the run came back from a removal since; remove it once it restarts".into(),
-            ));
-        }
         if self.security.is_some() {
             self.check_claim(&update)
                 .map_err(|r| RemovalError::Refused(format!("{r:?}")))?;
+            if self.operator_removal_outdated(&update) {
+                return Err(RemovalError::Refused(
+                    "the run came back from a removal since; remove it once it restarts".into(),
+                ));
+            }
             self.merge(now, update);
         } else {
             let mut plain = self.effective(update);
@@ -410,9 +410,16 @@ impl Swim {
     pub(super) fn note_table_view(&mut self, from: (NodeId, Generation), members: &[Update]) {
         let me = (self.me.identity.id, self.me.identity.generation);
         let max = self.config.max_members;
+        if self.member(&from.0).map(|m| m.identity.generation) != Some(from.1) {
+            // Only the sender's current run speaks for it (a made-up older
+            // run would fill the table).
+            return;
+        }
         let Some(sec) = self.security.as_deref_mut() else {
             return;
         };
+        // One run per member: a restart's view replaces its previous run's.
+        sec.alive_at.retain(|(id, g), _| *id != from.0 || *g == from.1);
         let seen = members
             .iter()
             .filter(|u| {
@@ -760,6 +767,11 @@ impl Swim {
             sec.votes.retain(|(t, _), _| *t != id);
             sec.floors.retain(|(t, _), _| *t != id);
             sec.alive_at.retain(|(t, _), _| *t != id);
+            // Its votes go too: a later run under the same id is a new
+            // member, whose predecessor's votes must not count again.
+            for votes in sec.votes.values_mut() {
+                votes.remove(&id);
+            }
         }
     }
 }
