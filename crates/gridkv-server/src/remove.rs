@@ -50,13 +50,8 @@ pub struct RemoveArgs {
     #[arg(long, default_value = "gridkv", env = "GRIDKV_CLUSTER")]
     pub cluster: String,
     /// The run to remove; by default the one the node's `/cluster` lists.
-    #[arg(long, requires = "incarnation")]
+    #[arg(long)]
     pub generation: Option<u64>,
-    /// The incarnation of that run the removal names (with
-    /// `--generation`; by default the one `/cluster` lists). Once the run
-    /// moves past it, the removal no longer applies.
-    #[arg(long, requires = "generation")]
-    pub incarnation: Option<u64>,
     /// Print the signed removal (hex) instead of posting it.
     #[arg(long)]
     pub print: bool,
@@ -91,9 +86,6 @@ pub async fn endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         Err(e @ gridkv::RemovalError::Unknown { .. }) => {
             bad(StatusCode::NOT_FOUND, e.to_string()).into_response()
         }
-        Err(e @ gridkv::RemovalError::Outdated { .. }) => {
-            bad(StatusCode::CONFLICT, e.to_string()).into_response()
-        }
         Err(e) => bad(StatusCode::FORBIDDEN, e.to_string()).into_response(),
     }
 }
@@ -124,9 +116,9 @@ pub async fn run(args: RemoveArgs) -> Result<(), String> {
         gridkv::OperatorKey::from_pem(&read(&args.operator_cert)?, &read(&args.operator_key)?)
             .map_err(|e| format!("operator certificate: {e}"))?;
     let target = gridkv::NodeId::new(&args.id).map_err(|e| format!("id `{}`: {e}", args.id))?;
-    let (generation, incarnation) = match (args.generation, args.incarnation) {
-        (Some(g), Some(i)) => (g, i),
-        _ => {
+    let generation = match args.generation {
+        Some(g) => g,
+        None => {
             let (status, body) = http(&args, "GET", "/cluster", "").await?;
             if status != 200 {
                 return Err(format!("GET /cluster on {}: {status} {body}", args.http));
@@ -136,7 +128,7 @@ pub async fn run(args: RemoveArgs) -> Result<(), String> {
             view["members"]
                 .as_array()
                 .and_then(|ms| ms.iter().find(|m| m["id"] == args.id.as_str()))
-                .and_then(|m| Some((m["generation"].as_u64()?, m["incarnation"].as_u64()?)))
+                .and_then(|m| m["generation"].as_u64())
                 .ok_or_else(|| format!("{} lists no member {}", args.http, args.id))?
         }
     };
@@ -144,7 +136,6 @@ pub async fn run(args: RemoveArgs) -> Result<(), String> {
         &args.cluster,
         target,
         gridkv::Generation::new(generation),
-        incarnation,
         &operator,
     );
     let hex = to_hex(&removal.encode());

@@ -432,27 +432,24 @@ fn an_operator_removal_applies_everywhere_and_a_node_cannot_sign_one() {
         let ca = sim.ca.clone().unwrap();
         let target = name(3);
         let generation = Generation::new(sim.nodes[3].generation);
-        let incarnation = sim.swim(0).member(&target).unwrap().incarnation;
         // A node's certificate does not make an operator.
-        let fake = Removal::sign(CLUSTER, target, generation, 0, &*sim.creds(1));
+        let fake = Removal::sign(CLUSTER, target, generation, &*sim.creds(1));
         let now = sim.now;
         let err = sim.swim_mut(0).apply_removal(now, &fake).unwrap_err();
         assert!(matches!(err, RemovalError::Refused(_)), "{err}");
         // Another cluster's name breaks the signature.
         let op = ca.creds(seed, "ops", CertRole::Operator);
-        let elsewhere = Removal::sign("other", target, generation, 0, &*op);
+        let elsewhere = Removal::sign("other", target, generation, &*op);
         assert!(sim.swim_mut(0).apply_removal(now, &elsewhere).is_err());
         // A removal of a run nobody knows.
-        let unknown = Removal::sign(CLUSTER, target, Generation::new(999), 0, &*op);
+        let unknown = Removal::sign(CLUSTER, target, Generation::new(999), &*op);
         assert!(matches!(
             sim.swim_mut(0).apply_removal(now, &unknown),
             Err(RemovalError::Unknown { .. })
         ));
         // The operator's removal, through the CLI's bytes.
-        let removal = Removal::decode(
-            &Removal::sign(CLUSTER, target, generation, incarnation, &*op).encode(),
-        )
-        .expect("decodes");
+        let removal = Removal::decode(&Removal::sign(CLUSTER, target, generation, &*op).encode())
+            .expect("decodes");
         sim.crash(3);
         sim.with_node(0, |s, now| s.apply_removal(now, &removal).unwrap());
         let removed = sim.run_until(30 * S, |s| {

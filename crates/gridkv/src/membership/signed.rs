@@ -76,10 +76,10 @@ pub fn signed_bytes(
     out.extend_from_slice(&signer_generation.get().to_be_bytes());
     push_label(&mut out, id.id.as_bytes());
     out.extend_from_slice(&id.generation.get().to_be_bytes());
-    out.extend_from_slice(&update.incarnation.to_be_bytes());
     if kind == ClaimKind::Operator {
         return out;
     }
+    out.extend_from_slice(&update.incarnation.to_be_bytes());
     push_label(&mut out, id.addr.as_bytes());
     push_label(&mut out, id.datacenter.as_bytes());
     match &id.public_key {
@@ -144,7 +144,7 @@ pub(crate) fn check_shape(update: &Update, proof: &Proof) -> Result<(), &'static
             }
         }
         ClaimKind::Operator => {
-            let template = Removal::template(subject.id, subject.generation, update.incarnation);
+            let template = Removal::template(subject.id, subject.generation);
             let mut plain = update.clone();
             plain.proof = None;
             if plain != template || proof.signer_generation.get() != 0 {
@@ -207,14 +207,14 @@ pub(crate) fn check_shape(update: &Update, proof: &Proof) -> Result<(), &'static
 ///
 /// // `gridkv remove a`: the CLI signs, the node checks (here it removes
 /// // itself, the one member this one-node example knows).
-/// let bytes = Removal::sign("prod", NodeId::new("a")?, Generation::new(1), 0, &operator).encode();
+/// let bytes = Removal::sign("prod", NodeId::new("a")?, Generation::new(1), &operator).encode();
 /// let removal = Removal::decode(&bytes)?;
 /// swim.apply_removal(Duration::ZERO, &removal)?;
 /// assert_eq!(swim.local().ring, RingState::Joining); // back as a joiner
 /// assert!(swim.local().incarnation > 0);
 ///
 /// // Signed for another cluster, it is refused.
-/// let elsewhere = Removal::sign("test", NodeId::new("a")?, Generation::new(1), 0, &operator);
+/// let elsewhere = Removal::sign("test", NodeId::new("a")?, Generation::new(1), &operator);
 /// assert!(swim.apply_removal(Duration::ZERO, &elsewhere).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -224,10 +224,6 @@ pub struct Removal {
     pub target: NodeId,
     /// The run of it removed.
     pub generation: Generation,
-    /// The incarnation of that run the operator saw: once the run moves
-    /// past it (it came back from this removal, or refuted since), the
-    /// removal no longer applies, so a replay of it changes nothing.
-    pub incarnation: u64,
     /// The operator's name (as its certificate names it).
     pub operator: NodeId,
     /// Ed25519 over `signed_bytes` of the removal's claim.
@@ -238,7 +234,7 @@ pub struct Removal {
 
 impl Removal {
     /// The unsigned update an operator removal stands for.
-    fn template(target: NodeId, generation: Generation, incarnation: u64) -> Update {
+    fn template(target: NodeId, generation: Generation) -> Update {
         Update {
             identity: Identity {
                 id: target,
@@ -247,7 +243,7 @@ impl Removal {
                 datacenter: String::new(),
                 public_key: None,
             },
-            incarnation,
+            incarnation: 0,
             liveness: Liveness::Down,
             ring: RingState::Removed,
             holds_slots: false,
@@ -256,21 +252,20 @@ impl Removal {
         }
     }
 
-    /// Builds and signs the removal of run `generation` of `target`, at
-    /// its incarnation `incarnation` (as `/cluster` lists it), with an
-    /// operator's credentials (whose certificate must have the operator
-    /// role, or receivers refuse it), for the cluster named `cluster`.
+    /// Builds and signs the removal of run `generation` of `target` with
+    /// an operator's credentials (whose certificate must have the
+    /// operator role, or receivers refuse it), for the cluster named
+    /// `cluster`.
     pub fn sign(
         cluster: &str,
         target: NodeId,
         generation: Generation,
-        incarnation: u64,
         signer: &dyn Credentials,
     ) -> Removal {
         let operator = signer.node_id();
         let bytes = signed_bytes(
             cluster,
-            &Self::template(target, generation, incarnation),
+            &Self::template(target, generation),
             ClaimKind::Operator,
             operator,
             Generation::new(0),
@@ -278,7 +273,6 @@ impl Removal {
         Removal {
             target,
             generation,
-            incarnation,
             operator,
             signature: signer.sign(&bytes),
             certificate: Bytes::copy_from_slice(signer.certificate()),
@@ -287,7 +281,7 @@ impl Removal {
 
     /// The removal as the membership update that gossips it.
     pub(crate) fn to_update(&self) -> Update {
-        let mut update = Self::template(self.target, self.generation, self.incarnation);
+        let mut update = Self::template(self.target, self.generation);
         update.proof = Some(Proof {
             kind: ClaimKind::Operator,
             signer: self.operator,
@@ -307,7 +301,6 @@ impl Removal {
         Some(Removal {
             target: update.identity.id,
             generation: update.identity.generation,
-            incarnation: update.incarnation,
             operator: proof.signer,
             signature: proof.signature,
             certificate: proof.certificate.clone()?,
@@ -350,18 +343,6 @@ pub enum RemovalError {
         target: NodeId,
         /// The run named.
         generation: Generation,
-    },
-    /// The run moved past the incarnation the removal names (it came
-    /// back from a removal, or refuted since): sign it again with the
-    /// incarnation `/cluster` lists now.
-    #[error("{target} is at incarnation {current} since; the removal names {signed}")]
-    Outdated {
-        /// The node named.
-        target: NodeId,
-        /// The incarnation the removal names.
-        signed: u64,
-        /// The incarnation this node knows.
-        current: u64,
     },
 }
 
@@ -470,7 +451,7 @@ mod tests {
         own_down.liveness = Liveness::Down;
         assert!(check_shape(&own_down, &proof(ClaimKind::Own, x, 5)).is_err());
         // An operator's removal carries nothing else.
-        let removal = Removal::template(x, Generation::new(5), 3);
+        let removal = Removal::template(x, Generation::new(5));
         let op = proof(ClaimKind::Operator, y, 0);
         assert!(check_shape(&removal, &op).is_ok());
         let mut extra = removal.clone();

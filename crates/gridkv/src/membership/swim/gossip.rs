@@ -50,7 +50,7 @@ impl Swim {
         if signed && about && update.ring == RingState::Removed && !self.removal_vote(&update) {
             return;
         }
-        if self.operator_removal_stale(&update) {
+        if self.operator_removal_outdated(&update) {
             return;
         }
         let claim = signed.then(|| update.clone());

@@ -164,34 +164,27 @@ impl Swim {
     ///
     /// # Errors
     ///
-    /// [`RemovalError::Refused`] when it does not verify,
-    /// [`RemovalError::Unknown`] when this node knows no such run, and
-    /// [`RemovalError::Outdated`] when the run moved past the incarnation
-    /// the removal names.
+    /// [`RemovalError::Refused`] when it does not verify, and
+    /// [`RemovalError::Unknown`] when this node knows no such run.
     pub fn apply_removal(&mut self, now: Duration, removal: &Removal) -> Result<(), RemovalError> {
-        let Some(current) = self
+        let known = self
             .member(&removal.target)
-            .filter(|m| m.identity.generation == removal.generation)
-            .map(|m| m.incarnation)
-        else {
+            .is_some_and(|m| m.identity.generation == removal.generation);
+        if !known {
             return Err(RemovalError::Unknown {
                 target: removal.target,
                 generation: removal.generation,
             });
-        };
+        }
         let update = removal.to_update();
         if self.security.is_some() {
             self.check_claim(&update)
                 .map_err(|r| RemovalError::Refused(format!("{r:?}")))?;
-        }
-        if current > removal.incarnation {
-            return Err(RemovalError::Outdated {
-                target: removal.target,
-                signed: removal.incarnation,
-                current,
-            });
-        }
-        if self.security.is_some() {
+            if self.operator_removal_outdated(&update) {
+                return Err(RemovalError::Refused(
+                    "the run came back from a removal since; remove it once it restarts".into(),
+                ));
+            }
             self.merge(now, update);
         } else {
             let mut plain = self.effective(update);
@@ -326,11 +319,10 @@ impl Swim {
         update.identity = known.identity.clone();
         // A claim about another never raises its incarnation: only the
         // member does (one signed at u64::MAX - 1 would otherwise run its
-        // refutations out of incarnations). An operator's removal of an
-        // incarnation the run has moved past is older news, and changes
-        // nothing.
+        // refutations out of incarnations).
         update.incarnation = update.incarnation.min(known.incarnation);
         if kind == Some(ClaimKind::Operator) {
+            update.incarnation = known.incarnation;
             update.holds_slots = false;
         }
         update
@@ -448,25 +440,20 @@ impl Swim {
         *at = (*at).max(seen);
     }
 
-    /// Whether an operator's removal names an incarnation from before the
-    /// run came back from a removal (a replay: this node itself, or a
-    /// member that saw it come back, would otherwise take it off again).
-    /// Counted as stale.
-    pub(super) fn operator_removal_stale(&mut self, update: &Update) -> bool {
+    /// Whether an operator's removal of run `g` of `id` comes too late: the
+    /// run came back from a removal since (a replay would drop its store
+    /// again). Counted as stale.
+    pub(super) fn operator_removal_outdated(&mut self, update: &Update) -> bool {
         let operator = update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::Operator);
         let key = (update.identity.id, update.identity.generation);
         let Some(sec) = self.security.as_deref_mut() else {
             return false;
         };
-        let stale = operator
-            && sec
-                .floors
-                .get(&key)
-                .is_some_and(|floor| update.incarnation < *floor);
-        if stale {
+        let outdated = operator && sec.floors.contains_key(&key);
+        if outdated {
             sec.verifier.stats.stale += 1;
         }
-        stale
+        outdated
     }
 
     /// Notes that run `g` of `id` came back from a removal at incarnation
