@@ -289,11 +289,12 @@ fn old_honest_votes_replayed_with_a_colluders_do_not_remove_a_node() {
     }
 }
 
-/// An operator's removal applies once: after the removed node came back
-/// (a joiner that refilled), a replay of the same removal changes nothing.
+/// An operator's removal ends the run it names: the removed node comes
+/// back as its next run, so a replay of the removal (as `POST /remove` or
+/// gossiped to every member, the node itself included) changes nothing.
 #[test]
 fn a_replayed_operator_removal_does_not_remove_a_node_that_came_back() {
-    use gridkv::membership::signed::{Removal, RemovalError};
+    use gridkv::membership::signed::{Proof, Removal, RemovalError};
     use gridkv::membership::trust::CertRole;
     for seed in seeds(2) {
         with_seed(seed, |seed| {
@@ -304,29 +305,55 @@ fn a_replayed_operator_removal_does_not_remove_a_node_that_came_back() {
                 .clone()
                 .unwrap()
                 .creds(seed, "ops", CertRole::Operator);
-            let removal = Removal::sign(
-                CLUSTER,
-                name(v),
-                Generation::new(sim.nodes[v].generation),
-                &*op,
-            );
-            let before = sim.swim(v).local().incarnation;
+            let removed_run = sim.nodes[v].generation;
+            let removal = Removal::sign(CLUSTER, name(v), Generation::new(removed_run), &*op);
             sim.with_node(0, |s, now| s.apply_removal(now, &removal).unwrap());
             sim.run_until(60 * S, |s| {
-                s.converged()
-                    && s.swim(v).local().ring == RingState::Normal
-                    && s.swim(v).local().incarnation > before + 1
+                s.converged() && s.swim(v).local().ring == RingState::Normal
             })
             .unwrap_or_else(|| panic!("n3 back: {:?}", sim.disagreements()));
+            let back = sim.swim(v).local().clone();
+            assert!(back.identity.generation.get() > removed_run, "{back:?}");
             // Replayed at every member (as `POST /remove` would).
             for i in 0..3 {
                 let mut res = None;
                 sim.with_node(i, |s, now| res = Some(s.apply_removal(now, &removal)));
                 let err = res.unwrap().unwrap_err();
-                assert!(matches!(err, RemovalError::Refused(_)), "n{i}: {err}");
+                assert!(matches!(err, RemovalError::Unknown { .. }), "n{i}: {err}");
+            }
+            // And gossiped, to every member, the node itself included.
+            let mut gossiped = Update::of(&back);
+            gossiped.identity.generation = Generation::new(removed_run);
+            gossiped.identity.addr = String::new();
+            gossiped.identity.datacenter = String::new();
+            gossiped.identity.public_key = None;
+            gossiped.incarnation = 0;
+            gossiped.liveness = Liveness::Down;
+            gossiped.ring = RingState::Removed;
+            gossiped.holds_slots = false;
+            gossiped.suspector = None;
+            gossiped.proof = Some(Proof {
+                kind: ClaimKind::Operator,
+                signer: removal.operator,
+                signer_generation: Generation::new(0),
+                signature: removal.signature,
+                certificate: Some(removal.certificate.clone()),
+            });
+            for i in [0, 1, 3] {
+                let p = packet_from(&sim, 2, vec![gossiped.clone()]);
+                sim.inject(i, Some(name(2)), &p).expect("decodes");
+                let now = sim.swim(v).local();
+                assert_eq!(
+                    (now.identity.generation, now.ring, now.incarnation),
+                    (
+                        back.identity.generation,
+                        RingState::Normal,
+                        back.incarnation
+                    ),
+                    "a replay through n{i} removed n{v} again"
+                );
             }
             sim.run_for(30 * S);
-            assert_eq!(sim.swim(v).local().ring, RingState::Normal);
             for i in 0..4 {
                 assert!(
                     sim.swim(i).ring_members().placement.contains(&name(v)),

@@ -718,3 +718,61 @@ async fn a_ca_rotation_reloads_without_a_restart() {
         node.shutdown().await;
     }
 }
+
+/// An operator removes a live member: it drops its data and comes back as
+/// its next run (generation + 1), refills, and serves again; replaying the
+/// removal then changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_removal_of_a_live_node_brings_it_back_as_its_next_run() {
+    let ca = Ca::new("cluster CA");
+    let start = |name: &'static str, seeds: Vec<String>| {
+        GridKv::start(
+            GridKv::builder(name)
+                .tls(store(&ca, &ca.node(name)))
+                .seeds(seeds)
+                .build()
+                .unwrap(),
+        )
+    };
+    let a = start("a", vec![]).await.unwrap();
+    let b = start("b", vec![a.local_addr().to_string()]).await.unwrap();
+    let c = start("c", vec![a.local_addr().to_string()]).await.unwrap();
+    for n in [&a, &b, &c] {
+        timeout(Duration::from_secs(20), n.ready())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    sees_all(&[&a, &b, &c], 3).await;
+    a.set("k", "v").await.unwrap();
+    let id = NodeId::new("c").unwrap();
+    let before = c.member(&id).unwrap().identity.generation;
+    let ops = ca.leaf(Spec {
+        uris: vec!["gridkv:operator:ops".to_owned()],
+        ..Spec::node("ops")
+    });
+    let operator = gridkv::OperatorKey::from_pem(ops.cert.as_bytes(), ops.key.as_bytes()).unwrap();
+    let removal = gridkv::Removal::sign("gridkv", id, before, &operator);
+    a.remove_member(removal.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = c.member(&id).unwrap();
+        let everywhere = [&a, &b].iter().all(|n| {
+            n.member(&id).is_some_and(|m| {
+                m.identity.generation == now.identity.generation
+                    && m.ring == gridkv::RingState::Normal
+            })
+        });
+        if now.identity.generation > before && now.ring == gridkv::RingState::Normal && everywhere {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c never came back: {now:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    let err = b.remove_member(removal).await.unwrap_err();
+    assert!(matches!(err, gridkv::RemovalError::Unknown { .. }), "{err}");
+    for n in [c, b, a] {
+        n.shutdown().await;
+    }
+}

@@ -210,8 +210,9 @@ pub(crate) fn check_shape(update: &Update, proof: &Proof) -> Result<(), &'static
 /// let bytes = Removal::sign("prod", NodeId::new("a")?, Generation::new(1), &operator).encode();
 /// let removal = Removal::decode(&bytes)?;
 /// swim.apply_removal(Duration::ZERO, &removal)?;
-/// assert_eq!(swim.local().ring, RingState::Joining); // back as a joiner
-/// assert!(swim.local().incarnation > 0);
+/// // Back as its next run, a joiner that refills.
+/// assert_eq!(swim.local().ring, RingState::Joining);
+/// assert_eq!(swim.local().identity.generation, Generation::new(2));
 ///
 /// // Signed for another cluster, it is refused.
 /// let elsewhere = Removal::sign("test", NodeId::new("a")?, Generation::new(1), &operator);

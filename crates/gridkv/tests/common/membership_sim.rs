@@ -433,6 +433,11 @@ impl Sim {
     }
 
     fn drain(&mut self, i: usize) {
+        // A run may take the next generation in place (an operator removed
+        // it, or its clock stepped back): the sim follows.
+        if let Some(s) = self.nodes[i].swim.as_ref() {
+            self.nodes[i].generation = s.local().identity.generation.get();
+        }
         loop {
             let Some(s) = self.nodes[i].swim.as_mut() else {
                 return;

@@ -50,9 +50,6 @@ impl Swim {
         if signed && about && update.ring == RingState::Removed && !self.removal_vote(&update) {
             return;
         }
-        if self.operator_removal_outdated(&update) {
-            return;
-        }
         let claim = signed.then(|| update.clone());
         let update = if signed { self.effective(update) } else { update };
         if update.identity.id == self.me.identity.id {

@@ -180,11 +180,6 @@ impl Swim {
         if self.security.is_some() {
             self.check_claim(&update)
                 .map_err(|r| RemovalError::Refused(format!("{r:?}")))?;
-            if self.operator_removal_outdated(&update) {
-                return Err(RemovalError::Refused(
-                    "the run came back from a removal since; remove it once it restarts".into(),
-                ));
-            }
             self.merge(now, update);
         } else {
             let mut plain = self.effective(update);
@@ -438,22 +433,6 @@ impl Swim {
         }
         let at = sec.alive_at.entry(from).or_default();
         *at = (*at).max(seen);
-    }
-
-    /// Whether an operator's removal of run `g` of `id` comes too late: the
-    /// run came back from a removal since (a replay would drop its store
-    /// again). Counted as stale.
-    pub(super) fn operator_removal_outdated(&mut self, update: &Update) -> bool {
-        let operator = update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::Operator);
-        let key = (update.identity.id, update.identity.generation);
-        let Some(sec) = self.security.as_deref_mut() else {
-            return false;
-        };
-        let outdated = operator && sec.floors.contains_key(&key);
-        if outdated {
-            sec.verifier.stats.stale += 1;
-        }
-        outdated
     }
 
     /// Notes that run `g` of `id` came back from a removal at incarnation

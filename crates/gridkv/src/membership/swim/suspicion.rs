@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::Swim;
 use crate::id::{Generation, NodeId};
 use crate::membership::member::{Liveness, RingState};
+use crate::membership::signed::ClaimKind;
 use crate::membership::wire::Update;
 
 /// This node's timer for one suspicion of one member.
@@ -79,8 +80,19 @@ impl Swim {
                 self.me.ring = RingState::Joining;
                 self.me.holds_slots = false;
                 self.ring_dirty = true;
+                let operator =
+                    update.proof.as_ref().map(|p| p.kind) == Some(ClaimKind::Operator);
                 let (id, g) = (self.me.identity.id, self.me.identity.generation);
-                self.came_back(id, g, self.me.incarnation);
+                if operator {
+                    // An operator's removal ends this run for good: come
+                    // back as the next one, so that a replay of the removal
+                    // (of this run) is older news everywhere.
+                    self.me.identity.generation = Generation::new(g.get().saturating_add(1));
+                    self.me.incarnation = 0;
+                    self.saw_previous_run = true;
+                } else {
+                    self.came_back(id, g, self.me.incarnation);
+                }
                 self.changed(Some(previous), self.me.clone());
             }
             self.local_health = (self.local_health + 1).min(self.config.max_local_health);
