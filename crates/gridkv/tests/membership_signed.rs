@@ -650,3 +650,44 @@ fn signed_random_fault_schedules_converge_after_faults_end() {
         );
     }
 }
+
+/// Nodes removed by the majority side of a partition learn it at the heal
+/// even when a member joined that side after the votes: each counts the
+/// votes against the ring it held while cut off (the ring the voters
+/// counted), not only against the larger one it learns at the heal.
+#[test]
+fn removed_nodes_learn_it_though_the_majority_grew_since() {
+    for seed in seeds(3) {
+        with_seed(seed, |seed| {
+            let mut sim = Sim::new_signed(seed, 6, SwimConfig::lan());
+            for i in 0..5 {
+                sim.start(i);
+                sim.run_for(Duration::from_millis(10));
+            }
+            sim.run_until(60 * S, |s| {
+                s.converged() && (0..5).all(|i| s.swim(i).ring_members().placement.len() == 5)
+            })
+            .expect("five form");
+            sim.run_for(5 * S);
+            sim.partition(&[&[0, 1, 2, 5], &[3, 4]]);
+            sim.run_until(180 * S, |s| {
+                [0, 1, 2].iter().all(|&i| {
+                    [3, 4]
+                        .iter()
+                        .all(|&j| s.view(i, j).map(|v| v.1) == Some(RingState::Removed))
+                })
+            })
+            .expect("the majority removes n3 and n4");
+            sim.start(5);
+            sim.run_until(60 * S, |s| {
+                [0, 1, 2, 5]
+                    .iter()
+                    .all(|&i| s.swim(i).ring_members().placement.contains(&name(5)))
+            })
+            .expect("n5 joins the majority side");
+            sim.heal();
+            let took = sim.run_until(60 * S, |s| s.converged());
+            assert!(took.is_some(), "no convergence: {:?}", sim.disagreements());
+        });
+    }
+}
