@@ -53,51 +53,13 @@ fi
 
 cargo build --release -q -p gridkv-server
 bin=${CARGO_TARGET_DIR:-target}/release/gridkv
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM
+# shellcheck source=lib/gridkv-nodes.sh
+source scripts/lib/gridkv-nodes.sh
 
 certs=$work/certs
 "$bin" cert cluster --out "$certs" --id t1,t2,t3,r1,r2,r3 >/dev/null
 ca=$certs/ca/ca.pem
-
-# Run as `server_cpu CMD &`: exec keeps the server's pid the one `$!` names.
-server_cpu() { if [ "$placement" = split ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
-client_cpu() { if [ "$placement" = split ]; then taskset -c 0 "$@"; else "$@"; fi; }
-threads_env() { if [ "$placement" = split ]; then echo 1; else nproc; fi; }
 tls_args() { echo "--tls-ca $ca --tls-cert $certs/$1/node.pem --tls-key $certs/$1/node.key"; }
-
-# start_gridkv NAME ARGS...: starts a node, waits for its ready line, sets
-# RESP_PORT, CLUSTER_ADDR and HTTP_ADDR[NAME]. (Not in a subshell: the pid
-# must reach cleanup, and the node must not hold a pipe open.)
-declare -A HTTP_ADDR
-start_gridkv() {
-    local name=$1
-    shift
-    local out=$work/$name.out
-    TOKIO_WORKER_THREADS=$(threads_env) GRIDKV_LOG=warn server_cpu "$bin" node --id "$name" \
-        --listen 127.0.0.1:0 --resp 127.0.0.1:0 --http 127.0.0.1:0 "$@" >"$out" 2>"$work/$name.err" </dev/null &
-    pids+=($!)
-    local line
-    for _ in $(seq 1 200); do
-        line=$(grep -m1 '^gridkv ready:' "$out" || true)
-        if [ -n "$line" ]; then
-            RESP_PORT=$(sed -E 's/.* resp=[^ ]*:([0-9]+).*/\1/' <<<"$line")
-            CLUSTER_ADDR=$(sed -E 's/.* cluster=([^ ]+).*/\1/' <<<"$line")
-            HTTP_ADDR[$name]=$(sed -E 's/.* http=([^ ]+).*/\1/' <<<"$line")
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2
-    cat "$work/$name.err" >&2
-    exit 1
-}
 
 # start_cluster TARGET ID1 ID2 ID3 -- ARGS...: three nodes, the first the
 # seed; ARGS are given to each, with "@ID" replaced by the node's TLS flags.
