@@ -294,6 +294,11 @@ async fn handshake_mismatch_is_refused_with_the_same_words_on_both_sides() {
         error.to_string(),
         "refused by peer: cluster name mismatch: expected prod, got test"
     );
+    // The refusing side counts its failure just after sending the refusal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while prod.stats().handshake_failures == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(prod.stats().handshake_failures, 1);
     assert_eq!(test.stats().handshake_failures, 1);
 
