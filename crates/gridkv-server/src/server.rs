@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cmd::{Command, ParseError, authorize, parse_gated};
+use crate::cmd::{Command, ParseError, authorize, multi, parse_gated};
 use crate::limits::Limit;
 use crate::resp::{Parser, Protocol, Reply};
 use crate::session::Session;
@@ -200,8 +200,17 @@ async fn refuse(mut stream: TcpStream) {
 /// [`authorize`]) and counts an error reply.
 async fn run(shared: &Shared, session: &mut Session, parsed: Parsed) -> Reply {
     let reply = match authorize(&shared.acl, session, parsed) {
+        Ok(command) if session.transaction.is_some() && multi::queues(&command) => {
+            multi::queue(session, command)
+        }
         Ok(command) => command.apply(shared, session).await,
-        Err(refused) => refused,
+        Err(refused) => {
+            // Refused while queueing: `EXEC` discards the batch.
+            if let Some(tx) = session.transaction.as_mut() {
+                tx.fail();
+            }
+            refused
+        }
     };
     if reply.is_error() {
         shared.stats.error_replies.fetch_add(1, Relaxed);
@@ -217,7 +226,7 @@ async fn run_alone<S: ClientStream>(
     parsed: Parsed,
     out: &mut Output<'_, S>,
 ) -> Result<(), Closed> {
-    if matches!(parsed, Ok(Command::MGet(_))) {
+    if session.transaction.is_none() && matches!(parsed, Ok(Command::MGet(_))) {
         let mget = match authorize(&shared.acl, session, parsed) {
             Ok(Command::MGet(mget)) => mget,
             Ok(_) => unreachable!("authorize returns the command it was given"),
@@ -279,7 +288,9 @@ async fn connection<S: ClientStream>(
                         }
                     },
                 };
-                if group.is_empty() || (concurrent && joins(&group, &parsed, order)) {
+                // Inside MULTI, commands are queued one by one, in order.
+                let batching = session.transaction.is_some();
+                if group.is_empty() || (concurrent && !batching && joins(&group, &parsed, order)) {
                     group.push(parsed);
                     if !concurrent {
                         break;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::auth::User;
+use crate::cmd::Transaction;
 use crate::resp::Protocol;
 
 /// One client connection's state.
@@ -45,6 +46,8 @@ pub struct Session {
     /// The ACL generation `user` was read at (see
     /// [`AclStore::refresh`](crate::auth::AclStore::refresh)).
     pub acl_generation: u64,
+    /// The batch queued since `MULTI`, if one is open.
+    pub transaction: Option<Transaction>,
 }
 
 impl Session {
@@ -59,6 +62,7 @@ impl Session {
             lib_ver: None,
             user: None,
             acl_generation: 0,
+            transaction: None,
         }
     }
 }

@@ -94,8 +94,8 @@ pub use metrics::{HistogramSnapshot, LatencyHistogram, NodeMetrics};
 pub use net::TransportStats;
 pub use net::tls::{CertExpiry, CertKind, OperatorKey, TlsError, TlsFiles, TlsStatus, TlsStore};
 pub use node::{
-    ClockStatus, Config, ConfigBuilder, FillMode, Forming, GridKv, JoinError, LINK_SWEEP_INTERVAL,
-    MembershipStats, Readiness, StartError, Ttl,
+    ClockStatus, Config, ConfigBuilder, ExpiryChange, FillMode, Forming, Found, GridKv, JoinError,
+    LINK_SWEEP_INTERVAL, MembershipStats, Readiness, StartError, Ttl,
 };
 pub use replication::{
     Consistency, Error, FillReport, PeerHealth, ReadOptions, ReplicationConfig, ReplicationStats,

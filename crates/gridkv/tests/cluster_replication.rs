@@ -4,20 +4,19 @@
 
 mod common;
 
-use common::cluster::{isolate, wait_normal};
+use common::cluster::{cluster, cluster_with, isolate, shutdown, wait_normal};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::history::{History, Op};
-use gridkv::hlc::{Clock, SystemClock};
 use gridkv::keyspace::key_hash;
 use gridkv::net::Lane;
 use gridkv::replication::wire::{DataRequest, DataResponse, RefusalCode};
 use gridkv::replication::{ReadOptions, WriteOptions};
 use gridkv::store::Lookup;
-use gridkv::{Error, GridKv, Liveness, NodeId, RingState};
-use tokio::time::{Instant, sleep, timeout};
+use gridkv::{Error, GridKv, Liveness, NodeId};
+use tokio::time::{Instant, sleep};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -31,69 +30,6 @@ fn node_deadline() -> Duration {
 
 fn id(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
-}
-
-/// A clock `offset_ms` off the system clock.
-#[derive(Debug)]
-struct Skewed(i64);
-
-impl Clock for Skewed {
-    fn now_ms(&self) -> u64 {
-        (SystemClock.now_ms() as i64 + self.0) as u64
-    }
-}
-
-/// `names.len()` nodes joined through the first, all normal in every view.
-async fn cluster(names: &[&str], clocks: &[i64]) -> Result<Vec<GridKv>> {
-    cluster_with(names, clocks, gridkv::ReplicationConfig::default()).await
-}
-
-/// As [`cluster`], with a replication config.
-async fn cluster_with(
-    names: &[&str],
-    clocks: &[i64],
-    replication: gridkv::ReplicationConfig,
-) -> Result<Vec<GridKv>> {
-    let mut nodes: Vec<GridKv> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let seeds: Vec<String> = nodes
-            .first()
-            .map(|n| n.advertised_addr().to_owned())
-            .into_iter()
-            .collect();
-        let skew = clocks.get(i).copied().unwrap_or(0);
-        let config = GridKv::builder(*name)
-            .seeds(seeds)
-            .clock(Arc::new(Skewed(skew)))
-            .replication(replication.clone())
-            .build()?;
-        nodes.push(GridKv::start(config).await?);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready = nodes.iter().all(|n| {
-            n.ring().len() == names.len()
-                && names.iter().all(|m| {
-                    n.member(&id(m)).is_some_and(|m| {
-                        m.liveness == Liveness::Alive && m.ring == RingState::Normal
-                    })
-                })
-        });
-        if ready {
-            return Ok(nodes);
-        }
-        assert!(Instant::now() < deadline, "cluster did not form");
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn shutdown(nodes: &[GridKv]) {
-    for n in nodes {
-        timeout(Duration::from_secs(5), n.shutdown())
-            .await
-            .expect("bounded shutdown");
-        assert_eq!(n.task_count(), 0);
-    }
 }
 
 /// `key`'s 3 owners on `node`'s placement ring.

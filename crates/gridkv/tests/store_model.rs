@@ -464,6 +464,7 @@ impl Model {
             ApplyOutcome::Duplicate => self.counters.duplicates += 1,
             ApplyOutcome::Superseded { .. } => self.counters.superseded += 1,
             ApplyOutcome::Forgotten { .. } => unreachable!("the unbounded model forgets nothing"),
+            ApplyOutcome::Conflict { .. } => unreachable!("the model makes no conditional writes"),
         }
         Ok(outcome)
     }
@@ -1102,6 +1103,7 @@ impl Budgeted {
             }
             // Refused under a watermark: nothing changed (checked above).
             ApplyOutcome::Forgotten { .. } => {}
+            ApplyOutcome::Conflict { .. } => unreachable!("no conditional writes here"),
             ApplyOutcome::Duplicate | ApplyOutcome::Superseded { .. } => {
                 // The key is still stored at its version.
                 self.still_stored(key);

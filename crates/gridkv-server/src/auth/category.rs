@@ -38,11 +38,13 @@ pub enum Category {
     String,
     /// May harm the node or reveal what other users should not see.
     Dangerous,
+    /// `MULTI`, `EXEC` and their kin.
+    Transaction,
 }
 
 impl Category {
     /// Every category, as `ACL CAT` lists them.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Keyspace,
         Category::Read,
         Category::Write,
@@ -52,6 +54,7 @@ impl Category {
         Category::Slow,
         Category::Dangerous,
         Category::Connection,
+        Category::Transaction,
     ];
 
     /// The name after `@`.
@@ -66,6 +69,7 @@ impl Category {
             Category::Keyspace => "keyspace",
             Category::String => "string",
             Category::Dangerous => "dangerous",
+            Category::Transaction => "transaction",
         }
     }
 
@@ -114,7 +118,9 @@ const fn e(name: &'static str, categories: &[Category]) -> Entry {
     }
 }
 
-use Category::{Admin, Connection, Dangerous, Fast, Keyspace, Read, Slow, String as Str, Write};
+use Category::{
+    Admin, Connection, Dangerous, Fast, Keyspace, Read, Slow, String as Str, Transaction, Write,
+};
 
 /// Every command and subcommand GridKV answers, with Redis 7's
 /// categories. A test checks that every command of the command table has
@@ -150,10 +156,29 @@ pub const ENTRIES: &[Entry] = &[
     e("acl|cat", &[Slow]),
     e("acl|list", &[Admin, Slow, Dangerous]),
     e("acl|load", &[Admin, Slow, Dangerous]),
+    e("setnx", &[Write, Str, Fast]),
+    e("setex", &[Write, Str, Slow]),
+    e("psetex", &[Write, Str, Slow]),
+    e("getdel", &[Write, Str, Fast]),
+    e("getex", &[Write, Str, Fast]),
+    e("append", &[Write, Str, Fast]),
+    e("strlen", &[Read, Str, Fast]),
+    e("type", &[Keyspace, Read, Fast]),
+    e("unlink", &[Keyspace, Write, Fast]),
+    e("touch", &[Keyspace, Read, Fast]),
+    e("expireat", &[Keyspace, Write, Fast]),
+    e("pexpireat", &[Keyspace, Write, Fast]),
+    e("expiretime", &[Keyspace, Read, Fast]),
+    e("pexpiretime", &[Keyspace, Read, Fast]),
+    e("multi", &[Fast, Transaction]),
+    e("exec", &[Slow, Transaction]),
+    e("discard", &[Fast, Transaction]),
+    e("watch", &[Fast, Transaction]),
+    e("unwatch", &[Fast, Transaction]),
 ];
 
 /// A set of [`ENTRIES`], by index.
-pub type EntrySet = u64;
+pub type EntrySet = u128;
 
 const _: () = assert!(ENTRIES.len() <= EntrySet::BITS as usize);
 
@@ -242,11 +267,43 @@ mod tests {
         };
         assert_eq!(
             names(in_category(Read)),
-            ["get", "exists", "ttl", "pttl", "mget", "dbsize"]
+            [
+                "get",
+                "exists",
+                "ttl",
+                "pttl",
+                "mget",
+                "dbsize",
+                "strlen",
+                "type",
+                "touch",
+                "expiretime",
+                "pexpiretime"
+            ]
         );
         assert_eq!(
             names(in_category(Write)),
-            ["set", "del", "expire", "pexpire", "persist", "mset"]
+            [
+                "set",
+                "del",
+                "expire",
+                "pexpire",
+                "persist",
+                "mset",
+                "setnx",
+                "setex",
+                "psetex",
+                "getdel",
+                "getex",
+                "append",
+                "unlink",
+                "expireat",
+                "pexpireat"
+            ]
+        );
+        assert_eq!(
+            names(in_category(Transaction)),
+            ["multi", "exec", "discard", "watch", "unwatch"]
         );
         assert_eq!(
             names(in_category(Admin)),

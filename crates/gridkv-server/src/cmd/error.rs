@@ -22,14 +22,10 @@ pub enum ParseError {
     /// An argument that must be an integer is not, or overflows.
     #[error("ERR value is not an integer or out of range")]
     NotInteger,
-    /// `SET ... EX|PX n` with `n <= 0`.
-    #[error("ERR invalid expire time in 'set' command")]
-    InvalidExpire,
-    /// A `SET` option that needs an atomic read-modify-write.
-    #[error(
-        "ERR SET {0} is not supported: GridKV has no atomic conditional writes (last write wins)"
-    )]
-    ConditionalSet(String),
+    /// An expiry that is not positive, or too large (`SET ... EX 0`,
+    /// `SETEX k 0 v`), in the named command.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpire(&'static str),
     /// An `EXPIRE` option that needs an atomic read-modify-write.
     #[error("ERR EXPIRE NX|XX|GT|LT is not supported: GridKV has no atomic conditional writes")]
     ConditionalExpire,

@@ -1,7 +1,9 @@
-//! Expiry: `EXPIRE`/`PEXPIRE key n`, `TTL`/`PTTL key`, `PERSIST key`.
+//! Expiry: `EXPIRE`/`PEXPIRE key n`, `EXPIREAT`/`PEXPIREAT key time`,
+//! `TTL`/`PTTL key`, `EXPIRETIME`/`PEXPIRETIME key`, `PERSIST key`.
 //!
-//! `EXPIRE ... NX|XX|GT|LT` is refused: it needs an atomic
-//! read-modify-write (see the [module docs](super)).
+//! An expiry change applies to the value read only; a time not in the
+//! future deletes that value (not one written since), as Redis deletes the
+//! key. `EXPIRE ... NX|XX|GT|LT` is refused (see the [module docs](super)).
 
 use std::time::Duration;
 
@@ -47,8 +49,8 @@ impl Expire {
 
     pub(crate) async fn apply(self, node: &GridKv) -> Reply {
         let result = if self.amount <= 0 {
-            // As Redis: a TTL in the past deletes the key.
-            node.delete(&self.key).await
+            // As Redis: a TTL in the past deletes the key (the value read).
+            node.take(&self.key).await.map(|taken| taken.is_some())
         } else {
             let n = self.amount as u64;
             let ttl = match self.unit {
@@ -59,6 +61,83 @@ impl Expire {
         };
         match result {
             Ok(existed) => Reply::Integer(i64::from(existed)),
+            Err(e) => Reply::Error(error_reply(&e)),
+        }
+    }
+}
+
+/// `EXPIREAT key unix-seconds` or `PEXPIREAT key unix-ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireAt {
+    /// The key.
+    pub key: Bytes,
+    /// The time, in `unit` since the Unix epoch; not in the future:
+    /// deletes the key.
+    pub at: i64,
+    /// Seconds or milliseconds.
+    pub unit: Unit,
+}
+
+impl ExpireAt {
+    pub(crate) fn parse(mut args: Vec<Bytes>, unit: Unit) -> Result<Self, ParseError> {
+        if args.len() > 3 {
+            return Err(ParseError::ConditionalExpire);
+        }
+        let at = parse_int(&args[2]).ok_or(ParseError::NotInteger)?;
+        Ok(ExpireAt {
+            key: args.swap_remove(1),
+            at,
+            unit,
+        })
+    }
+
+    pub(crate) async fn apply(self, node: &GridKv) -> Reply {
+        let at = u64::try_from(self.at).unwrap_or(0);
+        let ms = match self.unit {
+            Unit::Millis => Some(at),
+            Unit::Seconds => at.checked_mul(1000),
+        };
+        let Some(ms) = ms else {
+            return Reply::error("ERR invalid expire time in 'expireat' command");
+        };
+        match node.expire_at(&self.key, ms).await {
+            Ok(existed) => Reply::Integer(i64::from(existed)),
+            Err(e) => Reply::Error(error_reply(&e)),
+        }
+    }
+}
+
+/// `EXPIRETIME key` or `PEXPIRETIME key`: when the key expires, in `unit`
+/// since the Unix epoch; -2 for no key, -1 for no expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireTime {
+    /// The key.
+    pub key: Bytes,
+    /// Seconds or milliseconds.
+    pub unit: Unit,
+}
+
+impl ExpireTime {
+    pub(crate) fn parse(mut args: Vec<Bytes>, unit: Unit) -> Self {
+        ExpireTime {
+            key: args.swap_remove(1),
+            unit,
+        }
+    }
+
+    pub(crate) async fn apply(self, node: &GridKv) -> Reply {
+        match node.get_found(&self.key).await {
+            Ok(None) => Reply::Integer(-2),
+            Ok(Some(found)) => match found.expires_at_ms {
+                None => Reply::Integer(-1),
+                Some(ms) => {
+                    let ms = ms.min(i64::MAX as u64) as i64;
+                    Reply::Integer(match self.unit {
+                        Unit::Millis => ms,
+                        Unit::Seconds => ms / 1000,
+                    })
+                }
+            },
             Err(e) => Reply::Error(error_reply(&e)),
         }
     }

@@ -82,7 +82,7 @@ impl GridKv {
         value: impl Into<bytes::Bytes>,
         options: WriteOptions,
     ) -> Result<(), Error> {
-        let expires_at = options.ttl.map(|ttl| self.expiry(ttl));
+        let expires_at = self.expires_at(&options)?;
         self.write(key.as_ref(), Some((value.into(), expires_at)), options)
             .await
             .map(|_| ())
@@ -157,7 +157,7 @@ impl GridKv {
         key: impl AsRef<[u8]>,
         options: WriteOptions,
     ) -> Result<bool, Error> {
-        if options.ttl.is_some() {
+        if options.ttl.is_some() || options.expires_at_ms.is_some() {
             return Err(Error::InvalidOptions("a delete takes no ttl"));
         }
         self.write(key.as_ref(), None, options).await
@@ -270,7 +270,18 @@ impl GridKv {
     /// time (the clock versions are stamped with), not the local wall
     /// clock's: a node whose clock is behind must not write values that
     /// other nodes find already expired.
-    fn expiry(&self, ttl: Duration) -> u64 {
+    /// The expiry a write with `options` gives its value.
+    pub(super) fn expires_at(&self, options: &WriteOptions) -> Result<Option<u64>, Error> {
+        match (options.ttl, options.expires_at_ms) {
+            (Some(_), Some(_)) => Err(Error::InvalidOptions(
+                "a write takes a ttl or an expiry time, not both",
+            )),
+            (Some(ttl), None) => Ok(Some(self.expiry(ttl))),
+            (None, at) => Ok(at),
+        }
+    }
+
+    pub(super) fn expiry(&self, ttl: Duration) -> u64 {
         let now = self.inner.coordinator.replica.hlc.cluster_ms();
         now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
     }
@@ -303,7 +314,7 @@ impl GridKv {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
+    pub(super) async fn lookup(&self, key: &[u8], options: ReadOptions) -> Result<Lookup, Error> {
         if options.local && !self.is_closed() {
             if let Some(result) = self.inner.coordinator.read_local(key) {
                 self.count_local_read();
@@ -332,22 +343,62 @@ impl GridKv {
     /// `Coordinator::write_expiry`): a set or delete acknowledged meanwhile
     /// is never undone. Nothing is written for an absent key, nor when
     /// removing the expiry of one that has none.
-    async fn rewrite_expiry(&self, key: &[u8], expires_at: Option<u64>) -> Result<bool, Error> {
+    pub(super) async fn rewrite_expiry(
+        &self,
+        key: &[u8],
+        expires_at: Option<u64>,
+    ) -> Result<bool, Error> {
         match self.lookup(key, ReadOptions::default()).await? {
             Lookup::Live(item) if expires_at.is_some() || item.expires_at.is_some() => {
-                if self.is_closed() {
-                    return Err(Error::ShuttingDown);
-                }
-                let started = Instant::now();
-                let coordinator = &self.inner.coordinator;
-                let change =
-                    coordinator.write_expiry(key, &item, expires_at, WriteOptions::default());
-                let result = Box::pin(change).await;
-                self.inner.metrics.writes.record(started.elapsed());
-                result.map(|()| true)
+                self.write_expiry_of(key, &item, expires_at).await.map(|()| true)
             }
             _ => Ok(false),
         }
+    }
+
+    /// Changes the expiry of `item`, which a read of `key` found, to
+    /// `expires_at` (see `Coordinator::write_expiry`).
+    pub(super) async fn write_expiry_of(
+        &self,
+        key: &[u8],
+        item: &crate::store::Item,
+        expires_at: Option<u64>,
+    ) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        let started = Instant::now();
+        let coordinator = &self.inner.coordinator;
+        let change = coordinator.write_expiry(key, item, expires_at, WriteOptions::default());
+        let result = Box::pin(change).await;
+        self.inner.metrics.writes.record(started.elapsed());
+        result
+    }
+
+    /// A write that owners apply only if `condition` holds (the second
+    /// half of a read-modify-write: see `update`).
+    pub(super) async fn write_if(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        condition: crate::store::Condition,
+        restore: Option<crate::replication::coordinator::Restore>,
+        options: WriteOptions,
+    ) -> Result<crate::replication::coordinator::Conditional, Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        self.until_serving(options.timeout).await?;
+        self.check_stamp(&data)?;
+        let histogram = match data {
+            Some(_) => &self.inner.metrics.writes,
+            None => &self.inner.metrics.deletes,
+        };
+        let started = Instant::now();
+        let result =
+            Box::pin(self.inner.coordinator.write_if(key, data, condition, restore, options)).await;
+        histogram.record(started.elapsed());
+        result
     }
 }
 

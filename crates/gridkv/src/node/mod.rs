@@ -8,6 +8,8 @@
 //! - `formation`: which node forms a cluster that starts all at once, and
 //!   whether the node serves data calls ([`Readiness`]).
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//! - `update`: read-modify-writes (`set_if_absent`, `take`, `append`,
+//!   ...), each a read then a conditional write.
 //! - `clock`: this node's clock against the cluster's ([`ClockStatus`]),
 //!   and what the driver does about it.
 //! - `security`: whether cluster traffic is TLS, and its reloads.
@@ -28,6 +30,7 @@ mod formation;
 mod links;
 mod security;
 mod start_log;
+mod update;
 #[cfg(feature = "internals")]
 mod internals;
 
@@ -44,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 pub use clock::ClockStatus;
 pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
+pub use update::{ExpiryChange, Found};
 pub use error::{JoinError, StartError};
 pub use formation::{Forming, Readiness};
 pub use links::{MembershipStats, LINK_SWEEP_INTERVAL};

@@ -27,7 +27,7 @@ use super::{Error, ReadOptions, ReplicationConfig, ReplicationStatus, WriteOptio
 use crate::id::NodeId;
 use crate::keyspace::key_hash;
 use crate::net::{Lane, Transport, TransportError};
-use crate::store::{Item, Lookup, Write};
+use crate::store::{Condition, Item, Lookup, Write};
 
 use super::replica::WriteData;
 
@@ -64,6 +64,31 @@ impl Drop for Pending {
             self.scores.record(self.peer.addr(), self.sent, None);
         }
     }
+}
+
+/// What a conditional write did ([`Coordinator::write_if`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conditional {
+    /// W owners applied it.
+    Applied {
+        /// Whether an owner that applied it held a live value before.
+        was_live: bool,
+    },
+    /// Short of W, and some owner refused it on its condition.
+    Conflict,
+}
+
+/// The tombstone a conditional write's read found (version, expiry stamp,
+/// when its TTL ran out), put back where a write that lost is taken back.
+pub(crate) type Restore = (crate::hlc::Version, crate::hlc::Timestamp, Option<u64>);
+
+/// One write on its way to a key's owners: what [`Coordinator::fan_out`]
+/// sends.
+struct Outgoing<'a> {
+    key: &'a [u8],
+    write: Write<'a>,
+    /// Owners apply it only if this holds (a conditional write).
+    condition: Option<Condition>,
 }
 
 thread_local! {
@@ -179,12 +204,57 @@ impl Coordinator {
         self.clock_gate.pass(budget).await
     }
 
+    /// Writes a set (`Some`) or delete (`None`) of `key` that owners apply
+    /// only if `condition` holds for what they store: the second half of a
+    /// read-modify-write, which must apply to the state it read.
+    ///
+    /// [`Conditional::Conflict`] when the write fell short of its quorum
+    /// and some owner refused it on its condition: it may still have
+    /// reached other owners (and surface, as a failed write may). A sloppy
+    /// quorum is not used: a stand-in cannot check the condition.
+    ///
+    /// A write that lost is taken back from the owners that applied it
+    /// ([`Store::retract`](crate::store::Store::retract)), putting back
+    /// `restore`, the tombstone its read found, if any.
+    pub(crate) async fn write_if(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        condition: Condition,
+        restore: Option<Restore>,
+        opts: WriteOptions,
+    ) -> Result<Conditional, Error> {
+        let opts = WriteOptions {
+            sloppy: false,
+            ..opts
+        };
+        let result = self
+            .write_attempts(key, data, Some((condition, restore)), opts)
+            .await;
+        self.count(&result, &self.counters.writes);
+        result
+    }
+
     async fn write_inner(
         &self,
         key: &[u8],
         data: WriteData,
         opts: WriteOptions,
     ) -> Result<bool, Error> {
+        match self.write_attempts(key, data, None, opts).await? {
+            Conditional::Applied { was_live } => Ok(was_live),
+            Conditional::Conflict => unreachable!("an unconditional write has no conflict"),
+        }
+    }
+
+    async fn write_attempts(
+        &self,
+        key: &[u8],
+        data: WriteData,
+        conditional: Option<(Condition, Option<Restore>)>,
+        opts: WriteOptions,
+    ) -> Result<Conditional, Error> {
+        let condition = conditional.map(|(c, _)| c);
         self.check_key(key)?;
         // The barrier's wait counts against the write's deadline.
         let now = Instant::now();
@@ -207,7 +277,17 @@ impl Coordinator {
                 None => Write::delete(version),
             };
             let tally = self
-                .fan_out(key, &write, &plan, &p, deadline, plan.tally(version))
+                .fan_out(
+                    Outgoing {
+                        key,
+                        write,
+                        condition,
+                    },
+                    &plan,
+                    &p,
+                    deadline,
+                    plan.tally(version),
+                )
                 .await?;
             tracing::trace!(
                 target: "gridkv::keys",
@@ -220,7 +300,14 @@ impl Coordinator {
             );
             was_live |= tally.was_live;
             if tally.satisfied() {
-                return Ok(was_live);
+                return Ok(Conditional::Applied { was_live });
+            }
+            if tally.conflict.is_some() {
+                Counters::add(&self.counters.conflicts, 1);
+                let restore = conditional.and_then(|(_, r)| r);
+                self.retract(key, version, restore, &tally.applied_slots, &plan, &p, deadline)
+                    .await;
+                return Ok(Conditional::Conflict);
             }
             match tally.superseded {
                 Some(current) if attempt < self.config.max_restamps => {
@@ -234,6 +321,52 @@ impl Coordinator {
                     attempt += 1;
                 }
                 _ => return Err(tally.failure(plan.w)),
+            }
+        }
+    }
+
+    /// Takes a conditional write that lost back from the owners (by plan
+    /// slot) that applied it, within the write's deadline, so that it
+    /// does not spread over the write that won (see `Store::retract`). An
+    /// owner that does not answer in time keeps it: as any failed write,
+    /// it may surface.
+    #[allow(clippy::too_many_arguments)]
+    async fn retract(
+        &self,
+        key: &[u8],
+        version: crate::hlc::Version,
+        restore: Option<Restore>,
+        slots: &[usize],
+        plan: &WritePlan,
+        p: &Placement,
+        deadline: Instant,
+    ) {
+        let mut body: Option<Bytes> = None;
+        let mut requests = Requests::default();
+        for &slot in slots {
+            let Some((id, _)) = plan.owners.get(slot) else {
+                continue;
+            };
+            match p.target(&self.me, id) {
+                Some(Target::Local) => {
+                    let _ = self.replica.retract(key, version, restore);
+                }
+                Some(Target::Remote(addr)) => {
+                    let body = body
+                        .get_or_insert_with(|| {
+                            Bytes::from(DataRequest::encode_retract(key, version, restore))
+                        })
+                        .clone();
+                    requests.push(Request::new(slot, self.request(addr, body), None));
+                }
+                None => {}
+            }
+        }
+        Counters::add(&self.counters.retractions, slots.len() as u64);
+        while !requests.is_empty() {
+            let next = requests.next(self.finisher.keeper());
+            if !matches!(tokio::time::timeout_at(deadline, next).await, Ok(Some(_))) {
+                break;
             }
         }
     }
@@ -315,7 +448,12 @@ impl Coordinator {
         let p = self.placement.load_full();
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
         let tally = plan.tally(item.version).superseded_applies();
-        let tally = self.fan_out(key, &write, &plan, &p, deadline, tally).await?;
+        let out = Outgoing {
+            key,
+            write,
+            condition: None,
+        };
+        let tally = self.fan_out(out, &plan, &p, deadline, tally).await?;
         if tally.satisfied() {
             Ok(())
         } else {
@@ -329,37 +467,66 @@ impl Coordinator {
     /// running then finish in the background: every owner gets the write.
     async fn fan_out(
         &self,
-        key: &[u8],
-        write: &Write<'_>,
+        out: Outgoing<'_>,
         plan: &WritePlan,
         p: &Placement,
         deadline: Instant,
         mut tally: Tally,
     ) -> Result<Tally, Error> {
+        let Outgoing {
+            key,
+            write,
+            condition,
+        } = out;
+        let write = &write;
         // The encoded request is built only when some owner is remote or
-        // needs a hint (a one-node cluster needs neither).
+        // needs a hint (a one-node cluster needs neither). Hints and
+        // stand-ins keep the plain write: the condition is checked by the
+        // owners that answer now, and once applied anywhere the write is an
+        // ordinary version that repair carries on.
         let mut body: Option<Bytes> = None;
         let encoded = |body: &mut Option<Bytes>| {
             body.get_or_insert_with(|| Bytes::from(DataRequest::encode_write(key, write)))
                 .clone()
         };
+        let mut conditional: Option<Bytes> = None;
+        let to_owner = |body: &mut Option<Bytes>, conditional: &mut Option<Bytes>| match condition
+        {
+            None => encoded(body),
+            Some(c) => conditional
+                .get_or_insert_with(|| {
+                    Bytes::from(DataRequest::encode_conditional(&encoded(body), c))
+                })
+                .clone(),
+        };
         let mut in_flight = WriteRequests::new(deadline, &self.finisher);
         // Owners known down whose write this node now keeps as a hint.
         let mut hinted_here: Vec<NodeId> = Vec::new();
+        let applied = |answer: &Result<DataResponse, TransportError>| {
+            matches!(answer, Ok(DataResponse::Applied { .. }))
+        };
         for (slot, (id, sets)) in plan.owners.iter().enumerate() {
             match p.target(&self.me, id) {
                 Some(Target::Local) => {
-                    let response = self.replica.apply(key, *write);
-                    tally.add(*sets, Ok(response));
+                    let response = Ok(self.replica.apply_if(key, *write, condition));
+                    if applied(&response) {
+                        tally.applied_slots.push(slot);
+                    }
+                    tally.add(*sets, response);
                 }
                 Some(Target::Remote(addr)) => {
-                    let body = encoded(&mut body);
-                    let answer = self.request(addr, body.clone());
-                    let request = Request::new(slot, answer, Some((*id, body)));
-                    in_flight.requests.push(request);
+                    let request_body = to_owner(&mut body, &mut conditional);
+                    let answer = self.request(addr, request_body);
+                    // A request left unanswered at the end becomes a hint,
+                    // of the plain write. A conditional write keeps none:
+                    // it counts only where its condition was checked, and
+                    // one that lost must not arrive later.
+                    let hint = condition.is_none().then(|| (*id, encoded(&mut body)));
+                    in_flight.requests.push(Request::new(slot, answer, hint));
                 }
                 None => {
-                    if self.hints.keep(*id, encoded(&mut body), &self.counters) {
+                    if condition.is_none() && self.hints.keep(*id, encoded(&mut body), &self.counters)
+                    {
                         hinted_here.push(*id);
                     }
                     tally.add(*sets, Err(unreachable()));
@@ -389,7 +556,12 @@ impl Coordinator {
         while !tally.satisfied() && !in_flight.requests.is_empty() {
             let next = in_flight.requests.next(self.finisher.keeper());
             match tokio::time::timeout_at(deadline, next).await {
-                Ok(Some((slot, answer))) => tally.add(plan.sets_of(slot), answer),
+                Ok(Some((slot, answer))) => {
+                    if applied(&answer) {
+                        tally.applied_slots.push(slot);
+                    }
+                    tally.add(plan.sets_of(slot), answer);
+                }
                 Ok(None) => break,
                 Err(_) => {
                     let (answered, required) = tally.shortfall(plan.w);

@@ -306,6 +306,10 @@ pub struct WriteOptions {
     /// Expire the value this long after the write (default: never).
     /// Deletes refuse a TTL.
     pub ttl: Option<Duration>,
+    /// Expire the value at this time, in milliseconds since the Unix epoch
+    /// (the cluster's time): Redis's `EXAT`/`PXAT`. Not with `ttl`; deletes
+    /// refuse it.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl WriteOptions {
@@ -349,6 +353,13 @@ impl WriteOptions {
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Expires the value at `ms` since the Unix epoch
+    /// ([`WriteOptions::expires_at_ms`]).
+    pub fn expire_at_ms(mut self, ms: u64) -> Self {
+        self.expires_at_ms = Some(ms);
         self
     }
 
@@ -509,6 +520,15 @@ pub enum Error {
         distance_ms: u64,
         /// The bound (`ConfigBuilder::max_clock_offset`).
         bound_ms: u64,
+    },
+    /// A read-modify-write (`GridKv::append`, `GridKv::take`, ...) found
+    /// the key changed between its read and its write on every attempt:
+    /// other writers keep changing it. Its last write may have reached
+    /// some owners (as any failed write); retry later.
+    #[error("contended: the key changed between read and write {attempts} times; retry")]
+    Contended {
+        /// How many times it read and tried to write.
+        attempts: u32,
     },
 }
 

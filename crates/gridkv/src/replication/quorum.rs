@@ -355,6 +355,12 @@ pub(crate) struct Tally {
     pub(crate) was_live: bool,
     /// The newest version an owner said supersedes this attempt's.
     pub(crate) superseded: Option<Version>,
+    /// The newest version an owner holds that fails a conditional write's
+    /// condition.
+    pub(crate) conflict: Option<Version>,
+    /// The plan's slots of the owners that applied the write (a lost
+    /// conditional write is taken back from them).
+    pub(crate) applied_slots: Vec<usize>,
     /// Per set, the owners that shed the write (overloaded).
     shed: Vec<usize>,
     /// This attempt's version.
@@ -461,6 +467,9 @@ impl Tally {
             }
             Ok(DataResponse::Superseded { current }) => {
                 self.superseded = self.superseded.max(Some(current));
+            }
+            Ok(DataResponse::Conflict { current }) => {
+                self.conflict = self.conflict.max(Some(current));
             }
             // Refused under the owner's watermark: not applied (it holds
             // nothing for the key), and a re-stamp past the watermark is

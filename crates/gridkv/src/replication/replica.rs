@@ -10,7 +10,7 @@ use super::wire::{DataRequest, DataResponse, RefusalCode};
 use crate::hlc::Hlc;
 use crate::id::NodeId;
 use crate::keyspace::key_hash;
-use crate::store::{ApplyOutcome, Store, Write};
+use crate::store::{ApplyOutcome, Condition, Store, Write};
 
 /// This node's store and clock, as a replica.
 #[derive(Debug)]
@@ -49,6 +49,17 @@ impl Replica {
     /// is far off does not carry that reading into its clock by storing
     /// others' writes.
     pub(crate) fn apply(&self, key: &[u8], write: Write<'_>) -> DataResponse {
+        self.apply_if(key, write, None)
+    }
+
+    /// [`Replica::apply`] of a write that applies only if `condition`
+    /// holds for what the store holds (see [`Condition`]).
+    pub(crate) fn apply_if(
+        &self,
+        key: &[u8],
+        write: Write<'_>,
+        condition: Option<Condition>,
+    ) -> DataResponse {
         // An expiry change's stamp is a newer reading of the writer's clock
         // than its version: both are merged (and checked for drift).
         if let Err(e) = super::pulled::admit(&self.hlc, &self.counters, &write) {
@@ -57,7 +68,10 @@ impl Replica {
                 reason: e.to_string(),
             };
         }
-        let outcome = self.store.apply(key, write);
+        let outcome = match condition {
+            Some(condition) => self.store.apply_if(key, write, condition),
+            None => self.store.apply(key, write),
+        };
         tracing::trace!(
             target: "gridkv::keys",
             key = %String::from_utf8_lossy(key),
@@ -73,6 +87,27 @@ impl Replica {
             Ok(ApplyOutcome::Duplicate) => DataResponse::Applied { was_live: false },
             Ok(ApplyOutcome::Superseded { current }) => DataResponse::Superseded { current },
             Ok(ApplyOutcome::Forgotten { below }) => DataResponse::Forgotten { below },
+            Ok(ApplyOutcome::Conflict { current }) => DataResponse::Conflict { current },
+            Err(e) => DataResponse::Refused {
+                code: RefusalCode::Invalid,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Takes back a conditional write that lost (see
+    /// [`Store::retract`](crate::store::Store::retract)).
+    pub(crate) fn retract(
+        &self,
+        key: &[u8],
+        version: crate::hlc::Version,
+        restore: Option<(crate::hlc::Version, crate::hlc::Timestamp, Option<u64>)>,
+    ) -> DataResponse {
+        let restore = restore.map(|(version, stamp, expired_at)| {
+            Write::tombstone(version, expired_at).with_expiry_stamp(stamp)
+        });
+        match self.store.retract(key, version, restore) {
+            Ok(dropped) => DataResponse::Applied { was_live: dropped },
             Err(e) => DataResponse::Refused {
                 code: RefusalCode::Invalid,
                 reason: e.to_string(),
@@ -204,6 +239,23 @@ impl Replica {
                 op,
                 expiry_stamp,
             }) => self.apply(&key, op.write(version, expiry_stamp)),
+            Ok(DataRequest::Retract {
+                key,
+                version,
+                restore,
+            }) => self.retract(&key, version, restore),
+            Ok(DataRequest::Conditional { condition, write }) => match DataRequest::decode(&write) {
+                Ok(DataRequest::Write {
+                    key,
+                    version,
+                    op,
+                    expiry_stamp,
+                }) => self.apply_if(&key, op.write(version, expiry_stamp), Some(condition)),
+                _ => DataResponse::Refused {
+                    code: RefusalCode::Invalid,
+                    reason: "a conditional request must hold a write".to_owned(),
+                },
+            },
         }
     }
 }

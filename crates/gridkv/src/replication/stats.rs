@@ -48,6 +48,11 @@ pub struct ReplicationStats {
     /// than the drift bound. Writes and repairs sent to it, and entries
     /// that fills and anti-entropy pulled.
     pub drift_skipped: u64,
+    /// Conditional writes (`SET NX`, `GETDEL`, ...) owners refused
+    /// because the key changed since the coordinator's read.
+    pub conflicts: u64,
+    /// Owners a conditional write that lost was taken back from.
+    pub retractions: u64,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +73,8 @@ pub(crate) struct Counters {
     pub(crate) speculative_reads: AtomicU64,
     pub(crate) fast_failures: AtomicU64,
     pub(crate) drift_skipped: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) retractions: AtomicU64,
 }
 
 impl Counters {
@@ -95,6 +102,8 @@ impl Counters {
             fast_failures: self.fast_failures.load(Relaxed),
             peers_avoided: 0,
             drift_skipped: self.drift_skipped.load(Relaxed),
+            conflicts: self.conflicts.load(Relaxed),
+            retractions: self.retractions.load(Relaxed),
         }
     }
 }

@@ -14,7 +14,7 @@ use super::wire_codec::{as_bytes, decode, encode, slice_of, VersionWire};
 use crate::hlc::{Timestamp, Version};
 use crate::id::NodeId;
 use crate::keyspace::RingRange;
-use crate::store::{ScanCursor, Write, WriteOp};
+use crate::store::{Condition, ScanCursor, Write, WriteOp};
 
 
 
@@ -80,6 +80,24 @@ enum RequestWire<'a> {
         start: u64,
         end: u64,
     },
+    /// An encoded write (one of the variants above), applied only if the
+    /// condition holds: `unchanged` tells `Condition::Unchanged` from
+    /// `Condition::NoValueAfter`, of the order `(version, stamp)`.
+    Conditional {
+        #[serde(serialize_with = "as_bytes")]
+        write: &'a [u8],
+        unchanged: bool,
+        version: VersionWire,
+        stamp: u64,
+    },
+    /// Take back a conditional write that lost: (version, stamp,
+    /// expired_at) of the tombstone to restore.
+    Retract {
+        #[serde(serialize_with = "as_bytes")]
+        key: &'a [u8],
+        version: VersionWire,
+        restore: Option<(VersionWire, u64, Option<u64>)>,
+    },
 }
 
 /// A request to a replica, decoded. Keys and values are slices of the
@@ -143,6 +161,29 @@ pub enum DataRequest {
         key: Bytes,
         /// The version no other owner vouches for.
         version: Version,
+    },
+    /// Apply `write` (an encoded [`DataRequest::Write`]) only if
+    /// `condition` holds for what the replica stores: a read-modify-write
+    /// (`SET NX`, `GETDEL`, `APPEND`) applies to the state it read.
+    /// Answered [`DataResponse::Conflict`] when it does not.
+    Conditional {
+        /// What the stored key must satisfy.
+        condition: Condition,
+        /// The encoded write.
+        write: Bytes,
+    },
+    /// Take back a conditional write at `version` that lost
+    /// ([`Store::retract`](crate::store::Store::retract)): drop it if it
+    /// is still stored, putting back the tombstone `restore` (version,
+    /// expiry stamp, when its TTL ran out) the writer read. Answered
+    /// [`DataResponse::Applied`], `was_live` telling whether it was there.
+    Retract {
+        /// The key.
+        key: Bytes,
+        /// The lost write's version.
+        version: Version,
+        /// The tombstone to put back.
+        restore: Option<(Version, Timestamp, Option<u64>)>,
     },
 }
 
@@ -394,6 +435,74 @@ impl DataRequest {
         )
     }
 
+    /// Encodes `write` (from [`DataRequest::encode_write`]), to apply only
+    /// if `condition` holds ([`DataRequest::Conditional`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::replication::wire::DataRequest;
+    /// use gridkv::store::{Condition, Write};
+    ///
+    /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
+    /// let write = DataRequest::encode_write(b"k", &Write::set(v, b"v", None));
+    /// let nx = Condition::NoValueAfter(Condition::ABSENT);
+    /// let frame = Bytes::from(DataRequest::encode_conditional(&write, nx));
+    /// assert_eq!(
+    ///     DataRequest::decode(&frame).unwrap(),
+    ///     DataRequest::Conditional { condition: nx, write: Bytes::from(write) }
+    /// );
+    /// ```
+    pub fn encode_conditional(write: &[u8], condition: Condition) -> Vec<u8> {
+        let (unchanged, (version, stamp)) = match condition {
+            Condition::NoValueAfter(order) => (false, order),
+            Condition::Unchanged(order) => (true, order),
+        };
+        encode(
+            &RequestWire::Conditional {
+                write,
+                unchanged,
+                version: version.into(),
+                stamp: stamp.as_u64(),
+            },
+            write.len(),
+        )
+    }
+
+    /// Encodes a [`DataRequest::Retract`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// let v = Version { ts: Timestamp::new(5, 0), ..Version::ZERO };
+    /// let restore = Some((Version::ZERO, Timestamp::ZERO, None));
+    /// let frame = Bytes::from(DataRequest::encode_retract(b"k", v, restore));
+    /// assert_eq!(
+    ///     DataRequest::decode(&frame).unwrap(),
+    ///     DataRequest::Retract { key: Bytes::from_static(b"k"), version: v, restore }
+    /// );
+    /// ```
+    pub fn encode_retract(
+        key: &[u8],
+        version: Version,
+        restore: Option<(Version, Timestamp, Option<u64>)>,
+    ) -> Vec<u8> {
+        encode(
+            &RequestWire::Retract {
+                key,
+                version: version.into(),
+                restore: restore.map(|(v, stamp, at)| (v.into(), stamp.as_u64(), at)),
+            },
+            key.len(),
+        )
+    }
+
     /// Encodes a digest request for `range`.
     pub fn encode_digest(range: RingRange) -> Vec<u8> {
         encode(
@@ -482,6 +591,31 @@ impl DataRequest {
                 key: slice_of(frame, key),
                 version: version.into(),
             },
+            RequestWire::Retract {
+                key,
+                version,
+                restore,
+            } => DataRequest::Retract {
+                key: slice_of(frame, key),
+                version: version.into(),
+                restore: restore.map(|(v, stamp, at)| (v.into(), Timestamp::from_u64(stamp), at)),
+            },
+            RequestWire::Conditional {
+                write,
+                unchanged,
+                version,
+                stamp,
+            } => {
+                let order = (version.into(), Timestamp::from_u64(stamp));
+                DataRequest::Conditional {
+                    condition: if unchanged {
+                        Condition::Unchanged(order)
+                    } else {
+                        Condition::NoValueAfter(order)
+                    },
+                    write: slice_of(frame, write),
+                }
+            }
         })
     }
 }

@@ -110,6 +110,10 @@ enum ResponseWire<'a> {
     RefusedForgotten {
         below: VersionWire,
     },
+    /// A conditional write whose condition does not hold.
+    Conflict {
+        current: VersionWire,
+    },
 }
 
 /// A replica's answer, decoded.
@@ -133,6 +137,14 @@ pub enum DataResponse {
     Forgotten {
         /// The replica's watermark there.
         below: Version,
+    },
+    /// A conditional write ([`DataRequest::Conditional`]) whose condition
+    /// does not hold here: nothing changed.
+    ///
+    /// [`DataRequest::Conditional`]: super::wire::DataRequest::Conditional
+    Conflict {
+        /// The stored version that fails the condition.
+        current: Version,
     },
     /// The answer to a read.
     Value(Lookup),
@@ -183,6 +195,9 @@ impl DataResponse {
             },
             DataResponse::Forgotten { below } => ResponseWire::RefusedForgotten {
                 below: (*below).into(),
+            },
+            DataResponse::Conflict { current } => ResponseWire::Conflict {
+                current: (*current).into(),
             },
             DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
             DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
@@ -292,6 +307,9 @@ impl DataResponse {
             }),
             ResponseWire::RefusedForgotten { below } => DataResponse::Forgotten {
                 below: below.into(),
+            },
+            ResponseWire::Conflict { current } => DataResponse::Conflict {
+                current: current.into(),
             },
             ResponseWire::Evicted { version } => DataResponse::Value(Lookup::Evicted {
                 version: version.into(),

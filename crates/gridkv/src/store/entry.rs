@@ -192,6 +192,56 @@ pub enum ApplyOutcome {
         /// The part's watermark.
         below: Version,
     },
+    /// Refused: the write's [`Condition`] does not hold here (a newer value
+    /// or write is stored than the one the writer read). Nothing changed.
+    Conflict {
+        /// The stored, newer version.
+        current: Version,
+    },
+}
+
+/// What a conditional write ([`Store::apply_if`](super::Store::apply_if))
+/// requires of the stored key: a read-modify-write applies to the state it
+/// read, so that it never undoes a write made since. `order` is what the
+/// writer read: `(version, expiry stamp)` ([`Lookup::order`]), or zeros for
+/// a key it found unknown.
+///
+/// # Examples
+///
+/// ```
+/// use gridkv::hlc::{Timestamp, Version};
+/// use gridkv::store::{ApplyOutcome, Condition, Store, StoreConfig, Write};
+///
+/// let store = Store::new(StoreConfig::default()).unwrap();
+/// let v = |ms| Version { ts: Timestamp::new(ms, 0), ..Version::ZERO };
+/// // SET NX read the key absent; another writer set it meanwhile.
+/// store.apply(b"k", Write::set(v(2), b"theirs", None)).unwrap();
+/// let nx = Condition::NoValueAfter(Condition::ABSENT);
+/// let outcome = store.apply_if(b"k", Write::set(v(3), b"mine", None), nx).unwrap();
+/// assert_eq!(outcome, ApplyOutcome::Conflict { current: v(2) });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Applies unless a live value newer than `order` is stored (tombstones
+    /// and evicted stubs do not count): `SET NX` read the key absent.
+    NoValueAfter((Version, Timestamp)),
+    /// Applies unless anything newer than `order` is stored, a value or a
+    /// tombstone: a write that replaces what was read and no other
+    /// (`SET XX`, `SET GET`, `GETDEL`).
+    Unchanged((Version, Timestamp)),
+}
+
+impl Condition {
+    /// The order of a key the writer found unknown.
+    pub const ABSENT: (Version, Timestamp) = (Version::ZERO, Timestamp::ZERO);
+
+    /// Whether a key stored at `order`, live or not, lets the write apply.
+    pub fn holds(&self, order: (Version, Timestamp), live: bool) -> bool {
+        match *self {
+            Condition::NoValueAfter(read) => !live || order <= read,
+            Condition::Unchanged(read) => order <= read,
+        }
+    }
 }
 
 impl ApplyOutcome {

@@ -91,7 +91,7 @@ use parking_lot::RwLock;
 pub use clock::CoarseClock;
 pub use config::StoreConfig;
 pub use entry::{
-    ApplyOutcome, EntryData, Item, Lookup, RangeEntry, Watermark, Write, WriteOp, ENTRY_OVERHEAD,
+    ApplyOutcome, Condition, EntryData, Item, Lookup, RangeEntry, Watermark, Write, WriteOp, ENTRY_OVERHEAD,
 };
 pub use maintenance::Maintenance;
 pub use range::{RangeDigest, ScanBatch, ScanCursor};
@@ -326,6 +326,27 @@ impl Store {
     /// takes the store over its memory budget, values are evicted (see the
     /// module docs) before this returns.
     pub fn apply(&self, key: &[u8], write: Write<'_>) -> Result<ApplyOutcome, StoreError> {
+        self.apply_checked(key, write, None)
+    }
+
+    /// Stores `write` as [`Store::apply`] does, if `condition` holds for
+    /// what is stored ([`ApplyOutcome::Conflict`] otherwise), checked and
+    /// applied under one lock.
+    pub fn apply_if(
+        &self,
+        key: &[u8],
+        write: Write<'_>,
+        condition: Condition,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_checked(key, write, Some(condition))
+    }
+
+    fn apply_checked(
+        &self,
+        key: &[u8],
+        write: Write<'_>,
+        condition: Option<Condition>,
+    ) -> Result<ApplyOutcome, StoreError> {
         self.check_key(key)?;
         if let WriteOp::Set { value, .. } = write.op {
             if value.len() > self.config.max_value_len {
@@ -339,7 +360,7 @@ impl Store {
         let now = self.clock.now_ms();
         let index = self.shard_index(hash);
         let mut shard = self.shards[index].0.write();
-        let (outcome, delta) = shard.apply(hash, key, &write, now);
+        let (outcome, delta) = shard.apply(hash, key, &write, condition, now);
         // Checked after every write, not only growing ones: a write that
         // frees tombstone bytes may still leave values over the budget.
         if self.charge(delta) > self.config.memory_budget {
@@ -390,6 +411,48 @@ impl Store {
     }
 
     /// Adds `delta` to the used bytes; returns the new total.
+    /// Takes back a conditional write that lost (`SET NX` refused by
+    /// most owners, applied by this one first): drops the value stored at
+    /// `version`, if that is still what is stored, and puts `restore` in
+    /// its place, the tombstone the writer read (so that a delete it
+    /// replaced is not forgotten); returns whether it dropped it. A write
+    /// that lost must not spread over the one that won.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::{Lookup, Store, StoreConfig, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// let v = |ms| Version { ts: Timestamp::new(ms, 0), ..Version::ZERO };
+    /// store.apply(b"k", Write::delete(v(1))).unwrap();
+    /// store.apply(b"k", Write::set(v(2), b"lost", None)).unwrap();
+    /// assert!(store.retract(b"k", v(2), Some(Write::delete(v(1)))).unwrap());
+    /// assert!(matches!(store.get(b"k").unwrap(), Lookup::Dead { version, .. } if version == v(1)));
+    /// ```
+    pub fn retract(
+        &self,
+        key: &[u8],
+        version: Version,
+        restore: Option<Write<'_>>,
+    ) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        let hash = key_hash(key);
+        let now = self.clock.now_ms();
+        let delta = self.shards[self.shard_index(hash)].0.write().retract(
+            hash,
+            key,
+            version,
+            restore.as_ref(),
+            now,
+        );
+        if let Some(delta) = delta {
+            self.charge(delta);
+        }
+        Ok(delta.is_some())
+    }
+
     fn charge(&self, delta: i64) -> u64 {
         if delta == 0 {
             // Same-size overwrites are common; skip the shared cache line.

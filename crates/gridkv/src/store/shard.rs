@@ -14,7 +14,8 @@ use hashbrown::HashTable;
 
 use super::counters::{ReadCounters, WriteCounters};
 use super::entry::{
-    expired, ApplyOutcome, Entry, EntryData, RangeEntry, State, Watermark, Write, WriteOp,
+    expired, ApplyOutcome, Condition, Entry, EntryData, RangeEntry, State, Watermark, Write,
+    WriteOp,
 };
 use crate::hlc::{Timestamp, Version};
 
@@ -254,6 +255,7 @@ impl Shard {
         hash: u64,
         key: &[u8],
         write: &Write<'_>,
+        condition: Option<Condition>,
         now: u64,
     ) -> (ApplyOutcome, i64) {
         let (state, value, expires_at) = match write.op {
@@ -284,6 +286,24 @@ impl Shard {
         let absent_below = self.forgotten[self.part(hash)]
             .active(now)
             .filter(|below| write.version <= *below);
+        if let Some(condition) = condition {
+            let stored = self
+                .table
+                .find(table_hash(hash), |e| e.hash == hash && *e.key == *key)
+                .map(|e| {
+                    // An evicted stub is no value to keep: a key every
+                    // owner evicted reads absent, and `SET NX` must then
+                    // be able to store it.
+                    let live = e.state == State::Live && !expired(e.expires_at, now);
+                    ((e.version, e.expiry_stamp), live)
+                });
+            if let Some((order, live)) = stored {
+                if !condition.holds(order, live) {
+                    self.counts.superseded += 1;
+                    return (ApplyOutcome::Conflict { current: order.0 }, 0);
+                }
+            }
+        }
         if let WriteOp::Expired { .. } = write.op {
             // The tombstone of a value this store holds at the same version
             // and stamp: the value's TTL ran out where the write came from
@@ -595,6 +615,27 @@ impl Shard {
         let seq = e.seq;
         self.counts.unvouched += 1;
         Some(self.remove(hash, seq, None))
+    }
+
+    /// Drops the value at `version`, if that is what is stored, and puts
+    /// `restore` (a tombstone) in its place; the byte delta, `None` if the
+    /// value was not there. See [`Store::retract`](super::Store::retract).
+    pub fn retract(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: Version,
+        restore: Option<&Write<'_>>,
+        now: u64,
+    ) -> Option<i64> {
+        let e = self.find(hash, key)?;
+        if e.version != version || !matches!(e.state, State::Live | State::Evicted) {
+            return None;
+        }
+        let seq = e.seq;
+        let freed = self.remove(hash, seq, None) as i64;
+        let added = restore.map_or(0, |w| self.apply(hash, key, w, None, now).1);
+        Some(added - freed)
     }
 
     /// Whether any timer is due at `now` (checked under the shared lock,

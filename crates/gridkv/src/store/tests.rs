@@ -1184,3 +1184,67 @@ fn an_expired_tombstone_makes_a_held_value_absent_on_a_replica_whose_clock_is_be
         "the value that expired elsewhere is still live here"
     );
 }
+
+#[test]
+fn conditional_writes_apply_to_the_state_read() {
+    let (s, _) = store();
+    let t = Timestamp::ZERO;
+    let set = |ms, v: &'static [u8]| Write::set(version(ms, 0), v, None);
+    // NX: a newer live value blocks it; a newer tombstone does not.
+    s.apply(b"k", set(2, b"theirs")).unwrap();
+    let nx = Condition::NoValueAfter(Condition::ABSENT);
+    assert_eq!(
+        s.apply_if(b"k", set(3, b"mine"), nx).unwrap(),
+        ApplyOutcome::Conflict {
+            current: version(2, 0)
+        }
+    );
+    s.apply(b"k", Write::delete(version(4, 0))).unwrap();
+    assert!(s.apply_if(b"k", set(5, b"mine"), nx).unwrap().is_applied());
+    // Unchanged: anything newer than the read blocks it, a delete too (a
+    // write computed from the value read must not resurrect it).
+    let read = Condition::Unchanged((version(5, 0), t));
+    s.apply(b"k", Write::delete(version(6, 0))).unwrap();
+    assert!(matches!(
+        s.apply_if(b"k", set(7, b"xx"), read).unwrap(),
+        ApplyOutcome::Conflict { .. }
+    ));
+    assert!(matches!(s.get(b"k").unwrap(), Lookup::Dead { .. }));
+    // An expiry change of the value read is a change too.
+    s.apply(b"e", set(1, b"v")).unwrap();
+    let changed = Write::set(version(1, 0), b"v", Some(u64::MAX / 2))
+        .with_expiry_stamp(Timestamp::new(2, 0));
+    s.apply(b"e", changed).unwrap();
+    let unchanged = Condition::Unchanged((version(1, 0), t));
+    assert!(matches!(
+        s.apply_if(b"e", Write::delete(version(3, 0)), unchanged).unwrap(),
+        ApplyOutcome::Conflict { .. }
+    ));
+}
+
+#[test]
+fn a_retracted_write_puts_back_the_tombstone_it_replaced() {
+    let (s, _) = store();
+    s.apply(b"k", Write::delete(version(1, 0))).unwrap();
+    s.apply(b"k", Write::set(version(3, 0), b"lost", None)).unwrap();
+    // Another version than the one stored: nothing happens.
+    assert!(!s.retract(b"k", version(2, 0), None).unwrap());
+    let restore = Write::delete(version(1, 0));
+    assert!(s.retract(b"k", version(3, 0), Some(restore)).unwrap());
+    assert_eq!(
+        s.get(b"k").unwrap(),
+        Lookup::Dead {
+            version: version(1, 0),
+            expired_at: None,
+            expiry_stamp: Timestamp::ZERO
+        }
+    );
+    // Without a tombstone to restore, the key is simply gone, and the
+    // memory it held is released.
+    s.apply(b"n", Write::set(version(3, 0), b"lost", None)).unwrap();
+    assert!(s.retract(b"n", version(3, 0), None).unwrap());
+    assert_eq!(s.get(b"n").unwrap(), Lookup::Missing);
+    assert_eq!(s.stats().live, 0);
+    let audit = s.audit();
+    assert!(audit.is_consistent(), "accounting stays exact: {audit:?}");
+}
