@@ -15,50 +15,20 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 use common::one_node;
 use redis::{Connection, ProtocolVersion, Value};
 
-/// Whether redis-py can run here; `false` (with a notice) lets the test
-/// pass without it, unless `GRIDKV_REQUIRE_REDIS_PY=1`.
-fn redis_py_available() -> bool {
-    let probe = Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    let required = std::env::var("GRIDKV_REQUIRE_REDIS_PY").is_ok_and(|v| v == "1");
-    if !probe && !required {
-        eprintln!(
-            "SKIPPED redis_py_with_default_settings: python3 with redis-py is missing \
-             (`pip install 'redis>=8'`; GRIDKV_REQUIRE_REDIS_PY=1 makes this a failure)"
-        );
-    }
-    probe || required
-}
+const REDIS_PY: &str = "pip install 'redis>=8'";
 
 #[test]
 fn redis_py_with_default_settings() {
-    if !redis_py_available() {
+    if !common::python_has("redis", "GRIDKV_REQUIRE_REDIS_PY", REDIS_PY) {
         return;
     }
     let node = one_node();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/redis_py_client.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(node.resp.port().to_string())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}); install python3 and `pip install redis`")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "{} failed ({}); if redis is missing: `pip install redis`\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        script.display(),
-        out.status
-    );
+    common::run_python(&script, &[node.resp.port().to_string()], REDIS_PY);
 }
 
 /// A redis-rs connection speaking `protocol`.
@@ -172,10 +142,10 @@ fn redis_rs_scenario(protocol: ProtocolVersion) {
         redis::cmd("SET")
             .arg("k")
             .arg("v")
-            .arg("NX")
+            .arg("KEEPTTL")
             .query::<Value>(&mut con),
     );
-    assert!(e.contains("SET NX is not supported"), "{e}");
+    assert!(e.contains("SET KEEPTTL is not supported"), "{e}");
     // The connection is still usable after errors.
     assert_eq!(q(&mut con, &["EXISTS", "c"]), Value::Int(1));
 }

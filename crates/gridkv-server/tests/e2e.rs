@@ -87,24 +87,30 @@ fn ping_echo_get_set_del_exists_mget_mset() {
     set(&mut con, "k", "v2");
     assert_eq!(get(&mut con, "k").as_deref(), Some(&b"v2"[..]));
 
-    // Conditional writes are refused, clearly, and store nothing.
-    let e = error_of(
+    // Conditional writes: NX stores only an absent key, XX only a present
+    // one; a refused one stores nothing. KEEPTTL is refused, clearly.
+    let nx = |con: &mut redis::Connection, key: &str, value: &str, opt: &str| -> Value {
         redis::cmd("SET")
-            .arg("nx-key")
-            .arg("v")
-            .arg("NX")
-            .query::<Value>(&mut con),
-    );
-    assert!(e.starts_with("ERR SET NX is not supported"), "{e}");
-    assert_eq!(get(&mut con, "nx-key"), None);
+            .arg(key)
+            .arg(value)
+            .arg(opt)
+            .query(con)
+            .unwrap()
+    };
+    assert_eq!(nx(&mut con, "nx-key", "v", "NX"), Value::Okay);
+    assert_eq!(nx(&mut con, "nx-key", "w", "NX"), Value::Nil);
+    assert_eq!(get(&mut con, "nx-key").as_deref(), Some(&b"v"[..]));
+    assert_eq!(nx(&mut con, "xx-key", "v", "XX"), Value::Nil);
+    assert_eq!(get(&mut con, "xx-key"), None);
+    assert_eq!(nx(&mut con, "k", "v2", "XX"), Value::Okay);
     let e = error_of(
         redis::cmd("SET")
             .arg("k")
             .arg("other")
-            .arg("XX")
+            .arg("KEEPTTL")
             .query::<Value>(&mut con),
     );
-    assert!(e.starts_with("ERR SET XX is not supported"), "{e}");
+    assert!(e.starts_with("ERR SET KEEPTTL is not supported"), "{e}");
     assert_eq!(get(&mut con, "k").as_deref(), Some(&b"v2"[..]));
     let e = error_of(
         redis::cmd("SET")

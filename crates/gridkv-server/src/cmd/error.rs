@@ -50,7 +50,11 @@ pub fn error_reply(e: &Error) -> String {
         // Nothing was written and retrying later (or through another node)
         // helps: the node is not serving yet, its restart barrier holds,
         // or its clock is too far from the cluster's to stamp writes.
-        Error::NotReady { .. } | Error::RestartBarrier { .. } | Error::ClockOffset { .. } => {
+        // Or other writers kept changing the key a read-modify-write read.
+        Error::NotReady { .. }
+        | Error::RestartBarrier { .. }
+        | Error::ClockOffset { .. }
+        | Error::Contended { .. } => {
             format!("TRYAGAIN {e}")
         }
         _ => format!("ERR {e}"),
@@ -69,6 +73,7 @@ mod tests {
         };
         assert!(error_reply(&e).starts_with("NOQUORUM quorum not reached: 1 of 2"));
         assert!(error_reply(&Error::Backpressure).starts_with("BUSY "));
+        assert!(error_reply(&Error::Contended { attempts: 5 }).starts_with("TRYAGAIN contended"));
         let forming = Error::NotReady {
             missing: "cluster forming: waiting for a (the smallest id) to form it".into(),
         };

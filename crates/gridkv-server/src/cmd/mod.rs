@@ -19,19 +19,22 @@
 //! that says how many keys failed and why the first one did (the writes
 //! that succeeded stay written).
 //!
-//! Not supported, with a clear error: `SET ... NX|XX|GET|KEEPTTL` and
-//! `EXPIRE ... NX|XX|GT|LT` need an atomic read-modify-write, which a
-//! last-write-wins store without consensus cannot give; emulating them
-//! with a read then a write would break under concurrency without saying
-//! so.
+//! `SET ... NX|XX|GET`, `SETNX`, `GETDEL`, `GETEX` and the expiry commands
+//! are read-modify-writes that apply to the state they read (see the
+//! library's `GridKv::set_if_absent`). Not supported, with a clear error:
+//! `APPEND` (a failed one could bring a deleted value back), `SET ...
+//! KEEPTTL`, `EXPIRE ... NX|XX|GT|LT` and `WATCH`. `MULTI`/`EXEC` is an
+//! ordered batch, not a transaction (`multi`).
 //!
 //! A command is a [`Command`]: [`Command::parse`] reads it from the
 //! frame's arguments without touching the node (a refusal is a typed
 //! [`ParseError`]), and [`Command::apply`] runs it and returns its
 //! [`Reply`], which the server writes in the connection's protocol. One
 //! file per command or small family: `get` (GET, MGET), `set` (SET,
-//! MSET), `del` (DEL, EXISTS), `expire` (EXPIRE, PEXPIRE, TTL, PTTL,
-//! PERSIST), `connection` (PING, ECHO, SELECT), `hello`, `client`, `info`
+//! MSET, SETNX, SETEX, PSETEX), `strings` (GETDEL, GETEX, STRLEN, TYPE),
+//! `del` (DEL, EXISTS, UNLINK, TOUCH), `expire` (EXPIRE, PEXPIRE, EXPIREAT,
+//! PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST), `multi`
+//! (MULTI, EXEC, DISCARD), `connection` (PING, ECHO, SELECT), `hello`, `client`, `info`
 //! (INFO, DBSIZE), `config`, `command`, `auth` (AUTH, ACL). Before it runs,
 //! a command passes the `gate`: is the client logged in, and may its user
 //! run it on these keys (see [`crate::auth`])?

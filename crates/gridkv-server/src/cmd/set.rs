@@ -189,14 +189,13 @@ impl Set {
     }
 }
 
-/// The expiry `n` of `unit` (`EX`, `PX`, `EXAT`, `PXAT`) names; an error
-/// past what milliseconds since the epoch can hold.
+/// The expiry `n` of `unit` (`EX`, `PX`, `EXAT`, `PXAT`) names; times
+/// past what milliseconds can hold saturate (never expire, in effect).
 fn expiry_of(unit: &str, n: u64) -> Result<SetExpiry, ParseError> {
-    let ms = |n: u64, scale: u64| n.checked_mul(scale).ok_or(ParseError::InvalidExpire("set"));
     Ok(match unit {
-        "EX" => SetExpiry::In(Duration::from_millis(ms(n, 1000)?)),
+        "EX" => SetExpiry::In(Duration::from_secs(n)),
         "PX" => SetExpiry::In(Duration::from_millis(n)),
-        "EXAT" => SetExpiry::AtMs(ms(n, 1000)?),
+        "EXAT" => SetExpiry::AtMs(n.saturating_mul(1000)),
         _ => SetExpiry::AtMs(n),
     })
 }
@@ -346,8 +345,10 @@ mod tests {
             Err(ParseError::InvalidExpire("set"))
         );
         assert_eq!(
-            set(&["SET", "k", "v", "EX", "9223372036854775807"]),
-            Err(ParseError::InvalidExpire("set"))
+            set(&["SET", "k", "v", "EX", "9223372036854775807"])
+                .unwrap()
+                .expiry,
+            Some(SetExpiry::In(Duration::from_secs(i64::MAX as u64)))
         );
         assert_eq!(
             set(&["SET", "k", "v", "EX", "1", "PX", "5"]),

@@ -57,16 +57,12 @@ impl GetEx {
                     return Err(ParseError::InvalidExpire("getex"));
                 }
                 let n = n as u64;
-                let ms = |scale: u64| {
-                    n.checked_mul(scale)
-                        .ok_or(ParseError::InvalidExpire("getex"))
-                };
                 Some(if is(unit, "EX") {
-                    ExpiryChange::In(Duration::from_millis(ms(1000)?))
+                    ExpiryChange::In(Duration::from_secs(n))
                 } else if is(unit, "PX") {
                     ExpiryChange::In(Duration::from_millis(n))
                 } else if is(unit, "EXAT") {
-                    ExpiryChange::AtMs(ms(1000)?)
+                    ExpiryChange::AtMs(n.saturating_mul(1000))
                 } else if is(unit, "PXAT") {
                     ExpiryChange::AtMs(n)
                 } else {

@@ -402,6 +402,43 @@ pub const ONE_COPY: &[&str] = &[
     "1",
 ];
 
+/// Whether `python3` can import every module of `imports` (a Python
+/// import line's names, `redis, django`); `false`, with a notice naming
+/// `install`, lets the calling test pass without them, unless the
+/// environment variable `required` is `1` (CI sets it after installing).
+pub fn python_has(imports: &str, required: &str, install: &str) -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {imports}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let must = std::env::var(required).is_ok_and(|v| v == "1");
+    if !probe && !must {
+        eprintln!(
+            "SKIPPED: python3 cannot import {imports} (`{install}`; {required}=1 makes this \
+             a failure)"
+        );
+    }
+    probe || must
+}
+
+/// Runs `python3 script args...`; panics with its output unless it exits
+/// 0 with `ok` as its last line.
+pub fn run_python(script: &std::path::Path, args: &[String], install: &str) {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); install python3 and `{install}`"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{} failed ({}); if a module is missing: `{install}`\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display(),
+        out.status
+    );
+}
+
 /// One node keeping one copy of each key (N = W = R = 1).
 pub fn one_node() -> Node {
     Cluster::start(1, ONE_COPY).nodes.pop().expect("one node")

@@ -74,7 +74,7 @@ def main(port):
     assert hello[b"proto"] == 3, hello
 
     # Errors.
-    expect_error(lambda: r.set("k", "v", nx=True), "SET NX is not supported")
+    expect_error(lambda: r.set("k", "v", keepttl=True), "SET KEEPTTL is not supported")
     expect_error(lambda: r.execute_command("NOSUCH"), "unknown command")
     expect_error(lambda: r.execute_command("GET"), "wrong number of arguments")
     expect_error(lambda: r.execute_command("HELLO", 4), "unsupported protocol")

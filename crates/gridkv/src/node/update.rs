@@ -117,7 +117,7 @@ impl GridKv {
     ///
     /// Not a lock: during a partition two callers can both succeed, and a
     /// call that returns `false` may still have reached some owners and
-    /// surface later (see the [module docs](self)).
+    /// surface later (see `GridKv::take` and docs/SERVER.md).
     ///
     /// # Errors
     ///
