@@ -99,7 +99,7 @@ pub use node::{
 };
 pub use replication::{
     Consistency, Error, FillReport, PeerHealth, ReadOptions, ReplicationConfig, ReplicationStats,
-    ReplicationStatus, WriteOptions,
+    ReplicationStatus, ScanPage, WriteOptions,
 };
 pub use store::{StoreConfig, StoreStats};
 

@@ -175,6 +175,9 @@ pub const ENTRIES: &[Entry] = &[
     e("discard", &[Fast, Transaction]),
     e("watch", &[Fast, Transaction]),
     e("unwatch", &[Fast, Transaction]),
+    e("scan", &[Keyspace, Read, Slow]),
+    e("keys", &[Keyspace, Read, Slow, Dangerous]),
+    e("gridkv.dbsize", &[Keyspace, Read, Slow]),
 ];
 
 /// A set of [`ENTRIES`], by index.
@@ -278,7 +281,10 @@ mod tests {
                 "type",
                 "touch",
                 "expiretime",
-                "pexpiretime"
+                "pexpiretime",
+                "scan",
+                "keys",
+                "gridkv.dbsize"
             ]
         );
         assert_eq!(

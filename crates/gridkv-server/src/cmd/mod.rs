@@ -66,6 +66,7 @@ mod hello;
 mod info;
 mod many;
 pub(crate) mod multi;
+mod scan;
 mod set;
 mod strings;
 mod table;
@@ -84,6 +85,7 @@ pub use get::{Get, MGet};
 pub use hello::Hello;
 pub use info::Info;
 pub use multi::{MAX_QUEUED, MAX_QUEUED_BYTES, Transaction};
+pub use scan::{Keys, MAX_KEYS, Scan};
 pub use set::{MSet, Set, SetExpiry, SetIf};
 pub use strings::{Describe, GetDel, GetEx, KeyInfo};
 
@@ -166,6 +168,12 @@ pub enum Command {
     Discard,
     /// `UNWATCH`.
     Unwatch,
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`.
+    Scan(Scan),
+    /// `KEYS pattern`.
+    Keys(Keys),
+    /// `GRIDKV.DBSIZE`: the cluster's key count.
+    ClusterDbSize,
 }
 
 impl Command {
@@ -232,6 +240,9 @@ impl Command {
             "discard" => Command::Discard,
             "watch" => return Err(multi::watch_refused()),
             "unwatch" => Command::Unwatch,
+            "scan" => Command::Scan(Scan::parse(args)?),
+            "keys" => Command::Keys(Keys::parse(args)?),
+            "gridkv.dbsize" => Command::ClusterDbSize,
             other => unreachable!("{other} is in the table but not parsed"),
         })
     }
@@ -304,7 +315,11 @@ impl Command {
             | Command::Multi
             | Command::Exec
             | Command::Discard
-            | Command::Unwatch => true,
+            | Command::Unwatch
+            | Command::ClusterDbSize => true,
+            // Keys are not named: they are what the walk finds. A user
+            // limited to some keys may not walk them all.
+            Command::Scan(_) | Command::Keys(_) => allowed(b"*"),
         }
     }
 
@@ -375,6 +390,9 @@ impl Command {
             Command::Exec => const { at("exec") },
             Command::Discard => const { at("discard") },
             Command::Unwatch => const { at("unwatch") },
+            Command::Scan(_) => const { at("scan") },
+            Command::Keys(_) => const { at("keys") },
+            Command::ClusterDbSize => const { at("gridkv.dbsize") },
         }
     }
 
@@ -419,6 +437,9 @@ impl Command {
             Command::Exec => multi::exec(shared, session).await,
             Command::Discard => multi::discard(session),
             Command::Unwatch => Reply::ok(),
+            Command::Scan(c) => c.apply(node).await,
+            Command::Keys(c) => c.apply(node).await,
+            Command::ClusterDbSize => scan::cluster_dbsize(node).await,
         }
     }
 }

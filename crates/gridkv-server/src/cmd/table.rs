@@ -124,6 +124,9 @@ pub(crate) const COMMANDS: &[Spec] = &[
         &["noscript", "loading", "stale", "fast", "allow_busy"],
         ALL_KEYS,
     ),
+    spec("scan", -2, &["readonly"], NO_KEYS),
+    spec("keys", 2, &["readonly"], NO_KEYS),
+    spec("gridkv.dbsize", 1, &["readonly"], NO_KEYS),
     spec(
         "unwatch",
         1,

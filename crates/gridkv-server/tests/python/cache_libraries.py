@@ -11,7 +11,8 @@ missing library fails (it is not skipped).
 Each library writes through one node and reads through the others where
 its API allows (Django's RedisCache reads from the "replica" locations).
 Not yet covered, because GridKV does not answer them yet: increments
-(INCRBY) and clearing (FLUSHDB, KEYS): see docs/COMPATIBILITY.md.
+(INCRBY) and clearing without a key prefix (FLUSHDB): see
+docs/COMPATIBILITY.md.
 """
 
 import asyncio
@@ -50,6 +51,13 @@ def redis_py(ports):
     pipe.set("rp:p1", "1").set("rp:p2", "2").mget("rp:p1", "rp:p2", "rp:none")
     assert pipe.execute() == [True, True, [b"1", b"2", None]]
     assert b.mget("rp:p1", "rp:p2") == [b"1", b"2"]
+    # SCAN and KEYS walk the whole cluster, through any node.
+    for i in range(300):
+        a.set(f"rp:scan:{i}", "v")
+    assert sorted(b.scan_iter(match="rp:scan:*", count=50)) == sorted(
+        f"rp:scan:{i}".encode() for i in range(300)
+    )
+    assert len(a.keys("rp:scan:1*")) == 111
 
 
 def flask_caching(ports):
@@ -71,6 +79,9 @@ def flask_caching(ports):
     assert read.get("m1") is None
     assert write.delete_many("m2", "b")
     assert read.get_many("m2", "b") == [None, None]
+    # With a key prefix, clear is KEYS prefix* then DEL.
+    assert write.clear()
+    assert read.get("a") is None and read.get("forever") is None
 
 
 def django_cache(ports):
@@ -129,6 +140,11 @@ def aiocache_lib(ports):
         assert await write.expire("ac:m1", 50)
         assert await write.delete("ac:m1") == 1
         assert await read.get("ac:m1") is None
+        # With a namespace, clear is KEYS ns:* then DEL.
+        assert await write.set("a", 1, namespace="acns")
+        assert await write.clear(namespace="acns")
+        assert await read.get("a", namespace="acns") is None
+        assert await read.get("ac:a") == {"x": 1}, "outside the namespace"
         await write.close()
         await read.close()
 

@@ -8,6 +8,7 @@
 //! - `formation`: which node forms a cluster that starts all at once, and
 //!   whether the node serves data calls ([`Readiness`]).
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//! - `scan`: walking every key of the cluster (`scan`, `count_keys`).
 //! - `update`: read-modify-writes (`set_if_absent`, `take`, `append`,
 //!   ...), each a read then a conditional write.
 //! - `clock`: this node's clock against the cluster's ([`ClockStatus`]),
@@ -29,6 +30,7 @@ mod error;
 mod formation;
 mod links;
 mod security;
+mod scan;
 mod start_log;
 mod update;
 #[cfg(feature = "internals")]

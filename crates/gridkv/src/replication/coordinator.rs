@@ -142,7 +142,7 @@ impl Coordinator {
     /// A peer avoided now (in its back-off, or half-open with its one
     /// probe out: [`PeerScores::sending`]) is not asked: the request fails
     /// at once, unrecorded (a write keeps a hint for the owner).
-    fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
+    pub(super) fn request(&self, addr: &str, body: Bytes) -> AnswerFuture {
         if !self.peers.sending(addr) {
             let avoided = TransportError::Unreachable {
                 peer: addr.to_owned(),
@@ -737,7 +737,12 @@ impl Coordinator {
     /// The order in which a read asks `owners` (this node first, then
     /// reachable owners nearest first, avoided ones last), or a fast
     /// failure if fewer than `r` of them can be reached now.
-    fn read_order(&self, p: &Placement, owners: Vec<NodeId>, r: usize) -> Result<Vec<NodeId>, Error> {
+    pub(super) fn read_order(
+        &self,
+        p: &Placement,
+        owners: Vec<NodeId>,
+        r: usize,
+    ) -> Result<Vec<NodeId>, Error> {
         let targets: Vec<Option<Target<'_>>> =
             owners.iter().map(|id| p.target(&self.me, id)).collect();
         let addrs: Vec<Option<&str>> = targets

@@ -46,6 +46,8 @@ pub(crate) mod fill_schedule;
 pub(crate) mod hint_delivery;
 pub(crate) mod hints;
 pub(crate) mod in_flight;
+mod keys;
+pub use keys::ScanPage;
 mod holdings;
 pub(crate) mod peers;
 mod placement;

@@ -181,7 +181,10 @@ impl Replica {
         ) && self.holdings.fresh();
         if matches!(
             request,
-            Ok(DataRequest::Read { .. } | DataRequest::Scan { .. } | DataRequest::Digest { .. })
+            Ok(DataRequest::Read { .. }
+                | DataRequest::Scan { .. }
+                | DataRequest::Digest { .. }
+                | DataRequest::ScanKeys { .. })
         ) && !refilling
             && !self.serves_reads.load(Ordering::Acquire)
         {
@@ -239,6 +242,33 @@ impl Replica {
                 op,
                 expiry_stamp,
             }) => self.apply(&key, op.write(version, expiry_stamp)),
+            Ok(DataRequest::ScanKeys { range, .. }) if !self.holdings.holds_range(range) => {
+                not_filled()
+            }
+            Ok(DataRequest::ScanKeys {
+                range,
+                after,
+                limit,
+            }) => {
+                let limit = (limit as usize).clamp(1, super::wire::MAX_BATCH_ENTRIES);
+                // Bounded by the bytes of keys and values, as fills are: a
+                // conservative bound on the keys sent.
+                let batch = self.store.scan(range, after.as_ref(), limit, super::wire::MAX_BATCH_BYTES);
+                let keys = batch
+                    .entries
+                    .into_iter()
+                    .map(|e| super::wire::KeyEntry {
+                        live: !matches!(e.data, crate::store::EntryData::Tombstone { .. }),
+                        order: (e.version, e.expiry_stamp),
+                        hash: e.hash,
+                        key: e.key,
+                    })
+                    .collect();
+                DataResponse::Keys {
+                    keys,
+                    next: batch.next,
+                }
+            }
             Ok(DataRequest::Retract {
                 key,
                 version,

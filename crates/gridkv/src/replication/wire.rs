@@ -9,7 +9,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use super::wire_codec::{DataWireError, DATA_WIRE_VERSION};
-pub use super::wire_response::{DataResponse, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, RefusalCode};
+pub use super::wire_response::{
+    DataResponse, KeyEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, RefusalCode,
+};
 use super::wire_codec::{as_bytes, decode, encode, slice_of, VersionWire};
 use crate::hlc::{Timestamp, Version};
 use crate::id::NodeId;
@@ -89,6 +91,13 @@ enum RequestWire<'a> {
         unchanged: bool,
         version: VersionWire,
         stamp: u64,
+    },
+    /// The keys of a range (no values), for `SCAN`.
+    ScanKeys {
+        start: u64,
+        end: u64,
+        after: Option<(u64, &'a [u8])>,
+        limit: u32,
     },
     /// Take back a conditional write that lost: (version, stamp,
     /// expired_at) of the tombstone to restore.
@@ -171,6 +180,16 @@ pub enum DataRequest {
         condition: Condition,
         /// The encoded write.
         write: Bytes,
+    },
+    /// The keys of a range, at most `limit` after `after` (no values):
+    /// what `SCAN` walks. Answered [`DataResponse::Keys`].
+    ScanKeys {
+        /// The range.
+        range: RingRange,
+        /// Where the previous batch stopped.
+        after: Option<ScanCursor>,
+        /// Most keys to answer.
+        limit: u32,
     },
     /// Take back a conditional write at `version` that lost
     /// ([`Store::retract`](crate::store::Store::retract)): drop it if it
@@ -296,11 +315,12 @@ impl DataRequest {
         const DIGEST: u8 = 4;
         const SCAN_REFILLING: u8 = 8;
         const DIGEST_REFILLING: u8 = 9;
+        const SCAN_KEYS: u8 = 11;
         matches!(
             frame,
             [
                 DATA_WIRE_VERSION,
-                SCAN | DIGEST | SCAN_REFILLING | DIGEST_REFILLING,
+                SCAN | DIGEST | SCAN_REFILLING | DIGEST_REFILLING | SCAN_KEYS,
                 ..
             ]
         )
@@ -471,6 +491,36 @@ impl DataRequest {
         )
     }
 
+    /// Encodes a [`DataRequest::ScanKeys`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::keyspace::RingRange;
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// let frame = DataRequest::encode_scan_keys(RingRange::new(1, 9), None, 10);
+    /// assert!(DataRequest::is_bulk(&frame));
+    /// assert!(matches!(
+    ///     DataRequest::decode(&Bytes::from(frame)).unwrap(),
+    ///     DataRequest::ScanKeys { limit: 10, after: None, .. }
+    /// ));
+    /// ```
+    pub fn encode_scan_keys(range: RingRange, after: Option<&ScanCursor>, limit: u32) -> Vec<u8> {
+        let after = after.map(ScanCursor::parts);
+        let payload = after.map_or(0, |(_, key)| key.len());
+        encode(
+            &RequestWire::ScanKeys {
+                start: range.start,
+                end: range.end,
+                after,
+                limit,
+            },
+            payload,
+        )
+    }
+
     /// Encodes a [`DataRequest::Retract`].
     ///
     /// # Examples
@@ -591,6 +641,16 @@ impl DataRequest {
                 key: slice_of(frame, key),
                 version: version.into(),
             },
+            RequestWire::ScanKeys {
+                start,
+                end,
+                after,
+                limit,
+            } => DataRequest::ScanKeys {
+                range: RingRange::new(start, end),
+                after: after.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                limit,
+            },
             RequestWire::Retract {
                 key,
                 version,
@@ -687,13 +747,27 @@ mod tests {
                 DataRequest::encode_digest_of_refilling(RingRange::new(3, 4)),
                 true,
             ),
+            (
+                DataRequest::encode_scan_keys(RingRange::new(3, 4), None, 5),
+                true,
+            ),
+            (
+                DataRequest::encode_retract(b"k", version, None),
+                false,
+            ),
+            (
+                DataRequest::encode_conditional(&set, crate::store::Condition::NoValueAfter(crate::store::Condition::ABSENT)),
+                false,
+            ),
         ] {
             let decoded = DataRequest::decode(&Bytes::from(frame.clone())).unwrap();
             assert_eq!(
                 DataRequest::is_bulk(&frame),
                 matches!(
                     decoded,
-                    DataRequest::Scan { .. } | DataRequest::Digest { .. }
+                    DataRequest::Scan { .. }
+                        | DataRequest::Digest { .. }
+                        | DataRequest::ScanKeys { .. }
                 ),
                 "{decoded:?}"
             );

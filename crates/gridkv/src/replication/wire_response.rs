@@ -114,6 +114,35 @@ enum ResponseWire<'a> {
     Conflict {
         current: VersionWire,
     },
+    /// Keys of a range, for `SCAN`.
+    Keys {
+        #[serde(borrow)]
+        keys: Vec<KeyWire<'a>>,
+        next: Option<(u64, &'a [u8])>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyWire<'a> {
+    #[serde(serialize_with = "as_bytes")]
+    key: &'a [u8],
+    hash: u64,
+    version: VersionWire,
+    expiry_stamp: u64,
+    live: bool,
+}
+
+/// One key of a [`DataResponse::Keys`]: what a replica holds of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: Bytes,
+    /// Its ring position.
+    pub hash: u64,
+    /// The stored version and expiry stamp ([`Lookup::order`]).
+    pub order: (Version, Timestamp),
+    /// Whether it holds a value (live or evicted here), not a tombstone.
+    pub live: bool,
 }
 
 /// A replica's answer, decoded.
@@ -145,6 +174,15 @@ pub enum DataResponse {
     Conflict {
         /// The stored version that fails the condition.
         current: Version,
+    },
+    /// Keys of a range ([`DataRequest::ScanKeys`]), in scan order.
+    ///
+    /// [`DataRequest::ScanKeys`]: super::wire::DataRequest::ScanKeys
+    Keys {
+        /// The keys.
+        keys: Vec<KeyEntry>,
+        /// Where to continue, or `None` when the range is done.
+        next: Option<ScanCursor>,
     },
     /// The answer to a read.
     Value(Lookup),
@@ -198,6 +236,19 @@ impl DataResponse {
             },
             DataResponse::Conflict { current } => ResponseWire::Conflict {
                 current: (*current).into(),
+            },
+            DataResponse::Keys { keys, next } => ResponseWire::Keys {
+                keys: keys
+                    .iter()
+                    .map(|k| KeyWire {
+                        key: &k.key,
+                        hash: k.hash,
+                        version: k.order.0.into(),
+                        expiry_stamp: k.order.1.as_u64(),
+                        live: k.live,
+                    })
+                    .collect(),
+                next: next.as_ref().map(ScanCursor::parts),
             },
             DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
             DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
@@ -261,6 +312,10 @@ impl DataResponse {
         let payload = match &wire {
             ResponseWire::Live { value, .. } => value.len(),
             ResponseWire::Refused { reason, .. } => reason.len(),
+            ResponseWire::Keys { keys, .. } => keys
+                .iter()
+                .map(|k| FIXED_FIELDS + k.key.len())
+                .sum(),
             ResponseWire::Batch { entries, .. } => entries
                 .iter()
                 .map(|e| FIXED_FIELDS + e.key.len() + e.value.map_or(0, <[u8]>::len))
@@ -308,6 +363,23 @@ impl DataResponse {
             ResponseWire::RefusedForgotten { below } => DataResponse::Forgotten {
                 below: below.into(),
             },
+            ResponseWire::Keys { keys, next } => {
+                if keys.len() > MAX_BATCH_ENTRIES {
+                    return Err(DataWireError::Malformed("key batch too long".to_owned()));
+                }
+                DataResponse::Keys {
+                    keys: keys
+                        .into_iter()
+                        .map(|k| KeyEntry {
+                            key: slice_of(frame, k.key),
+                            hash: k.hash,
+                            order: (k.version.into(), Timestamp::from_u64(k.expiry_stamp)),
+                            live: k.live,
+                        })
+                        .collect(),
+                    next: next.map(|(rel, key)| ScanCursor::from_parts(rel, slice_of(frame, key))),
+                }
+            }
             ResponseWire::Conflict { current } => DataResponse::Conflict {
                 current: current.into(),
             },

@@ -495,6 +495,31 @@ impl Ring {
         }
     }
 
+    /// The end of the arc holding `h`, walking the hash space as a line
+    /// from 0 to `u64::MAX`: the first token `>= h`, or `u64::MAX` past the
+    /// last token (the wrapping arc's part before the wrap). `SCAN` walks
+    /// the keys in these pieces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::ring::Ring;
+    /// use gridkv::NodeId;
+    ///
+    /// let ring = Ring::new(1, [NodeId::new("a").unwrap()])?;
+    /// let (first, _) = ring.tokens().next().unwrap();
+    /// assert_eq!(ring.arc_end_from(0), first);
+    /// assert_eq!(ring.arc_end_from(first), first);
+    /// assert_eq!(ring.arc_end_from(u64::MAX), u64::MAX);
+    /// # Ok::<(), gridkv::ring::RingError>(())
+    /// ```
+    pub fn arc_end_from(&self, h: u64) -> u64 {
+        self.tokens
+            .get(self.first_at_or_past(h))
+            .copied()
+            .unwrap_or(u64::MAX)
+    }
+
     /// The index of the first token `>= h` (the token count if none is).
     #[inline]
     fn first_at_or_past(&self, h: u64) -> usize {
