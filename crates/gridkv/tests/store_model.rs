@@ -484,6 +484,7 @@ impl Model {
                     version: *version,
                     expires_at: *exp,
                     expiry_stamp: Timestamp::ZERO,
+                    counter: false,
                 })
             }
             Some(e) => Lookup::Dead {
@@ -563,6 +564,7 @@ impl Model {
                 hash: key_hash(k),
                 version: e.version,
                 expiry_stamp: Timestamp::ZERO,
+                counter: false,
                 data: match &e.state {
                     MState::Live { value, exp } if !expired(*exp, self.now) => EntryData::Value {
                         value: Bytes::from(value.clone()),

@@ -175,6 +175,11 @@ pub const ENTRIES: &[Entry] = &[
     e("discard", &[Fast, Transaction]),
     e("watch", &[Fast, Transaction]),
     e("unwatch", &[Fast, Transaction]),
+    e("incr", &[Write, Str, Fast]),
+    e("decr", &[Write, Str, Fast]),
+    e("incrby", &[Write, Str, Fast]),
+    e("decrby", &[Write, Str, Fast]),
+    e("incrbyfloat", &[Write, Str, Fast]),
     e("scan", &[Keyspace, Read, Slow]),
     e("keys", &[Keyspace, Read, Slow, Dangerous]),
     e("gridkv.dbsize", &[Keyspace, Read, Slow]),
@@ -304,7 +309,12 @@ mod tests {
                 "append",
                 "unlink",
                 "expireat",
-                "pexpireat"
+                "pexpireat",
+                "incr",
+                "decr",
+                "incrby",
+                "decrby",
+                "incrbyfloat"
             ]
         );
         assert_eq!(

@@ -63,6 +63,7 @@ mod expire;
 mod gate;
 mod get;
 mod hello;
+mod incr;
 mod info;
 mod many;
 pub(crate) mod multi;
@@ -83,6 +84,7 @@ pub use error::{ParseError, error_reply};
 pub use expire::{Expire, ExpireAt, ExpireTime, Persist, Ttl, Unit};
 pub use get::{Get, MGet};
 pub use hello::Hello;
+pub use incr::Incr;
 pub use info::Info;
 pub use multi::{MAX_QUEUED, MAX_QUEUED_BYTES, Transaction};
 pub use scan::{Keys, MAX_KEYS, Scan};
@@ -174,6 +176,14 @@ pub enum Command {
     Keys(Keys),
     /// `GRIDKV.DBSIZE`: the cluster's key count.
     ClusterDbSize,
+    /// `INCR key`.
+    Incr(Incr),
+    /// `DECR key`.
+    Decr(Incr),
+    /// `INCRBY key n`.
+    IncrBy(Incr),
+    /// `DECRBY key n`.
+    DecrBy(Incr),
 }
 
 impl Command {
@@ -243,6 +253,11 @@ impl Command {
             "scan" => Command::Scan(Scan::parse(args)?),
             "keys" => Command::Keys(Keys::parse(args)?),
             "gridkv.dbsize" => Command::ClusterDbSize,
+            "incr" => Command::Incr(Incr::parse(args, Some(1), false)?),
+            "decr" => Command::Decr(Incr::parse(args, Some(-1), false)?),
+            "incrby" => Command::IncrBy(Incr::parse(args, None, false)?),
+            "decrby" => Command::DecrBy(Incr::parse(args, None, true)?),
+            "incrbyfloat" => return Err(incr::incrbyfloat_refused()),
             other => unreachable!("{other} is in the table but not parsed"),
         })
     }
@@ -264,6 +279,9 @@ impl Command {
             Command::KeyInfo(c) => Some(&c.key),
             Command::ExpireAt(c) => Some(&c.key),
             Command::ExpireTime(c) => Some(&c.key),
+            Command::Incr(c) | Command::Decr(c) | Command::IncrBy(c) | Command::DecrBy(c) => {
+                Some(&c.key)
+            }
             Command::Del(Del { keys })
             | Command::Exists(Exists { keys })
             | Command::Unlink(Del { keys })
@@ -293,7 +311,11 @@ impl Command {
             | Command::GetEx(GetEx { key, .. })
             | Command::KeyInfo(KeyInfo { key, .. })
             | Command::ExpireAt(ExpireAt { key, .. })
-            | Command::ExpireTime(ExpireTime { key, .. }) => allowed(key),
+            | Command::ExpireTime(ExpireTime { key, .. })
+            | Command::Incr(Incr { key, .. })
+            | Command::Decr(Incr { key, .. })
+            | Command::IncrBy(Incr { key, .. })
+            | Command::DecrBy(Incr { key, .. }) => allowed(key),
             Command::MGet(MGet { keys })
             | Command::Del(Del { keys })
             | Command::Unlink(Del { keys })
@@ -393,6 +415,10 @@ impl Command {
             Command::Scan(_) => const { at("scan") },
             Command::Keys(_) => const { at("keys") },
             Command::ClusterDbSize => const { at("gridkv.dbsize") },
+            Command::Incr(_) => const { at("incr") },
+            Command::Decr(_) => const { at("decr") },
+            Command::IncrBy(_) => const { at("incrby") },
+            Command::DecrBy(_) => const { at("decrby") },
         }
     }
 
@@ -440,6 +466,9 @@ impl Command {
             Command::Scan(c) => c.apply(node).await,
             Command::Keys(c) => c.apply(node).await,
             Command::ClusterDbSize => scan::cluster_dbsize(node).await,
+            Command::Incr(c) | Command::Decr(c) | Command::IncrBy(c) | Command::DecrBy(c) => {
+                c.apply(node).await
+            }
         }
     }
 }
@@ -666,13 +695,17 @@ mod tests {
             &["PEXPIREAT", "k", "1"],
             &["EXPIRETIME", "k"],
             &["PEXPIRETIME", "k"],
+            &["INCR", "k"],
+            &["DECR", "k"],
+            &["INCRBY", "k", "2"],
+            &["DECRBY", "k", "2"],
         ];
         // WATCH names keys but is refused.
         assert!(parse(&["WATCH", "k"]).is_err());
         assert!(parse(&["APPEND", "k", "v"]).is_err());
         let with_keys: Vec<&str> = table::COMMANDS
             .iter()
-            .filter(|c| c.first_key > 0 && c.name != "watch" && c.name != "append")
+            .filter(|c| c.first_key > 0 && !["watch", "append", "incrbyfloat"].contains(&c.name))
             .map(|c| c.name)
             .collect();
         assert_eq!(with_keys.len(), lines.len());

@@ -327,6 +327,7 @@ impl GridKv {
             hints,
             clock_gate: clock_gate.clone(),
             peers: Default::default(),
+            slots: Default::default(),
         };
         let formation = Formation::new(
             config.node_id,

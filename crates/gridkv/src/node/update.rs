@@ -302,6 +302,58 @@ impl GridKv {
         Ok(Some(item.value))
     }
 
+    /// Adds `delta` (negative: subtracts) to the counter at `key` and
+    /// returns its value (Redis's `INCRBY`; `INCR`, `DECR` and `DECRBY` are
+    /// the same call). Counters converge: increments made through any
+    /// nodes, concurrently or on both sides of a partition, are all kept
+    /// once acknowledged (a PN-counter per key; see
+    /// [`store::counter`](crate::store::counter) with the `internals`
+    /// feature). An absent key counts from 0, one holding a decimal integer
+    /// (a `SET`) from it; `get` reads the counter's integer, `set` replaces
+    /// it, `delete` removes it, and TTLs apply as to any value (an
+    /// increment keeps the TTL).
+    ///
+    /// What a counter does not give: the value returned is not unique
+    /// across callers (two concurrent increments through different nodes
+    /// may return the same value, or one may not include the other); an
+    /// increment that fails may still count (a retry then counts twice);
+    /// there is no compare-and-set.
+    ///
+    /// # Errors
+    ///
+    /// As [`GridKv::set`]; [`Error::NotAnInteger`] if the key holds
+    /// another value, [`Error::Overflow`] past `i64`, and
+    /// [`Error::CounterFull`] for a counter written through too many node
+    /// runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("c1").build()?).await?;
+    /// node.ready().await?;
+    /// assert_eq!(node.incr_by("hits", 1).await?, 1);
+    /// assert_eq!(node.incr_by("hits", 41).await?, 42);
+    /// assert_eq!(node.get("hits").await?.as_deref(), Some(&b"42"[..]));
+    /// node.set("hits", "10").await?;
+    /// assert_eq!(node.incr_by("hits", -3).await?, 7);
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn incr_by(&self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64, Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        self.until_serving(None).await?;
+        let started = tokio::time::Instant::now();
+        let coordinator = &self.inner.coordinator;
+        let result = Box::pin(coordinator.incr(key.as_ref(), delta, WriteOptions::default())).await;
+        self.inner.metrics.writes.record(started.elapsed());
+        result
+    }
+
     /// Reads `key`, lets `step` decide, writes conditionally; again after a
     /// conflict, at most [`GridKv::UPDATE_ATTEMPTS`] times.
     async fn update<T>(

@@ -47,6 +47,8 @@ pub(crate) struct Coordinator {
     pub(crate) clock_gate: Arc<super::clock_gate::ClockGate>,
     /// What this node's requests taught it about each peer.
     pub(crate) peers: Arc<PeerScores>,
+    /// This node's slots of the counters it increments.
+    pub(crate) slots: super::incr::CounterSlots,
 }
 
 /// A data request on its way: records its outcome in the peer's score,
@@ -116,7 +118,7 @@ impl Coordinator {
         }
     }
 
-    fn check_key(&self, key: &[u8]) -> Result<(), Error> {
+    pub(super) fn check_key(&self, key: &[u8]) -> Result<(), Error> {
         let max = self.replica.store.config().max_key_len;
         if key.is_empty() {
             return Err(Error::InvalidKey("key is empty".into()));
@@ -185,7 +187,7 @@ impl Coordinator {
         result
     }
 
-    fn count<T>(&self, result: &Result<T, Error>, ok: &std::sync::atomic::AtomicU64) {
+    pub(super) fn count<T>(&self, result: &Result<T, Error>, ok: &std::sync::atomic::AtomicU64) {
         match result {
             Ok(_) => Counters::add(ok, 1),
             Err(Error::QuorumNotReached { .. } | Error::Timeout { .. }) => {
@@ -199,7 +201,7 @@ impl Coordinator {
     /// writes: its restart barrier passed and its clock within the bound
     /// of the cluster's (see [`ClockGate`](super::clock_gate::ClockGate)).
     /// One atomic load once nothing holds writes.
-    async fn pass_write_barrier(&self, opts: &WriteOptions) -> Result<(), Error> {
+    pub(super) async fn pass_write_barrier(&self, opts: &WriteOptions) -> Result<(), Error> {
         let budget = opts.timeout.unwrap_or(self.config.timeout);
         self.clock_gate.pass(budget).await
     }
@@ -374,7 +376,7 @@ impl Coordinator {
     /// Fails at once (instead of at the deadline) a write whose quorum
     /// needs an owner this node cannot reach now: known down, or avoided
     /// after failed requests ([`PeerScores`]).
-    fn reachable_quorum(&self, plan: &WritePlan, p: &Placement) -> Result<(), Error> {
+    pub(super) fn reachable_quorum(&self, plan: &WritePlan, p: &Placement) -> Result<(), Error> {
         let usable = |id: &NodeId| match p.target(&self.me, id) {
             Some(Target::Local) => true,
             Some(Target::Remote(addr)) => !self.peers.avoided(addr),
@@ -389,7 +391,7 @@ impl Coordinator {
         }
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<(), Error> {
+    pub(super) fn check_value(&self, value: &[u8]) -> Result<(), Error> {
         let max = self.replica.store.config().max_value_len;
         if value.len() > max {
             return Err(Error::ValueTooLarge {
@@ -441,8 +443,14 @@ impl Coordinator {
                 item.expiry_stamp
             )));
         }
-        let write =
-            Write::set(item.version, &item.value, expires_at).with_expiry_stamp(stamp);
+        let write = Write {
+            op: crate::store::WriteOp::Set {
+                value: &item.value,
+                expires_at,
+            },
+            ..item.write()
+        }
+        .with_expiry_stamp(stamp);
         let now = Instant::now();
         let deadline = now + opts.timeout.unwrap_or(self.config.timeout);
         let p = self.placement.load_full();
@@ -459,6 +467,24 @@ impl Coordinator {
         } else {
             Err(tally.failure(plan.w))
         }
+    }
+
+    /// [`Coordinator::fan_out`] of an unconditional write.
+    pub(super) async fn fan_out_plain(
+        &self,
+        key: &[u8],
+        write: Write<'_>,
+        plan: &WritePlan,
+        p: &Placement,
+        deadline: Instant,
+        tally: Tally,
+    ) -> Result<Tally, Error> {
+        let out = Outgoing {
+            key,
+            write,
+            condition: None,
+        };
+        self.fan_out(out, plan, p, deadline, tally).await
     }
 
     /// Sends `write` to every owner of `plan` (hints for those known down,

@@ -46,6 +46,7 @@ pub(crate) mod fill_schedule;
 pub(crate) mod hint_delivery;
 pub(crate) mod hints;
 pub(crate) mod in_flight;
+mod incr;
 mod keys;
 pub use keys::ScanPage;
 mod holdings;
@@ -531,6 +532,21 @@ pub enum Error {
     Contended {
         /// How many times it read and tried to write.
         attempts: u32,
+    },
+    /// An increment of a key whose value is not a decimal integer in the
+    /// range of `i64` (nothing was written).
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// An increment whose result would pass the range of `i64` (nothing
+    /// was written).
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    /// A counter incremented through more node runs than it keeps slots
+    /// for: reset it (`SET` or delete it) to count again.
+    #[error("the counter has {slots} slots, the most it keeps: reset it with SET or DEL")]
+    CounterFull {
+        /// The bound.
+        slots: usize,
     },
 }
 

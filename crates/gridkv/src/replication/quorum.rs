@@ -538,10 +538,23 @@ pub(crate) fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<No
         .filter(|l| l.version() == Some(newest) && !matches!(l, Lookup::Evicted { .. }))
         .max_by_key(|l| rank(l))
         .cloned();
-    let Some(winner) = winner else {
+    let Some(mut winner) = winner else {
         return (Lookup::Missing, Vec::new());
     };
     let top = rank(&winner);
+    // A counter's copies at its version merge (each may hold increments
+    // the others lack): the answer is their merge, and a copy that differs
+    // from it is stale.
+    let merged = match &mut winner {
+        Lookup::Live(item) if item.counter => {
+            let merged = merge_counters(&answers, item.version);
+            if let Some(state) = &merged {
+                item.value = state.clone();
+            }
+            merged
+        }
+        _ => None,
+    };
     let stale = answers
         .iter()
         .filter(|(_, l)| match l {
@@ -549,11 +562,33 @@ pub(crate) fn resolve_evicted(answers: Vec<(NodeId, Lookup)>) -> (Lookup, Vec<No
             // A stub of the winning version stays a stub: refilling it
             // would only evict something else.
             Lookup::Evicted { version } => *version < newest,
+            Lookup::Live(item) if item.counter && merged.is_some() && item.version == newest => {
+                Some(&item.value) != merged.as_ref()
+            }
             _ => rank(l) < top,
         })
         .map(|(id, _)| *id)
         .collect();
     (winner, stale)
+}
+
+/// The merge of the live copies at `version` of a counter among `answers`,
+/// encoded; `None` if one is malformed (the ordinary rules then pick one).
+fn merge_counters(answers: &[(NodeId, Lookup)], version: Version) -> Option<bytes::Bytes> {
+    use crate::store::counter::Counter;
+    let mut merged: Option<Counter> = None;
+    for (_, l) in answers {
+        if let Lookup::Live(item) = l {
+            if item.counter && item.version == version {
+                let copy = Counter::decode(&item.value).ok()?;
+                merged = Some(match merged {
+                    Some(m) => m.merge(&copy),
+                    None => copy,
+                });
+            }
+        }
+    }
+    merged.map(|m| m.encode())
 }
 
 #[cfg(test)]
@@ -1079,6 +1114,7 @@ mod tests {
                 version: version(ms, 1),
                 expires_at: None,
                 expiry_stamp: Timestamp::ZERO,
+                counter: false,
             })
         };
         let forgot = |ms| Lookup::Forgotten {
@@ -1107,6 +1143,7 @@ mod tests {
                 version: version(ms, 1),
                 expires_at: None,
                 expiry_stamp: Timestamp::new(stamp, 0),
+                counter: false,
             })
         };
         let live = |ms| live_stamped(ms, 0);
@@ -1160,6 +1197,7 @@ mod tests {
             version: v,
             expires_at: Some(5),
             expiry_stamp: Timestamp::ZERO,
+            counter: false,
         });
         let expired = Lookup::Dead {
             version: v,

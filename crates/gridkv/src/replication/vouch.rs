@@ -166,6 +166,7 @@ mod tests {
             version: v(ms),
             expires_at: None,
             expiry_stamp: Timestamp::ZERO,
+            counter: false,
         })
     }
 

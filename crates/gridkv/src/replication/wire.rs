@@ -107,6 +107,16 @@ enum RequestWire<'a> {
         version: VersionWire,
         restore: Option<(VersionWire, u64, Option<u64>)>,
     },
+    /// `Set` of a counter's state.
+    CounterSet {
+        #[serde(serialize_with = "as_bytes")]
+        key: &'a [u8],
+        version: VersionWire,
+        #[serde(serialize_with = "as_bytes")]
+        state: &'a [u8],
+        expires_at: Option<u64>,
+        expiry_stamp: u64,
+    },
 }
 
 /// A request to a replica, decoded. Keys and values are slices of the
@@ -217,6 +227,13 @@ pub enum WriteBody {
         /// Absolute expiry in ms.
         expires_at: Option<u64>,
     },
+    /// A counter's state ([`Write::counter`]), with its absolute expiry.
+    Counter {
+        /// The encoded state.
+        state: Bytes,
+        /// Absolute expiry in ms.
+        expires_at: Option<u64>,
+    },
     /// A delete.
     Delete,
     /// The tombstone of a value whose TTL ran out at `expired_at`.
@@ -230,7 +247,11 @@ impl WriteBody {
     /// The store write of this body at `version`.
     pub fn write(&self, version: Version, expiry_stamp: Timestamp) -> Write<'_> {
         let op = match self {
-            WriteBody::Set { value, expires_at } => WriteOp::Set {
+            WriteBody::Set { value, expires_at }
+            | WriteBody::Counter {
+                state: value,
+                expires_at,
+            } => WriteOp::Set {
                 value,
                 expires_at: *expires_at,
             },
@@ -243,6 +264,7 @@ impl WriteBody {
             version,
             expiry_stamp,
             op,
+            counter: matches!(self, WriteBody::Counter { .. }),
         }
     }
 }
@@ -271,6 +293,16 @@ impl DataRequest {
     pub fn encode_write(key: &[u8], write: &Write<'_>) -> Vec<u8> {
         let version = write.version.into();
         match write.op {
+            WriteOp::Set { value, expires_at } if write.counter => encode(
+                &RequestWire::CounterSet {
+                    key,
+                    version,
+                    state: value,
+                    expires_at,
+                    expiry_stamp: write.expiry_stamp.as_u64(),
+                },
+                key.len() + value.len(),
+            ),
             WriteOp::Set { value, expires_at } => encode(
                 &RequestWire::Set {
                     key,
@@ -641,6 +673,21 @@ impl DataRequest {
                 key: slice_of(frame, key),
                 version: version.into(),
             },
+            RequestWire::CounterSet {
+                key,
+                version,
+                state,
+                expires_at,
+                expiry_stamp,
+            } => DataRequest::Write {
+                key: slice_of(frame, key),
+                version: version.into(),
+                op: WriteBody::Counter {
+                    state: slice_of(frame, state),
+                    expires_at,
+                },
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
+            },
             RequestWire::ScanKeys {
                 start,
                 end,
@@ -708,6 +755,7 @@ mod tests {
             version: Version::ZERO,
             expires_at: None,
             expiry_stamp: Timestamp::new(7, 1),
+            counter: false,
         };
         let live = DataResponse::Value(Lookup::Live(item));
         assert_eq!(

@@ -12,7 +12,7 @@ use crate::id::Generation;
 ///
 /// 2: writes, values, tombstones and scanned entries carry their expiry
 /// stamp; a replica can answer that it forgot a key's range.
-pub const DATA_WIRE_VERSION: u8 = 2;
+pub const DATA_WIRE_VERSION: u8 = 3;
 
 /// Why a data-lane message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

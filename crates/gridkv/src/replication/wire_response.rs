@@ -62,6 +62,8 @@ struct EntryWire<'a> {
     /// The value's expiry, or the tombstone's time of expiry.
     expires_at: Option<u64>,
     expiry_stamp: u64,
+    /// Whether the value is a counter's state.
+    counter: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +121,14 @@ enum ResponseWire<'a> {
         #[serde(borrow)]
         keys: Vec<KeyWire<'a>>,
         next: Option<(u64, &'a [u8])>,
+    },
+    /// `Live` of a counter's state.
+    LiveCounter {
+        #[serde(serialize_with = "as_bytes")]
+        state: &'a [u8],
+        version: VersionWire,
+        expires_at: Option<u64>,
+        expiry_stamp: u64,
     },
 }
 
@@ -251,6 +261,12 @@ impl DataResponse {
                 next: next.as_ref().map(ScanCursor::parts),
             },
             DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
+            DataResponse::Value(Lookup::Live(item)) if item.counter => ResponseWire::LiveCounter {
+                state: &item.value,
+                version: item.version.into(),
+                expires_at: item.expires_at,
+                expiry_stamp: item.expiry_stamp.as_u64(),
+            },
             DataResponse::Value(Lookup::Live(item)) => ResponseWire::Live {
                 value: &item.value,
                 version: item.version.into(),
@@ -299,6 +315,7 @@ impl DataResponse {
                             value,
                             expires_at,
                             expiry_stamp: e.expiry_stamp.as_u64(),
+                            counter: e.counter,
                         })
                     })
                     .collect(),
@@ -311,6 +328,7 @@ impl DataResponse {
         };
         let payload = match &wire {
             ResponseWire::Live { value, .. } => value.len(),
+            ResponseWire::LiveCounter { state, .. } => state.len(),
             ResponseWire::Refused { reason, .. } => reason.len(),
             ResponseWire::Keys { keys, .. } => keys
                 .iter()
@@ -347,6 +365,19 @@ impl DataResponse {
                 version: version.into(),
                 expires_at,
                 expiry_stamp: Timestamp::from_u64(expiry_stamp),
+                counter: false,
+            })),
+            ResponseWire::LiveCounter {
+                state,
+                version,
+                expires_at,
+                expiry_stamp,
+            } => DataResponse::Value(Lookup::Live(Item {
+                value: slice_of(frame, state),
+                version: version.into(),
+                expires_at,
+                expiry_stamp: Timestamp::from_u64(expiry_stamp),
+                counter: true,
             })),
             ResponseWire::Dead {
                 version,
@@ -406,6 +437,7 @@ impl DataResponse {
                             hash: e.hash,
                             version: e.version.into(),
                             expiry_stamp: Timestamp::from_u64(e.expiry_stamp),
+                            counter: e.counter && e.value.is_some(),
                             data: match e.value {
                                 Some(value) => EntryData::Value {
                                     value: slice_of(frame, value),

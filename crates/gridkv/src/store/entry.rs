@@ -36,6 +36,10 @@ pub struct Write<'a> {
     pub expiry_stamp: Timestamp,
     /// What the write does.
     pub op: WriteOp<'a>,
+    /// Whether a [`WriteOp::Set`]'s value is a counter's state
+    /// ([`counter`](super::counter)): copies at one version merge instead
+    /// of one replacing the other.
+    pub counter: bool,
 }
 
 /// The operation of a [`Write`].
@@ -67,6 +71,16 @@ impl<'a> Write<'a> {
             version,
             expiry_stamp: Timestamp::ZERO,
             op: WriteOp::Set { value, expires_at },
+            counter: false,
+        }
+    }
+
+    /// A counter's `state` ([`Counter::encode`](super::counter::Counter::encode))
+    /// at `version`, expiring at `expires_at` (ms) if given.
+    pub fn counter(version: Version, state: &'a [u8], expires_at: Option<u64>) -> Self {
+        Self {
+            counter: true,
+            ..Self::set(version, state, expires_at)
         }
     }
 
@@ -76,6 +90,7 @@ impl<'a> Write<'a> {
             version,
             expiry_stamp: Timestamp::ZERO,
             op: WriteOp::Delete,
+            counter: false,
         }
     }
 
@@ -121,6 +136,7 @@ impl<'a> Write<'a> {
             version,
             expiry_stamp: Timestamp::ZERO,
             op,
+            counter: false,
         }
     }
 
@@ -129,10 +145,7 @@ impl<'a> Write<'a> {
     /// to send (missing, evicted, forgotten).
     pub fn of_lookup(lookup: &'a Lookup) -> Option<Write<'a>> {
         match lookup {
-            Lookup::Live(item) => Some(
-                Write::set(item.version, &item.value, item.expires_at)
-                    .with_expiry_stamp(item.expiry_stamp),
-            ),
+            Lookup::Live(item) => Some(item.write()),
             Lookup::Dead {
                 version,
                 expired_at,
@@ -262,6 +275,34 @@ pub struct Item {
     pub expires_at: Option<u64>,
     /// When the expiry was last changed ([`Write::expiry_stamp`]).
     pub expiry_stamp: Timestamp,
+    /// Whether `value` is a counter's state ([`counter`](super::counter));
+    /// [`Item::user_value`] is then its integer.
+    pub counter: bool,
+}
+
+impl Item {
+    /// The write that recreates this item elsewhere (repair, expiry
+    /// changes keep its version).
+    pub fn write(&self) -> Write<'_> {
+        let write = if self.counter {
+            Write::counter(self.version, &self.value, self.expires_at)
+        } else {
+            Write::set(self.version, &self.value, self.expires_at)
+        };
+        write.with_expiry_stamp(self.expiry_stamp)
+    }
+
+    /// The value as a reader sees it: the bytes, or a counter's integer in
+    /// decimal.
+    pub fn user_value(self) -> Bytes {
+        if !self.counter {
+            return self.value;
+        }
+        match super::counter::Counter::decode(&self.value) {
+            Ok(c) => Bytes::from(c.value().to_string()),
+            Err(_) => self.value,
+        }
+    }
 }
 
 /// The result of a [`Store::get`](super::Store::get).
@@ -352,7 +393,7 @@ impl Lookup {
     /// ```
     pub fn into_value(self) -> Option<Bytes> {
         match self {
-            Lookup::Live(item) => Some(item.value),
+            Lookup::Live(item) => Some(item.user_value()),
             _ => None,
         }
     }
@@ -404,6 +445,8 @@ pub struct RangeEntry {
     pub expiry_stamp: Timestamp,
     /// What is stored at that version.
     pub data: EntryData,
+    /// Whether a value is a counter's state.
+    pub counter: bool,
 }
 
 impl RangeEntry {
@@ -411,6 +454,9 @@ impl RangeEntry {
     /// for an evicted value (which another replica has to supply).
     pub fn write(&self) -> Option<Write<'_>> {
         let write = match &self.data {
+            EntryData::Value { value, expires_at } if self.counter => {
+                Write::counter(self.version, value, *expires_at)
+            }
             EntryData::Value { value, expires_at } => Write::set(self.version, value, *expires_at),
             EntryData::Tombstone { expired_at } => Write::tombstone(self.version, *expired_at),
             EntryData::Evicted => return None,
@@ -542,6 +588,8 @@ pub(crate) struct Entry {
     /// stale references.
     pub seq: u32,
     pub state: State,
+    /// Whether `value` is a counter's state.
+    pub counter: bool,
     /// Whether the entry is in its shard's eviction queue.
     pub queued: bool,
     /// CLOCK reference bit, set by reads under the shared lock.

@@ -76,6 +76,7 @@
 
 mod clock;
 mod config;
+pub mod counter;
 mod counters;
 mod entry;
 pub(crate) mod maintenance;
@@ -300,6 +301,7 @@ impl Store {
                     version: e.version,
                     expires_at: e.expires_at(),
                     expiry_stamp: e.expiry_stamp,
+                    counter: e.counter,
                 }));
             }
             None => match shard.forgotten(hash, now) {

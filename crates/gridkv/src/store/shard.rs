@@ -66,17 +66,23 @@ pub(crate) struct Leaf {
 
 impl Leaf {
     fn add(&mut self, e: &Entry) {
-        self.sum = self
-            .sum
-            .wrapping_add(entry_digest(e.hash, &e.version, e.expiry_stamp));
+        self.sum = self.sum.wrapping_add(leaf_digest(e));
         self.count += 1;
     }
 
     fn remove(&mut self, e: &Entry) {
-        self.sum = self
-            .sum
-            .wrapping_sub(entry_digest(e.hash, &e.version, e.expiry_stamp));
+        self.sum = self.sum.wrapping_sub(leaf_digest(e));
         self.count -= 1;
+    }
+}
+
+/// An entry's contribution to its leaf: [`entry_digest`], and for a
+/// counter its state too (copies at one version differ by their slots).
+fn leaf_digest(e: &Entry) -> u64 {
+    let digest = entry_digest(e.hash, &e.version, e.expiry_stamp);
+    match (&e.value, e.counter) {
+        (Some(state), true) => digest ^ super::counter::content_digest(state),
+        _ => digest,
     }
 }
 
@@ -321,6 +327,11 @@ impl Shard {
                 return (ApplyOutcome::Duplicate, self.expire(hash, seq, now));
             }
         }
+        if write.counter {
+            if let Some(merged) = self.merge_counter(hash, key, write, expires_at, now) {
+                return merged;
+            }
+        }
         let found = self
             .table
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key);
@@ -339,8 +350,11 @@ impl Shard {
                     return (ApplyOutcome::Duplicate, 0);
                 };
                 let before = e.charge();
+                self.leaves[leaf].remove(e);
                 e.value = Some(Bytes::copy_from_slice(v));
                 e.state = State::Live;
+                e.counter = write.counter;
+                self.leaves[leaf].add(e);
                 let after = e.charge();
                 let delta = self
                     .counts
@@ -369,6 +383,7 @@ impl Shard {
                 e.value = value.map(Bytes::copy_from_slice);
                 e.expires_at = expires_at;
                 e.state = state;
+                e.counter = write.counter && state == State::Live;
                 e.referenced.store(false, Relaxed);
                 self.leaves[leaf].add(e);
                 let enqueue = state == State::Live && !e.queued;
@@ -403,6 +418,7 @@ impl Shard {
                     expires_at,
                     seq,
                     state,
+                    counter: write.counter && state == State::Live,
                     queued: state == State::Live,
                     referenced: AtomicBool::new(false),
                 };
@@ -433,6 +449,60 @@ impl Shard {
             delta += self.cap_tombstones(now);
         }
         (outcome, delta)
+    }
+
+    /// Merges a counter's state into the live copy of the same counter (same
+    /// version) stored here: per slot, the larger totals, and the expiry of
+    /// the later expiry change. `None` when the key holds no such copy, or
+    /// either state is malformed: the ordinary version rules apply.
+    fn merge_counter(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        write: &Write<'_>,
+        expires_at: u64,
+        now: u64,
+    ) -> Option<(ApplyOutcome, i64)> {
+        use super::counter::Counter;
+        let WriteOp::Set { value: incoming, .. } = write.op else {
+            return None;
+        };
+        let leaf = self.leaf_index(hash);
+        let grace = self.limits.grace_ms;
+        let e = self
+            .table
+            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
+            .filter(|e| {
+                e.counter
+                    && e.version == write.version
+                    && e.state == State::Live
+                    && !expired(e.expires_at, now)
+            })?;
+        let stored = Counter::decode(e.value.as_deref()?).ok()?;
+        let merged = stored.merge(&Counter::decode(incoming).ok()?).encode();
+        let later_expiry = write.expiry_stamp > e.expiry_stamp;
+        if !later_expiry && e.value.as_ref() == Some(&merged) {
+            self.counts.duplicates += 1;
+            return Some((ApplyOutcome::Duplicate, 0));
+        }
+        let before = e.charge();
+        self.leaves[leaf].remove(e);
+        e.value = Some(merged);
+        if later_expiry {
+            e.expiry_stamp = write.expiry_stamp;
+            e.expires_at = expires_at;
+        }
+        self.leaves[leaf].add(e);
+        let after = e.charge();
+        let timer = later_expiry.then(|| timer_for(e, grace)).flatten();
+        self.counts.applied += 1;
+        let delta = self
+            .counts
+            .account(Some((State::Live, before)), Some((State::Live, after)));
+        if let Some(t) = timer {
+            self.push_timer(t);
+        }
+        Some((ApplyOutcome::Applied { was_live: true }, delta))
     }
 
     /// Tombstones are never evicted, but they must not grow without bound
@@ -503,6 +573,7 @@ impl Shard {
     /// tombstone. Returns the byte delta.
     fn expire(&mut self, hash: u64, seq: u32, now: u64) -> i64 {
         let grace = self.limits.grace_ms;
+        let leaf = self.leaf_index(hash);
         let Some(e) = self
             .table
             .find_mut(table_hash(hash), |e| e.hash == hash && e.seq == seq)
@@ -510,8 +581,17 @@ impl Shard {
             return 0;
         };
         let from = (e.state, e.charge());
+        // A counter's digest includes its state, which goes.
+        let counter = e.counter;
+        if counter {
+            self.leaves[leaf].remove(e);
+            e.counter = false;
+        }
         e.value = None;
         e.state = State::Expired;
+        if counter {
+            self.leaves[leaf].add(e);
+        }
         let to = (e.state, e.charge());
         let timer = timer_for(e, grace);
         self.counts.expirations += 1;
@@ -553,6 +633,15 @@ impl Shard {
                 }
                 State::Live => {
                     let before = e.charge();
+                    if e.counter {
+                        // Its digest includes its state, which goes.
+                        let leaf = e.hash.checked_shr(self.leaf_shift).unwrap_or(0) as usize
+                            & (self.leaves.len() - 1);
+                        self.leaves[leaf].remove(e);
+                        e.counter = false;
+                        e.value = None;
+                        self.leaves[leaf].add(e);
+                    }
                     e.value = None;
                     e.state = State::Evicted;
                     e.queued = true;
@@ -725,6 +814,7 @@ impl Shard {
                 hash: e.hash,
                 version: e.version,
                 expiry_stamp: e.expiry_stamp,
+                counter: e.counter && matches!(data, EntryData::Value { .. }),
                 data,
             });
         }

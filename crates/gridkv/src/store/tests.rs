@@ -1248,3 +1248,48 @@ fn a_retracted_write_puts_back_the_tombstone_it_replaced() {
     let audit = s.audit();
     assert!(audit.is_consistent(), "accounting stays exact: {audit:?}");
 }
+
+#[test]
+fn counter_copies_at_one_version_merge_and_digests_follow_their_slots() {
+    use super::counter::{Counter, SlotId};
+    let slot = |node: &str| SlotId {
+        node: bytes::Bytes::copy_from_slice(node.as_bytes()),
+        generation: 1,
+        serial: 0,
+    };
+    let (a, _) = store();
+    let (b, _) = store();
+    let v = version(10, 0);
+    let mut mine = Counter::new(0);
+    mine.add(&slot("a"), 5);
+    let mut theirs = Counter::new(0);
+    theirs.add(&slot("b"), 3);
+    let write = |c: &Counter| c.encode();
+    let (sa, sb) = (write(&mine), write(&theirs));
+    a.apply(b"k", Write::counter(v, &sa, None)).unwrap();
+    b.apply(b"k", Write::counter(v, &sb, None)).unwrap();
+    // Same version, different slots: the digests tell them apart.
+    assert_ne!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
+    // Each takes the other's copy: both merge to the same counter.
+    assert!(a.apply(b"k", Write::counter(v, &sb, None)).unwrap().is_applied());
+    assert!(b.apply(b"k", Write::counter(v, &sa, None)).unwrap().is_applied());
+    assert_eq!(a.get(b"k").unwrap(), b.get(b"k").unwrap());
+    assert_eq!(a.digest(RingRange::FULL), b.digest(RingRange::FULL));
+    assert_eq!(&a.get(b"k").unwrap().into_value().unwrap()[..], b"8");
+    // Again: a duplicate.
+    assert_eq!(
+        a.apply(b"k", Write::counter(v, &sb, None)).unwrap(),
+        ApplyOutcome::Duplicate
+    );
+    // A newer write replaces the counter whole; an older counter loses.
+    a.apply(b"k", Write::set(version(11, 0), b"2", None)).unwrap();
+    assert_eq!(&a.get(b"k").unwrap().into_value().unwrap()[..], b"2");
+    assert!(!a.apply(b"k", Write::counter(v, &sa, None)).unwrap().is_applied());
+    // Expiry of a counter keeps the accounting exact.
+    let (c, clock) = store();
+    c.apply(b"t", Write::counter(v, &sa, Some(clock.now_ms() + 10))).unwrap();
+    clock.advance(Duration::from_millis(20));
+    c.tick();
+    assert!(c.audit().is_consistent(), "{:?}", c.audit());
+    assert!(a.audit().is_consistent() && b.audit().is_consistent());
+}
