@@ -8,6 +8,7 @@
 //! - `formation`: which node forms a cluster that starts all at once, and
 //!   whether the node serves data calls ([`Readiness`]).
 //! - `data`: the data operations (`set`, `get`, `delete`, ...).
+//! - `load`: get-or-load with single-flight (`try_get_with`).
 //! - `scan`: walking every key of the cluster (`scan`, `count_keys`).
 //! - `update`: read-modify-writes (`set_if_absent`, `take`, `append`,
 //!   ...), each a read then a conditional write.
@@ -29,6 +30,7 @@ mod driver;
 mod error;
 mod formation;
 mod links;
+mod load;
 mod security;
 mod scan;
 mod start_log;
@@ -49,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 pub use clock::ClockStatus;
 pub use config::{Config, ConfigBuilder, FillMode};
 pub use data::Ttl;
+pub use load::{LoadError, LoadOptions, LoaderError};
 pub use update::{ExpiryChange, Found};
 pub use error::{JoinError, StartError};
 pub use formation::{Forming, Readiness};
@@ -135,6 +138,8 @@ struct Inner {
     /// How long a data call waits for the node to serve (see
     /// [`ConfigBuilder::ready_timeout`]).
     ready_timeout: Duration,
+    /// The loads `try_get_with` runs now, by key.
+    loads: load::Loads,
     /// This node's clock against the cluster's, as the driver last saw it.
     clock: clock::NodeClock,
     /// Indirect probes refused and links swept (see `links`).
@@ -311,6 +316,7 @@ impl GridKv {
                 config.replication.replicas,
             ),
             suspects: Default::default(),
+            leases: Default::default(),
         });
         let placement = Arc::new(ArcSwap::from_pointee(Placement::empty()));
         let cancel = CancellationToken::new();
@@ -348,6 +354,7 @@ impl GridKv {
         let (commands, command_rx) = mpsc::channel(16);
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let inner = Arc::new(Inner {
+            loads: Default::default(),
             id: config.node_id,
             transport: transport.clone(),
             members: ArcSwap::from_pointee(swim.members().cloned().collect()),

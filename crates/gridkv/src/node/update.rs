@@ -306,9 +306,8 @@ impl GridKv {
     /// returns its value (Redis's `INCRBY`; `INCR`, `DECR` and `DECRBY` are
     /// the same call). Counters converge: increments made through any
     /// nodes, concurrently or on both sides of a partition, are all kept
-    /// once acknowledged (a PN-counter per key; see
-    /// [`store::counter`](crate::store::counter) with the `internals`
-    /// feature). An absent key counts from 0, one holding a decimal integer
+    /// once acknowledged (a PN-counter per key; see `store::counter` with
+    /// the `internals` feature, and docs/SERVER.md, "Counters"). An absent key counts from 0, one holding a decimal integer
     /// (a `SET`) from it; `get` reads the counter's integer, `set` replaces
     /// it, `delete` removes it, and TTLs apply as to any value (an
     /// increment keeps the TTL).

@@ -48,6 +48,7 @@ pub(crate) mod hints;
 pub(crate) mod in_flight;
 mod incr;
 mod keys;
+pub mod lease;
 pub use keys::ScanPage;
 mod holdings;
 pub(crate) mod peers;

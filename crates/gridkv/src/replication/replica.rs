@@ -34,6 +34,8 @@ pub(crate) struct Replica {
     /// Keys whose value another owner offered but this node's watermark
     /// refused: read later to see whether anybody vouches for it.
     pub(crate) suspects: super::vouch::Suspects,
+    /// Load leases of the keys this node is the primary of.
+    pub(crate) leases: super::lease::Leases,
 }
 
 impl Replica {
@@ -274,6 +276,19 @@ impl Replica {
                 version,
                 restore,
             }) => self.retract(&key, version, restore),
+            Ok(DataRequest::Lease {
+                key,
+                holder,
+                ttl,
+                release,
+            }) => {
+                if release {
+                    self.leases.release(&key, holder);
+                    DataResponse::Lease(super::lease::LeaseAnswer::Granted)
+                } else {
+                    DataResponse::Lease(self.leases.acquire(&key, holder, ttl))
+                }
+            }
             Ok(DataRequest::Conditional { condition, write }) => match DataRequest::decode(&write) {
                 Ok(DataRequest::Write {
                     key,
@@ -346,6 +361,7 @@ mod tests {
             stopped: AtomicBool::new(false),
             holdings: Holdings::new(me, 2),
             suspects: Default::default(),
+            leases: Default::default(),
             hints: Arc::new(super::super::hints::Hints::new(
                 super::super::hints::HintLimits {
                     max_hints: 1,

@@ -107,6 +107,14 @@ enum RequestWire<'a> {
         version: VersionWire,
         restore: Option<(VersionWire, u64, Option<u64>)>,
     },
+    /// A load lease: acquire (or release) `key`'s for `holder`.
+    Lease {
+        #[serde(serialize_with = "as_bytes")]
+        key: &'a [u8],
+        holder: &'a str,
+        ttl_ms: u64,
+        release: bool,
+    },
     /// `Set` of a counter's state.
     CounterSet {
         #[serde(serialize_with = "as_bytes")]
@@ -200,6 +208,18 @@ pub enum DataRequest {
         after: Option<ScanCursor>,
         /// Most keys to answer.
         limit: u32,
+    },
+    /// Acquire (or, `release`, end) `holder`'s load lease of `key` for
+    /// `ttl`, at the key's primary owner. Answered [`DataResponse::Lease`].
+    Lease {
+        /// The key.
+        key: Bytes,
+        /// Who asks.
+        holder: NodeId,
+        /// For how long.
+        ttl: std::time::Duration,
+        /// End the lease instead.
+        release: bool,
     },
     /// Take back a conditional write at `version` that lost
     /// ([`Store::retract`](crate::store::Store::retract)): drop it if it
@@ -553,6 +573,41 @@ impl DataRequest {
         )
     }
 
+    /// Encodes a [`DataRequest::Lease`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use gridkv::replication::wire::DataRequest;
+    /// use gridkv::NodeId;
+    ///
+    /// let a = NodeId::new("a").unwrap();
+    /// let frame = DataRequest::encode_lease(b"k", &a, Duration::from_secs(3), false);
+    /// assert!(matches!(
+    ///     DataRequest::decode(&Bytes::from(frame)).unwrap(),
+    ///     DataRequest::Lease { release: false, .. }
+    /// ));
+    /// ```
+    pub fn encode_lease(
+        key: &[u8],
+        holder: &NodeId,
+        ttl: std::time::Duration,
+        release: bool,
+    ) -> Vec<u8> {
+        let holder = holder.as_str();
+        encode(
+            &RequestWire::Lease {
+                key,
+                holder,
+                ttl_ms: ttl.as_millis().min(u128::from(u64::MAX)) as u64,
+                release,
+            },
+            key.len() + holder.len(),
+        )
+    }
+
     /// Encodes a [`DataRequest::Retract`].
     ///
     /// # Examples
@@ -672,6 +727,18 @@ impl DataRequest {
             RequestWire::Forget { key, version } => DataRequest::Forget {
                 key: slice_of(frame, key),
                 version: version.into(),
+            },
+            RequestWire::Lease {
+                key,
+                holder,
+                ttl_ms,
+                release,
+            } => DataRequest::Lease {
+                key: slice_of(frame, key),
+                holder: NodeId::new(holder)
+                    .map_err(|e| DataWireError::Malformed(format!("holder: {e}")))?,
+                ttl: std::time::Duration::from_millis(ttl_ms),
+                release,
             },
             RequestWire::CounterSet {
                 key,

@@ -122,6 +122,11 @@ enum ResponseWire<'a> {
         keys: Vec<KeyWire<'a>>,
         next: Option<(u64, &'a [u8])>,
     },
+    /// A lease answer: granted, or held by another for `wait_ms`.
+    Lease {
+        granted: bool,
+        wait_ms: u64,
+    },
     /// `Live` of a counter's state.
     LiveCounter {
         #[serde(serialize_with = "as_bytes")]
@@ -194,6 +199,10 @@ pub enum DataResponse {
         /// Where to continue, or `None` when the range is done.
         next: Option<ScanCursor>,
     },
+    /// The answer to a [`DataRequest::Lease`].
+    ///
+    /// [`DataRequest::Lease`]: super::wire::DataRequest::Lease
+    Lease(super::lease::LeaseAnswer),
     /// The answer to a read.
     Value(Lookup),
     /// The request was refused.
@@ -259,6 +268,16 @@ impl DataResponse {
                     })
                     .collect(),
                 next: next.as_ref().map(ScanCursor::parts),
+            },
+            DataResponse::Lease(answer) => match answer {
+                super::lease::LeaseAnswer::Granted => ResponseWire::Lease {
+                    granted: true,
+                    wait_ms: 0,
+                },
+                super::lease::LeaseAnswer::Held(wait) => ResponseWire::Lease {
+                    granted: false,
+                    wait_ms: wait.as_millis().min(u128::from(u64::MAX)) as u64,
+                },
             },
             DataResponse::Value(Lookup::Missing) => ResponseWire::Missing,
             DataResponse::Value(Lookup::Live(item)) if item.counter => ResponseWire::LiveCounter {
@@ -367,6 +386,11 @@ impl DataResponse {
                 expiry_stamp: Timestamp::from_u64(expiry_stamp),
                 counter: false,
             })),
+            ResponseWire::Lease { granted, wait_ms } => DataResponse::Lease(if granted {
+                super::lease::LeaseAnswer::Granted
+            } else {
+                super::lease::LeaseAnswer::Held(std::time::Duration::from_millis(wait_ms))
+            }),
             ResponseWire::LiveCounter {
                 state,
                 version,
