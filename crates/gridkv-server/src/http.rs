@@ -208,6 +208,8 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
         // plaintext (on loopback, or allowed by --insecure).
         "tls": node.tls_enabled(),
         "insecure": node.is_insecure(),
+        // The last FLUSHALL/FLUSHDB this node applied (ms since the epoch).
+        "flushed_at_ms": node.flush_floor_ms(),
         "members": members,
         "ring": ring_summary(node, status.effective_replicas),
         "replication": {

@@ -158,9 +158,9 @@ fn ping_echo_get_set_del_exists_mget_mset() {
     assert!(e.contains("wrong number of arguments for 'mset'"), "{e}");
     assert_eq!(int(&mut con, &["EXISTS", "m4", "m5"]), 0);
 
-    let e = error_of(redis::cmd("FLUSHALL").query::<Value>(&mut con));
+    let e = error_of(redis::cmd("FLUSHEVERYTHING").query::<Value>(&mut con));
     assert!(e.starts_with("ERR unknown command"), "{e}");
-    assert!(e.contains("FLUSHALL"), "{e}");
+    assert!(e.contains("FLUSHEVERYTHING"), "{e}");
     let e = error_of(redis::cmd("GET").query::<Value>(&mut con));
     assert!(e.contains("wrong number of arguments for 'get'"), "{e}");
     // Still usable after error replies.

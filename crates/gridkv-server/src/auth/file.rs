@@ -173,7 +173,7 @@ mod tests {
             ("\n\nuser", 3, "needs a name"),
             ("user a on\nuser a off", 2, "already defined at line 1"),
             ("user a on +@nosuch", 1, "unknown category 'nosuch'"),
-            ("user a on +flushall", 1, "unknown command 'flushall'"),
+            ("user a on +lpush", 1, "unknown command 'lpush'"),
             ("user a on #1234", 1, "64 hex digits"),
             ("user a on sometimes", 1, "unknown rule 'sometimes'"),
             ("# ok\nuser a on %R~x", 2, "not supported"),

@@ -176,6 +176,10 @@ pub enum Command {
     Keys(Keys),
     /// `GRIDKV.DBSIZE`: the cluster's key count.
     ClusterDbSize,
+    /// `FLUSHALL [ASYNC|SYNC]`.
+    FlushAll,
+    /// `FLUSHDB [ASYNC|SYNC]` (one database: the same).
+    FlushDb,
     /// `INCR key`.
     Incr(Incr),
     /// `DECR key`.
@@ -253,6 +257,14 @@ impl Command {
             "scan" => Command::Scan(Scan::parse(args)?),
             "keys" => Command::Keys(Keys::parse(args)?),
             "gridkv.dbsize" => Command::ClusterDbSize,
+            "flushall" => {
+                scan::parse_flush(&args)?;
+                Command::FlushAll
+            }
+            "flushdb" => {
+                scan::parse_flush(&args)?;
+                Command::FlushDb
+            }
             "incr" => Command::Incr(Incr::parse(args, Some(1), false)?),
             "decr" => Command::Decr(Incr::parse(args, Some(-1), false)?),
             "incrby" => Command::IncrBy(Incr::parse(args, None, false)?),
@@ -338,7 +350,9 @@ impl Command {
             | Command::Exec
             | Command::Discard
             | Command::Unwatch
-            | Command::ClusterDbSize => true,
+            | Command::ClusterDbSize
+            | Command::FlushAll
+            | Command::FlushDb => true,
             // Keys are not named: they are what the walk finds. A user
             // limited to some keys may not walk them all.
             Command::Scan(_) | Command::Keys(_) => allowed(b"*"),
@@ -415,6 +429,8 @@ impl Command {
             Command::Scan(_) => const { at("scan") },
             Command::Keys(_) => const { at("keys") },
             Command::ClusterDbSize => const { at("gridkv.dbsize") },
+            Command::FlushAll => const { at("flushall") },
+            Command::FlushDb => const { at("flushdb") },
             Command::Incr(_) => const { at("incr") },
             Command::Decr(_) => const { at("decr") },
             Command::IncrBy(_) => const { at("incrby") },
@@ -469,6 +485,7 @@ impl Command {
             Command::Incr(c) | Command::Decr(c) | Command::IncrBy(c) | Command::DecrBy(c) => {
                 c.apply(node).await
             }
+            Command::FlushAll | Command::FlushDb => scan::flush(node).await,
         }
     }
 }
@@ -642,9 +659,11 @@ mod tests {
     #[test]
     fn unknown_commands_and_refusals() {
         assert_eq!(
-            parse(&["FLUSHALL"]),
-            Err(ParseError::UnknownCommand("FLUSHALL".into()))
+            parse(&["FLUSHEVERYTHING"]),
+            Err(ParseError::UnknownCommand("FLUSHEVERYTHING".into()))
         );
+        assert_eq!(parse(&["FLUSHALL", "ASYNC"]), Ok(Command::FlushAll));
+        assert_eq!(parse(&["FLUSHDB", "LATER"]), Err(ParseError::Syntax));
         let long = "x".repeat(100);
         assert_eq!(
             parse(&[&long]),

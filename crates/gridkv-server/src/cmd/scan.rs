@@ -139,6 +139,25 @@ impl Keys {
     }
 }
 
+/// `FLUSHALL`/`FLUSHDB [ASYNC | SYNC]`: a versioned flush of the whole
+/// cluster (see [`gridkv::GridKv::flush`]); `OK` once every member applied
+/// it, else an error naming those that did not.
+pub(crate) fn parse_flush(args: &[Bytes]) -> Result<(), ParseError> {
+    match &args[1..] {
+        [] => Ok(()),
+        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => Ok(()),
+        _ => Err(ParseError::Syntax),
+    }
+}
+
+/// Runs a flush.
+pub(crate) async fn flush(node: &GridKv) -> Reply {
+    match node.flush().await {
+        Ok(()) => Reply::ok(),
+        Err(e) => Reply::Error(error_reply(&e)),
+    }
+}
+
 /// `GRIDKV.DBSIZE`: the cluster's keys with a live value.
 pub(crate) async fn cluster_dbsize(node: &GridKv) -> Reply {
     match node.count_keys().await {

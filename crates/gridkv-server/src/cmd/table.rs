@@ -124,6 +124,8 @@ pub(crate) const COMMANDS: &[Spec] = &[
         &["noscript", "loading", "stale", "fast", "allow_busy"],
         ALL_KEYS,
     ),
+    spec("flushall", -1, &["write"], NO_KEYS),
+    spec("flushdb", -1, &["write"], NO_KEYS),
     spec("incr", 2, &["write", "denyoom", "fast"], ONE_KEY),
     spec("decr", 2, &["write", "denyoom", "fast"], ONE_KEY),
     spec("incrby", 3, &["write", "denyoom", "fast"], ONE_KEY),

@@ -10,8 +10,9 @@ missing library fails (it is not skipped).
 
 Each library writes through one node and reads through the others where
 its API allows (Django's RedisCache reads from the "replica" locations).
-Not yet covered, because GridKV does not answer it yet: clearing without
-a key prefix (FLUSHDB): see docs/COMPATIBILITY.md.
+Clearing without a key prefix (FLUSHDB) empties the whole cluster, so
+the libraries that do it (Django, Flask-Caching without a prefix) run
+last.
 """
 
 import asyncio
@@ -91,6 +92,20 @@ def flask_caching(ports):
     assert read.get("a") is None and read.get("forever") is None
 
 
+def flask_caching_flush(ports):
+    from flask_caching.backends.rediscache import RedisCache
+
+    write = RedisCache(host="127.0.0.1", port=ports[1], key_prefix="")
+    read = RedisCache(host="127.0.0.1", port=ports[0], key_prefix="")
+    assert write.set("x", 1)
+    # Without a key prefix, clear is FLUSHDB.
+    assert write.clear()
+    assert read.get("x") is None
+    import redis
+
+    assert redis.Redis(host="127.0.0.1", port=ports[2]).execute_command("GRIDKV.DBSIZE") == 0
+
+
 def django_cache(ports):
     import django
     from django.conf import settings
@@ -126,6 +141,12 @@ def django_cache(ports):
     assert cache.get_many(["dj:m2", "dj:b"]) == {}
     assert cache.get_or_set("dj:gos", lambda: "made", timeout=100) == "made"
     assert cache.get("dj:gos") == "made"
+    # clear() is FLUSHDB: the whole cluster, through the write location;
+    # its reads go to the others.
+    cache.clear()
+    assert cache.get("dj:gos") is None and cache.get("dj:a") is None
+    cache.set("dj:after", 1)
+    assert cache.get("dj:after") == 1
 
 
 def aiocache_lib(ports):
@@ -196,9 +217,10 @@ def main(ports):
     for name, run in [
         ("redis-py", redis_py),
         ("flask-caching", flask_caching),
-        ("django", django_cache),
         ("aiocache", aiocache_lib),
         ("dogpile.cache", dogpile),
+        ("django", django_cache),
+        ("flask-caching without a prefix", flask_caching_flush),
     ]:
         run(ports)
         print(name, "ok", flush=True)

@@ -1,5 +1,6 @@
-//! Walking the cluster's keys: [`GridKv::scan`] and
-//! [`GridKv::count_keys`] (see `replication::keys` for how a step works).
+//! The whole keyspace: walking it ([`GridKv::scan`],
+//! [`GridKv::count_keys`]; see `replication::keys` for how a step works)
+//! and flushing it ([`GridKv::flush`]; see `replication::flush`).
 
 use super::GridKv;
 use crate::replication::{Error, ScanPage};
@@ -74,5 +75,48 @@ impl GridKv {
                 return Ok(total);
             }
         }
+    }
+
+    /// Removes every key of the whole cluster (Redis's `FLUSHALL`): a
+    /// versioned flush. Every member removes what was written before it
+    /// and refuses it from then on, so no late write, hint, repair, fill
+    /// or anti-entropy brings any of it back; writes made after it are
+    /// kept. Members that join or restart learn of it before they serve.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FlushIncomplete`] naming the members that did not apply
+    /// it (the others did); [`Error::ShuttingDown`], [`Error::NotReady`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("f1").build()?).await?;
+    /// node.ready().await?;
+    /// node.set("a", "1").await?;
+    /// node.flush().await?;
+    /// assert_eq!(node.get("a").await?, None);
+    /// assert!(node.flush_floor_ms().is_some());
+    /// node.set("a", "2").await?;
+    /// assert_eq!(node.get("a").await?.as_deref(), Some(&b"2"[..]));
+    /// node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn flush(&self) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        self.until_serving(None).await?;
+        Box::pin(self.inner.coordinator.flush()).await.map(drop)
+    }
+
+    /// When the last flush this node applied was taken (its floor's
+    /// time, ms since the Unix epoch), if any.
+    pub fn flush_floor_ms(&self) -> Option<u64> {
+        let floor = self.inner.coordinator.replica.store.floor();
+        (floor > crate::hlc::Version::ZERO).then(|| floor.ts.physical_ms())
     }
 }

@@ -118,10 +118,16 @@ impl Coordinator {
                 let version = counter_version(item.version);
                 (version, Counter::new(base), item.expires_at, item.expiry_stamp)
             }
+            // Counted after the delete, or after the last flush (a
+            // counter below the flush's floor would be refused).
             Lookup::Dead { version, .. } => {
-                (counter_version(version), Counter::new(0), None, Timestamp::ZERO)
+                let after = version.max(self.replica.store.floor());
+                (counter_version(after), Counter::new(0), None, Timestamp::ZERO)
             }
-            _ => (counter_version(Version::ZERO), Counter::new(0), None, Timestamp::ZERO),
+            _ => {
+                let after = self.replica.store.floor();
+                (counter_version(after), Counter::new(0), None, Timestamp::ZERO)
+            }
         };
         let hlc = &self.replica.hlc;
         let node = Bytes::copy_from_slice(self.me.as_bytes());

@@ -43,6 +43,7 @@ pub(crate) mod clock_gate;
 pub(crate) mod coordinator;
 pub(crate) mod fill_driver;
 pub(crate) mod fill_schedule;
+mod flush;
 pub(crate) mod hint_delivery;
 pub(crate) mod hints;
 pub(crate) mod in_flight;
@@ -542,6 +543,15 @@ pub enum Error {
     /// was written).
     #[error("increment or decrement would overflow")]
     Overflow,
+    /// A flush (`GridKv::flush`) that some members did not apply (they
+    /// were down or did not answer in time): the others did. Those named
+    /// learn of it from anti-entropy once they are back; until then they
+    /// may serve what they held. Retry to make sure.
+    #[error("flush not applied by {}: the other members applied it; retry once they are back", missing.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", "))]
+    FlushIncomplete {
+        /// The members that did not apply it.
+        missing: Vec<crate::id::NodeId>,
+    },
     /// A counter incremented through more node runs than it keeps slots
     /// for: reset it (`SET` or delete it) to count again.
     #[error("the counter has {slots} slots, the most it keeps: reset it with SET or DEL")]

@@ -395,6 +395,7 @@ impl Rebalancer {
                 entries,
                 next,
                 watermark,
+                floor,
             }) = self
                 .ask(
                     addr,
@@ -408,6 +409,12 @@ impl Rebalancer {
             else {
                 return false;
             };
+            // The source was flushed: so is this node, before it takes
+            // what the source holds (nothing older comes back).
+            if let Some(floor) = floor {
+                let _ = self.replica.hlc.update(floor.ts);
+                self.replica.store.flush(floor);
+            }
             let mut batch_bytes = 0;
             for entry in &entries {
                 batch_bytes += entry.key.len() as u64;

@@ -221,10 +221,12 @@ impl Replica {
                         .entries
                         .retain(|e| matches!(e.data, crate::store::EntryData::Tombstone { .. }));
                 }
+                let floor = self.store.floor();
                 DataResponse::Batch {
                     entries: batch.entries,
                     next: batch.next,
                     watermark: self.store.watermark(range),
+                    floor: (floor > crate::hlc::Version::ZERO).then_some(floor),
                 }
             }
             Ok(DataRequest::Digest { range, .. }) => DataResponse::Digest(self.store.digest(range)),
@@ -276,6 +278,17 @@ impl Replica {
                 version,
                 restore,
             }) => self.retract(&key, version, restore),
+            Ok(DataRequest::Flush { floor: None }) => DataResponse::Clock(self.hlc.new_version()),
+            Ok(DataRequest::Flush { floor: Some(floor) }) => {
+                // The floor is a version of this cluster: merged into the
+                // clock, so this node stamps above it from now on.
+                let _ = self.hlc.update(floor.ts);
+                let removed = self.store.flush(floor);
+                tracing::info!(%floor, removed, "flushed");
+                DataResponse::Applied {
+                    was_live: removed > 0,
+                }
+            }
             Ok(DataRequest::Lease {
                 key,
                 holder,

@@ -115,6 +115,10 @@ enum RequestWire<'a> {
         ttl_ms: u64,
         release: bool,
     },
+    /// A flush at `floor`, or (`None`) a request for the replica's clock.
+    Flush {
+        floor: Option<VersionWire>,
+    },
     /// `Set` of a counter's state.
     CounterSet {
         #[serde(serialize_with = "as_bytes")]
@@ -220,6 +224,16 @@ pub enum DataRequest {
         ttl: std::time::Duration,
         /// End the lease instead.
         release: bool,
+    },
+    /// Flush the store at `floor` ([`Store::flush`]), answered
+    /// [`DataResponse::Applied`]; or, with `None`, answer this node's
+    /// clock ([`DataResponse::Clock`]): the first step of a flush, which
+    /// takes a floor above every version any member stamped.
+    ///
+    /// [`Store::flush`]: crate::store::Store::flush
+    Flush {
+        /// The floor.
+        floor: Option<Version>,
     },
     /// Take back a conditional write at `version` that lost
     /// ([`Store::retract`](crate::store::Store::retract)): drop it if it
@@ -608,6 +622,30 @@ impl DataRequest {
         )
     }
 
+    /// Encodes a [`DataRequest::Flush`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gridkv::hlc::Version;
+    /// use gridkv::replication::wire::DataRequest;
+    ///
+    /// let frame = Bytes::from(DataRequest::encode_flush(Some(Version::ZERO)));
+    /// assert_eq!(
+    ///     DataRequest::decode(&frame).unwrap(),
+    ///     DataRequest::Flush { floor: Some(Version::ZERO) }
+    /// );
+    /// ```
+    pub fn encode_flush(floor: Option<Version>) -> Vec<u8> {
+        encode(
+            &RequestWire::Flush {
+                floor: floor.map(Into::into),
+            },
+            0,
+        )
+    }
+
     /// Encodes a [`DataRequest::Retract`].
     ///
     /// # Examples
@@ -739,6 +777,9 @@ impl DataRequest {
                     .map_err(|e| DataWireError::Malformed(format!("holder: {e}")))?,
                 ttl: std::time::Duration::from_millis(ttl_ms),
                 release,
+            },
+            RequestWire::Flush { floor } => DataRequest::Flush {
+                floor: floor.map(Into::into),
             },
             RequestWire::CounterSet {
                 key,

@@ -100,6 +100,8 @@ enum ResponseWire<'a> {
         next: Option<(u64, &'a [u8])>,
         /// The source's watermark over the scanned range: (below, until).
         watermark: Option<(VersionWire, u64)>,
+        /// The source's flush floor, if it was flushed.
+        floor: Option<VersionWire>,
     },
     Digest {
         hash: u64,
@@ -121,6 +123,10 @@ enum ResponseWire<'a> {
         #[serde(borrow)]
         keys: Vec<KeyWire<'a>>,
         next: Option<(u64, &'a [u8])>,
+    },
+    /// A replica's clock (a flush's first step).
+    Clock {
+        now: VersionWire,
     },
     /// A lease answer: granted, or held by another for `wait_ms`.
     Lease {
@@ -224,7 +230,13 @@ pub enum DataResponse {
         /// the receiver adopts it, so that it refuses what the source
         /// would.
         watermark: Option<Watermark>,
+        /// The source's flush floor ([`Store::flush`](crate::store::Store::flush)),
+        /// if it was flushed: the receiver flushes too before it takes the
+        /// entries (so joiners and restarts learn of a flush as they fill).
+        floor: Option<Version>,
     },
+    /// A replica's clock: a version above every version it stamped.
+    Clock(Version),
     /// A range's digest.
     Digest(RangeDigest),
 }
@@ -311,12 +323,15 @@ impl DataResponse {
                 code: *code as u16,
                 reason,
             },
+            DataResponse::Clock(now) => ResponseWire::Clock { now: (*now).into() },
             DataResponse::Batch {
                 entries,
                 next,
                 watermark,
+                floor,
             } => ResponseWire::Batch {
                 watermark: watermark.map(|w| (w.below.into(), w.until_ms)),
+                floor: floor.map(Into::into),
                 entries: entries
                     .iter()
                     .filter_map(|e| {
@@ -445,10 +460,12 @@ impl DataResponse {
                 code: RefusalCode::from_u16(code),
                 reason: reason.to_owned(),
             },
+            ResponseWire::Clock { now } => DataResponse::Clock(now.into()),
             ResponseWire::Batch {
                 entries,
                 next,
                 watermark,
+                floor,
             } => {
                 if entries.len() > MAX_BATCH_ENTRIES {
                     return Err(DataWireError::Malformed("batch too long".to_owned()));
@@ -478,6 +495,7 @@ impl DataResponse {
                         below: below.into(),
                         until_ms,
                     }),
+                    floor: floor.map(Into::into),
                 }
             }
             ResponseWire::Digest { hash, count } => {

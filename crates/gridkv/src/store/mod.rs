@@ -175,6 +175,10 @@ pub struct Store {
     used: AtomicU64,
     /// Next shard to evict from when the written shard has nothing left.
     evict_cursor: AtomicUsize,
+    /// The flush floor ([`Store::flush`]): nothing older is kept or taken.
+    floor: parking_lot::Mutex<Version>,
+    /// `floor`'s timestamp, read by every write without the lock.
+    floor_ts: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -225,6 +229,8 @@ impl Store {
             clock: CoarseClock::new(clock),
             used: AtomicU64::new(0),
             evict_cursor: AtomicUsize::new(0),
+            floor: parking_lot::Mutex::new(Version::ZERO),
+            floor_ts: AtomicU64::new(0),
         })
     }
 
@@ -350,6 +356,13 @@ impl Store {
         condition: Option<Condition>,
     ) -> Result<ApplyOutcome, StoreError> {
         self.check_key(key)?;
+        // A write from before a flush is one the flush removed.
+        if write.version.ts.as_u64() <= self.floor_ts.load(Relaxed) {
+            let floor = *self.floor.lock();
+            if write.version < floor {
+                return Ok(ApplyOutcome::Superseded { current: floor });
+            }
+        }
         if let WriteOp::Set { value, .. } = write.op {
             if value.len() > self.config.max_value_len {
                 return Err(StoreError::ValueTooLarge {
@@ -413,6 +426,55 @@ impl Store {
     }
 
     /// Adds `delta` to the used bytes; returns the new total.
+    /// Flushes the store: removes every entry older than `floor` (values
+    /// and tombstones), and from now on refuses every write older than it
+    /// (as superseded), so that nothing written before the flush comes
+    /// back: not a late write, a hint, a repair or a fill. A floor at or
+    /// below the current one changes nothing. Returns how many entries it
+    /// removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::hlc::{Timestamp, Version};
+    /// use gridkv::store::{ApplyOutcome, Lookup, Store, StoreConfig, Write};
+    ///
+    /// let store = Store::new(StoreConfig::default()).unwrap();
+    /// let v = |ms| Version { ts: Timestamp::new(ms, 0), ..Version::ZERO };
+    /// store.apply(b"old", Write::set(v(1), b"x", None)).unwrap();
+    /// store.apply(b"new", Write::set(v(3), b"y", None)).unwrap();
+    /// assert_eq!(store.flush(v(2)), 1);
+    /// assert_eq!(store.get(b"old").unwrap(), Lookup::Missing);
+    /// assert!(store.get(b"new").unwrap().value().is_some());
+    /// // A late write from before the flush is refused.
+    /// let late = store.apply(b"old", Write::set(v(1), b"x", None)).unwrap();
+    /// assert_eq!(late, ApplyOutcome::Superseded { current: v(2) });
+    /// assert_eq!(store.floor(), v(2));
+    /// ```
+    pub fn flush(&self, floor: Version) -> u64 {
+        {
+            let mut current = self.floor.lock();
+            if floor <= *current {
+                return 0;
+            }
+            *current = floor;
+            self.floor_ts.store(floor.ts.as_u64(), Relaxed);
+        }
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let (entries, bytes) = shard.0.write().remove_older(floor);
+            removed += entries;
+            self.charge(-(bytes as i64));
+        }
+        removed
+    }
+
+    /// The flush floor: every entry older was removed, and every write
+    /// older is refused (`Version::ZERO` if the store was never flushed).
+    pub fn floor(&self) -> Version {
+        *self.floor.lock()
+    }
+
     /// Takes back a conditional write that lost (`SET NX` refused by
     /// most owners, applied by this one first): drops the value stored at
     /// `version`, if that is still what is stored, and puts `restore` in

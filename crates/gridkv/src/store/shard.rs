@@ -864,12 +864,24 @@ impl Shard {
     /// removed entries (skipped when popped, as for any removed entry)
     /// until they would outgrow the table, then are rebuilt from it.
     pub fn remove_range(&mut self, lo: u64, hi: u64, written_before: u64) -> (u64, u64) {
+        self.remove_where(|e| {
+            lo <= e.hash && e.hash <= hi && e.version.ts.physical_ms() < written_before
+        })
+    }
+
+    /// Removes every entry older than `floor` (a flush); (entries, bytes).
+    pub fn remove_older(&mut self, floor: Version) -> (u64, u64) {
+        self.remove_where(|e| e.version < floor)
+    }
+
+    /// Removes the entries `doomed` picks; (entries, bytes) removed.
+    fn remove_where(&mut self, doomed: impl Fn(&Entry) -> bool) -> (u64, u64) {
         let (mut freed, mut removed) = (0u64, 0u64);
         let leaf_shift = self.leaf_shift;
         let leaf_mask = self.leaves.len() - 1;
         let (leaves, counts) = (&mut self.leaves, &mut self.counts);
         self.table.retain(|e| {
-            if e.hash < lo || e.hash > hi || e.version.ts.physical_ms() >= written_before {
+            if !doomed(e) {
                 return true;
             }
             let leaf = e.hash.checked_shr(leaf_shift).unwrap_or(0) as usize & leaf_mask;
