@@ -3,14 +3,16 @@
 # alternating, and the ratios.
 #
 #     scripts/bench-vs-redis.sh [--rounds 3] [--requests 200000] [--placement split|shared]
+#                               [--tests set,get[,incr]]
 #
 # Targets compared (each on its own ports, all on loopback):
 #   redis       redis-server, no persistence
 #   gridkv-1    one `gridkv node`, N=1 W=1 R=1
 #   gridkv-3    three `gridkv node` processes, N=3 W=2 R=2; the benchmark
 #               talks to node 1, which coordinates every operation
-# Tests: SET and GET, 100-byte values, random keys among 100,000 (-r), 50
-# clients, unpipelined and with -P 16. Each round runs every target once per
+# Tests: SET and GET (and INCR with --tests set,get,incr: GridKV's counters
+# are convergent PN-counters, a read then a merged write), 100-byte values,
+# random keys among 100,000 (-r), 50 clients, unpipelined and with -P 16. Each round runs every target once per
 # test, in turn, so drifting machine load hits all of them alike; the
 # summary gives the median requests/s over the rounds and GridKV/Redis.
 #
@@ -29,8 +31,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=3
 requests=200000
 placement=split
+tests=set,get
 while [ $# -gt 0 ]; do
     case $1 in
+        --tests) tests=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --requests) requests=$2; shift 2 ;;
         --placement) placement=$2; shift 2 ;;
@@ -81,6 +85,7 @@ sleep 2 # let the 3-node cluster settle (rings converged on every node)
 declare -A port=([redis]=$redis_port [gridkv-1]=$single_port [gridkv-3]=$cluster_port)
 targets=(redis gridkv-1 gridkv-3)
 declare -A results
+read -r -a upper <<<"$(tr 'a-z,' 'A-Z ' <<<"$tests")"
 
 echo "placement: $placement; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "redis: $(redis-server --version | cut -d' ' -f3)"
@@ -90,9 +95,9 @@ for round in $(seq 1 "$rounds"); do
         [ "$pipeline" -gt 1 ] && n=$((requests * 5))
         for t in "${targets[@]}"; do
             # --csv lines: "SET","98039.22",...
-            out=$(client_cpu redis-benchmark -p "${port[$t]}" -t set,get -n "$n" -c 50 -d 100 \
+            out=$(client_cpu redis-benchmark -p "${port[$t]}" -t "$tests" -n "$n" -c 50 -d 100 \
                 -r 100000 -P "$pipeline" --csv 2>"$work/bench.err" || true)
-            for test in SET GET; do
+            for test in "${upper[@]}"; do
                 rps=$(grep "^\"$test\"" <<<"$out" | cut -d, -f2 | tr -d '"' || true)
                 if [ -z "$rps" ]; then
                     # redis-benchmark stops at the first error reply.
@@ -111,7 +116,7 @@ echo
 echo "=== medians over $rounds rounds (requests/s) and ratios to Redis"
 printf '%-4s %-3s %12s %12s %12s %8s %8s\n' test P redis gridkv-1 gridkv-3 "1/redis" "3/redis"
 for pipeline in 1 16; do
-    for test in SET GET; do
+    for test in "${upper[@]}"; do
         r=$(median "${results[redis|$test|$pipeline]}")
         g1=$(median "${results[gridkv-1|$test|$pipeline]}")
         g3=$(median "${results[gridkv-3|$test|$pipeline]}")
