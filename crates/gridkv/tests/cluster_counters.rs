@@ -80,6 +80,36 @@ async fn cluster_concurrent_increments_through_every_node_are_all_kept() -> Resu
         .await?;
     assert_eq!(nodes[1].incr_by("ttl", 1).await?, 2);
     assert!(matches!(nodes[2].ttl("ttl").await?, Ttl::ExpiresIn(_)));
+    // An expired counter starts again from zero, through any node (its
+    // next version is above the expired one's).
+    for (round, ttl_ms) in [(0, 300u64), (1, 300)] {
+        assert_eq!(nodes[round].incr_by("limit", 5).await?, 5, "round {round}");
+        assert!(
+            nodes[1]
+                .expire("limit", Duration::from_millis(ttl_ms))
+                .await?
+        );
+        sleep(Duration::from_millis(ttl_ms + 200)).await;
+        assert_eq!(nodes[2].get("limit").await?, None);
+        assert_eq!(nodes[round].incr_by("limit", 1).await?, 1, "round {round}");
+        assert_eq!(nodes[1].get("limit").await?.as_deref(), Some(&b"1"[..]));
+        assert!(nodes[0].delete("limit").await?);
+    }
+    nodes[0]
+        .set_opts(
+            "z",
+            "0",
+            WriteOptions::default().ttl(Duration::from_millis(300)),
+        )
+        .await?;
+    assert_eq!(nodes[1].incr_by("z", 1).await?, 1);
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        nodes[2].incr_by("z", 1).await?,
+        1,
+        "after the expiry, from zero"
+    );
+    assert_eq!(nodes[0].get("z").await?.as_deref(), Some(&b"1"[..]));
     nodes[0].set("text", "abc").await?;
     assert!(matches!(
         nodes[1].incr_by("text", 1).await,

@@ -40,6 +40,8 @@ async fn cluster_flush_removes_everything_before_it_and_nothing_after() -> Resul
     for node in &nodes {
         assert!(node.flush_floor_ms().is_some());
         assert_eq!(node.store().stats().live, 0, "{}: nothing left", node.id());
+        let audit = node.store().audit();
+        assert!(audit.is_consistent(), "{}: {audit:?}", node.id());
     }
     assert_eq!(nodes[2].count_keys().await?, 0);
     assert_eq!(nodes[0].get("k1").await?, None);

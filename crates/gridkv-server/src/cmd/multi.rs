@@ -12,18 +12,22 @@
 //! compare-and-set to build it on. `UNWATCH` answers `OK`.
 //!
 //! The queue is bounded: at most [`MAX_QUEUED`] commands and
-//! [`MAX_QUEUED_BYTES`] of keys and values; past either, the batch is
-//! discarded and the client told.
+//! [`MAX_QUEUED_BYTES`] of their arguments; past either, the batch is
+//! discarded and the client told. `EXEC` holds the replies until the last
+//! one: once they pass the client's output bound (`--max-client-output`),
+//! the rest of the batch is not run and each answers an error saying so.
 
-use super::Command;
+use bytes::Bytes;
+
+use super::{Client, Command, Commands};
 use crate::resp::Reply;
 use crate::session::Session;
 use crate::shared::Shared;
 
 /// Most commands one `MULTI` queues.
 pub const MAX_QUEUED: usize = 100_000;
-/// Most bytes of keys and values one `MULTI` queues.
-pub const MAX_QUEUED_BYTES: usize = 256 << 20;
+/// Most bytes of arguments one `MULTI` queues.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// The commands queued since `MULTI`.
 #[derive(Debug, Clone, Default)]
@@ -90,11 +94,26 @@ fn weight(command: &Command) -> usize {
         bytes += key.len();
         true
     });
+    let opt = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    let all = |v: &[Bytes]| v.iter().map(Bytes::len).sum::<usize>();
     bytes
         + match command {
-            Command::Set(set) => set.value.len(),
+            Command::Set(c) | Command::SetNx(c) | Command::SetEx(c) | Command::PSetEx(c) => {
+                c.value.len()
+            }
             Command::MSet(mset) => mset.pairs.iter().map(|(_, v)| v.len()).sum(),
             Command::Echo(message) => message.len(),
+            Command::Ping(ping) => opt(&ping.message),
+            Command::Client(Client::SetName(name) | Client::SetInfo(_, name)) => opt(name),
+            Command::Config(config) => all(&config.patterns),
+            Command::Commands(Commands::Info(names)) => all(names),
+            Command::Auth(auth) => auth.password.len() + opt(&auth.user),
+            Command::Hello(hello) => {
+                hello.auth.as_ref().map_or(0, |(u, p)| u.len() + p.len())
+                    + hello.name.as_ref().map_or(0, opt)
+            }
+            Command::Keys(keys) => keys.pattern.as_bytes().len(),
+            Command::Scan(scan) => scan.pattern.as_ref().map_or(0, |p| p.as_bytes().len()),
             _ => 0,
         }
 }
@@ -125,9 +144,16 @@ pub(crate) async fn exec(shared: &Shared, session: &mut Session) -> Reply {
     if tx.failed {
         return Reply::error("EXECABORT Transaction discarded because of previous errors.");
     }
+    // The replies are held until the last: bounded by the client's
+    // output bound, past which the rest of the batch is not run.
+    let bound = shared.memory.max_client_output() as usize;
+    let mut held = 0usize;
     let mut replies = Vec::with_capacity(tx.commands.len());
-    for command in tx.commands {
+    let mut commands = tx.commands.into_iter();
+    for command in commands.by_ref() {
         let reply = Box::pin(command.apply(shared, session)).await;
+        held += reply.payload_len() + 16;
+        let over = held > bound;
         if reply.is_error() {
             shared
                 .stats
@@ -135,6 +161,15 @@ pub(crate) async fn exec(shared: &Shared, session: &mut Session) -> Reply {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         replies.push(reply);
+        if over {
+            break;
+        }
+    }
+    let left = commands.len();
+    if left > 0 {
+        let why =
+            format!("ERR not run: EXEC's replies passed the client output bound ({bound} bytes)");
+        replies.extend((0..left).map(|_| Reply::error(why.clone())));
     }
     Reply::Array(replies)
 }
@@ -150,8 +185,6 @@ pub(crate) fn watch_refused() -> super::ParseError {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn command(words: &[&str]) -> Command {
@@ -172,7 +205,19 @@ mod tests {
         let big = "v".repeat(1 << 20);
         let mut refused = None;
         for i in 0..=MAX_QUEUED_BYTES >> 20 {
-            let reply = queue(&mut session, command(&["SET", &format!("k{i}"), &big]));
+            // SETEX's value counts as SET's does.
+            let words = if i % 2 == 0 {
+                vec!["SET".to_owned(), format!("k{i}"), big.clone()]
+            } else {
+                vec![
+                    "SETEX".to_owned(),
+                    format!("k{i}"),
+                    "10".to_owned(),
+                    big.clone(),
+                ]
+            };
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let reply = queue(&mut session, command(&words));
             if reply.is_error() {
                 refused = Some(i);
                 break;
@@ -180,8 +225,8 @@ mod tests {
         }
         assert_eq!(
             refused,
-            Some(255),
-            "256 MiB hold 255 values of 1 MiB and their keys"
+            Some(63),
+            "64 MiB hold 63 values of 1 MiB and their keys"
         );
         let tx = session.transaction.as_ref().unwrap();
         assert!(tx.failed && tx.is_empty());

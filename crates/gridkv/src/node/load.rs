@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::GridKv;
 use crate::replication::lease::LeaseAnswer;
-use crate::replication::{Error, WriteOptions};
+use crate::replication::{Error, ReadOptions, WriteOptions};
+use crate::store::{Condition, Lookup};
 
 /// A loader's error, shared with every caller that waited on it.
 pub type LoaderError = Arc<dyn std::error::Error + Send + Sync>;
@@ -107,7 +108,10 @@ impl GridKv {
     /// write. So N application instances missing the same key cause one
     /// load, not N (a lease is advisory: when the primary cannot be
     /// reached, or the lease ends before the value is written, another
-    /// load may run). A failing loader caches nothing: its error reaches
+    /// load may run). The loaded value is cached only if the key did not
+    /// change while the loader ran (a `set` or `delete` acknowledged
+    /// meanwhile is newer than what it loaded: it is returned, not
+    /// cached). A failing loader caches nothing: its error reaches
     /// the callers waiting on it; a hanging one is bounded by
     /// `options.timeout`. Named after moka's `try_get_with`.
     ///
@@ -243,8 +247,9 @@ impl GridKv {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         // A holder before this one may have written it.
-        if let Some(value) = self.get(key).await? {
-            return Ok(value);
+        let miss = self.lookup(key, ReadOptions::default()).await?;
+        if let Lookup::Live(item) = miss {
+            return Ok(item.user_value());
         }
         let loaded = match tokio::time::timeout_at(deadline, loader()).await {
             Err(_) => return Err(LoadError::Timeout(options.timeout)),
@@ -255,7 +260,20 @@ impl GridKv {
             ttl: options.ttl,
             ..WriteOptions::default()
         };
-        self.set_opts(key, loaded.clone(), write).await?;
+        let expires_at = self.expires_at(&write)?;
+        // Cached only if the key did not change while the loader ran: a
+        // SET or DEL acknowledged meanwhile is newer than what it loaded.
+        let restore = match miss {
+            Lookup::Dead {
+                version,
+                expired_at,
+                expiry_stamp,
+            } => Some((version, expiry_stamp, expired_at)),
+            _ => None,
+        };
+        let unchanged = Condition::Unchanged(miss.order().unwrap_or(Condition::ABSENT));
+        let data = Some((loaded.clone(), expires_at));
+        self.write_if(key, data, unchanged, restore, write).await?;
         Ok(loaded)
     }
 }

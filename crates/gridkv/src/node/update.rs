@@ -9,8 +9,11 @@
 //! operation reads again and retries, at most [`GridKv::UPDATE_ATTEMPTS`]
 //! times ([`Error::Contended`] after that).
 //!
-//! A write that reports a conflict (or fails) may have reached some owners
-//! before others refused it, and then spreads like any write. That is why
+//! A write that loses is taken back from the owners that applied it
+//! before the call answers (the tombstone its read found put back), and a
+//! conditional write is never re-stamped. One that fails otherwise (no
+//! quorum, a timeout, an owner that did not answer the take-back) may have
+//! reached some owners, and then spreads like any write. That is why
 //! there is no `append`: its value holds the value it read, and surfacing
 //! after a delete acknowledged meanwhile it would bring deleted data back.
 //! The writes here hold only the caller's new value (or a delete).
@@ -149,11 +152,17 @@ impl GridKv {
         let expires_at = self.expires_at(&options)?;
         self.update(key.as_ref(), options, |lookup| match lookup {
             Lookup::Live(_) => Step::Done(false),
+            // Applied only where nothing newer than the read is stored (a
+            // delete too: then a take-back puts back exactly what the
+            // read found). A conflict answers false without reading
+            // again: another writer got there first (or a delete did;
+            // the caller may retry). Reading again would widen the window
+            // in which a read repairs the loser's value onto other owners
+            // before it is taken back.
             other => Step::Write {
                 data: Some((value.clone(), expires_at)),
-                condition: Condition::NoValueAfter(read_order(&other)),
+                condition: Condition::Unchanged(read_order(&other)),
                 then: true,
-                // Another writer's value got there first.
                 on_conflict: Some(false),
             },
         })
@@ -244,7 +253,7 @@ impl GridKv {
             Lookup::Live(item) => Step::Write {
                 data: None,
                 condition: Condition::Unchanged((item.version, item.expiry_stamp)),
-                then: Some(item.value),
+                then: Some(item.user_value()),
                 on_conflict: None,
             },
             _ => Step::Done(None),
@@ -299,7 +308,7 @@ impl GridKv {
         if expires_at.is_some() || item.expires_at.is_some() {
             self.write_expiry_of(key, &item, expires_at).await?;
         }
-        Ok(Some(item.value))
+        Ok(Some(item.user_value()))
     }
 
     /// Adds `delta` (negative: subtracts) to the counter at `key` and

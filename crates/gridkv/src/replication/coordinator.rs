@@ -304,10 +304,17 @@ impl Coordinator {
             if tally.satisfied() {
                 return Ok(Conditional::Applied { was_live });
             }
-            if tally.conflict.is_some() {
+            // A conditional write is never re-stamped: a second attempt
+            // would meet the first one's value as a change since the read.
+            // It is taken back, and the caller reads again.
+            if tally.conflict.is_some() || (condition.is_some() && tally.superseded.is_some()) {
                 Counters::add(&self.counters.conflicts, 1);
                 let restore = conditional.and_then(|(_, r)| r);
-                self.retract(key, version, restore, &tally.applied_slots, &plan, &p, deadline)
+                // From every owner, not only those that applied it: one
+                // may have got it since from a read's repair, and each
+                // refuses it from now on.
+                let owners: Vec<usize> = (0..plan.owners.len()).collect();
+                self.retract(key, version, restore, &owners, &plan, &p, deadline)
                     .await;
                 return Ok(Conditional::Conflict);
             }
@@ -328,10 +335,11 @@ impl Coordinator {
     }
 
     /// Takes a conditional write that lost back from the owners (by plan
-    /// slot) that applied it, within the write's deadline, so that it
-    /// does not spread over the write that won (see `Store::retract`). An
-    /// owner that does not answer in time keeps it: as any failed write,
-    /// it may surface.
+    /// slot), within the write's deadline, so that it does not spread over
+    /// the write that won (see `Store::retract`: each owner drops it if it
+    /// holds it, and refuses it for a while, should a read's repair bring
+    /// it). An owner that does not answer in time keeps it: as any failed
+    /// write, it may surface.
     #[allow(clippy::too_many_arguments)]
     async fn retract(
         &self,

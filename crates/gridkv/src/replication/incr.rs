@@ -12,6 +12,7 @@
 //! meets a higher one of the same slot.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -29,6 +30,10 @@ use crate::store::{Lookup, Write};
 /// oldest (their next increment here takes a fresh slot).
 pub(crate) const REMEMBERED_SLOTS: usize = 65_536;
 
+/// How many times an increment reads again after its write met a newer
+/// version (a `SET` or `DEL` since its read, an evicted value, a flush).
+const INCR_ATTEMPTS: u32 = 3;
+
 /// This node's slot of one counter.
 #[derive(Debug, Clone, Copy)]
 struct Mine {
@@ -37,6 +42,8 @@ struct Mine {
     serial: u64,
     p: u64,
     n: u64,
+    /// When it was last added to.
+    at: Instant,
 }
 
 /// The slots this node writes, per key (bounded, oldest forgotten first),
@@ -56,20 +63,36 @@ struct SlotMemory {
 impl SlotMemory {
     /// This node's slot of `key`'s counter at `reset`, after adding
     /// `delta`, if `allowed` accepts the totals; remembered only then.
+    ///
+    /// A remembered slot is the counter's only if the counter read holds
+    /// it (`in_read`), or it was added to within `fresh_for` (less than a
+    /// tombstone's grace: an increment just sent may not show in a read
+    /// yet). Otherwise the key may have been deleted since and its
+    /// tombstone collected, the counter started again at the same version:
+    /// a fresh slot then, or the old totals would come back.
     fn add(
         &mut self,
         key: &[u8],
         reset: Version,
         delta: i64,
+        in_read: impl Fn(u64) -> bool,
+        fresh_for: Duration,
         allowed: impl FnOnce(u64, u64, u64) -> Result<(), Error>,
     ) -> Result<Mine, Error> {
-        let known = self.slots.get(key).filter(|m| m.reset == reset).copied();
+        let now = Instant::now();
+        let known = self
+            .slots
+            .get(key)
+            .filter(|m| m.reset == reset && (in_read(m.serial) || now - m.at < fresh_for))
+            .copied();
         let mut mine = known.unwrap_or(Mine {
             reset,
             serial: self.next_serial,
             p: 0,
             n: 0,
+            at: now,
         });
+        mine.at = now;
         if delta >= 0 {
             mine.p = mine.p.saturating_add(delta as u64);
         } else {
@@ -97,20 +120,46 @@ impl Coordinator {
     /// in it). A key holding a value that is not an integer is refused, as
     /// is a result past `i64`.
     pub(crate) async fn incr(&self, key: &[u8], delta: i64, opts: WriteOptions) -> Result<i64, Error> {
+        // The newest version an owner answered above the counter an attempt
+        // wrote: a SET or DEL since the read, an evicted value the read
+        // could not see, the flush floor. The next attempt reads again and
+        // counts after it.
+        let mut after = Version::ZERO;
+        for _ in 0..INCR_ATTEMPTS {
+            match self.incr_once(key, delta, after, opts).await? {
+                Ok(value) => return Ok(value),
+                Err(current) => after = after.max(current),
+            }
+        }
+        Err(Error::Contended {
+            attempts: INCR_ATTEMPTS,
+        })
+    }
+
+    /// One attempt of [`Coordinator::incr`]: its value, or the version
+    /// that superseded the counter it wrote.
+    async fn incr_once(
+        &self,
+        key: &[u8],
+        delta: i64,
+        after: Version,
+        opts: WriteOptions,
+    ) -> Result<Result<i64, Version>, Error> {
         let lookup = self.read(key, super::ReadOptions {
             timeout: opts.timeout,
             ..super::ReadOptions::default()
         })
         .await?;
+        let floor = self.replica.store.floor().max(after);
         // The counter the increment adds to: the one stored, or one
         // started from what the key holds (see `counter_version`).
         let (version, mut counter, expires_at, stamp) = match lookup {
-            Lookup::Live(item) if item.counter => {
+            Lookup::Live(item) if item.counter && item.version >= floor => {
                 let counter = Counter::decode(&item.value)
                     .map_err(|e| Error::InvalidKey(e.to_string()))?;
                 (item.version, counter, item.expires_at, item.expiry_stamp)
             }
-            Lookup::Live(item) => {
+            Lookup::Live(item) if item.version >= floor => {
                 let base = std::str::from_utf8(&item.value)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
@@ -118,21 +167,28 @@ impl Coordinator {
                 let version = counter_version(item.version);
                 (version, Counter::new(base), item.expires_at, item.expiry_stamp)
             }
-            // Counted after the delete, or after the last flush (a
-            // counter below the flush's floor would be refused).
+            // Counted after the delete or expiry, after the last flush
+            // (a counter below its floor would be refused), or after what
+            // superseded the last attempt.
             Lookup::Dead { version, .. } => {
-                let after = version.max(self.replica.store.floor());
-                (counter_version(after), Counter::new(0), None, Timestamp::ZERO)
+                (counter_version(version.max(floor)), Counter::new(0), None, Timestamp::ZERO)
             }
-            _ => {
-                let after = self.replica.store.floor();
-                (counter_version(after), Counter::new(0), None, Timestamp::ZERO)
-            }
+            _ => (counter_version(floor), Counter::new(0), None, Timestamp::ZERO),
         };
         let hlc = &self.replica.hlc;
         let node = Bytes::copy_from_slice(self.me.as_bytes());
         let generation = hlc.generation().get();
-        let mine = self.slots.inner.lock().add(key, version, delta, |serial, p, n| {
+        let grace = self.replica.store.config().tombstone_grace;
+        let in_read = |serial| {
+            counter
+                .slot(&SlotId {
+                    node: node.clone(),
+                    generation,
+                    serial,
+                })
+                .is_some()
+        };
+        let mine = self.slots.inner.lock().add(key, version, delta, in_read, grace / 2, |serial, p, n| {
             let id = SlotId {
                 node: node.clone(),
                 generation,
@@ -161,14 +217,19 @@ impl Coordinator {
         let write = Write::counter(version, &state, expires_at).with_expiry_stamp(stamp);
         let result = self.write_counter(key, write, opts).await;
         self.count(&result, &self.counters.writes);
-        result.map(|()| value)
+        Ok(result?.map(|()| value))
     }
 
     /// Sends a counter's state to the key's owners, at its own version
     /// (never re-stamped: it is one counter's state, merged where it
-    /// lands). An owner holding something newer (a `SET` or `DEL` since
-    /// the read) counts as done: the increment is ordered just before it.
-    async fn write_counter(&self, key: &[u8], write: Write<'_>, opts: WriteOptions) -> Result<(), Error> {
+    /// lands). Short of W with an owner holding something newer: that
+    /// version (`Err` inside), for the caller to count after.
+    async fn write_counter(
+        &self,
+        key: &[u8],
+        write: Write<'_>,
+        opts: WriteOptions,
+    ) -> Result<Result<(), Version>, Error> {
         self.check_key(key)?;
         let now = Instant::now();
         self.pass_write_barrier(&opts).await?;
@@ -176,12 +237,12 @@ impl Coordinator {
         let p = self.placement.load_full();
         let plan = WritePlan::new(&self.config, &p, &self.me, key_hash(key), &opts, now)?;
         self.reachable_quorum(&plan, &p)?;
-        let tally = plan.tally(write.version).superseded_applies();
+        let tally = plan.tally(write.version);
         let tally = self.fan_out_plain(key, write, &plan, &p, deadline, tally).await?;
-        if tally.satisfied() {
-            Ok(())
-        } else {
-            Err(tally.failure(plan.w))
+        match tally.superseded {
+            _ if tally.satisfied() => Ok(Ok(())),
+            Some(current) => Ok(Err(current)),
+            None => Err(tally.failure(plan.w)),
         }
     }
 }
@@ -199,21 +260,33 @@ mod tests {
             ..Version::ZERO
         };
         let ok = |_, _, _| Ok(());
-        let a = memory.add(b"k", v1, 3, ok).unwrap();
-        let b = memory.add(b"k", v1, -1, ok).unwrap();
+        let fresh = Duration::from_secs(60);
+        let add = |memory: &mut SlotMemory, key: &[u8], reset, delta| {
+            memory.add(key, reset, delta, |_| false, fresh, ok)
+        };
+        let a = add(&mut memory, b"k", v1, 3).unwrap();
+        let b = add(&mut memory, b"k", v1, -1).unwrap();
         assert_eq!((a.serial, b.serial, b.p, b.n), (0, 0, 3, 1));
         // Another reset: a fresh slot, counting from zero.
-        let c = memory.add(b"k", v2, 2, ok).unwrap();
+        let c = add(&mut memory, b"k", v2, 2).unwrap();
         assert_eq!((c.serial, c.p, c.n), (1, 2, 0));
         // A refused total is not remembered.
-        assert!(memory.add(b"k", v2, 5, |_, _, _| Err(Error::Overflow)).is_err());
-        assert_eq!(memory.add(b"k", v2, 1, ok).unwrap().p, 3);
+        let overflow = |_, _, _| Err(Error::Overflow);
+        assert!(memory.add(b"k", v2, 5, |_| false, fresh, overflow).is_err());
+        assert_eq!(add(&mut memory, b"k", v2, 1).unwrap().p, 3);
+        // Not in the counter read and not added to lately: the key may
+        // have been deleted and started again; a fresh slot.
+        let stale = memory.add(b"k", v2, 1, |_| false, Duration::ZERO, ok).unwrap();
+        assert_eq!((stale.p, stale.serial > c.serial), (1, true));
+        let held = memory.add(b"k", v2, 1, |s| s == stale.serial, Duration::ZERO, ok).unwrap();
+        assert_eq!((held.p, held.serial), (2, stale.serial), "the read holds it");
+        let c = held;
         for i in 0..REMEMBERED_SLOTS {
-            memory.add(format!("other{i}").as_bytes(), v1, 1, ok).unwrap();
+            add(&mut memory, format!("other{i}").as_bytes(), v1, 1).unwrap();
         }
         assert_eq!(memory.slots.len(), REMEMBERED_SLOTS);
         // `k` was the oldest: forgotten, its next increment takes a new slot.
-        let d = memory.add(b"k", v2, 1, ok).unwrap();
+        let d = add(&mut memory, b"k", v2, 1).unwrap();
         assert_eq!((d.p, d.serial > c.serial), (1, true));
     }
 }

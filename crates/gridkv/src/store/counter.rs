@@ -44,9 +44,11 @@ const MAGIC: u8 = 0xC7;
 /// [`counter_version`]); real generations never reach it.
 const COUNTER_BIT: u64 = 1 << 63;
 
-/// The version a counter started from the write at `reset` is stored at
-/// (`Version::ZERO` if the key held nothing): just above `reset` and below
-/// any write stamped after it, the same on every node that read `reset`.
+/// The version a counter started after the write at `reset` is stored at
+/// (`Version::ZERO` if the key held nothing): above `reset` and below any
+/// write stamped after it, the same on every node that read `reset`. After
+/// a counter's own version (one that expired, or was evicted), the next
+/// counter's is one logical tick later, so it is always above `reset`.
 ///
 /// # Examples
 ///
@@ -54,15 +56,25 @@ const COUNTER_BIT: u64 = 1 << 63;
 /// use gridkv::hlc::{Timestamp, Version};
 /// use gridkv::store::counter::counter_version;
 ///
-/// let set = Version { ts: Timestamp::new(10, 0), ..Version::ZERO };
-/// let later = Version { ts: Timestamp::new(10, 1), ..Version::ZERO };
+/// let set = Version { ts: Timestamp::new(10, 0), writer: 7, ..Version::ZERO };
+/// let later = Version { ts: Timestamp::new(10, 1), writer: 7, ..Version::ZERO };
 /// assert!(set < counter_version(set) && counter_version(set) < later);
-/// assert_eq!(counter_version(counter_version(set)), counter_version(set));
+/// // A counter after an expired counter: above it too.
+/// let again = counter_version(counter_version(set));
+/// assert!(again > counter_version(set) && again < Version { writer: 1, ..later });
 /// ```
 pub fn counter_version(reset: Version) -> Version {
-    Version {
-        generation: Generation::new(reset.generation.get() | COUNTER_BIT),
-        ..reset
+    if reset.generation.get() & COUNTER_BIT == 0 {
+        Version {
+            generation: Generation::new(reset.generation.get() | COUNTER_BIT),
+            ..reset
+        }
+    } else {
+        Version {
+            ts: crate::hlc::Timestamp::from_u64(reset.ts.as_u64().saturating_add(1)),
+            writer: 0,
+            generation: Generation::new(COUNTER_BIT),
+        }
     }
 }
 

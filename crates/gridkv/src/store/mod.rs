@@ -84,7 +84,10 @@ mod range;
 mod shard;
 mod stats;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -179,7 +182,17 @@ pub struct Store {
     floor: parking_lot::Mutex<Version>,
     /// `floor`'s timestamp, read by every write without the lock.
     floor_ts: AtomicU64,
+    /// Versions of conditional writes taken back lately ([`Store::retract`]),
+    /// refused if they arrive again (a read repair that copied one before
+    /// it was taken back), with when each was taken back; bounded.
+    retracted: parking_lot::Mutex<std::collections::VecDeque<(Version, u64)>>,
+    /// `retracted.len()`, read by every write without the lock.
+    retracted_len: AtomicUsize,
 }
+
+/// Most retracted versions a store remembers, and for how long (ms).
+const RETRACTED_MAX: usize = 4096;
+const RETRACTED_MS: u64 = 60_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,6 +244,8 @@ impl Store {
             evict_cursor: AtomicUsize::new(0),
             floor: parking_lot::Mutex::new(Version::ZERO),
             floor_ts: AtomicU64::new(0),
+            retracted: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            retracted_len: AtomicUsize::new(0),
         })
     }
 
@@ -356,13 +371,6 @@ impl Store {
         condition: Option<Condition>,
     ) -> Result<ApplyOutcome, StoreError> {
         self.check_key(key)?;
-        // A write from before a flush is one the flush removed.
-        if write.version.ts.as_u64() <= self.floor_ts.load(Relaxed) {
-            let floor = *self.floor.lock();
-            if write.version < floor {
-                return Ok(ApplyOutcome::Superseded { current: floor });
-            }
-        }
         if let WriteOp::Set { value, .. } = write.op {
             if value.len() > self.config.max_value_len {
                 return Err(StoreError::ValueTooLarge {
@@ -375,6 +383,21 @@ impl Store {
         let now = self.clock.now_ms();
         let index = self.shard_index(hash);
         let mut shard = self.shards[index].0.write();
+        // A write from before a flush is one the flush removed. Checked
+        // under the shard's lock: a flush raises the floor before it
+        // sweeps the shards, so a write it did not sweep sees the floor.
+        if write.version.ts.as_u64() <= self.floor_ts.load(Acquire) {
+            let floor = *self.floor.lock();
+            if write.version < floor {
+                return Ok(ApplyOutcome::Superseded { current: floor });
+            }
+        }
+        // A conditional write taken back: never again.
+        if self.retracted_len.load(Acquire) > 0 && self.was_retracted(write.version, now) {
+            return Ok(ApplyOutcome::Conflict {
+                current: write.version,
+            });
+        }
         let (outcome, delta) = shard.apply(hash, key, &write, condition, now);
         // Checked after every write, not only growing ones: a write that
         // frees tombstone bytes may still leave values over the budget.
@@ -458,11 +481,11 @@ impl Store {
                 return 0;
             }
             *current = floor;
-            self.floor_ts.store(floor.ts.as_u64(), Relaxed);
+            self.floor_ts.store(floor.ts.as_u64(), Release);
         }
         let mut removed = 0;
         for shard in self.shards.iter() {
-            let (entries, bytes) = shard.0.write().remove_older(floor);
+            let (bytes, entries) = shard.0.write().remove_older(floor);
             removed += entries;
             self.charge(-(bytes as i64));
         }
@@ -504,6 +527,18 @@ impl Store {
         self.check_key(key)?;
         let hash = key_hash(key);
         let now = self.clock.now_ms();
+        {
+            let mut retracted = self.retracted.lock();
+            while retracted
+                .front()
+                .is_some_and(|(_, at)| at + RETRACTED_MS <= now)
+                || retracted.len() >= RETRACTED_MAX
+            {
+                retracted.pop_front();
+            }
+            retracted.push_back((version, now));
+            self.retracted_len.store(retracted.len(), Release);
+        }
         let delta = self.shards[self.shard_index(hash)].0.write().retract(
             hash,
             key,
@@ -515,6 +550,14 @@ impl Store {
             self.charge(delta);
         }
         Ok(delta.is_some())
+    }
+
+    /// Whether `version` was taken back in the last [`RETRACTED_MS`].
+    fn was_retracted(&self, version: Version, now: u64) -> bool {
+        self.retracted
+            .lock()
+            .iter()
+            .any(|(v, at)| *v == version && at + RETRACTED_MS > now)
     }
 
     fn charge(&self, delta: i64) -> u64 {

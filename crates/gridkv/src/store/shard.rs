@@ -296,10 +296,11 @@ impl Shard {
             let stored = self
                 .table
                 .find(table_hash(hash), |e| e.hash == hash && *e.key == *key)
+                // An evicted stub holds nothing to keep: a key every owner
+                // evicted reads absent, and `SET NX` (or `SET ... GET`) must
+                // then be able to store it.
+                .filter(|e| e.state != State::Evicted)
                 .map(|e| {
-                    // An evicted stub is no value to keep: a key every
-                    // owner evicted reads absent, and `SET NX` must then
-                    // be able to store it.
                     let live = e.state == State::Live && !expired(e.expires_at, now);
                     ((e.version, e.expiry_stamp), live)
                 });
@@ -869,12 +870,12 @@ impl Shard {
         })
     }
 
-    /// Removes every entry older than `floor` (a flush); (entries, bytes).
+    /// Removes every entry older than `floor` (a flush); (bytes, entries).
     pub fn remove_older(&mut self, floor: Version) -> (u64, u64) {
         self.remove_where(|e| e.version < floor)
     }
 
-    /// Removes the entries `doomed` picks; (entries, bytes) removed.
+    /// Removes the entries `doomed` picks; (bytes freed, entries removed).
     fn remove_where(&mut self, doomed: impl Fn(&Entry) -> bool) -> (u64, u64) {
         let (mut freed, mut removed) = (0u64, 0u64);
         let leaf_shift = self.leaf_shift;

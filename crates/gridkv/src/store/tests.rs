@@ -1239,10 +1239,14 @@ fn a_retracted_write_puts_back_the_tombstone_it_replaced() {
             expiry_stamp: Timestamp::ZERO
         }
     );
+    // The same write arriving again (a read's repair copied it before it
+    // was taken back) is refused.
+    let again = s.apply(b"k", Write::set(version(3, 0), b"lost", None)).unwrap();
+    assert!(matches!(again, ApplyOutcome::Conflict { .. }), "{again:?}");
     // Without a tombstone to restore, the key is simply gone, and the
     // memory it held is released.
-    s.apply(b"n", Write::set(version(3, 0), b"lost", None)).unwrap();
-    assert!(s.retract(b"n", version(3, 0), None).unwrap());
+    s.apply(b"n", Write::set(version(4, 0), b"lost", None)).unwrap();
+    assert!(s.retract(b"n", version(4, 0), None).unwrap());
     assert_eq!(s.get(b"n").unwrap(), Lookup::Missing);
     assert_eq!(s.stats().live, 0);
     let audit = s.audit();
