@@ -48,7 +48,7 @@ pub(crate) struct Coordinator {
     /// What this node's requests taught it about each peer.
     pub(crate) peers: Arc<PeerScores>,
     /// This node's slots of the counters it increments.
-    pub(crate) slots: super::incr::CounterSlots,
+    pub(crate) slots: super::counter_slots::CounterSlots,
 }
 
 /// A data request on its way: records its outcome in the peer's score,
