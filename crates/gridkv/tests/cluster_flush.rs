@@ -94,6 +94,18 @@ async fn cluster_flush_removes_everything_before_it_and_nothing_after() -> Resul
         sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(nodes[2].store().stats().live, 0);
+
+    // A node that joins after the flush has its floor before it serves:
+    // the batches it fills from carry it.
+    let mut nodes = nodes;
+    let config = gridkv::GridKv::builder("d")
+        .seeds([nodes[0].advertised_addr().to_owned()])
+        .build()?;
+    nodes.push(gridkv::GridKv::start(config).await?);
+    common::cluster::wait_normal(&nodes, "d", 4).await;
+    nodes[3].ready().await?;
+    assert_eq!(nodes[3].store().floor(), nodes[0].store().floor());
+    assert_eq!(nodes[3].get("k1").await?, None);
     shutdown(&nodes).await;
     Ok(())
 }
