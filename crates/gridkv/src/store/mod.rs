@@ -185,7 +185,7 @@ pub struct Store {
     /// Versions of conditional writes taken back lately ([`Store::retract`]),
     /// refused if they arrive again (a read repair that copied one before
     /// it was taken back), with when each was taken back; bounded.
-    retracted: parking_lot::Mutex<std::collections::VecDeque<(Version, u64)>>,
+    retracted: parking_lot::Mutex<Retracted>,
     /// `retracted.len()`, read by every write without the lock.
     retracted_len: AtomicUsize,
 }
@@ -193,6 +193,27 @@ pub struct Store {
 /// Most retracted versions a store remembers, and for how long (ms).
 const RETRACTED_MAX: usize = 4096;
 const RETRACTED_MS: u64 = 60_000;
+
+/// Versions taken back lately, in the order they were (to expire them),
+/// and as a set (to look one up in O(1) on every write while any is held).
+#[derive(Debug, Default)]
+struct Retracted {
+    order: std::collections::VecDeque<(Version, u64)>,
+    set: std::collections::HashSet<Version>,
+}
+
+impl Retracted {
+    /// Drops what expired by `now` (and the oldest past the bound).
+    fn trim(&mut self, now: u64, room: usize) {
+        while let Some(&(v, at)) = self.order.front() {
+            if at + RETRACTED_MS > now && self.order.len() + room <= RETRACTED_MAX {
+                break;
+            }
+            self.order.pop_front();
+            self.set.remove(&v);
+        }
+    }
+}
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,7 +265,7 @@ impl Store {
             evict_cursor: AtomicUsize::new(0),
             floor: parking_lot::Mutex::new(Version::ZERO),
             floor_ts: AtomicU64::new(0),
-            retracted: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            retracted: parking_lot::Mutex::new(Retracted::default()),
             retracted_len: AtomicUsize::new(0),
         })
     }
@@ -529,15 +550,11 @@ impl Store {
         let now = self.clock.now_ms();
         {
             let mut retracted = self.retracted.lock();
-            while retracted
-                .front()
-                .is_some_and(|(_, at)| at + RETRACTED_MS <= now)
-                || retracted.len() >= RETRACTED_MAX
-            {
-                retracted.pop_front();
+            retracted.trim(now, 1);
+            if retracted.set.insert(version) {
+                retracted.order.push_back((version, now));
             }
-            retracted.push_back((version, now));
-            self.retracted_len.store(retracted.len(), Release);
+            self.retracted_len.store(retracted.order.len(), Release);
         }
         let delta = self.shards[self.shard_index(hash)].0.write().retract(
             hash,
@@ -554,10 +571,10 @@ impl Store {
 
     /// Whether `version` was taken back in the last [`RETRACTED_MS`].
     fn was_retracted(&self, version: Version, now: u64) -> bool {
-        self.retracted
-            .lock()
-            .iter()
-            .any(|(v, at)| *v == version && at + RETRACTED_MS > now)
+        let mut retracted = self.retracted.lock();
+        retracted.trim(now, 0);
+        self.retracted_len.store(retracted.order.len(), Release);
+        retracted.set.contains(&version)
     }
 
     fn charge(&self, delta: i64) -> u64 {
