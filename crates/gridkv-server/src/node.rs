@@ -301,7 +301,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         tokio::select! {
             _ = &mut stop => break,
             _ = hangup.recv() => {
-                watched.changed();
+                watched.read_now();
                 let _ = running.reload_all("SIGHUP");
             }
             _ = poll.tick(), if !watched.is_empty() => {

@@ -14,10 +14,11 @@ use crate::config::ServerConfig;
 /// How often the watched files' modification times are compared.
 pub const POLL: Duration = Duration::from_secs(2);
 
-/// The files a node reloads, and what each looked like last time.
+/// The files a node reloads: for each, what it looked like when last
+/// acted on, and at the last poll.
 #[derive(Debug)]
 pub struct Watched {
-    files: Vec<(PathBuf, Option<Stamp>)>,
+    files: Vec<(PathBuf, Option<Stamp>, Option<Stamp>)>,
 }
 
 /// What tells a file changed: its modification time and length (a rename
@@ -50,24 +51,39 @@ impl Watched {
                 .into_iter()
                 .map(|p| {
                     let s = stamp(&p);
-                    (p, s)
+                    (p, s, s)
                 })
                 .collect(),
         }
     }
 
-    /// Whether any file changed since the last call (or since
-    /// [`Watched::new`]).
+    /// Whether any file changed since it was last acted on (or since
+    /// [`Watched::new`]) and has stayed the same since the previous call:
+    /// a file caught while it is being written (truncated, half there) is
+    /// not read until it settles. An ACL file read empty mid-write would
+    /// log every user out.
     pub fn changed(&mut self) -> bool {
         let mut changed = false;
-        for (path, last) in &mut self.files {
+        for (path, acted, seen) in &mut self.files {
             let now = stamp(path);
-            if now != *last {
-                *last = now;
+            if now != *seen {
+                *seen = now;
+            } else if now != *acted {
+                *acted = now;
                 changed = true;
             }
         }
         changed
+    }
+
+    /// Marks every file as read as it is now (a reload that read them
+    /// all, on SIGHUP).
+    pub fn read_now(&mut self) {
+        for (path, acted, seen) in &mut self.files {
+            let now = stamp(path);
+            *acted = now;
+            *seen = now;
+        }
     }
 
     /// Whether there is anything to watch.
@@ -107,5 +123,31 @@ impl Hangup {
 impl Default for Hangup {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_acted_on_once_the_file_settles() {
+        let path = std::env::temp_dir().join(format!("gridkv-watch-{}.acl", std::process::id()));
+        std::fs::write(&path, "user a on\n").unwrap();
+        let mut watched = Watched {
+            files: vec![(path.clone(), stamp(&path), stamp(&path))],
+        };
+        assert!(!watched.changed());
+        // Caught mid-write: truncated, not read yet.
+        std::fs::write(&path, "").unwrap();
+        assert!(!watched.changed(), "a file just changed waits a poll");
+        std::fs::write(&path, "user a on\nuser b on\n").unwrap();
+        assert!(!watched.changed(), "still changing");
+        assert!(watched.changed(), "settled: read once");
+        assert!(!watched.changed());
+        std::fs::write(&path, "user c on\n").unwrap();
+        watched.read_now();
+        assert!(!watched.changed() && !watched.changed(), "read on SIGHUP");
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -110,7 +110,11 @@ fn wait_converged(nodes: &[&Node]) {
 /// A metric's value in a node's `/metrics` (summed over its label sets
 /// matching `labels`), or 0.
 fn metric(node: &Node, name: &str, labels: &str) -> f64 {
-    let (_, body) = node.http_get("/metrics").unwrap();
+    // A connection cut during a certificate reload reads as no value yet:
+    // callers wait for the metric (`eventually`).
+    let Ok((_, body)) = node.http_get("/metrics") else {
+        return f64::NAN;
+    };
     body.lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
