@@ -263,14 +263,7 @@ impl GridKv {
         let expires_at = self.expires_at(&write)?;
         // Cached only if the key did not change while the loader ran: a
         // SET or DEL acknowledged meanwhile is newer than what it loaded.
-        let restore = match miss {
-            Lookup::Dead {
-                version,
-                expired_at,
-                expiry_stamp,
-            } => Some((version, expiry_stamp, expired_at)),
-            _ => None,
-        };
+        let restore = crate::replication::conditional::restore_of(&miss);
         let unchanged = Condition::Unchanged(miss.order().unwrap_or(Condition::ABSENT));
         let data = Some((loaded.clone(), expires_at));
         self.write_if(key, data, unchanged, restore, write).await?;

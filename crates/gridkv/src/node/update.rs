@@ -378,14 +378,7 @@ impl GridKv {
             let lookup = self.lookup(key, read).await?;
             // The tombstone read, put back where a write that lost is
             // taken back.
-            let restore = match lookup {
-                Lookup::Dead {
-                    version,
-                    expired_at,
-                    expiry_stamp,
-                } => Some((version, expiry_stamp, expired_at)),
-                _ => None,
-            };
+            let restore = crate::replication::conditional::restore_of(&lookup);
             let (data, condition, then, on_conflict) = match step(lookup) {
                 Step::Done(answer) => return Ok(answer),
                 Step::Write {

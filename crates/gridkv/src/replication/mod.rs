@@ -40,6 +40,7 @@
 //! `/cluster` and a metric).
 
 pub(crate) mod clock_gate;
+pub(crate) mod conditional;
 pub(crate) mod coordinator;
 pub(crate) mod fill_driver;
 pub(crate) mod fill_schedule;
