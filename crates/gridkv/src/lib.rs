@@ -99,9 +99,10 @@ pub use node::{
     StartError, Ttl,
 };
 pub use replication::{
-    Consistency, Error, FillReport, PeerHealth, ReadOptions, ReplicationConfig, ReplicationStats,
-    ReplicationStatus, ScanPage, WriteOptions,
+    Consistency, ConsistencyLevel, Error, FillReport, Guarantee, PeerHealth, ReadOptions,
+    ReplicationConfig, ReplicationStats, ReplicationStatus, ScanPage, WriteOptions,
 };
+pub use ring::{Location, ReplicaPlacement};
 pub use store::{StoreConfig, StoreStats};
 
 /// The cluster transport's settings and errors, as [`Config`] and

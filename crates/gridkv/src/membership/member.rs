@@ -29,12 +29,21 @@ pub struct Identity {
     pub addr: String,
     /// The datacenter label (placement and routing use it).
     pub datacenter: String,
+    /// The rack or zone label within the datacenter; empty when none was
+    /// given. Placement puts a key's copies in one datacenter on distinct
+    /// racks when it can.
+    pub rack: String,
     /// The node's public signing key, once cluster traffic is signed.
     pub public_key: Option<[u8; 32]>,
 }
 
 impl Identity {
-    /// The longest address and datacenter label accepted, in bytes.
+    /// Where the member runs, for placement.
+    pub fn location(&self) -> crate::ring::Location {
+        crate::ring::Location::new(&self.datacenter, &self.rack)
+    }
+
+    /// The longest address, datacenter and rack label accepted, in bytes.
     pub const MAX_LABEL: usize = 255;
 
     /// An identity in the `default` datacenter with no public key.
@@ -44,6 +53,7 @@ impl Identity {
             generation,
             addr: addr.into(),
             datacenter: "default".to_owned(),
+            rack: String::new(),
             public_key: None,
         }
     }

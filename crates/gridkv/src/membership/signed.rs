@@ -82,6 +82,7 @@ pub fn signed_bytes(
     out.extend_from_slice(&update.incarnation.to_be_bytes());
     push_label(&mut out, id.addr.as_bytes());
     push_label(&mut out, id.datacenter.as_bytes());
+    push_label(&mut out, id.rack.as_bytes());
     match &id.public_key {
         Some(k) => {
             out.push(1);
@@ -242,6 +243,7 @@ impl Removal {
                 generation,
                 addr: String::new(),
                 datacenter: String::new(),
+                rack: String::new(),
                 public_key: None,
             },
             incarnation: 0,

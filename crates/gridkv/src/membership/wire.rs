@@ -18,9 +18,9 @@ use crate::id::{Generation, NodeId};
 
 /// The packet format this build writes and reads. Version 2 added the
 /// sender's [`ClockReading`]; version 3 a signature ([`Proof`]) on every
-/// update. Earlier versions are refused ([`WireError::Version`]):
-/// membership has no mixed-version mode.
-pub const WIRE_VERSION: u8 = 3;
+/// update; version 4 the member's rack. Earlier versions are refused
+/// ([`WireError::Version`]): membership has no mixed-version mode.
+pub const WIRE_VERSION: u8 = 4;
 
 /// Most member states one packet may carry; a larger table is sent as
 /// several push-pull packets.
@@ -248,6 +248,7 @@ struct IdentityWire<'a> {
     generation: u64,
     addr: &'a str,
     datacenter: &'a str,
+    rack: &'a str,
     public_key: Option<[u8; 32]>,
 }
 
@@ -372,6 +373,7 @@ fn to_wire(u: &Update) -> UpdateWire<'_> {
             generation: u.identity.generation.get(),
             addr: &u.identity.addr,
             datacenter: &u.identity.datacenter,
+            rack: &u.identity.rack,
             public_key: u.identity.public_key,
         },
         incarnation: u.incarnation,
@@ -455,6 +457,7 @@ fn from_wire(w: &UpdateWire<'_>) -> Result<Update, WireError> {
             generation: Generation::new(w.identity.generation),
             addr: label(w.identity.addr, "addr")?,
             datacenter: label(w.identity.datacenter, "datacenter")?,
+            rack: label(w.identity.rack, "rack")?,
             public_key: w.identity.public_key,
         },
         incarnation: w.incarnation,

@@ -46,6 +46,8 @@ pub struct Config {
     pub seeds: Vec<String>,
     /// The datacenter label.
     pub datacenter: String,
+    /// The rack or zone label (empty: none).
+    pub rack: String,
     /// Membership timers.
     pub membership: SwimConfig,
     /// How the node's ranges are filled when it joins.
@@ -118,6 +120,7 @@ pub struct ConfigBuilder {
     advertise: Option<String>,
     seeds: Vec<String>,
     datacenter: String,
+    rack: String,
     membership: SwimConfig,
     fill: FillMode,
     rng_seed: Option<u64>,
@@ -151,6 +154,7 @@ impl ConfigBuilder {
             advertise: None,
             seeds: Vec::new(),
             datacenter: "default".to_owned(),
+            rack: String::new(),
             membership: SwimConfig::lan(),
             fill: FillMode::Automatic,
             rng_seed: None,
@@ -348,6 +352,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// The rack or zone label (default none): a key's copies in one
+    /// datacenter go to distinct racks when the members name enough.
+    pub fn rack(mut self, rack: impl Into<String>) -> Self {
+        self.rack = rack.into();
+        self
+    }
+
+    /// Places copies as `placement` says: `3` on any members, or `a:2,b:1`
+    /// per datacenter (see [`ReplicationConfig::with_placement`]).
+    pub fn replicas(mut self, placement: crate::ring::ReplicaPlacement) -> Self {
+        self.replication = self.replication.with_placement(placement);
+        self
+    }
+
+    /// The consistency level of writes that name none.
+    pub fn write_consistency(mut self, level: crate::replication::ConsistencyLevel) -> Self {
+        self.replication.write_consistency = Some(level);
+        self
+    }
+
+    /// The consistency level of reads that name none.
+    pub fn read_consistency(mut self, level: crate::replication::ConsistencyLevel) -> Self {
+        self.replication.read_consistency = Some(level);
+        self
+    }
+
     /// Membership timers (default [`SwimConfig::lan`]).
     pub fn membership(mut self, config: SwimConfig) -> Self {
         self.membership = config;
@@ -398,6 +428,9 @@ impl ConfigBuilder {
         }
         if self.datacenter.is_empty() || self.datacenter.len() > Identity::MAX_LABEL {
             return Err(err("datacenter", "must be 1 to 255 bytes".into()));
+        }
+        if self.rack.len() > Identity::MAX_LABEL {
+            return Err(err("rack", "at most 255 bytes".into()));
         }
         if self.ready_timeout.is_zero() || self.ready_timeout > Duration::from_secs(3600) {
             return Err(err(
@@ -475,6 +508,7 @@ impl ConfigBuilder {
             advertise: self.advertise,
             seeds: self.seeds,
             datacenter: self.datacenter,
+            rack: self.rack,
             membership: self.membership,
             fill: self.fill,
             rng_seed,

@@ -163,6 +163,27 @@ impl Driver {
         }
     }
 
+    /// The ring of `members` at `version`, each placed at the location
+    /// its member entry gives (the default one if it has none), copies
+    /// placed as the node's replication config says.
+    fn build_ring(
+        &self,
+        shared: &Inner,
+        version: u64,
+        members: &[crate::id::NodeId],
+    ) -> Result<Ring, crate::ring::RingError> {
+        let located = members.iter().map(|id| {
+            let location = self
+                .swim
+                .member(id)
+                .map(|m| m.identity.location())
+                .unwrap_or_default();
+            (*id, location)
+        });
+        let placement = shared.coordinator.config.placement();
+        Ring::placed(version, located, Ring::DEFAULT_VNODES, &placement)
+    }
+
     /// Gives the coordinator the current rings and member table.
     fn publish_placement(&self, shared: &Inner) {
         let rm = shared.ring_members.load();
@@ -170,7 +191,7 @@ impl Driver {
         let future = if rm.future == rm.placement {
             ring.clone()
         } else {
-            match Ring::new(rm.version, rm.future.iter().copied()) {
+            match self.build_ring(shared, rm.version, &rm.future) {
                 Ok(future) => Arc::new(future),
                 Err(error) => {
                     tracing::error!(%error, "cannot build the future ring");
@@ -203,6 +224,7 @@ impl Driver {
             members,
             local_serves_reads: serves_reads,
             previous,
+            datacenter: self.swim.local().identity.datacenter.clone(),
         }));
         if rings_changed {
             shared.coordinator.replica.holdings.ring_changed();
@@ -409,7 +431,7 @@ impl Driver {
         }
         if ring_changed {
             let rm = self.swim.ring_members().clone();
-            match Ring::new(rm.version, rm.placement.iter().copied()) {
+            match self.build_ring(&shared, rm.version, &rm.placement) {
                 Ok(ring) => shared.ring.store(Arc::new(ring)),
                 Err(error) => tracing::error!(%error, "cannot build the ring"),
             }

@@ -170,7 +170,13 @@ impl Inner {
         Rebalancer {
             me: self.id,
             replicas: c.config.replicas,
-            sources: c.config.replicas - c.config.write_quorum + 1,
+            // Enough former owners that one holds every acknowledged
+            // write: N - W + 1, W being the fewest owners a write reaches.
+            sources: c.config.replicas + 1
+                - c.config.write_consistency.map_or(c.config.write_quorum, |level| {
+                    crate::replication::fewest_acknowledging(level, &c.config.placement())
+                        .min(c.config.replicas)
+                }),
             transport: self.transport.clone(),
             replica: c.replica.clone(),
             placement: c.placement.clone(),
@@ -276,6 +282,7 @@ impl GridKv {
             transport.advertised_addr().to_owned(),
         );
         identity.datacenter = config.datacenter.clone();
+        identity.rack = config.rack.clone();
         let origin = Instant::now();
         let mut swim = Swim::new(
             identity,

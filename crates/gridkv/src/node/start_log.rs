@@ -10,7 +10,15 @@ use crate::replication::Consistency;
 pub(super) fn log_start(config: &Config, formation: &Formation, needed: usize) {
     let r = &config.replication;
     let (n, w, rq) = (r.replicas, r.write_quorum, r.read_quorum);
-    if r.consistency == Consistency::Eventual {
+    if let (Some(wl), Some(rl)) = (r.write_consistency, r.read_consistency) {
+        tracing::info!(
+            node = %config.node_id,
+            datacenter = %config.datacenter,
+            "replicas {}, writes {wl}, reads {rl}: {}",
+            r.placement(),
+            r.guarantee().as_str()
+        );
+    } else if r.consistency == Consistency::Eventual {
         tracing::warn!(
             node = %config.node_id,
             "consistency eventual (asked for): N={n} W={w} R={rq}; with W + R <= N a read may \

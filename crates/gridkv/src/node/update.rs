@@ -370,10 +370,7 @@ impl GridKv {
         options: WriteOptions,
         mut step: impl FnMut(Lookup) -> Step<T>,
     ) -> Result<T, Error> {
-        let read = ReadOptions {
-            timeout: options.timeout,
-            ..ReadOptions::default()
-        };
+        let read = options.matching_read();
         for _ in 0..Self::UPDATE_ATTEMPTS {
             let lookup = self.lookup(key, read).await?;
             // The tombstone read, put back where a write that lost is

@@ -106,15 +106,23 @@ type PlacementCache = arc_swap::Cache<Arc<ArcSwap<Placement>>, Arc<Placement>>;
 
 impl Coordinator {
     pub(crate) fn status(&self) -> ReplicationStatus {
-        let members = self.placement.load().ring.len();
-        let n = self.config.replicas.min(members);
+        let p = self.placement.load();
+        let n = p.ring.copies(self.config.replicas);
+        let placement = self.config.placement();
+        // A level's count of owners, in this node's datacenter for a
+        // local one, with every copy placed.
+        let nominal = |level: Option<super::ConsistencyLevel>, numeric: usize| {
+            level.map_or(numeric, |l| l.nominal(&placement, &p.datacenter))
+        };
+        let w = nominal(self.config.write_consistency, self.config.write_quorum);
+        let r = nominal(self.config.read_consistency, self.config.read_quorum);
         ReplicationStatus {
             replicas: self.config.replicas,
-            write_quorum: self.config.write_quorum,
-            read_quorum: self.config.read_quorum,
+            write_quorum: w,
+            read_quorum: r,
             effective_replicas: n,
-            effective_write_quorum: self.config.write_quorum.min(n),
-            effective_read_quorum: self.config.read_quorum.min(n),
+            effective_write_quorum: w.min(n),
+            effective_read_quorum: r.min(n),
         }
     }
 

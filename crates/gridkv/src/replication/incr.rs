@@ -57,11 +57,7 @@ impl Coordinator {
         after: Version,
         opts: WriteOptions,
     ) -> Result<Result<i64, Version>, Error> {
-        let lookup = self.read(key, super::ReadOptions {
-            timeout: opts.timeout,
-            ..super::ReadOptions::default()
-        })
-        .await?;
+        let lookup = self.read(key, opts.matching_read()).await?;
         let floor = self.replica.store.floor().max(after);
         // The counter the increment adds to: the one stored, or one
         // started from what the key holds (see `counter_version`).

@@ -51,8 +51,6 @@ impl Coordinator {
                 missing: "the ring has no members yet".into(),
             });
         }
-        let n = self.config.replicas.min(p.ring.len());
-        let r = self.config.read_quorum.clamp(1, n);
         let mut pos = cursor;
         let mut keys = Vec::new();
         for _ in 0..MAX_ARCS_PER_STEP {
@@ -61,7 +59,10 @@ impl Coordinator {
                 // `(u64::MAX, u64::MAX]` would be the whole ring.
                 hi = u64::MAX - 1;
             }
-            let owners: Vec<_> = p.ring.preference_list(pos, n).iter().copied().collect();
+            // The owners a read of a key at `pos` would ask (the node's
+            // read level: its datacenter's, for a local one).
+            let plan = super::quorum::read_plan(&self.config, &p, &self.me, pos, &Default::default())?;
+            let (owners, r) = (plan.owners, plan.required);
             let range = RingRange::new(pos.wrapping_sub(1), hi);
             let want = count.saturating_sub(keys.len()).max(1);
             let (found, covered) = self.scan_arc(&p, range, owners, r, want, deadline).await?;

@@ -51,6 +51,9 @@ pub(crate) mod in_flight;
 mod counter_slots;
 mod incr;
 mod keys;
+mod level;
+pub use level::{ConsistencyLevel, Guarantee};
+pub(crate) use level::{fewest_acknowledging, level_sets, read_minimum_in};
 pub mod lease;
 mod lease_client;
 pub use keys::ScanPage;
@@ -139,8 +142,21 @@ pub struct ReplicationConfig {
     pub fill_rate: Option<u64>,
     /// Whether W + R > N is required ([`Consistency::Strong`], the
     /// default) or weaker quorums are accepted
-    /// ([`Consistency::Eventual`]).
+    /// ([`Consistency::Eventual`]). With consistency levels, strong asks
+    /// for at least [`Guarantee::StrongWithinDatacenter`].
     pub consistency: Consistency,
+    /// Copies per datacenter (`[("a", 2), ("b", 1)]`), sorted by name;
+    /// empty for `replicas` copies on members of any datacenter. When set,
+    /// `replicas` is their sum, and quorums are named by consistency
+    /// levels, not numbers. Set both with
+    /// [`ReplicationConfig::with_placement`].
+    pub per_datacenter: Vec<(String, usize)>,
+    /// The level of writes that name none; `None` for the numeric W
+    /// (`write_quorum`). Default `LOCAL_QUORUM` with per-datacenter
+    /// copies.
+    pub write_consistency: Option<ConsistencyLevel>,
+    /// The level of reads that name none; `None` for the numeric R.
+    pub read_consistency: Option<ConsistencyLevel>,
 }
 
 /// The consistency a [`ReplicationConfig`] promises.
@@ -212,11 +228,76 @@ impl Default for ReplicationConfig {
             hint_ttl: Duration::from_secs(600),
             fill_rate: Some(16 << 20),
             consistency: Consistency::Strong,
+            per_datacenter: Vec::new(),
+            write_consistency: None,
+            read_consistency: None,
         }
     }
 }
 
 impl ReplicationConfig {
+    /// Places copies as `placement` says: a total sets `replicas`; counts
+    /// per datacenter set `per_datacenter` and `replicas` (their sum), and
+    /// the read and write levels to `LOCAL_QUORUM` where none is named.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::{ConsistencyLevel, ReplicationConfig};
+    ///
+    /// let config = ReplicationConfig::default().with_placement("a:2,b:1".parse().unwrap());
+    /// assert_eq!(config.replicas, 3);
+    /// assert_eq!(config.write_consistency, Some(ConsistencyLevel::LocalQuorum));
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn with_placement(mut self, placement: crate::ring::ReplicaPlacement) -> Self {
+        self.replicas = placement.total();
+        match placement {
+            crate::ring::ReplicaPlacement::Total(_) => self.per_datacenter.clear(),
+            crate::ring::ReplicaPlacement::PerDatacenter(dcs) => {
+                self.per_datacenter = dcs;
+                self.write_consistency.get_or_insert(ConsistencyLevel::LocalQuorum);
+                self.read_consistency.get_or_insert(ConsistencyLevel::LocalQuorum);
+            }
+        }
+        self
+    }
+
+    /// How copies are placed: `replicas` on any members, or the counts per
+    /// datacenter.
+    pub fn placement(&self) -> crate::ring::ReplicaPlacement {
+        if self.per_datacenter.is_empty() {
+            crate::ring::ReplicaPlacement::Total(self.replicas)
+        } else {
+            crate::ring::ReplicaPlacement::PerDatacenter(self.per_datacenter.clone())
+        }
+    }
+
+    /// What the default write and read levels (or W and R) guarantee.
+    pub fn guarantee(&self) -> Guarantee {
+        let placement = self.placement();
+        match (self.write_consistency, self.read_consistency) {
+            (None, None) if self.write_quorum + self.read_quorum > self.replicas => Guarantee::Strong,
+            (None, None) => Guarantee::Eventual,
+            (w, r) => {
+                // A numeric quorum beside a level (one datacenter only):
+                // the level that asks at least as many.
+                let as_level = |q: usize| {
+                    if q >= self.replicas {
+                        ConsistencyLevel::All
+                    } else if q > self.replicas / 2 {
+                        ConsistencyLevel::Quorum
+                    } else {
+                        ConsistencyLevel::One
+                    }
+                };
+                let w = w.unwrap_or_else(|| as_level(self.write_quorum));
+                let r = r.unwrap_or_else(|| as_level(self.read_quorum));
+                Guarantee::of(w, r, &placement)
+            }
+        }
+    }
+
     /// Checks the fields; the error names the first invalid one and why.
     ///
     /// # Errors
@@ -233,8 +314,40 @@ impl ReplicationConfig {
         if self.read_quorum == 0 || self.read_quorum > self.replicas {
             return err("read_quorum", "must be 1 to replicas");
         }
+        if !self.per_datacenter.is_empty() {
+            let placement = self.placement();
+            if let Err(reason) = placement.validate() {
+                return Err(ConfigError::new("replication", "per_datacenter", reason));
+            }
+            if placement.total() != self.replicas {
+                return err("replicas", "must be the sum of the per-datacenter copies");
+            }
+            if self.write_consistency.is_none() || self.read_consistency.is_none() {
+                return err(
+                    "consistency",
+                    "with copies per datacenter, quorums are named by consistency levels \
+                     (read_consistency and write_consistency), not numbers",
+                );
+            }
+        }
+        if self.read_consistency == Some(ConsistencyLevel::EachQuorum) {
+            return err("read_consistency", "EACH_QUORUM is for writes only");
+        }
         let (n, w, r) = (self.replicas, self.write_quorum, self.read_quorum);
-        if self.consistency == Consistency::Strong && w + r <= n {
+        let levels = self.write_consistency.is_some() || self.read_consistency.is_some();
+        if levels {
+            let guarantee = self.guarantee();
+            if self.consistency == Consistency::Strong && guarantee == Guarantee::Eventual {
+                return Err(ConfigError::new(
+                    "replication",
+                    "consistency",
+                    "strong consistency needs write and read levels whose owners meet at \
+                     least within a datacenter (for example LOCAL_QUORUM on both sides); \
+                     these could miss an acknowledged write: raise a level, or ask for \
+                     eventual consistency explicitly",
+                ));
+            }
+        } else if self.consistency == Consistency::Strong && w + r <= n {
             return Err(ConfigError::new(
                 "replication",
                 "consistency",
@@ -318,9 +431,43 @@ pub struct WriteOptions {
     /// (the cluster's time): Redis's `EXAT`/`PXAT`. Not with `ttl`; deletes
     /// refuse it.
     pub expires_at_ms: Option<u64>,
+    /// The consistency level to wait for (default the node's write level,
+    /// or its W). Not with `quorum`.
+    pub consistency: Option<ConsistencyLevel>,
 }
 
 impl WriteOptions {
+    /// Waits for the owners consistency level `level` names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::replication::WriteOptions;
+    /// use gridkv::ConsistencyLevel;
+    ///
+    /// let opts = WriteOptions::default().consistency(ConsistencyLevel::EachQuorum);
+    /// assert_eq!(opts.consistency, Some(ConsistencyLevel::EachQuorum));
+    /// ```
+    pub fn consistency(mut self, level: ConsistencyLevel) -> Self {
+        self.consistency = Some(level);
+        self
+    }
+
+    /// The options of the read a read-modify-write makes before it
+    /// writes with these: the same deadline, and a level that meets the
+    /// write's (`EACH_QUORUM` reads as `LOCAL_QUORUM`).
+    pub(crate) fn matching_read(&self) -> ReadOptions {
+        ReadOptions {
+            timeout: self.timeout,
+            consistency: self.consistency.map(|l| match l {
+                ConsistencyLevel::EachQuorum => ConsistencyLevel::LocalQuorum,
+                l => l,
+            }),
+            quorum: self.quorum,
+            ..ReadOptions::default()
+        }
+    }
+
     /// A sloppy quorum, weaker than the default strict one: for each
     /// designated owner known to be down, the next reachable node on the
     /// ring past the key's owners keeps the write as a hint and delivers it
@@ -406,6 +553,9 @@ pub struct ReadOptions {
     /// owner that serves reads; otherwise a read with R = 1. Weaker than a
     /// quorum read: it may miss the latest acknowledged write.
     pub local: bool,
+    /// The consistency level to wait for (default the node's read level,
+    /// or its R). Not with `quorum`; `EACH_QUORUM` is refused.
+    pub consistency: Option<ConsistencyLevel>,
 }
 
 impl ReadOptions {
@@ -420,6 +570,22 @@ impl ReadOptions {
     /// Requires `r` owners to answer.
     pub fn quorum(mut self, r: usize) -> Self {
         self.quorum = Some(r);
+        self
+    }
+
+    /// Waits for the owners consistency level `level` names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::replication::ReadOptions;
+    /// use gridkv::ConsistencyLevel;
+    ///
+    /// let opts = ReadOptions::default().consistency(ConsistencyLevel::LocalOne);
+    /// assert_eq!(opts.consistency, Some(ConsistencyLevel::LocalOne));
+    /// ```
+    pub fn consistency(mut self, level: ConsistencyLevel) -> Self {
+        self.consistency = Some(level);
         self
     }
 

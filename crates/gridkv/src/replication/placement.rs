@@ -27,6 +27,8 @@ pub(crate) struct Placement {
     /// The placement ring before the last change, and until when writes
     /// also need a quorum of its owners.
     pub(crate) previous: Option<(Arc<Ring>, Instant)>,
+    /// This node's datacenter: local consistency levels count owners there.
+    pub(crate) datacenter: String,
 }
 
 impl Placement {
@@ -38,6 +40,7 @@ impl Placement {
             members: BTreeMap::new(),
             local_serves_reads: false,
             previous: None,
+            datacenter: String::new(),
         }
     }
 

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::placement::Placement;
 use super::wire::{DataResponse, RefusalCode};
-use super::{Error, ReadOptions, ReplicationConfig, WriteOptions};
+use super::{level_sets, read_minimum_in, ConsistencyLevel, Error, ReadOptions, ReplicationConfig, WriteOptions};
 use crate::log_limit::{self, LogLimit};
 use crate::hlc::Version;
 use crate::id::NodeId;
@@ -65,8 +65,9 @@ pub(crate) struct WritePlan {
     pub(crate) w: usize,
 }
 
-/// The `n` owners of `hash` on `ring` for `replicas` copies (all of its
-/// members, if it has fewer).
+/// The owners of `hash` on `ring` for `replicas` copies (all of its
+/// members, if it has fewer; the copies per datacenter, if it places
+/// them so).
 fn owners_on(ring: &Ring, hash: u64, replicas: usize) -> Vec<NodeId> {
     ring.preference_list(hash, replicas.min(ring.len()))
         .iter()
@@ -81,6 +82,31 @@ fn owners_on(ring: &Ring, hash: u64, replicas: usize) -> Vec<NodeId> {
 /// gets, or an error.
 fn capped(quorum: usize, n: usize) -> usize {
     quorum.min(n.max(1))
+}
+
+/// The consistency level in force, if any: the call's, else (unless the
+/// call names a numeric quorum) the node's.
+///
+/// # Errors
+///
+/// [`Error::InvalidOptions`] for a numeric quorum beside a level, or with
+/// copies per datacenter.
+fn level_in_force(
+    config: &ReplicationConfig,
+    quorum: Option<usize>,
+    asked: Option<ConsistencyLevel>,
+    configured: Option<ConsistencyLevel>,
+) -> Result<Option<ConsistencyLevel>, Error> {
+    match (quorum, asked) {
+        (Some(_), Some(_)) => Err(Error::InvalidOptions(
+            "name a consistency level or a quorum, not both",
+        )),
+        (Some(_), None) if !config.per_datacenter.is_empty() => Err(Error::InvalidOptions(
+            "with copies per datacenter, name a consistency level, not a quorum",
+        )),
+        (Some(_), None) => Ok(None),
+        (None, asked) => Ok(asked.or(configured)),
+    }
 }
 
 /// The quorum in force: `asked` per call (never weakened: at most N, or
@@ -101,8 +127,10 @@ impl WritePlan {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOptions`] for a write quorum of 0;
-    /// [`Error::QuorumNotReached`] on an empty ring.
+    /// [`Error::InvalidOptions`] for a write quorum of 0, a numeric quorum
+    /// with copies per datacenter, or a local level where this node's
+    /// datacenter holds no copies; [`Error::QuorumNotReached`] on an empty
+    /// ring.
     pub(crate) fn new(
         config: &ReplicationConfig,
         p: &Placement,
@@ -114,7 +142,8 @@ impl WritePlan {
         if opts.quorum == Some(0) {
             return Err(Error::InvalidOptions("write quorum must be at least 1"));
         }
-        let n = config.replicas.min(p.ring.len());
+        let level = level_in_force(config, opts.quorum, opts.consistency, config.write_consistency)?;
+        let n = p.ring.copies(config.replicas);
         let w = quorum_of(opts.quorum, config.write_quorum, config.replicas, n)?;
         if n == 0 {
             return Err(Error::QuorumNotReached {
@@ -125,40 +154,64 @@ impl WritePlan {
         // Joint quorums while the ring changes: the current owners, the
         // owners after pending changes, and, for a while after a change,
         // the owners before it.
-        let mut lists = vec![owners_on(&p.ring, hash, config.replicas)];
+        let mut lists = vec![(owners_on(&p.ring, hash, config.replicas), &p.ring)];
         let future = owners_on(&p.future, hash, config.replicas);
-        if !same_members(&future, &lists[0]) && !future.is_empty() {
-            lists.push(future);
+        if !same_members(&future, &lists[0].0) && !future.is_empty() {
+            lists.push((future, &p.future));
         }
-        let mut previous_set = None;
+        let mut previous_list = None;
         if let Some((previous, _)) = p.previous.as_ref().filter(|(_, until)| now < *until) {
             let before = owners_on(previous, hash, config.replicas);
-            if !before.is_empty() && lists.iter().all(|s| !same_members(s, &before)) {
-                previous_set = Some(lists.len());
-                lists.push(before);
+            if !before.is_empty() && lists.iter().all(|(s, _)| !same_members(s, &before)) {
+                previous_list = Some(lists.len());
+                lists.push((before, previous));
             }
         }
-        // The current owners count in full: W of them, reachable or not.
-        // The other sets only guard readers whose view is a step away, so
-        // each needs just enough to meet such a reader's quorum.
-        let sets: Vec<OwnerSet> = lists
-            .into_iter()
-            .enumerate()
-            .map(|(i, owners)| {
+        // The current owners count in full: W of them (or the level's
+        // sets), reachable or not. The other sets only guard readers whose
+        // view is a step away, so each needs just enough to meet such a
+        // reader's quorum.
+        let mut sets: Vec<OwnerSet> = Vec::new();
+        for (i, (list, ring)) in lists.into_iter().enumerate() {
+            let list_sets = match level {
+                None => vec![OwnerSet {
+                    owners: list.clone(),
+                    required: w,
+                }],
+                Some(level) => level_sets(level, &list, ring, &p.datacenter)?,
+            };
+            for set in list_sets {
+                if i > 0 && sets.iter().any(|s| same_members(&s.owners, &set.owners)) {
+                    continue;
+                }
                 let required = if i == 0 {
-                    w
+                    set.required
                 } else {
-                    let before_change = previous_set == Some(i);
-                    let eligible = owners
+                    let before_change = previous_list == Some(i);
+                    let eligible = set
+                        .owners
                         .iter()
                         .filter(|id| guards_transition(p, me, id, before_change))
                         .count();
-                    transition_quorum(w, config.read_quorum, owners.len(), eligible)
+                    let r = match config.read_consistency {
+                        None => config.read_quorum.min(set.owners.len()),
+                        Some(read) => read_minimum_in(read, set.owners.len(), list.len()),
+                    };
+                    transition_quorum(set.required, r, set.owners.len(), eligible)
                 };
-                OwnerSet { owners, required }
-            })
-            .collect();
+                sets.push(OwnerSet {
+                    owners: set.owners,
+                    required,
+                });
+            }
+        }
+        let current = owners_on(&p.ring, hash, config.replicas);
         let mut owners: Vec<(NodeId, SetMask)> = Vec::new();
+        // Every current owner gets the write, counted or not (a remote
+        // datacenter's owners under a local level), then the other sets'.
+        for id in &current {
+            owners.push((*id, 0));
+        }
         for (i, set) in sets.iter().enumerate() {
             for id in &set.owners {
                 match owners.iter_mut().find(|(o, _)| o == id) {
@@ -172,6 +225,7 @@ impl WritePlan {
         } else {
             Vec::new()
         };
+        let w = sets[0].required;
         Ok(Self {
             sets,
             owners,
@@ -219,15 +273,27 @@ fn stand_ins(
     owners: &[(NodeId, SetMask)],
 ) -> Vec<(NodeId, NodeId)> {
     let reachable = |id: &NodeId| p.target(me, id).is_some();
-    let down = current.iter().filter(|id| !reachable(id));
-    let mut spare = p
+    let mut spare: Vec<NodeId> = p
         .ring
-        .preference_list(hash, p.ring.len())
-        .iter()
+        .members_from(hash)
         .filter(|id| owners.iter().all(|(o, _)| o != *id))
-        .filter(|id| reachable(id));
-    down.filter_map(|owner| spare.next().map(|to| (*owner, *to)))
-        .collect()
+        .filter(|id| reachable(id))
+        .copied()
+        .collect();
+    // With copies per datacenter, a stand-in keeps the hint in the down
+    // owner's datacenter.
+    let per_dc = p.ring.placement().is_per_datacenter();
+    let mut out = Vec::new();
+    for owner in current.iter().filter(|id| !reachable(id)) {
+        let dc = p.ring.location(owner).map(|l| l.datacenter.as_str());
+        let pick = spare
+            .iter()
+            .position(|id| !per_dc || p.ring.location(id).map(|l| l.datacenter.as_str()) == dc);
+        if let Some(i) = pick {
+            out.push((*owner, spare.remove(i)));
+        }
+    }
+    out
 }
 
 /// Whether an owner in a transitional owner set (the ring before or after
@@ -282,17 +348,33 @@ pub(crate) fn read_plan(
     if opts.quorum == Some(0) {
         return Err(Error::InvalidOptions("read quorum must be at least 1"));
     }
-    let mut owners = owners_on(&p.ring, hash, config.replicas);
+    let level = level_in_force(config, opts.quorum, opts.consistency, config.read_consistency)?;
+    let all = owners_on(&p.ring, hash, config.replicas);
+    let n = all.len();
+    let (mut owners, required) = match level {
+        Some(ConsistencyLevel::EachQuorum) => {
+            return Err(Error::InvalidOptions(
+                "EACH_QUORUM is for writes; read with QUORUM or LOCAL_QUORUM",
+            ))
+        }
+        // The level counts the key's owners, serving reads or not (a
+        // joining owner's absence counts against the quorum, as it does
+        // for R).
+        Some(level) => {
+            let set = level_sets(level, &all, &p.ring, &p.datacenter)?.remove(0);
+            (set.owners, set.required)
+        }
+        None => (all, quorum_of(opts.quorum, config.read_quorum, config.replicas, n)?),
+    };
     owners.retain(|id| p.serves_reads(id));
+    // This node first, then its datacenter's owners, then the others,
+    // each in ring order: the nearest first before any RTT is known.
     if let Some(i) = owners.iter().position(|id| id == me) {
         owners[..=i].rotate_right(1);
     }
-    let n = config.replicas.min(p.ring.len());
-    let required = if opts.local {
-        1
-    } else {
-        quorum_of(opts.quorum, config.read_quorum, config.replicas, n)?
-    };
+    let local_first = |id: &NodeId| !(id == me || p.ring.in_datacenter(id, &p.datacenter));
+    owners.sort_by_key(local_first);
+    let required = if opts.local { 1 } else { required };
     Ok(OwnerSet { owners, required })
 }
 
@@ -684,6 +766,7 @@ mod tests {
                 };
                 (ring(names), until)
             }),
+            datacenter: String::new(),
         }
     }
 

@@ -772,6 +772,7 @@ mod tests {
                 members,
                 local_serves_reads: true,
                 previous: None,
+                datacenter: String::new(),
             };
             let filled = (ring_of(&pick(&filled_future)), ring_of(&pick(&filled_placement)));
             let (pieces, complete) = gained(&me, n, sources, false, &filled, &p);
@@ -852,6 +853,7 @@ mod tests {
                 members: std::collections::BTreeMap::new(),
                 local_serves_reads: true,
                 previous: None,
+                datacenter: String::new(),
             };
             let pieces = unowned(&me, n, &p);
             let on_a_ring = p.ring.contains(&me) || p.future.contains(&me);

@@ -52,8 +52,10 @@
 mod preference;
 mod ranges;
 mod shared;
+mod topology;
 
 pub use preference::{PreferenceIter, PreferenceList};
+pub use topology::{Location, ReplicaPlacement, RACK_WALK};
 pub(crate) use ranges::{cut, split, subdivide};
 pub use shared::{RingGuard, SharedRing};
 
@@ -139,6 +141,9 @@ pub enum RingError {
     /// must not paper over.
     #[error("node {0} is listed twice")]
     DuplicateNode(NodeId),
+    /// The replica counts cannot place keys ([`ReplicaPlacement::validate`]).
+    #[error("replica placement: {0}")]
+    Placement(String),
 }
 
 /// An immutable snapshot of key placement: members, their virtual nodes and
@@ -149,8 +154,9 @@ pub enum RingError {
 /// is the caller's (membership bumps it on every change); the ring only
 /// carries it so that nodes can tell which placement they are using.
 ///
-/// Two rings are equal when they have the same version, members and virtual
-/// nodes per member (and so place every key alike).
+/// Two rings are equal when they have the same version, members, members'
+/// locations, virtual nodes per member and replica placement (and so place
+/// every key alike).
 ///
 /// # Examples
 ///
@@ -178,12 +184,19 @@ pub struct Ring {
     nodes: Box<[NodeId]>,
     /// Virtual-node tokens in ring order (ascending, ties kept).
     tokens: Box<[u64]>,
+    /// The member (index into `nodes`) owning each token.
+    owners: Box<[u32]>,
     /// For token position `p`, `successors[p * stride..][..stride]` are the
     /// first `stride` distinct members clockwise from `p`, starting with
     /// the owner of `p`.
     successors: Box<[u32]>,
-    /// `min(nodes.len(), MAX_REPLICAS)`.
+    /// Replicas listed per token: `min(nodes.len(), MAX_REPLICAS)`, or
+    /// the copies the placement keeps.
     stride: usize,
+    /// Where each member runs, in the order of `nodes`.
+    locations: Box<[Location]>,
+    /// How many copies each datacenter holds.
+    placement: ReplicaPlacement,
     /// For each bucket `b` of the hash space (its top [`INDEX_BITS`] bits),
     /// the number of tokens below the bucket's first hash; one more entry
     /// at the end. A lookup binary-searches only its bucket's tokens.
@@ -278,6 +291,50 @@ impl Ring {
         members: impl IntoIterator<Item = NodeId>,
         vnodes: u32,
     ) -> Result<Ring, RingError> {
+        Self::placed(
+            version,
+            members.into_iter().map(|id| (id, Location::default())),
+            vnodes,
+            &ReplicaPlacement::Total(Self::MAX_REPLICAS),
+        )
+    }
+
+    /// Builds the ring of `members`, each at its [`Location`], with
+    /// `vnodes` virtual nodes each, placing copies as `placement` says
+    /// (see [the topology rules](topology)).
+    ///
+    /// With [`ReplicaPlacement::Total`] and no racks this is
+    /// [`Ring::with_vnodes`]: a preference list of `n` is the first `n`
+    /// distinct members clockwise. With per-datacenter counts a list holds
+    /// at most the copies the placement keeps, whatever `n` asks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::with_vnodes`], and [`RingError::Placement`] for counts
+    /// that [`ReplicaPlacement::validate`] refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gridkv::keyspace::key_hash;
+    /// use gridkv::ring::{Location, ReplicaPlacement, Ring};
+    /// use gridkv::NodeId;
+    ///
+    /// let member = |id: &str, dc: &str| (NodeId::new(id).unwrap(), Location::new(dc, ""));
+    /// let members = [member("a1", "a"), member("a2", "a"), member("a3", "a"), member("b1", "b"), member("b2", "b")];
+    /// let placement: ReplicaPlacement = "a:2,b:1".parse().unwrap();
+    /// let ring = Ring::placed(1, members, Ring::DEFAULT_VNODES, &placement)?;
+    /// let owners = ring.preference_list(key_hash(b"user:42"), 3);
+    /// let in_dc = |dc: &str| owners.iter().filter(|id| ring.location(id).unwrap().datacenter == dc).count();
+    /// assert_eq!((owners.len(), in_dc("a"), in_dc("b")), (3, 2, 1));
+    /// # Ok::<(), gridkv::ring::RingError>(())
+    /// ```
+    pub fn placed(
+        version: u64,
+        members: impl IntoIterator<Item = (NodeId, Location)>,
+        vnodes: u32,
+        placement: &ReplicaPlacement,
+    ) -> Result<Ring, RingError> {
         if vnodes == 0 {
             return Err(RingError::ZeroVnodes);
         }
@@ -287,16 +344,24 @@ impl Ring {
                 max: Self::MAX_VNODES,
             });
         }
-        let mut members: Vec<NodeId> = members.into_iter().collect();
-        members.sort_unstable();
-        if let Some(pair) = members.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(RingError::DuplicateNode(pair[0]));
+        placement.validate().map_err(RingError::Placement)?;
+        let mut members: Vec<(NodeId, Location)> = members.into_iter().collect();
+        members.sort_unstable_by_key(|m| m.0);
+        if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(RingError::DuplicateNode(pair[0].0));
         }
         let vnode_list = members
             .iter()
-            .flat_map(|node| (0..vnodes).map(move |i| (vnode_token(node, i, vnodes), *node, i)))
+            .flat_map(|(node, _)| (0..vnodes).map(move |i| (vnode_token(node, i, vnodes), *node, i)))
             .collect();
-        Ok(Self::from_tokens(version, vnodes, vnode_list))
+        let locations = members.into_iter().map(|(_, l)| l).collect();
+        Ok(Self::from_placed_tokens(
+            version,
+            vnodes,
+            vnode_list,
+            locations,
+            placement.clone(),
+        ))
     }
 
     /// Builds a ring from explicit `(token, node, index)` virtual nodes.
@@ -304,10 +369,28 @@ impl Ring {
     /// Separate from [`Ring::with_vnodes`] so that tests can place tokens
     /// by hand, e.g. to force collisions, which xxh3 never produces in
     /// practice.
+    #[cfg(test)]
     pub(crate) fn from_tokens(
         version: u64,
         vnodes: u32,
+        vnode_list: Vec<(u64, NodeId, u32)>,
+    ) -> Ring {
+        let mut nodes: Vec<NodeId> = vnode_list.iter().map(|v| v.1).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let locations = vec![Location::default(); nodes.len()];
+        let placement = ReplicaPlacement::Total(Self::MAX_REPLICAS);
+        Self::from_placed_tokens(version, vnodes, vnode_list, locations, placement)
+    }
+
+    /// [`Ring::from_tokens`] with members' locations (in id order, one per
+    /// member) and a placement.
+    fn from_placed_tokens(
+        version: u64,
+        vnodes: u32,
         mut vnode_list: Vec<(u64, NodeId, u32)>,
+        locations: Vec<Location>,
+        placement: ReplicaPlacement,
     ) -> Ring {
         // The protocol's order: NodeId orders by its bytes.
         vnode_list.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
@@ -321,16 +404,27 @@ impl Ring {
                 u32::try_from(index).expect("fewer than 2^32 members")
             })
             .collect();
-        let stride = nodes.len().min(Self::MAX_REPLICAS);
+        debug_assert_eq!(locations.len(), nodes.len());
         let tokens: Box<[u64]> = vnode_list.iter().map(|v| v.0).collect();
+        let plain = !placement.is_per_datacenter()
+            && locations.windows(2).all(|pair| pair[0].rack == pair[1].rack);
+        let (successors, stride) = if plain {
+            let stride = nodes.len().min(Self::MAX_REPLICAS);
+            (successor_table(&owners, nodes.len(), stride), stride)
+        } else {
+            topology::placed_table(&owners, &locations, &placement)
+        };
         Ring {
             version,
             vnodes,
             index: bucket_index(&tokens),
             tokens,
-            successors: successor_table(&owners, nodes.len(), stride),
+            successors,
+            owners: owners.into_boxed_slice(),
             nodes: nodes.into_boxed_slice(),
             stride,
+            locations: locations.into_boxed_slice(),
+            placement,
         }
     }
 
@@ -363,6 +457,32 @@ impl Ring {
     /// Whether `node` is a member.
     pub fn contains(&self, node: &NodeId) -> bool {
         self.nodes.binary_search(node).is_ok()
+    }
+
+    /// Where member `node` runs, or `None` if it is not a member.
+    pub fn location(&self, node: &NodeId) -> Option<&Location> {
+        let i = self.nodes.binary_search(node).ok()?;
+        Some(&self.locations[i])
+    }
+
+    /// Whether member `node` runs in datacenter `dc`.
+    #[inline]
+    pub fn in_datacenter(&self, node: &NodeId, dc: &str) -> bool {
+        self.location(node).is_some_and(|l| l.datacenter == dc)
+    }
+
+    /// How many copies each datacenter holds.
+    pub fn placement(&self) -> &ReplicaPlacement {
+        &self.placement
+    }
+
+    /// The copies of a key this ring holds: the placement's, capped by
+    /// the members there are (per datacenter, for per-datacenter counts).
+    pub fn copies(&self, n: usize) -> usize {
+        match &self.placement {
+            ReplicaPlacement::Total(_) => n.min(self.stride),
+            ReplicaPlacement::PerDatacenter(_) => self.stride,
+        }
     }
 
     /// Every virtual node as `(token, owner)`, in ring order.
@@ -419,6 +539,20 @@ impl Ring {
     #[inline]
     pub fn primary(&self, key_hash: u64) -> Option<&NodeId> {
         self.preference_list(key_hash, 1).primary()
+    }
+
+    /// Every member once, clockwise from `key_hash`: the members a key
+    /// meets walking the ring, owners and beyond (stand-ins for owners
+    /// that are down are picked from it). Walks up to every token.
+    pub fn members_from(&self, key_hash: u64) -> impl Iterator<Item = &NodeId> + '_ {
+        let start = self.position(key_hash);
+        let len = self.tokens.len();
+        let mut seen = vec![false; self.nodes.len()];
+        (0..len).filter_map(move |k| {
+            let p = (start + k) % len;
+            let owner = self.owners[p] as usize;
+            (!std::mem::replace(&mut seen[owner], true)).then(|| &self.nodes[owner])
+        })
     }
 
     /// Every arc of the ring with the `n` replicas of the keys on it, in
@@ -541,7 +675,7 @@ impl Ring {
     }
 
     fn owner(&self, position: usize) -> &NodeId {
-        &self.nodes[self.successors[position * self.stride] as usize]
+        &self.nodes[self.owners[position] as usize]
     }
 }
 
@@ -592,6 +726,7 @@ impl fmt::Debug for Ring {
             .field("version", &self.version)
             .field("vnodes", &self.vnodes)
             .field("nodes", &self.nodes)
+            .field("placement", &self.placement)
             .finish_non_exhaustive()
     }
 }

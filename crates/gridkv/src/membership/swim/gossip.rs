@@ -29,6 +29,7 @@ fn approx_size(u: &Update) -> usize {
     64 + u.identity.id.as_str().len()
         + u.identity.addr.len()
         + u.identity.datacenter.len()
+        + u.identity.rack.len()
         + 64
         + proof
 }

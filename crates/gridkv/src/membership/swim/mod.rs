@@ -258,11 +258,12 @@ impl Swim {
         config.validate()?;
         if identity.addr.len() > Identity::MAX_LABEL
             || identity.datacenter.len() > Identity::MAX_LABEL
+            || identity.rack.len() > Identity::MAX_LABEL
         {
             return Err(ConfigError::new(
                 "membership",
                 "identity",
-                "address and datacenter must be at most 255 bytes",
+                "address, datacenter and rack must be at most 255 bytes",
             ));
         }
         let seeds: Vec<String> = seeds.into_iter().filter(|s| *s != identity.addr).collect();
