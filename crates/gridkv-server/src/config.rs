@@ -12,7 +12,7 @@
 //! | `--resp` | `GRIDKV_RESP` | `resp` | `127.0.0.1:6380` |
 //! | `--http` | `GRIDKV_HTTP` | `http` | `127.0.0.1:8080` |
 //! | `--dc` | `GRIDKV_DC` | `dc` | `default` |
-//! | `--replicas` | `GRIDKV_REPLICAS` | `replicas` | 3 |
+//! | `--replicas` | `GRIDKV_REPLICAS` | `replicas` | 3 (or per datacenter: `a:2,b:1`) |
 //! | `--write-quorum` | `GRIDKV_WRITE_QUORUM` | `write_quorum` | 2 |
 //! | `--read-quorum` | `GRIDKV_READ_QUORUM` | `read_quorum` | 2 |
 //! | `--consistency` | `GRIDKV_CONSISTENCY` | `consistency` | `strong` (W + R > N required) |
@@ -40,6 +40,9 @@
 //! `--resp-tls-client-certs`, `--admin-token`, `--admin-token-file`,
 //! `--http-tls`, `--http-tls-cert`, `--http-tls-key`).
 //!
+//! Datacenters (issue 18): `--rack`, `--write-consistency` and
+//! `--read-consistency`, tabled in [`TopologyArgs`]' module.
+//!
 //! # Examples
 //!
 //! ```
@@ -64,9 +67,13 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+mod pipeline;
 mod security;
+mod topology;
 
+pub use pipeline::PipelineOrder;
 pub use security::{CertKey, ClientCerts, SecurityArgs, SecurityConfig, TlsFiles};
+pub use topology::{ReplicasValue, TopologyArgs};
 
 /// Default `--max-client-output`: replies one client may leave unread.
 pub const DEFAULT_MAX_CLIENT_OUTPUT: u64 = 64 << 20;
@@ -105,9 +112,10 @@ pub struct NodeArgs {
     /// Datacenter label.
     #[arg(long, env = "GRIDKV_DC", value_name = "NAME")]
     pub dc: Option<String>,
-    /// Copies of each key (N).
-    #[arg(long, env = "GRIDKV_REPLICAS", value_name = "N")]
-    pub replicas: Option<usize>,
+    /// Copies of each key: a count (`3`, on any members) or counts per
+    /// datacenter (`a:2,b:1`).
+    #[arg(long, env = "GRIDKV_REPLICAS", value_name = "N|DC:N,...")]
+    pub replicas: Option<gridkv::ReplicaPlacement>,
     /// Owners that must apply a write (W).
     #[arg(long, env = "GRIDKV_WRITE_QUORUM", value_name = "W")]
     pub write_quorum: Option<usize>,
@@ -169,6 +177,11 @@ pub struct NodeArgs {
     /// TLS, authentication and the admin token.
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    // Datacenters (issue 18).
+    /// The rack and the default consistency levels.
+    #[command(flatten)]
+    pub topology: TopologyArgs,
 }
 
 /// The TOML config file. Unknown keys are an error, so a typo is not
@@ -190,8 +203,14 @@ pub struct FileConfig {
     pub http: Option<String>,
     /// See [`NodeArgs::dc`].
     pub dc: Option<String>,
-    /// See [`NodeArgs::replicas`].
-    pub replicas: Option<usize>,
+    /// See [`NodeArgs::replicas`]: `3` or `"a:2,b:1"`.
+    pub replicas: Option<ReplicasValue>,
+    /// See [`TopologyArgs::rack`].
+    pub rack: Option<String>,
+    /// See [`TopologyArgs::write_consistency`]: `"local_quorum"`, ...
+    pub write_consistency: Option<String>,
+    /// See [`TopologyArgs::read_consistency`].
+    pub read_consistency: Option<String>,
     /// See [`NodeArgs::write_quorum`].
     pub write_quorum: Option<usize>,
     /// See [`NodeArgs::read_quorum`].
@@ -394,12 +413,18 @@ pub struct ServerConfig {
     pub http: String,
     /// Datacenter.
     pub dc: String,
-    /// N.
-    pub replicas: usize,
-    /// W.
+    /// Rack (empty: none).
+    pub rack: String,
+    /// N, in all or per datacenter.
+    pub replicas: gridkv::ReplicaPlacement,
+    /// W (when no write level is named).
     pub write_quorum: usize,
-    /// R.
+    /// R (when no read level is named).
     pub read_quorum: usize,
+    /// The default write level, if named.
+    pub write_consistency: Option<gridkv::ConsistencyLevel>,
+    /// The default read level, if named.
+    pub read_consistency: Option<gridkv::ConsistencyLevel>,
     /// Strong (W + R > N enforced) or, when asked for, eventual.
     pub consistency: gridkv::Consistency,
     /// Store memory budget in bytes.
@@ -609,7 +634,9 @@ impl ServerConfig {
         // Client limits (issue 15).
         let client_limits = ClientLimits::merge(&args, &file);
         // Security (issue 16).
-        let security = SecurityConfig::merge(args.security, &file)?;
+        let security = SecurityConfig::merge(args.security.clone(), &file)?;
+        // Datacenters (issue 18).
+        let topology = topology::Topology::merge(&args, &file)?;
         let id = args.id.or(file.id).ok_or_else(|| {
             ConfigError::new("id", "required: every node needs a stable, unique id")
         })?;
@@ -639,9 +666,12 @@ impl ServerConfig {
                 .or(file.http)
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
             dc: args.dc.or(file.dc).unwrap_or_else(|| "default".into()),
-            replicas: args.replicas.or(file.replicas).unwrap_or(3),
-            write_quorum: args.write_quorum.or(file.write_quorum).unwrap_or(2),
-            read_quorum: args.read_quorum.or(file.read_quorum).unwrap_or(2),
+            rack: topology.rack,
+            replicas: topology.replicas,
+            write_quorum: topology.write_quorum,
+            read_quorum: topology.read_quorum,
+            write_consistency: topology.write_consistency,
+            read_consistency: topology.read_consistency,
             consistency: match (args.consistency, file.consistency) {
                 (Some(c), _) => c,
                 (None, Some(text)) => text
@@ -698,12 +728,14 @@ impl ServerConfig {
     /// [`ConfigError`] naming the setting the library refused.
     pub fn node_config(&self) -> Result<gridkv::Config, ConfigError> {
         let replication = gridkv::ReplicationConfig {
-            replicas: self.replicas,
             write_quorum: self.write_quorum,
             read_quorum: self.read_quorum,
             consistency: self.consistency,
+            write_consistency: self.write_consistency,
+            read_consistency: self.read_consistency,
             ..Default::default()
-        };
+        }
+        .with_placement(self.replicas.clone());
         let store = gridkv::store::StoreConfig {
             memory_budget: self.max_memory,
             ..Default::default()
@@ -713,6 +745,7 @@ impl ServerConfig {
             .listen(self.listen.clone())
             .seeds(self.seeds.clone())
             .datacenter(self.dc.clone())
+            .rack(self.rack.clone())
             .replication(replication)
             .store(store);
         if let Some(a) = &self.advertise {
@@ -751,44 +784,6 @@ impl ServerConfig {
     }
 }
 
-/// How the pipelined commands of one connection may overlap (`gridkv node
-/// --pipeline-order`). Replies always come back in the order sent; this
-/// decides when each command's effects may become visible to other
-/// clients.
-///
-/// Only clusters with more than one copy overlap commands at all (each
-/// waits for the network); a one-copy node answers from its store at once
-/// and runs every command in turn.
-///
-/// # Examples
-///
-/// ```
-/// use gridkv_server::config::PipelineOrder;
-///
-/// assert_eq!(PipelineOrder::default(), PipelineOrder::Strict);
-/// let relaxed: PipelineOrder = toml::from_str::<toml::Value>("o = \"relaxed\"").unwrap()["o"]
-///     .clone()
-///     .try_into()
-///     .unwrap();
-/// assert_eq!(relaxed, PipelineOrder::Relaxed);
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PipelineOrder {
-    /// As Redis, and as the same commands sent one by one: a command's
-    /// effects become visible to other clients only after those of every
-    /// command before it on the connection. A write starts once every
-    /// earlier command has finished; consecutive single-key reads of
-    /// distinct keys run together, after every earlier write has finished.
-    #[default]
-    Strict,
-    /// Single-key commands on distinct keys run together, writes included:
-    /// faster for pipelined writes, but another client may see a later
-    /// write of the pipeline before an earlier one (a flag before the data
-    /// it announces). Commands on one key keep their order.
-    Relaxed,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -808,14 +803,14 @@ mod tests {
         .unwrap();
         let c = ServerConfig::merge(
             NodeArgs {
-                replicas: Some(4),
+                replicas: Some(gridkv::ReplicaPlacement::Total(4)),
                 ..args("from-flag")
             },
             file,
         )
         .unwrap();
         assert_eq!(c.id, "from-flag");
-        assert_eq!(c.replicas, 4);
+        assert_eq!(c.replicas, gridkv::ReplicaPlacement::Total(4));
         assert_eq!(c.write_quorum, 3);
         assert_eq!(c.seeds, vec!["a:1", "b:2"]);
         assert_eq!(c.dc, "eu");
@@ -867,7 +862,7 @@ mod tests {
     #[test]
     fn weak_quorums_need_consistency_eventual() {
         let weak = || NodeArgs {
-            replicas: Some(3),
+            replicas: Some(gridkv::ReplicaPlacement::Total(3)),
             write_quorum: Some(1),
             read_quorum: Some(2),
             ..args("n")

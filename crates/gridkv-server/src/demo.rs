@@ -58,7 +58,7 @@ pub fn node_config(args: &DemoArgs, i: u16) -> Result<ServerConfig, String> {
         seeds: Some(vec![seed]),
         resp: Some(format!("127.0.0.1:{}", port(args.base_port, 0, i)?)),
         http: Some(format!("127.0.0.1:{}", port(args.base_port, 1700, i)?)),
-        replicas: Some(replicas),
+        replicas: Some(gridkv::ReplicaPlacement::Total(replicas)),
         write_quorum: Some(quorum),
         read_quorum: Some(quorum),
         max_memory: Some(256 << 20),
@@ -283,9 +283,15 @@ mod tests {
         assert_eq!(c.http, "127.0.0.1:8082");
         assert_eq!(c.listen, "127.0.0.1:7382");
         assert_eq!(c.seeds, vec!["127.0.0.1:7380"]);
-        assert_eq!((c.replicas, c.write_quorum, c.read_quorum), (3, 2, 2));
+        assert_eq!(
+            (c.replicas.total(), c.write_quorum, c.read_quorum),
+            (3, 2, 2)
+        );
         let one = node_config(&args(1, 6380), 0).unwrap();
-        assert_eq!((one.replicas, one.write_quorum, one.read_quorum), (1, 1, 1));
+        assert_eq!(
+            (one.replicas.total(), one.write_quorum, one.read_quorum),
+            (1, 1, 1)
+        );
         assert!(node_config(&args(3, 65_000), 0).is_err());
     }
 }

@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/live", get(live))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster))
+        .route("/placement", get(crate::topology::placement))
         .route("/remove", axum::routing::post(crate::remove::endpoint))
         .route("/", get(index))
         .layer(axum::middleware::from_fn_with_state(
@@ -147,7 +148,8 @@ fn waiting_for(node: &gridkv::GridKv) -> Option<String> {
 async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "GridKV admin: GET /health, /live, /metrics (Prometheus), /cluster (JSON)\n",
+        "GridKV admin: GET /health, /live, /metrics (Prometheus), /cluster (JSON), \
+         /placement?key=KEY (JSON)\n",
     )
         .into_response()
 }
@@ -184,6 +186,8 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
                 "state": m.liveness.as_str(),
                 "ring_state": m.ring.as_str(),
                 "datacenter": m.identity.datacenter,
+                "dc": m.identity.datacenter,
+                "rack": m.identity.rack,
                 "incarnation": m.incarnation,
                 "generation": m.identity.generation.get(),
                 "rtt_ms": rtt,
@@ -212,6 +216,8 @@ pub fn cluster_json(shared: &Shared) -> serde_json::Value {
         "flushed_at_ms": node.flush_floor_ms(),
         "members": members,
         "ring": ring_summary(node, status.effective_replicas),
+        // Per datacenter: members by state, copies held, reachability.
+        "placement": crate::topology::datacenters_json(node),
         "replication": {
             "replicas": status.replicas,
             "write_quorum": status.write_quorum,

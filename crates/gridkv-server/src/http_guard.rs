@@ -3,7 +3,7 @@
 //! | endpoint | loopback listener | other listener |
 //! |---|---|---|
 //! | `GET /health`, `/live`, `/` | open | open |
-//! | `GET /cluster`, `/metrics` (they reveal the members, their addresses and the load) | open | token |
+//! | `GET /cluster`, `/metrics`, `/placement` (they reveal the members, their addresses and the load) | open | token |
 //! | anything else: every method but `GET`/`HEAD`, or any other path | token if one is set, else open | token |
 //!
 //! "token": the request must carry `Authorization: Bearer TOKEN`, compared
@@ -64,7 +64,7 @@ pub fn access(method: &Method, path: &str) -> Access {
     }
     match path {
         "/health" | "/live" | "/" => Access::Open,
-        "/cluster" | "/metrics" => Access::Reveals,
+        "/cluster" | "/metrics" | "/placement" => Access::Reveals,
         _ => Access::Changes,
     }
 }

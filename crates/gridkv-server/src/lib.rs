@@ -49,4 +49,5 @@ pub mod session;
 pub mod shared;
 pub mod stats;
 pub mod tls;
+pub mod topology;
 mod writer;

@@ -235,7 +235,11 @@ async fn run_alone<S: ClientStream>(
                 return out.reply(&refused, session.protocol).await;
             }
         };
-        if let Some(error) = mget.stream(&shared.node, out, session.protocol).await? {
+        let node = match session.consistency {
+            Some(level) => shared.node.with_consistency(level),
+            None => shared.node.clone(),
+        };
+        if let Some(error) = mget.stream(&node, out, session.protocol).await? {
             shared.stats.error_replies.fetch_add(1, Relaxed);
             out.reply(&error, session.protocol).await?;
         }

@@ -48,6 +48,9 @@ pub struct Session {
     pub acl_generation: u64,
     /// The batch queued since `MULTI`, if one is open.
     pub transaction: Option<Transaction>,
+    /// `GRIDKV.CONSISTENCY`: the level of this connection's reads and
+    /// writes; `None`: the node's.
+    pub consistency: Option<gridkv::ConsistencyLevel>,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
             user: None,
             acl_generation: 0,
             transaction: None,
+            consistency: None,
         }
     }
 }

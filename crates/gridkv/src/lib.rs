@@ -95,7 +95,7 @@ pub use net::TransportStats;
 pub use net::tls::{CertExpiry, CertKind, OperatorKey, TlsError, TlsFiles, TlsStatus, TlsStore};
 pub use node::{
     ClockStatus, Config, ConfigBuilder, ExpiryChange, FillMode, Forming, Found, GridKv, JoinError,
-    LINK_SWEEP_INTERVAL, LoadError, LoadOptions, LoaderError, MembershipStats, Readiness,
+    KeyOwner, LINK_SWEEP_INTERVAL, LoadError, LoadOptions, LoaderError, MembershipStats, Readiness,
     StartError, Ttl,
 };
 pub use replication::{

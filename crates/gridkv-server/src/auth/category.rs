@@ -185,6 +185,7 @@ pub const ENTRIES: &[Entry] = &[
     e("scan", &[Keyspace, Read, Slow]),
     e("keys", &[Keyspace, Read, Slow, Dangerous]),
     e("gridkv.dbsize", &[Keyspace, Read, Slow]),
+    e("gridkv.consistency", &[Fast, Connection]),
 ];
 
 /// A set of [`ENTRIES`], by index.

@@ -35,7 +35,8 @@
 //! `del` (DEL, EXISTS, UNLINK, TOUCH), `expire` (EXPIRE, PEXPIRE, EXPIREAT,
 //! PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST), `multi`
 //! (MULTI, EXEC, DISCARD), `connection` (PING, ECHO, SELECT), `hello`, `client`, `info`
-//! (INFO, DBSIZE), `config`, `command`, `auth` (AUTH, ACL). Before it runs,
+//! (INFO, DBSIZE), `config`, `command`, `auth` (AUTH, ACL), `consistency`
+//! (GRIDKV.CONSISTENCY: a connection's consistency level). Before it runs,
 //! a command passes the `gate`: is the client logged in, and may its user
 //! run it on these keys (see [`crate::auth`])?
 //!
@@ -57,6 +58,7 @@ mod client;
 mod command;
 mod config;
 mod connection;
+mod consistency;
 mod del;
 mod error;
 mod expire;
@@ -79,6 +81,7 @@ pub use client::{Client, LibAttr};
 pub use command::Commands;
 pub use config::ConfigGet;
 pub use connection::Ping;
+pub use consistency::SetConsistency;
 pub use del::{Del, Exists};
 pub use error::{ParseError, error_reply};
 pub use expire::{Expire, ExpireAt, ExpireTime, Persist, Ttl, Unit};
@@ -176,6 +179,8 @@ pub enum Command {
     Keys(Keys),
     /// `GRIDKV.DBSIZE`: the cluster's key count.
     ClusterDbSize,
+    /// `GRIDKV.CONSISTENCY [level|DEFAULT]`.
+    Consistency(SetConsistency),
     /// `FLUSHALL [ASYNC|SYNC]`.
     FlushAll,
     /// `FLUSHDB [ASYNC|SYNC]` (one database: the same).
@@ -257,6 +262,7 @@ impl Command {
             "scan" => Command::Scan(Scan::parse(args)?),
             "keys" => Command::Keys(Keys::parse(args)?),
             "gridkv.dbsize" => Command::ClusterDbSize,
+            "gridkv.consistency" => Command::Consistency(SetConsistency::parse(&args)?),
             "flushall" => {
                 scan::parse_flush(&args)?;
                 Command::FlushAll
@@ -351,6 +357,7 @@ impl Command {
             | Command::Discard
             | Command::Unwatch
             | Command::ClusterDbSize
+            | Command::Consistency(_)
             | Command::FlushAll
             | Command::FlushDb => true,
             // Keys are not named: they are what the walk finds. A user
@@ -429,6 +436,7 @@ impl Command {
             Command::Scan(_) => const { at("scan") },
             Command::Keys(_) => const { at("keys") },
             Command::ClusterDbSize => const { at("gridkv.dbsize") },
+            Command::Consistency(_) => const { at("gridkv.consistency") },
             Command::FlushAll => const { at("flushall") },
             Command::FlushDb => const { at("flushdb") },
             Command::Incr(_) => const { at("incr") },
@@ -445,7 +453,14 @@ impl Command {
 
     /// Runs the command against the node and returns its reply.
     pub async fn apply(self, shared: &Shared, session: &mut Session) -> Reply {
-        let node = &shared.node;
+        let levelled;
+        let node = match session.consistency {
+            None => &shared.node,
+            Some(level) => {
+                levelled = shared.node.with_consistency(level);
+                &levelled
+            }
+        };
         match self {
             Command::Get(c) => c.apply(node).await,
             Command::MGet(c) => c.apply(node).await,
@@ -482,6 +497,7 @@ impl Command {
             Command::Scan(c) => c.apply(node).await,
             Command::Keys(c) => c.apply(node).await,
             Command::ClusterDbSize => scan::cluster_dbsize(node).await,
+            Command::Consistency(c) => c.apply(node, session),
             Command::Incr(c) | Command::Decr(c) | Command::IncrBy(c) | Command::DecrBy(c) => {
                 c.apply(node).await
             }

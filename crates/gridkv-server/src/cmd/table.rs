@@ -135,6 +135,12 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("keys", 2, &["readonly"], NO_KEYS),
     spec("gridkv.dbsize", 1, &["readonly"], NO_KEYS),
     spec(
+        "gridkv.consistency",
+        -1,
+        &["fast", "loading", "stale"],
+        NO_KEYS,
+    ),
+    spec(
         "unwatch",
         1,
         &["noscript", "loading", "stale", "fast", "allow_busy"],

@@ -302,6 +302,7 @@ impl GridKv {
             None => &self.inner.metrics.deletes,
         };
         let started = Instant::now();
+        let options = self.levelled_write(options);
         let result = Box::pin(self.inner.coordinator.write(key, data, options)).await;
         histogram.record(started.elapsed());
         result
@@ -333,6 +334,7 @@ impl GridKv {
         // Boxed: the network path's state is large, and callers' futures
         // stay small.
         let started = Instant::now();
+        let options = self.levelled_read(options);
         let result = Box::pin(self.inner.coordinator.read(key, options)).await;
         self.inner.metrics.reads.record(started.elapsed());
         result
@@ -369,7 +371,8 @@ impl GridKv {
         }
         let started = Instant::now();
         let coordinator = &self.inner.coordinator;
-        let change = coordinator.write_expiry(key, item, expires_at, WriteOptions::default());
+        let options = self.levelled_write(WriteOptions::default());
+        let change = coordinator.write_expiry(key, item, expires_at, options);
         let result = Box::pin(change).await;
         self.inner.metrics.writes.record(started.elapsed());
         result
@@ -395,6 +398,7 @@ impl GridKv {
             None => &self.inner.metrics.deletes,
         };
         let started = Instant::now();
+        let options = self.levelled_write(options);
         let result =
             Box::pin(self.inner.coordinator.write_if(key, data, condition, restore, options)).await;
         histogram.record(started.elapsed());

@@ -34,6 +34,8 @@ mod load;
 mod security;
 mod scan;
 mod start_log;
+mod status;
+pub use status::KeyOwner;
 mod update;
 #[cfg(feature = "internals")]
 mod internals;
@@ -68,7 +70,7 @@ use crate::replication::in_flight::{Finisher, Keeper};
 use crate::replication::rebalance::Rebalancer;
 use crate::replication::Placement;
 use crate::replication::{
-    hint_delivery, serve, Consistency, Coordinator, Error, Replica, ReplicationStatus,
+    hint_delivery, serve, Coordinator, Error, Replica, ReplicationStatus,
 };
 use crate::ring::Ring;
 use crate::store::Store;
@@ -238,6 +240,9 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct GridKv {
     inner: Arc<Inner>,
+    /// Consistency levels this handle uses where a call names none
+    /// ([`GridKv::with_consistency`]).
+    levels: status::Levels,
 }
 
 impl std::fmt::Debug for GridKv {
@@ -420,7 +425,10 @@ impl GridKv {
             .tasks
             .lock()
             .extend([membership, data, maintenance, rebalance, hints, vouch, finishing]);
-        Ok(GridKv { inner })
+        Ok(GridKv {
+            inner,
+            levels: status::Levels::default(),
+        })
     }
 
     /// This node's id.
@@ -631,71 +639,6 @@ impl GridKv {
     /// ```
     pub fn store_stats(&self) -> crate::store::StoreStats {
         self.inner.coordinator.replica.store.stats()
-    }
-
-    /// This node's cluster traffic: connections, frames and bytes, requests
-    /// and their failures, per the transport's counters.
-    pub fn transport_stats(&self) -> crate::net::TransportStats {
-        self.inner.transport.stats()
-    }
-
-    /// This node's replication counters.
-    pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
-        let mut stats = self.inner.coordinator.counters.snapshot();
-        stats.hints_pending = self.inner.coordinator.hints.len() as u64;
-        stats.peers_avoided = self.inner.coordinator.peers.avoided_count() as u64;
-        stats
-    }
-
-    /// What this node's own data requests taught it about each peer it
-    /// asked: round trip, failures in a row, and whether it avoids the
-    /// peer now (it could not reach it, whatever membership says; see
-    /// [`PeerHealth`](crate::PeerHealth)).
-    ///
-    /// ```
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let node = gridkv::GridKv::start(gridkv::GridKv::builder("n1").build()?).await?;
-    /// assert!(node.peer_health().is_empty()); // no peer asked yet
-    /// # Ok(()) }
-    /// ```
-    pub fn peer_health(&self) -> Vec<crate::PeerHealth> {
-        self.inner.coordinator.peers.snapshot()
-    }
-
-    /// The replication factor and quorums in force: N is smaller than
-    /// configured while the ring has fewer members than N
-    /// ([`ReplicationStatus::is_reduced`]). W and R are the configured ones
-    /// for a node given seeds (it waits for enough members instead); a
-    /// node started with no seeds caps them at its ring.
-    pub fn replication_status(&self) -> ReplicationStatus {
-        self.inner.status()
-    }
-
-    /// The consistency the node's configuration asked for: strong (W + R >
-    /// N, the default) or, only when asked by name, eventual.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use gridkv::{Consistency, GridKv, ReplicationConfig};
-    ///
-    /// let weak = ReplicationConfig { write_quorum: 1, read_quorum: 1, ..Default::default() };
-    /// let config = GridKv::builder("c1")
-    ///     .replication(weak)
-    ///     .consistency(Consistency::Eventual)
-    ///     .build()?;
-    /// let node = GridKv::start(config).await?;
-    /// assert_eq!(node.consistency(), Consistency::Eventual);
-    /// // No seeds: a cluster of one, with N, W and R capped at one node.
-    /// assert!(node.is_standalone());
-    /// node.shutdown().await;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn consistency(&self) -> Consistency {
-        self.inner.coordinator.config.consistency
     }
 
     /// Whether the node was started with no seeds other than itself: a

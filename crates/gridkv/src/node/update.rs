@@ -357,7 +357,8 @@ impl GridKv {
         self.until_serving(None).await?;
         let started = tokio::time::Instant::now();
         let coordinator = &self.inner.coordinator;
-        let result = Box::pin(coordinator.incr(key.as_ref(), delta, WriteOptions::default())).await;
+        let options = self.levelled_write(WriteOptions::default());
+        let result = Box::pin(coordinator.incr(key.as_ref(), delta, options)).await;
         self.inner.metrics.writes.record(started.elapsed());
         result
     }
@@ -370,7 +371,7 @@ impl GridKv {
         options: WriteOptions,
         mut step: impl FnMut(Lookup) -> Step<T>,
     ) -> Result<T, Error> {
-        let read = options.matching_read();
+        let read = self.levelled_write(options).matching_read();
         for _ in 0..Self::UPDATE_ATTEMPTS {
             let lookup = self.lookup(key, read).await?;
             // The tombstone read, put back where a write that lost is
