@@ -76,6 +76,25 @@ pub struct SwimConfig {
     pub forget_after: Duration,
     /// Most members the table holds; news of more is dropped.
     pub max_members: usize,
+    /// A link whose smoothed probe round trip is above this is a WAN link
+    /// (so is every link to a member of another datacenter, whatever its
+    /// round trip). WAN links get the `wan_*` timing; a WAN probe runs
+    /// beside the LAN one, so a slow WAN never delays detection inside
+    /// this node's datacenter.
+    pub wan_rtt_threshold: Duration,
+    /// [`probe_timeout`](Self::probe_timeout) of a WAN link (and at least
+    /// three of its round trips).
+    pub wan_probe_timeout: Duration,
+    /// [`suspicion_min`](Self::suspicion_min) of a member across a WAN link.
+    pub wan_suspicion_min: Duration,
+    /// [`suspicion_max`](Self::suspicion_max) of a member across a WAN link.
+    pub wan_suspicion_max: Duration,
+    /// How long every member of a datacenter may be down before its
+    /// members are removed from the ring: a datacenter cut off or lost is a
+    /// state of its own, in which its members keep their slots (and its
+    /// copies stay assigned to it) until an operator removes them
+    /// (`gridkv remove`) or this long passes. Default 24 hours.
+    pub datacenter_remove_after: Duration,
 }
 
 impl Default for SwimConfig {
@@ -102,6 +121,11 @@ impl SwimConfig {
             remove_after: Duration::from_secs(30),
             forget_after: Duration::from_secs(600),
             max_members: 16_384,
+            wan_rtt_threshold: Duration::from_millis(10),
+            wan_probe_timeout: Duration::from_millis(600),
+            wan_suspicion_min: Duration::from_secs(4),
+            wan_suspicion_max: Duration::from_secs(12),
+            datacenter_remove_after: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -139,6 +163,11 @@ impl SwimConfig {
             ("join_retry", self.join_retry, 10 * MINUTE),
             ("remove_after", self.remove_after, WEEK),
             ("forget_after", self.forget_after, WEEK),
+            ("wan_rtt_threshold", self.wan_rtt_threshold, MINUTE),
+            ("wan_probe_timeout", self.wan_probe_timeout, MINUTE),
+            ("wan_suspicion_min", self.wan_suspicion_min, 10 * MINUTE),
+            ("wan_suspicion_max", self.wan_suspicion_max, 10 * MINUTE),
+            ("datacenter_remove_after", self.datacenter_remove_after, 4 * WEEK),
         ] {
             if value > max {
                 return err(field, "too long");
@@ -162,6 +191,15 @@ impl SwimConfig {
         if self.suspicion_max < self.suspicion_min {
             return err("suspicion_max", "must be at least suspicion_min");
         }
+        if self.wan_probe_timeout < self.probe_timeout {
+            return err("wan_probe_timeout", "must be at least probe_timeout");
+        }
+        if self.wan_suspicion_min < self.suspicion_min {
+            return err("wan_suspicion_min", "must be at least suspicion_min");
+        }
+        if self.wan_suspicion_max < self.wan_suspicion_min {
+            return err("wan_suspicion_max", "must be at least wan_suspicion_min");
+        }
         if self.suspicion_confirmations == 0 {
             return err("suspicion_confirmations", "must be at least 1");
         }
@@ -182,6 +220,9 @@ impl SwimConfig {
         }
         if self.remove_after < self.suspicion_max {
             return err("remove_after", "must be at least suspicion_max");
+        }
+        if self.datacenter_remove_after < self.remove_after {
+            return err("datacenter_remove_after", "must be at least remove_after");
         }
         if self.forget_after < self.remove_after {
             return err("forget_after", "must be at least remove_after");

@@ -53,6 +53,11 @@ pub struct Sim {
     /// With signed membership: the cluster's fake CA; every node gets
     /// credentials from it and the network authenticates senders.
     pub ca: Option<fake_creds::FakeCa>,
+    /// Each node's datacenter label (default `default`), set as it starts.
+    pub datacenters: Vec<String>,
+    /// Packets between nodes of different datacenters take this one-way
+    /// latency range and this loss instead of `latency` and `loss`.
+    pub wan: Option<((Duration, Duration), f64)>,
 }
 
 pub struct SimNode {
@@ -96,6 +101,8 @@ impl Sim {
             bytes_sent: vec![0; n],
             fill_delay: Some(Duration::ZERO),
             ca: None,
+            datacenters: vec!["default".to_owned(); n],
+            wan: None,
         };
         for i in 0..n {
             let addr = format!("10.0.{}.{}:7946", i / 250, i % 250);
@@ -133,7 +140,9 @@ impl Sim {
         let creds = self.ca.is_some().then(|| self.creds(i));
         let node = &mut self.nodes[i];
         node.generation += 1;
-        let identity = Identity::new(node.id, Generation::new(node.generation), node.addr.clone());
+        let mut identity =
+            Identity::new(node.id, Generation::new(node.generation), node.addr.clone());
+        identity.datacenter = self.datacenters[i].clone();
         let rng_seed = self.seed ^ ((i as u64) << 32) ^ node.generation;
         let mut swim = Swim::new(
             identity,
@@ -452,10 +461,13 @@ impl Sim {
                     if self.blocked.contains(&(i.min(j), i.max(j))) {
                         continue;
                     }
-                    if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+                    let ((lo, hi), loss) = match self.wan {
+                        Some(wan) if self.datacenters[i] != self.datacenters[j] => wan,
+                        _ => (self.latency, self.loss),
+                    };
+                    if loss > 0.0 && self.rng.random_bool(loss) {
                         continue;
                     }
-                    let (lo, hi) = self.latency;
                     let mut delay = lo + (hi - lo).mul_f64(self.rng.random::<f64>());
                     for k in [i, j] {
                         delay += self.slow.get(&k).copied().unwrap_or_default();

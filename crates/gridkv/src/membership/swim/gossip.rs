@@ -91,6 +91,7 @@ impl Swim {
                     member: member.clone(),
                     suspicion: None,
                     final_since,
+                    rtt: None,
                     claim: claim.clone(),
                     previous_run: None,
                 },

@@ -135,6 +135,9 @@ struct Entry {
     suspicion: Option<Suspicion>,
     /// When the member became left or removed.
     final_since: Option<Duration>,
+    /// The smoothed round trip of this node's direct probes of it (`None`
+    /// until one was answered).
+    rtt: Option<Duration>,
     /// With signed membership: the signed claim that last set the entry,
     /// re-gossiped unchanged.
     claim: Option<Update>,
@@ -207,9 +210,12 @@ pub struct Swim {
     seeds: Vec<String>,
     rng: SplitMix64,
     seq: u64,
-    probe_order: Vec<NodeId>,
-    probe_pos: usize,
-    probe: Option<Probe>,
+    /// Per link kind (LAN, WAN): the probe round's order and position.
+    probe_order: [Vec<NodeId>; 2],
+    probe_pos: [usize; 2],
+    /// Probes in flight: at most one per link kind, so a slow WAN probe
+    /// never holds up the probing of this node's own datacenter.
+    probes: Vec<Probe>,
     next_probe: Duration,
     forwards: BTreeMap<u64, Forward>,
     /// Indirect probes refused: their target was not a member's address.
@@ -281,9 +287,9 @@ impl Swim {
             seeds,
             rng: SplitMix64::new(rng_seed),
             seq: 0,
-            probe_order: Vec::new(),
-            probe_pos: 0,
-            probe: None,
+            probe_order: [Vec::new(), Vec::new()],
+            probe_pos: [0, 0],
+            probes: Vec::new(),
             forwards: BTreeMap::new(),
             probe_requests_refused: 0,
             id_checks: BTreeMap::new(),
@@ -443,8 +449,8 @@ impl Swim {
         if !self.joined && !self.refused {
             next = next.min(self.next_join);
         }
-        if let Some(p) = &self.probe {
-            next = next.min(p.deadline);
+        if let Some(p) = self.probes.iter().map(|p| p.deadline).min() {
+            next = next.min(p);
         }
         if let Some(f) = self.forwards.values().map(|f| f.deadline).min() {
             next = next.min(f);

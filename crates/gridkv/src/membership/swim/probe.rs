@@ -26,12 +26,15 @@ enum ProbeStage {
     Indirect { expected_nacks: u32 },
 }
 
-/// This node's probe in flight; there is at most one.
+/// One of this node's probes in flight; there is at most one per link
+/// kind.
 #[derive(Debug)]
 pub(super) struct Probe {
     seq: u64,
     target: NodeId,
     generation: Generation,
+    /// The link kind it was started for (one probe per kind at a time).
+    link: Link,
     pub(super) deadline: Duration,
     stage: ProbeStage,
     nacks: u32,
@@ -54,45 +57,104 @@ pub(super) struct Forward {
     sent: (Duration, u64),
 }
 
+/// A link's kind: inside this node's datacenter (LAN timing) or across a
+/// WAN (longer probe timeouts and suspicion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Link {
+    Lan = 0,
+    Wan = 1,
+}
+
 impl Swim {
-    /// Pings the next member in the probe order, unless a probe is still
-    /// in flight.
-    pub(super) fn start_probe(&mut self, now: Duration) {
-        if self.probe.is_some() {
-            return;
+    /// Whether the link to `id` is a WAN link: the member is in another
+    /// datacenter, or its smoothed probe round trip is above
+    /// [`SwimConfig::wan_rtt_threshold`].
+    ///
+    /// [`SwimConfig::wan_rtt_threshold`]: crate::membership::SwimConfig::wan_rtt_threshold
+    pub(super) fn link(&self, id: &NodeId) -> Link {
+        let Some(e) = self.members.get(id) else {
+            return Link::Lan;
+        };
+        let far = e.member.identity.datacenter != self.me.identity.datacenter
+            || e.rtt.is_some_and(|rtt| rtt > self.config.wan_rtt_threshold);
+        if far {
+            Link::Wan
+        } else {
+            Link::Lan
         }
-        let Some(target) = self.next_probe_target() else {
-            return;
-        };
-        let (generation, addr) = {
-            let m = &self.members[&target].member;
-            (m.identity.generation, m.identity.addr.clone())
-        };
-        let seq = self.next_seq();
-        self.probe = Some(Probe {
-            seq,
-            target,
-            generation,
-            deadline: now + self.scaled(self.config.probe_timeout),
-            stage: ProbeStage::Direct,
-            nacks: 0,
-            sent: (now, self.clock_reading.wall_ms),
-        });
-        self.send(addr, Message::Ping { seq, target });
     }
 
-    /// The next reachable member of this round; at the end of a round the
-    /// reachable members are reshuffled into the next.
-    fn next_probe_target(&mut self) -> Option<NodeId> {
+    /// The smoothed round trip of this node's direct probes of member
+    /// `id`, once one was answered.
+    pub fn link_rtt(&self, id: &NodeId) -> Option<Duration> {
+        self.members.get(id).and_then(|e| e.rtt)
+    }
+
+    /// Whether this node treats its link to member `id` as a WAN link
+    /// (another datacenter, or a round trip above
+    /// [`SwimConfig::wan_rtt_threshold`]).
+    ///
+    /// [`SwimConfig::wan_rtt_threshold`]: crate::membership::SwimConfig::wan_rtt_threshold
+    pub fn is_wan_link(&self, id: &NodeId) -> bool {
+        self.link(id) == Link::Wan
+    }
+
+    /// How long a probe of `id` waits for its ack, before local health
+    /// scaling: the LAN timeout, or for a WAN link the WAN one (at least
+    /// three of its round trips).
+    pub(super) fn probe_timeout(&self, id: &NodeId) -> Duration {
+        match self.link(id) {
+            Link::Lan => self.config.probe_timeout,
+            Link::Wan => {
+                let rtt = self.members.get(id).and_then(|e| e.rtt).unwrap_or_default();
+                self.config.wan_probe_timeout.max(rtt * 3)
+            }
+        }
+    }
+
+    /// Pings the next member of each link kind in the probe order, unless
+    /// a probe of that kind is still in flight.
+    pub(super) fn start_probe(&mut self, now: Duration) {
+        for link in [Link::Lan, Link::Wan] {
+            if self.probes.iter().any(|p| p.link == link) {
+                continue;
+            }
+            let Some(target) = self.next_probe_target(link) else {
+                continue;
+            };
+            let (generation, addr) = {
+                let m = &self.members[&target].member;
+                (m.identity.generation, m.identity.addr.clone())
+            };
+            let seq = self.next_seq();
+            self.probes.push(Probe {
+                seq,
+                target,
+                generation,
+                link,
+                deadline: now + self.scaled(self.probe_timeout(&target)),
+                stage: ProbeStage::Direct,
+                nacks: 0,
+                sent: (now, self.clock_reading.wall_ms),
+            });
+            self.send(addr, Message::Ping { seq, target });
+        }
+    }
+
+    /// The next reachable member of `link`'s kind in this round; at the
+    /// end of a round the reachable members of that kind are reshuffled
+    /// into the next.
+    fn next_probe_target(&mut self, link: Link) -> Option<NodeId> {
+        let k = link as usize;
         for _ in 0..2 {
-            while self.probe_pos < self.probe_order.len() {
-                let id = self.probe_order[self.probe_pos];
-                self.probe_pos += 1;
-                if self
+            while self.probe_pos[k] < self.probe_order[k].len() {
+                let id = self.probe_order[k][self.probe_pos[k]];
+                self.probe_pos[k] += 1;
+                let reachable = self
                     .members
                     .get(&id)
-                    .is_some_and(|e| e.member.liveness.is_reachable())
-                {
+                    .is_some_and(|e| e.member.liveness.is_reachable());
+                if reachable && self.link(&id) == link {
                     return Some(id);
                 }
             }
@@ -102,10 +164,11 @@ impl Swim {
                 .iter()
                 .filter(|(_, e)| e.member.liveness.is_reachable())
                 .map(|(id, _)| *id)
+                .filter(|id| self.link(id) == link)
                 .collect();
             self.shuffle(&mut order);
-            self.probe_order = order;
-            self.probe_pos = 0;
+            self.probe_order[k] = order;
+            self.probe_pos[k] = 0;
         }
         None
     }
@@ -113,26 +176,38 @@ impl Swim {
     pub(super) fn add_to_probe_order(&mut self, id: NodeId) {
         // At a random place in the rest of this round, so a new member is
         // probed within one round.
-        if self.probe_order[self.probe_pos..].contains(&id) {
+        let k = self.link(&id) as usize;
+        let pos = self.probe_pos[k];
+        if self.probe_order[k][pos..].contains(&id) {
             return;
         }
-        let rest = self.probe_order.len() - self.probe_pos;
-        let at = self.probe_pos + (self.rng.next_u64() % (rest as u64 + 1)) as usize;
-        self.probe_order.insert(at, id);
+        let rest = self.probe_order[k].len() - pos;
+        let at = pos + (self.rng.next_u64() % (rest as u64 + 1)) as usize;
+        self.probe_order[k].insert(at, id);
     }
 
-    /// Moves a probe whose deadline passed on: from direct to indirect,
-    /// and from indirect to suspecting its target.
+    /// Moves the probes whose deadline passed on: from direct to
+    /// indirect, and from indirect to suspecting their target.
     pub(super) fn probe_timers(&mut self, now: Duration) {
-        let Some(probe) = &self.probe else {
+        let due: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|p| now >= p.deadline)
+            .map(|p| p.seq)
+            .collect();
+        for seq in due {
+            self.probe_timer(now, seq);
+        }
+    }
+
+    fn probe_timer(&mut self, now: Duration, seq: u64) {
+        let Some(i) = self.probes.iter().position(|p| p.seq == seq) else {
             return;
         };
-        if now < probe.deadline {
-            return;
-        }
+        let probe = &self.probes[i];
         match probe.stage {
             ProbeStage::Direct => {
-                let (seq, target) = (probe.seq, probe.target);
+                let target = probe.target;
                 let target_addr = self
                     .members
                     .get(&target)
@@ -157,16 +232,15 @@ impl Swim {
                         },
                     );
                 }
-                let deadline = now + self.scaled(self.config.probe_timeout);
-                if let Some(p) = &mut self.probe {
-                    p.stage = ProbeStage::Indirect { expected_nacks };
-                    p.deadline = deadline;
-                }
+                let deadline = now + self.scaled(self.probe_timeout(&target));
+                let p = &mut self.probes[i];
+                p.stage = ProbeStage::Indirect { expected_nacks };
+                p.deadline = deadline;
             }
             ProbeStage::Indirect { expected_nacks } => {
                 let missed = expected_nacks.saturating_sub(probe.nacks);
                 let (target, generation) = (probe.target, probe.generation);
-                self.probe = None;
+                self.probes.swap_remove(i);
                 // Helpers that did not even nack suggest this node is the
                 // one with the problem (Lifeguard).
                 self.local_health = (self.local_health + missed).min(self.config.max_local_health);
@@ -218,7 +292,7 @@ impl Swim {
                     seq,
                     // Nack before the requester gives up, so the
                     // nack counts (Lifeguard uses 80%).
-                    deadline: now + self.scaled(self.config.probe_timeout).mul_f64(0.8),
+                    deadline: now + self.scaled(self.probe_timeout(&target)).mul_f64(0.8),
                     target,
                     sent: (now, self.clock_reading.wall_ms),
                 },
@@ -229,10 +303,8 @@ impl Swim {
 
     /// A helper could not reach this node's probe target in time.
     pub(super) fn on_nack(&mut self, seq: u64) {
-        if let Some(p) = &mut self.probe {
-            if p.seq == seq {
-                p.nacks += 1;
-            }
+        if let Some(p) = self.probes.iter_mut().find(|p| p.seq == seq) {
+            p.nacks += 1;
         }
     }
 
@@ -247,11 +319,15 @@ impl Swim {
         from: (NodeId, Generation),
         clock: ClockReading,
     ) {
-        if let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) {
+        if let Some(i) = self.probes.iter().position(|p| p.seq == seq) {
+            let p = self.probes.swap_remove(i);
             if p.target == from.0 {
+                // Only a direct ack times the link itself.
+                if matches!(p.stage, ProbeStage::Direct) {
+                    self.note_rtt(from.0, now.saturating_sub(p.sent.0));
+                }
                 self.measure(now, from.0, p.sent, clock);
             }
-            self.probe = None;
             self.local_health = self.local_health.saturating_sub(1);
             return;
         }
@@ -273,11 +349,22 @@ impl Swim {
                 sent.1 = sent.1.saturating_add_signed(step_ms);
             }
         };
-        if let Some(p) = &mut self.probe {
+        for p in &mut self.probes {
             shift(&mut p.sent);
         }
         for f in self.forwards.values_mut() {
             shift(&mut f.sent);
+        }
+    }
+
+    /// Folds a direct probe's round trip to `id` into its smoothed RTT
+    /// (the weight TCP gives a new sample, 1/8).
+    fn note_rtt(&mut self, id: NodeId, sample: Duration) {
+        if let Some(e) = self.members.get_mut(&id) {
+            e.rtt = Some(match e.rtt {
+                None => sample,
+                Some(rtt) => (rtt * 7 + sample) / 8,
+            });
         }
     }
 

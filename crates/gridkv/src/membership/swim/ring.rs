@@ -171,14 +171,30 @@ impl Swim {
         if !self.can_remove() {
             return;
         }
-        let remove_after = self.config.remove_after;
+        // A datacenter none of whose members is reachable is cut off or
+        // lost, not failing member by member: its members keep their
+        // slots much longer (see `SwimConfig::datacenter_remove_after`).
+        let reachable_dcs: std::collections::BTreeSet<&str> = self
+            .members
+            .values()
+            .filter(|e| e.member.liveness.is_reachable())
+            .map(|e| e.member.identity.datacenter.as_str())
+            .chain([self.me.identity.datacenter.as_str()])
+            .collect();
+        let after = |dc: &str| {
+            if reachable_dcs.contains(dc) {
+                self.config.remove_after
+            } else {
+                self.config.datacenter_remove_after
+            }
+        };
         let long_down: Vec<NodeId> = self
             .members
             .iter()
             .filter(|(_, e)| {
                 e.member.liveness == Liveness::Down
                     && e.member.ring != RingState::Removed
-                    && now.saturating_sub(e.member.since) >= remove_after
+                    && now.saturating_sub(e.member.since) >= after(&e.member.identity.datacenter)
                     && !self.voted(e.member.identity.id, e.member.identity.generation)
             })
             .map(|(id, _)| *id)

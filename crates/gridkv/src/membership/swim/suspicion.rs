@@ -188,8 +188,12 @@ impl Swim {
         let n = self.members.len() + 1;
         let scale = (n as f64).log10().max(1.0);
         let health = 1 + self.local_health;
-        let min = self.config.suspicion_min.mul_f64(scale) * health;
-        let max = self.config.suspicion_max.mul_f64(scale) * health;
+        let (min, max) = match self.link(&id) {
+            super::probe::Link::Lan => (self.config.suspicion_min, self.config.suspicion_max),
+            super::probe::Link::Wan => (self.config.wan_suspicion_min, self.config.wan_suspicion_max),
+        };
+        let min = min.mul_f64(scale) * health;
+        let max = max.mul_f64(scale) * health;
         let Some(entry) = self.members.get_mut(&id) else {
             return;
         };
