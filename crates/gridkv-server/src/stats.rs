@@ -82,6 +82,8 @@ pub struct Snapshot {
     /// The cluster TLS material and its reloads; `None` when cluster
     /// traffic is plaintext.
     pub tls: Option<gridkv::TlsStatus>,
+    /// The cross-datacenter streams that have writes waiting.
+    pub remote_streams: Vec<gridkv::StreamStatus>,
 }
 
 /// The smoothed round-trip time to one peer (data lane).
@@ -129,6 +131,7 @@ impl Snapshot {
             max_clients_memory: shared.memory.max_total(),
             store: node.store().stats(),
             replication: node.replication_stats(),
+            remote_streams: node.remote_streams(),
             status: node.replication_status(),
             members,
             placement_nodes: node.ring().len(),

@@ -84,6 +84,7 @@ pub fn datacenters_json(node: &gridkv::GridKv) -> serde_json::Value {
     }
     let placement = node.replica_placement();
     let here = node.location().datacenter;
+    let streams = node.remote_streams();
     let list: Vec<_> = dcs
         .into_iter()
         .map(|(name, dc)| {
@@ -98,6 +99,13 @@ pub fn datacenters_json(node: &gridkv::GridKv) -> serde_json::Value {
                 "racks": dc.racks.into_iter().collect::<Vec<_>>(),
                 "copies": placement.in_datacenter(&name),
                 "reachable": dc.alive + dc.suspect > 0,
+                // The age of the oldest write this node has not yet
+                // delivered there (0: none waiting).
+                "lag_ms": streams
+                    .iter()
+                    .find(|s| s.datacenter == name)
+                    .map_or(0, |s| s.lag.as_millis() as u64),
+                "queued": streams.iter().find(|s| s.datacenter == name).map_or(0, |s| s.queued),
             })
         })
         .collect();

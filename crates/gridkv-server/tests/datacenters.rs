@@ -2,11 +2,12 @@
 //! datacenter and rack, LOCAL_QUORUM through a whole datacenter's loss,
 //! and the lost datacenter catching up once it is back.
 
+#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, Node};
+use common::{Node, eventually};
 use redis::Commands;
 
 /// How long the restarted datacenter may take to serve every key written
@@ -33,23 +34,38 @@ fn start(id: &str, dc: &str, rack: &str, seed: Option<&Node>) -> Node {
 
 fn converged(nodes: &[&Node], alive: &[&str]) {
     for node in nodes {
-        eventually(&format!("{} to see {alive:?}", node.id), Duration::from_secs(60), || {
-            if node.health() != 200 {
-                return Err("not healthy".into());
-            }
-            for id in alive {
-                let seen = node.sees(id)?;
-                if seen != ("alive".into(), "normal".into()) {
-                    return Err(format!("{id} is {seen:?}"));
+        eventually(
+            &format!("{} to see {alive:?}", node.id),
+            Duration::from_secs(60),
+            || {
+                if node.health() != 200 {
+                    return Err("not healthy".into());
                 }
-            }
-            Ok(())
-        });
+                for id in alive {
+                    let seen = node.sees(id)?;
+                    if seen != ("alive".into(), "normal".into()) {
+                        return Err(format!("{id} is {seen:?}"));
+                    }
+                }
+                Ok(())
+            },
+        );
     }
 }
 
+/// The value of the sample `series` (name and labels) in `node`'s
+/// `/metrics`; NaN if absent.
+fn metric(node: &Node, series: &str) -> f64 {
+    let (_, body) = node.http_get("/metrics").expect("metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 fn placement(node: &Node, key: &str) -> serde_json::Value {
-    let (code, body) = node.http_get(&format!("/placement?key={key}")).expect("placement");
+    let (code, body) = node
+        .http_get(&format!("/placement?key={key}"))
+        .expect("placement");
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).expect("json")
 }
@@ -76,7 +92,11 @@ fn a_datacenter_lost_costs_the_other_nothing_and_catches_up_when_back() {
         let owners = view["owners"].as_array().expect("owners");
         let in_dc = |dc: &str| owners.iter().filter(|o| o["dc"] == dc).count();
         assert_eq!((owners.len(), in_dc("a"), in_dc("b")), (3, 2, 1), "{view}");
-        let racks: Vec<_> = owners.iter().filter(|o| o["dc"] == "a").map(|o| o["rack"].clone()).collect();
+        let racks: Vec<_> = owners
+            .iter()
+            .filter(|o| o["dc"] == "a")
+            .map(|o| o["rack"].clone())
+            .collect();
         assert_ne!(racks[0], racks[1], "copies in a share a rack: {view}");
         assert!(owners.iter().any(|o| o["id"] == "a3"), "{view}");
         // Every node agrees.
@@ -84,7 +104,10 @@ fn a_datacenter_lost_costs_the_other_nothing_and_catches_up_when_back() {
     }
     let view = a1.cluster_view().expect("cluster");
     let dcs = &view["placement"]["datacenters"];
-    assert_eq!(view["placement"]["guarantee"], "strong within a datacenter, eventual across", "{view}");
+    assert_eq!(
+        view["placement"]["guarantee"], "strong within a datacenter, eventual across",
+        "{view}"
+    );
     assert_eq!(dcs.as_array().map(Vec::len), Some(2), "{view}");
     assert_eq!(dcs[0]["copies"], 2);
     assert_eq!(dcs[1]["copies"], 1);
@@ -95,10 +118,24 @@ fn a_datacenter_lost_costs_the_other_nothing_and_catches_up_when_back() {
     let mut in_b = b[0].con();
     eventually("b to get a's write", Duration::from_secs(10), || {
         let got: Option<String> = in_b.get("before").map_err(|e| e.to_string())?;
-        (got.as_deref() == Some("1")).then_some(()).ok_or(format!("{got:?}"))
+        (got.as_deref() == Some("1"))
+            .then_some(())
+            .ok_or(format!("{got:?}"))
     });
-    let level: String = redis::cmd("GRIDKV.CONSISTENCY").query(&mut in_a).expect("level");
+    let level: String = redis::cmd("GRIDKV.CONSISTENCY")
+        .query(&mut in_a)
+        .expect("level");
     assert_eq!(level, "LOCAL_QUORUM");
+    // b's copy went through a1's stream to b.
+    eventually(
+        "a1's stream to deliver to b",
+        Duration::from_secs(10),
+        || {
+            let sent = metric(&a1, "gridkv_remote_writes_total{outcome=\"sent\"}");
+            (sent >= 1.0).then_some(()).ok_or(format!("sent {sent}"))
+        },
+    );
+    assert!(metric(&a1, "gridkv_remote_lag_seconds{datacenter=\"b\"}") < 5.0);
 
     // All of b crashes.
     for node in &mut b {
@@ -133,10 +170,19 @@ fn a_datacenter_lost_costs_the_other_nothing_and_catches_up_when_back() {
         slowest < NO_WAIT_FOR_REMOTE,
         "a LOCAL_QUORUM set+get took {slowest:?} with datacenter b down"
     );
+    // Writes for b's owners became hints, not losses.
+    let hinted: f64 = [&a1, &a2, &a3]
+        .iter()
+        .map(|n| metric(n, "gridkv_remote_writes_total{outcome=\"hinted\"}"))
+        .sum();
+    assert!(hinted >= 1.0, "no write for b was hinted");
     // b's members are down, not removed: still in placement.
     a1.wait_sees("b1", &["down"], Duration::from_secs(30));
     let owners = placement(&a1, "while-away:0")["owners"].clone();
-    assert!(owners.as_array().unwrap().iter().any(|o| o["dc"] == "b"), "{owners}");
+    assert!(
+        owners.as_array().unwrap().iter().any(|o| o["dc"] == "b"),
+        "{owners}"
+    );
 
     // b comes back (new runs, new addresses) and catches up.
     let restarted = Instant::now();
@@ -165,5 +211,8 @@ fn a_datacenter_lost_costs_the_other_nothing_and_catches_up_when_back() {
             Ok(())
         },
     );
-    eprintln!("b served every key {:?} after its restart", restarted.elapsed());
+    eprintln!(
+        "b served every key {:?} after its restart",
+        restarted.elapsed()
+    );
 }

@@ -100,7 +100,7 @@ pub use node::{
 };
 pub use replication::{
     Consistency, ConsistencyLevel, Error, FillReport, Guarantee, PeerHealth, ReadOptions,
-    ReplicationConfig, ReplicationStats, ReplicationStatus, ScanPage, WriteOptions,
+    ReplicationConfig, ReplicationStats, ReplicationStatus, ScanPage, StreamStatus, WriteOptions,
 };
 pub use ring::{Location, ReplicaPlacement};
 pub use store::{StoreConfig, StoreStats};

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::membership_sim::{seeds, with_seed, Sim};
+use common::membership_sim::{Sim, seeds, with_seed};
 use gridkv::membership::{Liveness, MemberEvent, SwimConfig};
 
 const MS: Duration = Duration::from_millis(1);
@@ -54,9 +54,15 @@ fn a_lossy_150ms_wan_link_declares_no_one_down_in_ten_minutes() {
             let since = sim.now;
             sim.run_for(600 * S);
             let downs = downs_since(&sim, since);
-            assert!(downs.is_empty(), "false downs across the WAN (seed {seed}): {downs:?}");
+            assert!(
+                downs.is_empty(),
+                "false downs across the WAN (seed {seed}): {downs:?}"
+            );
             // The WAN links were seen as such: the probes timed them.
-            let wan = sim.swim(0).link_rtt(&sim.nodes[5].id).expect("an RTT to a WAN member");
+            let wan = sim
+                .swim(0)
+                .link_rtt(&sim.nodes[5].id)
+                .expect("an RTT to a WAN member");
             assert!(wan >= 250 * MS, "RTT {wan:?} (seed {seed})");
         });
     }
@@ -81,9 +87,10 @@ fn detection_inside_a_datacenter_is_as_fast_as_without_a_wan() {
                 sim.crash(crashed);
                 let id = sim.nodes[crashed].id;
                 let down_everywhere = |s: &Sim| {
-                    (0..5)
-                        .filter(|&i| i != crashed)
-                        .all(|i| s.view(i, crashed).is_some_and(|(l, ..)| l == Liveness::Down))
+                    (0..5).filter(|&i| i != crashed).all(|i| {
+                        s.view(i, crashed)
+                            .is_some_and(|(l, ..)| l == Liveness::Down)
+                    })
                 };
                 let took = sim
                     .run_until(60 * S, down_everywhere)
@@ -130,7 +137,10 @@ fn a_datacenter_cut_off_keeps_its_slots_until_its_own_timeout() {
                     let (liveness, ring, _) = sim.view(i, j).expect("a member");
                     assert_eq!(liveness, Liveness::Down, "n{i} sees n{j} (seed {seed})");
                     assert!(
-                        sim.swim(i).ring_members().placement.contains(&sim.nodes[j].id),
+                        sim.swim(i)
+                            .ring_members()
+                            .placement
+                            .contains(&sim.nodes[j].id),
                         "n{i} removed n{j} ({ring:?}) while its datacenter was cut off (seed {seed})"
                     );
                 }
@@ -149,7 +159,8 @@ fn a_member_failing_alone_in_a_live_datacenter_is_still_removed() {
             let mut sim = two_datacenters(seed, 4, 3, 50 * MS, 0.0);
             sim.crash(5);
             let gone = sim.nodes[5].id;
-            let removed = |s: &Sim| (0..4).all(|i| !s.swim(i).ring_members().placement.contains(&gone));
+            let removed =
+                |s: &Sim| (0..4).all(|i| !s.swim(i).ring_members().placement.contains(&gone));
             sim.run_until(sim.config.remove_after * 4, removed)
                 .unwrap_or_else(|| panic!("{gone} never removed (seed {seed})"));
         });

@@ -18,6 +18,7 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+mod datacenters;
 mod security;
 
 struct Prom(String);
@@ -495,6 +496,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         st.parser_scanned_bytes,
     );
     security::render(&mut p, snapshot);
+    datacenters::render(&mut p, snapshot);
     p.0
 }
 
@@ -551,6 +553,7 @@ mod tests {
                 security: Default::default(),
             },
             tls: None,
+            remote_streams: Vec::new(),
         }
     }
 

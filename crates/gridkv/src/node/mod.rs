@@ -346,6 +346,7 @@ impl GridKv {
             clock_gate: clock_gate.clone(),
             peers: Default::default(),
             slots: Default::default(),
+            remote: Default::default(),
         };
         let formation = Formation::new(
             config.node_id,
@@ -419,12 +420,13 @@ impl GridKv {
         let data = serve::spawn(incoming.data, replica, inner.cancel.clone());
         let rebalance = spawn_fill(&inner, &config, changes_rx);
         let hints = hint_delivery::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
-        let vouch =
-            crate::replication::vouch::spawn(Arc::downgrade(&inner.coordinator), inner.cancel.clone());
+        let c = Arc::downgrade(&inner.coordinator);
+        let vouch = crate::replication::vouch::spawn(c.clone(), inner.cancel.clone());
+        let remote = crate::replication::remote_sender::spawn(c, inner.cancel.clone());
         inner
             .tasks
             .lock()
-            .extend([membership, data, maintenance, rebalance, hints, vouch, finishing]);
+            .extend([membership, data, maintenance, rebalance, hints, vouch, remote, finishing]);
         Ok(GridKv {
             inner,
             levels: status::Levels::default(),

@@ -78,6 +78,13 @@ impl GridKv {
         self.inner.coordinator.config.placement()
     }
 
+    /// The cross-datacenter streams with writes queued or in flight: per
+    /// remote datacenter, the writes waiting and the lag (age of the
+    /// oldest write not yet acknowledged). Empty when nothing is behind.
+    pub fn remote_streams(&self) -> Vec<crate::replication::StreamStatus> {
+        self.inner.coordinator.remote.status()
+    }
+
     /// This node's location: its datacenter and rack.
     pub fn location(&self) -> Location {
         self.member(&self.id())
@@ -163,9 +170,13 @@ impl GridKv {
 
     /// This node's replication counters.
     pub fn replication_stats(&self) -> crate::replication::ReplicationStats {
-        let mut stats = self.inner.coordinator.counters.snapshot();
-        stats.hints_pending = self.inner.coordinator.hints.len() as u64;
-        stats.peers_avoided = self.inner.coordinator.peers.avoided_count() as u64;
+        let c = &self.inner.coordinator;
+        let mut stats = c.counters.snapshot();
+        stats.hints_pending = c.hints.len() as u64;
+        stats.peers_avoided = c.peers.avoided_count() as u64;
+        stats.remote_sent = c.remote.sent.load(std::sync::atomic::Ordering::Relaxed);
+        stats.remote_hinted = c.remote.hinted.load(std::sync::atomic::Ordering::Relaxed);
+        stats.remote_overflowed = c.remote.overflowed.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct Coordinator {
     pub(crate) peers: Arc<PeerScores>,
     /// This node's slots of the counters it increments.
     pub(crate) slots: super::counter_slots::CounterSlots,
+    /// Writes on their way to owners in other datacenters.
+    pub(crate) remote: Arc<super::remote_stream::RemoteStreams>,
 }
 
 /// A data request on its way: records its outcome in the peer's score,
@@ -403,6 +405,20 @@ impl Coordinator {
             matches!(answer, Ok(DataResponse::Applied { .. }))
         };
         for (slot, (id, sets)) in plan.owners.iter().enumerate() {
+            // An owner in another datacenter that this write's level does
+            // not wait for gets it through its datacenter's stream.
+            if *sets == 0 && condition.is_none() && !p.ring.in_datacenter(id, &p.datacenter) {
+                let dc = p.ring.location(id).map_or("", |l| l.datacenter.as_str());
+                let queued = super::remote_stream::Outbound {
+                    owner: *id,
+                    body: encoded(&mut body),
+                    queued_at: Instant::now(),
+                };
+                if let Err(write) = self.remote.push(dc, queued) {
+                    self.hint_remote(write);
+                }
+                continue;
+            }
             match p.target(&self.me, id) {
                 Some(Target::Local) => {
                     let response = Ok(self.replica.apply_if(key, *write, condition));
@@ -649,7 +665,7 @@ impl Coordinator {
                 _ => None,
             })
             .collect();
-        let ranked = self.peers.rank(&addrs);
+        let ranked = self.peers.rank(&addrs, r);
         let usable = ranked
             .iter()
             .filter(|(i, avoided)| targets[*i].is_some() && !avoided)

@@ -62,6 +62,14 @@ const SPECULATE_MAX: Duration = Duration::from_millis(100);
 /// The delay before a speculative read to a peer with no round trip
 /// measured yet.
 const SPECULATE_UNKNOWN: Duration = Duration::from_millis(50);
+/// A read leaves the static order of its owners for the nearest-first one
+/// only when a peer it would not ask is this many times faster than one it
+/// would...
+pub(crate) const SWITCH_FACTOR: f64 = 1.5;
+/// ...and this much faster in absolute terms (round trips inside one
+/// datacenter differ by less).
+pub(crate) const SWITCH_SLACK: Duration = Duration::from_millis(1);
+
 /// A half-open probe whose outcome was never recorded (it cannot be: a
 /// request records its outcome when dropped) lets another through after
 /// this long, so a peer is never avoided for good.
@@ -244,27 +252,44 @@ impl PeerScores {
             .count()
     }
 
-    /// The order in which to ask `addrs` (indexes into it): peers not
-    /// avoided first, nearest first; avoided ones last. `None` entries
-    /// (this node itself) come first.
-    pub(crate) fn rank(&self, addrs: &[Option<&str>]) -> Vec<(usize, bool)> {
+    /// The order in which to ask `addrs` (indexes into it) for `r`
+    /// answers: peers not avoided first, avoided ones last; `None` entries
+    /// (this node itself) first of all. Among the others, the given
+    /// (static) order, which puts the nearest datacenter first, holds
+    /// unless a peer past the first `r` is clearly faster than one within
+    /// them: at least [`SWITCH_FACTOR`] times faster and [`SWITCH_SLACK`]
+    /// apart (a hysteresis, as Cassandra's dynamic snitch has, so that
+    /// reads do not flap between owners whose round trips are alike). Then
+    /// they go nearest first. A peer with no round trip measured yet keeps
+    /// its place.
+    pub(crate) fn rank(&self, addrs: &[Option<&str>], r: usize) -> Vec<(usize, bool)> {
         let now = Instant::now();
         let scores = self.scores.lock();
-        let mut ranked: Vec<(usize, bool, u64)> = addrs
+        // (index, avoided, round trip in µs; 0: this node; None: unknown)
+        let mut ranked: Vec<(usize, bool, Option<u64>)> = addrs
             .iter()
             .enumerate()
             .map(|(i, addr)| match addr {
-                None => (i, false, 0),
+                None => (i, false, Some(0)),
                 Some(addr) => match scores.get(*addr) {
-                    None => (i, false, 1),
-                    Some(s) => {
-                        (i, s.avoided(now), (s.rtt_us as u64).max(1))
-                    }
+                    None => (i, false, None),
+                    Some(s) => (i, s.avoided(now), (s.rtt_us > 0.0).then_some(s.rtt_us as u64)),
                 },
             })
             .collect();
         drop(scores);
-        ranked.sort_by_key(|&(i, avoided, rtt)| (avoided, rtt, i));
+        ranked.sort_by_key(|&(i, avoided, rtt)| (avoided, rtt != Some(0), i));
+        let usable = ranked.iter().take_while(|(_, avoided, _)| !avoided).count();
+        let r = r.min(usable);
+        let slowest_in = ranked[..r].iter().filter_map(|e| e.2).max();
+        let fastest_out = ranked[r..usable].iter().filter_map(|e| e.2).min();
+        if let (Some(inside), Some(outside)) = (slowest_in, fastest_out) {
+            let switch = outside as f64 * SWITCH_FACTOR + SWITCH_SLACK.as_micros() as f64;
+            if (inside as f64) > switch {
+                // Nearest first; unmeasured peers after measured ones.
+                ranked[..usable].sort_by_key(|&(i, _, rtt)| (rtt.is_none(), rtt, i));
+            }
+        }
         ranked.into_iter().map(|(i, avoided, _)| (i, avoided)).collect()
     }
 
@@ -459,12 +484,34 @@ mod tests {
         peers.answered("gone", Duration::from_micros(100));
         tokio::time::advance(Duration::from_millis(1)).await;
         fail(&peers, "gone");
-        let order = peers.rank(&[Some("gone"), Some("far"), None, Some("near"), Some("new")]);
+        let addrs = [Some("gone"), Some("far"), None, Some("near"), Some("new")];
+        // "far" (5 ms) would be asked while "near" (0.2 ms) waits: clearly
+        // slower, so nearest first (unmeasured after measured).
         assert_eq!(
-            order,
-            vec![(2, false), (4, false), (3, false), (1, false), (0, true)],
-            "self, then unmeasured, then by round trip; avoided last"
+            peers.rank(&addrs, 2),
+            vec![(2, false), (3, false), (1, false), (4, false), (0, true)],
+            "self, then by round trip; avoided last"
         );
+        // Asking all of them: the static order stands.
+        assert_eq!(
+            peers.rank(&addrs, 4),
+            vec![(2, false), (1, false), (3, false), (4, false), (0, true)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_keep_their_owners_until_another_is_clearly_faster() {
+        let peers = PeerScores::default();
+        peers.answered("a", Duration::from_micros(900));
+        peers.answered("b", Duration::from_micros(300));
+        // 0.9 ms against 0.3 ms: three times faster, but within the slack.
+        assert_eq!(peers.rank(&[Some("a"), Some("b")], 1)[0].0, 0);
+        // A WAN owner first in the static order against a LAN one.
+        peers.answered("wan", Duration::from_millis(150));
+        assert_eq!(peers.rank(&[Some("wan"), Some("b")], 1)[0].0, 1);
+        // Alike round trips never flip the order.
+        peers.answered("c", Duration::from_millis(100));
+        assert_eq!(peers.rank(&[Some("wan"), Some("c")], 1)[0].0, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -53,6 +53,15 @@ pub struct ReplicationStats {
     pub conflicts: u64,
     /// Owners a conditional write that lost was taken back from.
     pub retractions: u64,
+    /// Writes the cross-datacenter streams delivered to their remote
+    /// owners.
+    pub remote_sent: u64,
+    /// Writes for remote owners kept as hints instead (a full stream, or
+    /// an owner unreachable).
+    pub remote_hinted: u64,
+    /// Writes for remote owners that found the stream and the hints full:
+    /// left to the remote owners' anti-entropy.
+    pub remote_overflowed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +113,10 @@ impl Counters {
             drift_skipped: self.drift_skipped.load(Relaxed),
             conflicts: self.conflicts.load(Relaxed),
             retractions: self.retractions.load(Relaxed),
+            // Kept by the streams (see `GridKv::replication_stats`).
+            remote_sent: 0,
+            remote_hinted: 0,
+            remote_overflowed: 0,
         }
     }
 }

@@ -176,6 +176,7 @@ impl Sim {
         let idx = self.nodes.len();
         self.by_addr.insert(addr.to_owned(), idx);
         self.bytes_sent.push(0);
+        self.datacenters.push(self.datacenters[i].clone());
         self.nodes.push(SimNode {
             id: self.nodes[i].id,
             addr: addr.to_owned(),
