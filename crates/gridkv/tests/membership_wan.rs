@@ -166,3 +166,36 @@ fn a_member_failing_alone_in_a_live_datacenter_is_still_removed() {
         });
     }
 }
+
+#[test]
+fn a_datacenter_coming_back_node_by_node_keeps_the_slower_ones_for_a_while() {
+    for seed in seeds(3) {
+        with_seed(seed, |seed| {
+            let mut sim = two_datacenters(seed, 6, 3, 50 * MS, 0.0);
+            // All of b goes away (a power loss), for long.
+            for j in 6..9 {
+                sim.crash(j);
+            }
+            let remove_after = sim.config.remove_after;
+            sim.run_for(remove_after * 3);
+            // n6 comes back first; n7 and n8 are still away.
+            sim.start(6);
+            sim.run_for(remove_after / 2);
+            for &j in &[7usize, 8] {
+                let id = sim.nodes[j].id;
+                assert!(
+                    sim.swim(0).ring_members().placement.contains(&id),
+                    "n{j} removed as soon as its datacenter was back (seed {seed})"
+                );
+            }
+            // Down for remove_after since the datacenter came back: removed.
+            let gone = |s: &Sim| {
+                [7usize, 8]
+                    .iter()
+                    .all(|&j| !s.swim(0).ring_members().placement.contains(&s.nodes[j].id))
+            };
+            sim.run_until(remove_after * 3, gone)
+                .unwrap_or_else(|| panic!("n7, n8 never removed (seed {seed})"));
+        });
+    }
+}

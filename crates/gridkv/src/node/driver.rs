@@ -184,6 +184,16 @@ impl Driver {
         Ring::placed(version, located, Ring::DEFAULT_VNODES, &placement)
     }
 
+    /// Whether a member of the placement ring now runs somewhere else
+    /// than the ring places it.
+    fn locations_moved(&self, shared: &Inner) -> bool {
+        let ring = shared.ring.load();
+        ring.nodes().iter().any(|id| {
+            let now = self.swim.member(id).map(|m| m.identity.location());
+            now.is_some_and(|l| Some(&l) != ring.location(id))
+        })
+    }
+
     /// Gives the coordinator the current rings and member table.
     fn publish_placement(&self, shared: &Inner) {
         let rm = shared.ring_members.load();
@@ -201,7 +211,10 @@ impl Driver {
         };
         let members = self.swim.members().map(|m| (m.id(), m.clone())).collect();
         let old = self.placement.load_full();
-        let previous = if old.ring.nodes() != ring.nodes() && !old.ring.is_empty() {
+        let moved = |a: &Ring, b: &Ring| {
+            a.nodes() != b.nodes() || a.nodes().iter().any(|id| a.location(id) != b.location(id))
+        };
+        let previous = if moved(&old.ring, &ring) && !old.ring.is_empty() {
             Some((old.ring.clone(), Instant::now() + TRANSITION_GRACE))
         } else {
             old.previous.clone()
@@ -212,8 +225,7 @@ impl Driver {
             .replica
             .serves_reads
             .store(serves_reads, std::sync::atomic::Ordering::Release);
-        let rings_changed =
-            old.ring.nodes() != ring.nodes() || old.future.nodes() != future.nodes();
+        let rings_changed = moved(&old.ring, &ring) || moved(&old.future, &future);
         if rings_changed {
             // Before and after the store (see `Holdings::ring_changed`).
             shared.coordinator.replica.holdings.ring_changed();
@@ -429,6 +441,9 @@ impl Driver {
                 .members
                 .store(Arc::new(self.swim.members().cloned().collect()));
         }
+        // A ring member that came back (a new run) in another datacenter
+        // or rack places keys elsewhere: rebuild as for a ring change.
+        let ring_changed = ring_changed || (members_changed && self.locations_moved(&shared));
         if ring_changed {
             let rm = self.swim.ring_members().clone();
             match self.build_ring(&shared, rm.version, &rm.placement) {

@@ -45,6 +45,12 @@ pub(crate) struct Holdings {
     forgot_at: AtomicU64,
     /// Serialises [`Holdings::mark_filled`] and [`Holdings::forget`].
     marking: parking_lot::Mutex<()>,
+    /// The streams (range, source) that completed in fill passes for one
+    /// epoch: a pass that fails part-way (a lost frame on a WAN link) does
+    /// not start over, or under steady loss a fill of hundreds of streams
+    /// would never complete whole. Emptied when the epoch moves (a ring
+    /// change, or the store emptied). Bounded by the pieces of one fill.
+    streamed: parking_lot::Mutex<(u64, std::collections::HashSet<(RingRange, NodeId)>)>,
 }
 
 impl Holdings {
@@ -58,7 +64,32 @@ impl Holdings {
             filled_epoch: AtomicU64::new(0),
             forgot_at: AtomicU64::new(0),
             marking: parking_lot::Mutex::new(()),
+            streamed: parking_lot::Mutex::new((0, Default::default())),
         }
+    }
+
+    /// Whether a fill for `epoch` already streamed `range` from `source`
+    /// in full.
+    pub(crate) fn streamed(&self, epoch: u64, range: RingRange, source: &NodeId) -> bool {
+        let streamed = self.streamed.lock();
+        streamed.0 == epoch && streamed.1.contains(&(range, *source))
+    }
+
+    /// Whether a fill for `epoch` streamed any of `range` already (what
+    /// this node held there before must then not be cleared again).
+    pub(crate) fn any_streamed(&self, epoch: u64, range: RingRange) -> bool {
+        let streamed = self.streamed.lock();
+        streamed.0 == epoch && streamed.1.iter().any(|(r, _)| *r == range)
+    }
+
+    /// Notes that a fill for `epoch` streamed `range` from `source` in
+    /// full.
+    pub(crate) fn note_streamed(&self, epoch: u64, range: RingRange, source: NodeId) {
+        let mut streamed = self.streamed.lock();
+        if streamed.0 != epoch {
+            *streamed = (epoch, Default::default());
+        }
+        streamed.1.insert((range, source));
     }
 
     /// Notes a change of the placement's rings: called just before the new

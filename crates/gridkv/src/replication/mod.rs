@@ -259,6 +259,9 @@ impl ReplicationConfig {
             crate::ring::ReplicaPlacement::Total(_) => self.per_datacenter.clear(),
             crate::ring::ReplicaPlacement::PerDatacenter(dcs) => {
                 self.per_datacenter = dcs;
+                // Not used beside levels, but kept valid for N.
+                self.write_quorum = self.write_quorum.min(self.replicas);
+                self.read_quorum = self.read_quorum.min(self.replicas);
                 self.write_consistency.get_or_insert(ConsistencyLevel::LocalQuorum);
                 self.read_consistency.get_or_insert(ConsistencyLevel::LocalQuorum);
             }
@@ -332,6 +335,19 @@ impl ReplicationConfig {
                      (read_consistency and write_consistency), not numbers",
                 );
             }
+        }
+        let per_dc_only = |l: Option<ConsistencyLevel>| {
+            l.is_some_and(|l| l.is_local() || l == ConsistencyLevel::EachQuorum)
+        };
+        if self.per_datacenter.is_empty()
+            && (per_dc_only(self.write_consistency) || per_dc_only(self.read_consistency))
+        {
+            return err(
+                "consistency",
+                "LOCAL_ONE, LOCAL_QUORUM and EACH_QUORUM need copies per datacenter \
+                 (replicas dc:n,...): with a total, copies are placed without regard to \
+                 datacenters",
+            );
         }
         if self.read_consistency == Some(ConsistencyLevel::EachQuorum) {
             return err("read_consistency", "EACH_QUORUM is for writes only");

@@ -97,6 +97,13 @@ fn level_in_force(
     asked: Option<ConsistencyLevel>,
     configured: Option<ConsistencyLevel>,
 ) -> Result<Option<ConsistencyLevel>, Error> {
+    if asked.is_some_and(|l| l.is_local() || l == ConsistencyLevel::EachQuorum)
+        && config.per_datacenter.is_empty()
+    {
+        return Err(Error::InvalidOptions(
+            "LOCAL_ONE, LOCAL_QUORUM and EACH_QUORUM need copies per datacenter (replicas dc:n,...)",
+        ));
+    }
     match (quorum, asked) {
         (Some(_), Some(_)) => Err(Error::InvalidOptions(
             "name a consistency level or a quorum, not both",
@@ -171,6 +178,16 @@ impl WritePlan {
         // sets), reachable or not. The other sets only guard readers whose
         // view is a step away, so each needs just enough to meet such a
         // reader's quorum.
+        // Every owner of every list gets the write, counted or not (a
+        // remote datacenter's owners under a local level, on each ring).
+        let mut owners: Vec<(NodeId, SetMask)> = Vec::new();
+        for (list, _) in &lists {
+            for id in list {
+                if owners.iter().all(|(o, _)| o != id) {
+                    owners.push((*id, 0));
+                }
+            }
+        }
         let mut sets: Vec<OwnerSet> = Vec::new();
         for (i, (list, ring)) in lists.into_iter().enumerate() {
             let list_sets = match level {
@@ -204,13 +221,6 @@ impl WritePlan {
                     required,
                 });
             }
-        }
-        let current = owners_on(&p.ring, hash, config.replicas);
-        let mut owners: Vec<(NodeId, SetMask)> = Vec::new();
-        // Every current owner gets the write, counted or not (a remote
-        // datacenter's owners under a local level), then the other sets'.
-        for id in &current {
-            owners.push((*id, 0));
         }
         for (i, set) in sets.iter().enumerate() {
             for id in &set.owners {

@@ -156,6 +156,12 @@ impl Pace {
 
 /// Ranges holding at most this many entries are pulled whole by
 /// anti-entropy; larger differing ranges are split and compared again.
+/// Pieces a fill streams at once. Each is a few round trips to its
+/// sources, so this bounds a fill's time across a WAN (hundreds of pieces
+/// at 100 ms each, one at a time, would take minutes) while the fill rate
+/// limit still bounds its bytes.
+pub(crate) const FILL_CONCURRENCY: usize = 16;
+
 const AE_LEAF_ENTRIES: u64 = 4;
 /// Sub-ranges per split.
 const AE_FANOUT: u64 = 8;
@@ -336,18 +342,29 @@ impl Rebalancer {
     /// Sends a scan or digest request to `addr`. A source whose queue of
     /// them is full (`Overloaded`) is asked again a few times, 50 ms apart
     /// and doubling, before the request counts as failed: a failed scan
-    /// makes the whole fill pass incomplete, and it is then run again.
+    /// makes the whole fill pass incomplete, and it is then run again. A
+    /// request left unanswered (a frame lost on the way, as on a lossy WAN
+    /// link) is sent again, twice at most: scans and digests change
+    /// nothing, so asking twice is harmless.
     async fn ask(&self, addr: &str, body: Vec<u8>) -> Option<DataResponse> {
         let body = Bytes::from(body);
         let mut pause = Duration::from_millis(50);
         let mut retries = 4;
+        let mut resends = 2;
         loop {
-            let frame = self
+            let sent = self
                 .transport
                 .peer(addr)
                 .request_with_timeout(Lane::Data, body.clone(), self.timeout)
-                .await
-                .ok()?;
+                .await;
+            let frame = match sent {
+                Ok(frame) => frame,
+                Err(crate::net::TransportError::Timeout { .. }) if resends > 0 => {
+                    resends -= 1;
+                    continue;
+                }
+                Err(_) => return None,
+            };
             match DataResponse::decode(&frame).ok()? {
                 DataResponse::Refused {
                     code: RefusalCode::Overloaded,
@@ -391,12 +408,7 @@ impl Rebalancer {
         // forgot), so this store refuses what the source would.
         let mut forgot: Option<Watermark> = None;
         loop {
-            let Some(DataResponse::Batch {
-                entries,
-                next,
-                watermark,
-                floor,
-            }) = self
+            let answer = self
                 .ask(
                     addr,
                     if refilling {
@@ -405,8 +417,15 @@ impl Rebalancer {
                         DataRequest::encode_scan(range, after.as_ref(), tombstones_only)
                     },
                 )
-                .await
+                .await;
+            let Some(DataResponse::Batch {
+                entries,
+                next,
+                watermark,
+                floor,
+            }) = answer
             else {
+                tracing::debug!(node = %self.me, %addr, ?answer, "fill: the source did not stream the range");
                 return false;
             };
             // The source was flushed: so is this node, before it takes
@@ -478,78 +497,129 @@ impl Rebalancer {
     }
 
     /// One fill pass: stream every gained piece, then re-stream the pieces
-    /// whose digests still differ from a source's.
+    /// whose digests still differ from a source's. Up to
+    /// [`FILL_CONCURRENCY`] pieces at a time: each piece's streams are a
+    /// few round trips, so across a WAN a fill of hundreds of pieces one
+    /// after another would take minutes.
     pub(crate) async fn fill(&self) -> FillReport {
+        use futures_util::stream::{self, StreamExt};
         // The epoch first: the placement loaded after it is at least as new.
         let epoch = self.replica.holdings.epoch();
         let p = self.placement.load_full();
-        let (pieces, mut complete) = self.gained(&p);
+        let (pieces, complete) = self.gained(&p);
         let mut report = FillReport {
             pieces: pieces.len(),
+            complete,
             ..FillReport::default()
         };
-        let half_grace = self.replica.store.config().tombstone_grace.as_millis() as u64 / 2;
-        let now_ms = || self.replica.store.clock().now_ms();
-        for piece in &pieces {
-            // What this node held here before, unless too few sources can
-            // bring back the acknowledged writes among it.
-            let cleared_at = (piece.full && piece.sources.iter().all(|s| self.still_source(&s.id, s.refilling)))
-                .then(|| {
-                    let at = now_ms();
-                    let cleared = self
-                        .replica
-                        .store
-                        .remove_range(piece.range, at.saturating_sub(half_grace));
-                    report.cleared += cleared.entries;
-                    at
-                });
-            // Entries kept (recent) must meet any newer version of their
-            // key before it can have been collected.
-            let kept = cleared_at.is_some() && self.replica.store.digest(piece.range).count > 0;
-            for source in &piece.sources {
-                if !self.still_source(&source.id, source.refilling) {
-                    complete = false;
-                    continue;
-                }
-                complete &= self
-                    .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
-                    .await;
-            }
-            if let Some(at) = cleared_at.filter(|_| kept) {
-                complete &= now_ms().saturating_sub(at) <= half_grace;
-            }
-        }
+        let pieces = &pieces;
+        let firsts: Vec<FillReport> = stream::iter(0..pieces.len())
+            .map(|i| self.fill_piece(&pieces[i], epoch))
+            .buffer_unordered(FILL_CONCURRENCY)
+            .collect()
+            .await;
         // Catch-up: writes that raced the first pass.
-        for piece in &pieces {
-            for source in &piece.sources {
-                if !self.still_source(&source.id, source.refilling) {
-                    complete = false;
-                    continue;
-                }
-                let ask = if source.refilling {
-                    DataRequest::encode_digest_of_refilling(piece.range)
-                } else {
-                    DataRequest::encode_digest(piece.range)
-                };
-                let Some(DataResponse::Digest(theirs)) = self.ask(&source.addr, ask).await else {
-                    complete = false;
-                    continue;
-                };
-                if theirs != self.replica.store.digest(piece.range) {
-                    complete &= self
-                        .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
-                        .await;
-                }
-            }
+        let catch_ups: Vec<FillReport> = stream::iter(0..pieces.len())
+            .map(|i| self.catch_up_piece(&pieces[i]))
+            .buffer_unordered(FILL_CONCURRENCY)
+            .collect()
+            .await;
+        for part in firsts.iter().chain(&catch_ups) {
+            report.entries += part.entries;
+            report.bytes += part.bytes;
+            report.cleared += part.cleared;
+            report.complete &= part.complete;
         }
-        if complete {
+        if report.complete {
             self.replica
                 .holdings
                 .mark_filled(p.future.clone(), p.ring.clone(), epoch);
         }
-        report.complete = complete;
         Counters::add(&self.counters.fill_entries, report.entries);
         Counters::add(&self.counters.fill_bytes, report.bytes);
+        report
+    }
+
+    /// The first pass over one piece: clear what this node held there
+    /// (once per fill), then stream it from each source not streamed yet
+    /// for `epoch`.
+    async fn fill_piece(&self, piece: &Piece, epoch: u64) -> FillReport {
+        let mut report = FillReport {
+            complete: true,
+            ..FillReport::default()
+        };
+        let half_grace = self.replica.store.config().tombstone_grace.as_millis() as u64 / 2;
+        let now_ms = || self.replica.store.clock().now_ms();
+        // What this node held here before, unless too few sources can
+        // bring back the acknowledged writes among it. (Once per fill:
+        // not again over what an earlier pass for this epoch streamed in.)
+        let holdings = &self.replica.holdings;
+        let cleared_at = (piece.full
+            && !holdings.any_streamed(epoch, piece.range)
+            && piece.sources.iter().all(|s| self.still_source(&s.id, s.refilling)))
+            .then(|| {
+                let at = now_ms();
+                let cleared = self
+                    .replica
+                    .store
+                    .remove_range(piece.range, at.saturating_sub(half_grace));
+                report.cleared += cleared.entries;
+                at
+            });
+        // Entries kept (recent) must meet any newer version of their
+        // key before it can have been collected.
+        let kept = cleared_at.is_some() && self.replica.store.digest(piece.range).count > 0;
+        for source in &piece.sources {
+            if !self.still_source(&source.id, source.refilling) {
+                report.complete = false;
+                continue;
+            }
+            // Streamed in an earlier pass for this epoch: the catch-up
+            // compares its digest again.
+            if holdings.streamed(epoch, piece.range, &source.id) {
+                continue;
+            }
+            let done = self
+                .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
+                .await;
+            if done {
+                holdings.note_streamed(epoch, piece.range, source.id);
+            }
+            report.complete &= done;
+        }
+        if let Some(at) = cleared_at.filter(|_| kept) {
+            report.complete &= now_ms().saturating_sub(at) <= half_grace;
+        }
+        report
+    }
+
+    /// The catch-up over one piece: re-stream it from each source whose
+    /// digest differs from this node's.
+    async fn catch_up_piece(&self, piece: &Piece) -> FillReport {
+        let mut report = FillReport {
+            complete: true,
+            ..FillReport::default()
+        };
+        for source in &piece.sources {
+            if !self.still_source(&source.id, source.refilling) {
+                report.complete = false;
+                continue;
+            }
+            let ask = if source.refilling {
+                DataRequest::encode_digest_of_refilling(piece.range)
+            } else {
+                DataRequest::encode_digest(piece.range)
+            };
+            let Some(DataResponse::Digest(theirs)) = self.ask(&source.addr, ask).await else {
+                report.complete = false;
+                continue;
+            };
+            if theirs != self.replica.store.digest(piece.range) {
+                report.complete &= self
+                    .stream_from(&source.addr, source.refilling, piece.range, false, &mut report)
+                    .await;
+            }
+        }
         report
     }
 

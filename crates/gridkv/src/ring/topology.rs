@@ -126,7 +126,9 @@ impl ReplicaPlacement {
     pub fn total(&self) -> usize {
         match self {
             ReplicaPlacement::Total(n) => *n,
-            ReplicaPlacement::PerDatacenter(dcs) => dcs.iter().map(|(_, n)| n).sum(),
+            ReplicaPlacement::PerDatacenter(dcs) => dcs
+                .iter()
+                .fold(0usize, |sum, (_, n)| sum.saturating_add(*n)),
         }
     }
 
@@ -187,8 +189,8 @@ impl ReplicaPlacement {
                             "datacenter {dc:?}: must be 1 to 255 bytes without ',' or ':'"
                         ));
                     }
-                    if *n == 0 {
-                        return Err(format!("datacenter {dc}: at least 1 copy"));
+                    if *n == 0 || *n > max {
+                        return Err(format!("datacenter {dc}: 1 to {max} copies"));
                     }
                     if dcs[..i].iter().any(|(other, _)| other == dc) {
                         return Err(format!("datacenter {dc} is named twice"));

@@ -216,6 +216,10 @@ pub struct Swim {
     /// Probes in flight: at most one per link kind, so a slow WAN probe
     /// never holds up the probing of this node's own datacenter.
     probes: Vec<Probe>,
+    /// Per datacenter with members: whether one of them was alive at the
+    /// last sweep, and since when that has been so (see
+    /// `remove_long_down`). One entry per label members carry.
+    datacenters: BTreeMap<String, (bool, Duration)>,
     next_probe: Duration,
     forwards: BTreeMap<u64, Forward>,
     /// Indirect probes refused: their target was not a member's address.
@@ -290,6 +294,7 @@ impl Swim {
             probe_order: [Vec::new(), Vec::new()],
             probe_pos: [0, 0],
             probes: Vec::new(),
+            datacenters: BTreeMap::new(),
             forwards: BTreeMap::new(),
             probe_requests_refused: 0,
             id_checks: BTreeMap::new(),

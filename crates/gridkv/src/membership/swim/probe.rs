@@ -213,10 +213,15 @@ impl Swim {
                     .get(&target)
                     .map(|e| e.member.identity.addr.clone())
                     .unwrap_or_default();
+                // A LAN target's helpers are LAN members too: one across a
+                // WAN could not even nack within a LAN probe's timeout, and
+                // each silent helper raises this node's local health.
+                let link = probe.link;
                 let mut helpers: Vec<String> = self
                     .members
                     .iter()
                     .filter(|(id, e)| **id != target && e.member.liveness == Liveness::Alive)
+                    .filter(|(id, _)| link == Link::Wan || self.link(id) == Link::Lan)
                     .map(|(_, e)| e.member.identity.addr.clone())
                     .collect();
                 self.shuffle(&mut helpers);

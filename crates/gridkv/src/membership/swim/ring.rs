@@ -9,6 +9,7 @@
 //!
 //! [`SwimConfig::remove_after`]: crate::membership::SwimConfig::remove_after
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{MemberEvent, Output, Swim};
@@ -162,31 +163,48 @@ impl Swim {
         total > 0 && reachable * 2 > total
     }
 
+    /// Notes, per datacenter, whether a member is alive and since when.
+    fn note_datacenters(&mut self, now: Duration) {
+        // A datacenter none of whose members is alive is cut off or lost,
+        // not failing member by member: its members keep their slots much
+        // longer (see `SwimConfig::datacenter_remove_after`). Once one is
+        // alive again, the others' time down counts from then: a datacenter
+        // coming back node by node does not lose the slower ones.
+        let mut alive: BTreeMap<&str, bool> = BTreeMap::new();
+        alive.insert(&self.me.identity.datacenter, true);
+        for e in self.members.values() {
+            let here = alive.entry(&e.member.identity.datacenter).or_default();
+            *here |= e.member.liveness == Liveness::Alive;
+        }
+        let mut datacenters = BTreeMap::new();
+        for (dc, up) in alive {
+            let since = match self.datacenters.get(dc) {
+                Some((was, since)) if *was == up => *since,
+                // First seen: up since the start.
+                None if up => Duration::ZERO,
+                _ => now,
+            };
+            datacenters.insert(dc.to_owned(), (up, since));
+        }
+        self.datacenters = datacenters;
+    }
+
     /// Members down for [`SwimConfig::remove_after`] leave the ring, if
     /// this node may remove them. With signed membership this node's
     /// removal is a signed vote, applied once a majority voted.
     ///
     /// [`SwimConfig::remove_after`]: crate::membership::SwimConfig::remove_after
     pub(super) fn remove_long_down(&mut self, now: Duration) {
+        self.note_datacenters(now);
         if !self.can_remove() {
             return;
         }
-        // A datacenter none of whose members is reachable is cut off or
-        // lost, not failing member by member: its members keep their
-        // slots much longer (see `SwimConfig::datacenter_remove_after`).
-        let reachable_dcs: std::collections::BTreeSet<&str> = self
-            .members
-            .values()
-            .filter(|e| e.member.liveness.is_reachable())
-            .map(|e| e.member.identity.datacenter.as_str())
-            .chain([self.me.identity.datacenter.as_str()])
-            .collect();
-        let after = |dc: &str| {
-            if reachable_dcs.contains(dc) {
-                self.config.remove_after
-            } else {
-                self.config.datacenter_remove_after
+        let after = |e: &super::Entry| match self.datacenters.get(&e.member.identity.datacenter) {
+            Some((true, back)) => {
+                let down_for = now.saturating_sub(e.member.since.max(*back));
+                down_for >= self.config.remove_after
             }
+            _ => now.saturating_sub(e.member.since) >= self.config.datacenter_remove_after,
         };
         let long_down: Vec<NodeId> = self
             .members
@@ -194,7 +212,7 @@ impl Swim {
             .filter(|(_, e)| {
                 e.member.liveness == Liveness::Down
                     && e.member.ring != RingState::Removed
-                    && now.saturating_sub(e.member.since) >= after(&e.member.identity.datacenter)
+                    && after(e)
                     && !self.voted(e.member.identity.id, e.member.identity.generation)
             })
             .map(|(id, _)| *id)
