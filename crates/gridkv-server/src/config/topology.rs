@@ -166,7 +166,7 @@ mod tests {
             merge(NodeArgs::default(), weak).unwrap_err().setting,
             "consistency"
         );
-        let each_read = "read_consistency = \"each_quorum\"";
+        let each_read = "replicas = \"a:2,b:1\"\nread_consistency = \"each_quorum\"";
         assert_eq!(
             merge(NodeArgs::default(), each_read).unwrap_err().setting,
             "read_consistency"
@@ -176,6 +176,13 @@ mod tests {
                 .unwrap_err()
                 .setting,
             "replicas"
+        );
+        // A total places copies without regard to datacenters: local
+        // levels are refused.
+        let local_total = "write_consistency = \"local_quorum\"\nread_consistency = \"quorum\"";
+        assert_eq!(
+            merge(NodeArgs::default(), local_total).unwrap_err().setting,
+            "consistency"
         );
         // One datacenter: a count, levels or numbers, not both.
         let c = merge(
