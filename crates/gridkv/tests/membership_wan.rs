@@ -52,7 +52,17 @@ fn a_lossy_150ms_wan_link_declares_no_one_down_in_ten_minutes() {
         with_seed(seed, |seed| {
             let mut sim = two_datacenters(seed, 4, 4, 150 * MS, 0.05);
             let since = sim.now;
+            let before = sim.bytes_sent.clone();
             sim.run_for(600 * S);
+            let rate = |range: std::ops::Range<usize>| {
+                let bytes: u64 = range.clone().map(|i| sim.bytes_sent[i] - before[i]).sum();
+                bytes as f64 / range.len() as f64 / 600.0
+            };
+            println!(
+                "membership bytes/s per node (seed {seed}): datacenter a {:.0}, b {:.0}",
+                rate(0..4),
+                rate(4..8)
+            );
             let downs = downs_since(&sim, since);
             assert!(
                 downs.is_empty(),

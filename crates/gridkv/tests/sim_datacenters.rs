@@ -34,13 +34,27 @@ use gridkv::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// The cluster forms and fills before the workload starts.
-const WARM_UP: Duration = Duration::from_secs(6);
+/// The cluster forms and fills before the workload starts: across a WAN
+/// the first fills take longer (each of hundreds of pieces costs round
+/// trips), and every join restarts the others' fills.
+fn warm_up() -> Duration {
+    if wan_latency() {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(6)
+    }
+}
 /// Faults strike from the warm-up to here...
-const FAULTS_END: Duration = Duration::from_secs(22);
+fn faults_end() -> Duration {
+    warm_up() + Duration::from_secs(16)
+}
 /// ...then the workload runs on until here, and the catch-up check follows.
-const WORK_END: Duration = Duration::from_secs(28);
-const END: Duration = Duration::from_secs(45);
+fn work_end() -> Duration {
+    warm_up() + Duration::from_secs(22)
+}
+fn end() -> Duration {
+    warm_up() + Duration::from_secs(39)
+}
 
 #[derive(Debug)]
 struct SimClock;
@@ -202,12 +216,12 @@ async fn host(i: usize, seed: u64, world: Arc<World>) -> turmoil::Result {
     if std::env::var("GRIDKV_TRACE_SIM").is_ok() {
         eprintln!("{:?}: {} ready", now(), world.hosts[i].name);
     }
-    while now() < WARM_UP {
+    while now() < warm_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5151 ^ ((i as u64) << 8) ^ generation);
     let me = &world.hosts[i];
-    while now() < WORK_END {
+    while now() < work_end() {
         if i < world.writers {
             let value = world.next[i].fetch_add(1, Ordering::Relaxed);
             let at = world.strict[i].begin_write(value);
@@ -258,7 +272,7 @@ async fn host(i: usize, seed: u64, world: Arc<World>) -> turmoil::Result {
             if got >= last {
                 break;
             }
-            if now() >= END - Duration::from_secs(1) {
+            if now() >= end() - Duration::from_secs(1) {
                 world.caught_up.lock().unwrap().push(format!(
                     "{} ({}) still reads k{k} = {got}, {last} was acknowledged",
                     me.name, me.dc
@@ -269,7 +283,7 @@ async fn host(i: usize, seed: u64, world: Arc<World>) -> turmoil::Result {
         }
     }
     // Stay up for the others' catch-up.
-    while now() < END - Duration::from_millis(500) {
+    while now() < end() - Duration::from_millis(500) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -321,7 +335,7 @@ fn run(seed: u64, dcs: &[(&str, usize, usize)], levels: Levels, fault: Fault) ->
     });
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
-        .simulation_duration(END + Duration::from_secs(5))
+        .simulation_duration(end() + Duration::from_secs(5))
         .min_message_latency(Duration::from_micros(200))
         .max_message_latency(Duration::from_millis(2))
         .build();
@@ -334,7 +348,7 @@ fn run(seed: u64, dcs: &[(&str, usize, usize)], levels: Levels, fault: Fault) ->
         sim.host(name.as_str(), move || host(i, seed, w.clone()));
     }
     sim.client("clock", async move {
-        tokio::time::sleep(END).await;
+        tokio::time::sleep(end()).await;
         Ok(())
     });
     // 50–150 ms between each pair of datacenters.
@@ -365,8 +379,8 @@ fn run(seed: u64, dcs: &[(&str, usize, usize)], levels: Levels, fault: Fault) ->
         .map(|h| h.name.clone())
         .filter(|n| Some(n) != joiner_name.as_ref())
         .partition(|n| !in_dc(last).contains(n));
-    let fault_at = WARM_UP + Duration::from_millis(rng.random_range(1000..4000));
-    let heal_at = FAULTS_END - Duration::from_millis(rng.random_range(0..3000));
+    let fault_at = warm_up() + Duration::from_millis(rng.random_range(1000..4000));
+    let heal_at = faults_end() - Duration::from_millis(rng.random_range(0..3000));
     let (mut struck, mut healed) = (false, false);
     loop {
         let elapsed = sim.elapsed();

@@ -160,7 +160,7 @@ impl Pace {
 /// sources, so this bounds a fill's time across a WAN (hundreds of pieces
 /// at 100 ms each, one at a time, would take minutes) while the fill rate
 /// limit still bounds its bytes.
-pub(crate) const FILL_CONCURRENCY: usize = 16;
+pub(crate) const FILL_CONCURRENCY: usize = 64;
 
 const AE_LEAF_ENTRIES: u64 = 4;
 /// Sub-ranges per split.
