@@ -161,12 +161,12 @@ mod tests {
             ..NodeArgs::default()
         };
         assert_eq!(merge(numeric, "").unwrap_err().setting, "write_quorum");
-        let weak = "replicas = \"a:2,b:1\"\nwrite_consistency = \"local_one\"\nread_consistency = \"LOCAL_ONE\"";
+        let weak = "dc = \"a\"\nreplicas = \"a:2,b:1\"\nwrite_consistency = \"local_one\"\nread_consistency = \"LOCAL_ONE\"";
         assert_eq!(
             merge(NodeArgs::default(), weak).unwrap_err().setting,
             "consistency"
         );
-        let each_read = "replicas = \"a:2,b:1\"\nread_consistency = \"each_quorum\"";
+        let each_read = "dc = \"a\"\nreplicas = \"a:2,b:1\"\nread_consistency = \"each_quorum\"";
         assert_eq!(
             merge(NodeArgs::default(), each_read).unwrap_err().setting,
             "read_consistency"
@@ -177,6 +177,15 @@ mod tests {
                 .setting,
             "replicas"
         );
+        // A datacenter holding no copies cannot serve local levels; it may
+        // coordinate at others.
+        let elsewhere = "dc = \"c\"\nreplicas = \"a:2,b:1\"";
+        assert_eq!(
+            merge(NodeArgs::default(), elsewhere).unwrap_err().setting,
+            "dc"
+        );
+        let coordinator = "dc = \"c\"\nreplicas = \"a:2,b:1\"\nwrite_consistency = \"quorum\"\nread_consistency = \"quorum\"";
+        assert!(merge(NodeArgs::default(), coordinator).is_ok());
         // A total places copies without regard to datacenters: local
         // levels are refused.
         let local_total = "write_consistency = \"local_quorum\"\nread_consistency = \"quorum\"";

@@ -464,6 +464,23 @@ impl ConfigBuilder {
             }
         }
         self.membership.validate()?;
+        if let crate::ring::ReplicaPlacement::PerDatacenter(_) = self.replication.placement() {
+            let local = |l: Option<crate::replication::ConsistencyLevel>| l.is_some_and(|l| l.is_local());
+            let here = self.replication.placement().in_datacenter(&self.datacenter);
+            if here == 0 && (local(self.replication.write_consistency) || local(self.replication.read_consistency)) {
+                return Err(err(
+                    "datacenter",
+                    format!(
+                        "datacenter {:?} holds no copies ({}): a local consistency level \
+                         cannot be served here; name {:?} in the replicas, or use ONE, \
+                         QUORUM or ALL on this node",
+                        self.datacenter,
+                        self.replication.placement(),
+                        self.datacenter
+                    ),
+                ));
+            }
+        }
         let mut replication = self.replication;
         if let Some(consistency) = self.consistency {
             replication.consistency = consistency;

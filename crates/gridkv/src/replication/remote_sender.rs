@@ -1,5 +1,6 @@
 //! The task that sends the cross-datacenter streams' batches
-//! ([`super::remote_stream`]): every write of a batch goes to its owner
+//! ([`super::remote_stream`]), one datacenter's at a time per datacenter
+//! and datacenters side by side: every write of a batch goes to its owner
 //! at once (they share the peer's connection, so a batch leaves in a few
 //! frames' worth of syscalls), and a write that is not acknowledged
 //! within the node's timeout, or whose owner is unreachable, becomes a
@@ -22,30 +23,37 @@ use super::wire::DataResponse;
 const IDLE: Duration = Duration::from_secs(1);
 
 /// Starts the sender of `coordinator`'s streams; it ends with `cancel`
-/// or when the coordinator is dropped.
+/// or when the coordinator is dropped. Each remote datacenter's batches
+/// go one at a time, and datacenters side by side: one whose owners time
+/// out never holds up the streams to the others.
 pub(crate) fn spawn(coordinator: Weak<Coordinator>, cancel: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut sending = tokio::task::JoinSet::new();
         loop {
             let Some(c) = coordinator.upgrade() else {
                 return;
             };
-            let Some((dc, batch)) = c.remote.next_batch() else {
-                let streams = c.remote.clone();
-                drop(c);
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    _ = streams.ready.notified() => {}
-                    _ = tokio::time::sleep(IDLE) => {}
-                }
-                continue;
-            };
+            // A batch for every datacenter with writes waiting and none
+            // in flight (at most one per datacenter: `next_batch`).
+            while let Some((dc, batch)) = c.remote.next_batch() {
+                let c = c.clone();
+                sending.spawn(async move {
+                    c.send_remote(batch).await;
+                    c.remote.batch_done(&dc);
+                });
+            }
+            let streams = c.remote.clone();
+            drop(c);
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return,
-                _ = c.send_remote(batch) => {}
+                _ = cancel.cancelled() => {
+                    sending.abort_all();
+                    return;
+                }
+                _ = streams.ready.notified() => {}
+                Some(_) = sending.join_next() => {}
+                _ = tokio::time::sleep(IDLE) => {}
             }
-            c.remote.batch_done(&dc);
         }
     })
 }

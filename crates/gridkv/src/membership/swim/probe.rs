@@ -101,13 +101,15 @@ impl Swim {
 
     /// How long a probe of `id` waits for its ack, before local health
     /// scaling: the LAN timeout, or for a WAN link the WAN one (at least
-    /// three of its round trips).
+    /// three of its round trips, up to eight times the WAN timeout).
     pub(super) fn probe_timeout(&self, id: &NodeId) -> Duration {
         match self.link(id) {
             Link::Lan => self.config.probe_timeout,
             Link::Wan => {
                 let rtt = self.members.get(id).and_then(|e| e.rtt).unwrap_or_default();
-                self.config.wan_probe_timeout.max(rtt * 3)
+                // A member answering ever more slowly does not stretch its
+                // own timeout without bound.
+                self.config.wan_probe_timeout.max(rtt * 3).min(self.config.wan_probe_timeout * 8)
             }
         }
     }
