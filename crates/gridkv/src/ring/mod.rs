@@ -301,7 +301,7 @@ impl Ring {
 
     /// Builds the ring of `members`, each at its [`Location`], with
     /// `vnodes` virtual nodes each, placing copies as `placement` says
-    /// (see [the topology rules](topology)).
+    /// (see [`ReplicaPlacement`] and the module docs of `ring/topology.rs`).
     ///
     /// With [`ReplicaPlacement::Total`] and no racks this is
     /// [`Ring::with_vnodes`]: a preference list of `n` is the first `n`
