@@ -408,15 +408,7 @@ impl Coordinator {
             // An owner in another datacenter that this write's level does
             // not wait for gets it through its datacenter's stream.
             if *sets == 0 && condition.is_none() && !p.ring.in_datacenter(id, &p.datacenter) {
-                let dc = p.ring.location(id).map_or("", |l| l.datacenter.as_str());
-                let queued = super::remote_stream::Outbound {
-                    owner: *id,
-                    body: encoded(&mut body),
-                    queued_at: Instant::now(),
-                };
-                if let Err(write) = self.remote.push(dc, queued) {
-                    self.hint_remote(write);
-                }
+                self.queue_remote(p, *id, encoded(&mut body));
                 continue;
             }
             match p.target(&self.me, id) {

@@ -95,6 +95,21 @@ impl Coordinator {
         }
     }
 
+    /// Queues `body` (an encoded write) for `owner`, in another
+    /// datacenter, on that datacenter's stream; a hint if the stream is
+    /// full.
+    pub(super) fn queue_remote(&self, p: &super::Placement, owner: crate::id::NodeId, body: bytes::Bytes) {
+        let dc = p.ring.location(&owner).map_or("", |l| l.datacenter.as_str());
+        let queued = Outbound {
+            owner,
+            body,
+            queued_at: tokio::time::Instant::now(),
+        };
+        if let Err(write) = self.remote.push(dc, queued) {
+            self.hint_remote(write);
+        }
+    }
+
     /// Keeps `write` as a hint for its owner; if the hints are full, it is
     /// left to anti-entropy.
     pub(super) fn hint_remote(&self, write: Outbound) {
