@@ -154,7 +154,7 @@ impl ReplicaPlacement {
     /// # Errors
     ///
     /// A datacenter named twice or with no copies, an empty or overlong
-    /// name, no datacenter, or more than [`Ring::MAX_REPLICAS`] copies in
+    /// name, no datacenter, or more than 16 copies (the ring's most replicas) in
     /// all.
     pub fn per_datacenter<S: Into<String>>(
         counts: impl IntoIterator<Item = (S, usize)>,
