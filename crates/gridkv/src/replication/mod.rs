@@ -72,6 +72,7 @@ pub(crate) mod stats;
 pub(crate) mod vouch;
 pub mod wire;
 mod wire_codec;
+mod wire_decode;
 mod wire_response;
 
 pub(crate) use coordinator::Coordinator;
