@@ -17,7 +17,16 @@ use super::entry::{
     expired, ApplyOutcome, Condition, Entry, EntryData, RangeEntry, State, Watermark, Write,
     WriteOp,
 };
-use crate::hlc::{Timestamp, Version};
+use crate::hlc::Version;
+
+mod counter_merge;
+mod digest;
+mod timer;
+
+#[cfg(test)]
+pub(crate) use digest::entry_digest;
+pub(crate) use digest::Leaf;
+use timer::{timer_for, Timer};
 
 /// hashbrown takes its bucket index from the low bits of the hash and its
 /// 7-bit tag from the top bits. All keys in a shard share the top bits of
@@ -27,92 +36,6 @@ use crate::hlc::{Timestamp, Version};
 #[inline]
 fn table_hash(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// A key's contribution to its digest leaf. A version identifies one write,
-/// so (ring position, version) identifies the stored state without hashing
-/// the value. Folded multiplies mix all four words in a few nanoseconds (this
-/// runs twice on every overwrite); the constants are arbitrary odd digits of
-/// pi and only need to be fixed, since digests are compared across nodes.
-#[inline]
-pub(crate) fn entry_digest(hash: u64, version: &Version, stamp: Timestamp) -> u64 {
-    let a = fold_mul(
-        hash ^ 0x243F_6A88_85A3_08D3,
-        version.ts.as_u64() ^ 0x1319_8A2E_0370_7345,
-    );
-    // An expiry change keeps the version and moves the stamp: replicas
-    // that differ only in it must differ in digest too.
-    let b = fold_mul(
-        version.writer ^ 0xA409_3822_299F_31D1,
-        version.generation.get() ^ 0x082E_FA98_EC4E_6C89 ^ stamp.as_u64().rotate_left(29),
-    );
-    fold_mul(a ^ 0x4528_21E6_38D0_1377, b ^ 0xBE54_66CF_34E9_0C6D)
-}
-
-/// The 128-bit product of `a` and `b`, folded to 64 bits.
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// Digest of one leaf: an order-independent sum, so it updates in O(1)
-/// when an entry is added, replaced or removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Leaf {
-    pub sum: u64,
-    pub count: u64,
-}
-
-impl Leaf {
-    fn add(&mut self, e: &Entry) {
-        self.sum = self.sum.wrapping_add(leaf_digest(e));
-        self.count += 1;
-    }
-
-    fn remove(&mut self, e: &Entry) {
-        self.sum = self.sum.wrapping_sub(leaf_digest(e));
-        self.count -= 1;
-    }
-}
-
-/// An entry's contribution to its leaf: [`entry_digest`], and for a
-/// counter its state too (copies at one version differ by their slots).
-fn leaf_digest(e: &Entry) -> u64 {
-    let digest = entry_digest(e.hash, &e.version, e.expiry_stamp);
-    match (&e.value, e.counter) {
-        (Some(state), true) => digest ^ super::counter::content_digest(state),
-        _ => digest,
-    }
-}
-
-/// A pending deadline: an expiry (in the expiry heap) or a tombstone
-/// collection (in the collection heap). A timer is stale when the entry it
-/// names (by hash and seq) no longer implies it; stale timers are dropped
-/// when popped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    deadline: u64,
-    hash: u64,
-    seq: u32,
-}
-
-/// The timer an entry in its current state needs, if any, and whether it is
-/// a collection (true) or an expiry (false).
-fn timer_for(e: &Entry, grace_ms: u64) -> Option<(bool, Timer)> {
-    let (collect, deadline) = match e.state {
-        State::Live | State::Evicted if e.expires_at != 0 => (false, e.expires_at),
-        State::Live | State::Evicted => return None,
-        State::Deleted | State::Expired => (true, e.collect_at(grace_ms)),
-    };
-    Some((
-        collect,
-        Timer {
-            deadline,
-            hash: e.hash,
-            seq: e.seq,
-        },
-    ))
 }
 
 /// Parts of a shard's range with a watermark of their own: finer parts
@@ -450,60 +373,6 @@ impl Shard {
             delta += self.cap_tombstones(now);
         }
         (outcome, delta)
-    }
-
-    /// Merges a counter's state into the live copy of the same counter (same
-    /// version) stored here: per slot, the larger totals, and the expiry of
-    /// the later expiry change. `None` when the key holds no such copy, or
-    /// either state is malformed: the ordinary version rules apply.
-    fn merge_counter(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        write: &Write<'_>,
-        expires_at: u64,
-        now: u64,
-    ) -> Option<(ApplyOutcome, i64)> {
-        use super::counter::Counter;
-        let WriteOp::Set { value: incoming, .. } = write.op else {
-            return None;
-        };
-        let leaf = self.leaf_index(hash);
-        let grace = self.limits.grace_ms;
-        let e = self
-            .table
-            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
-            .filter(|e| {
-                e.counter
-                    && e.version == write.version
-                    && e.state == State::Live
-                    && !expired(e.expires_at, now)
-            })?;
-        let stored = Counter::decode(e.value.as_deref()?).ok()?;
-        let merged = stored.merge(&Counter::decode(incoming).ok()?).encode();
-        let later_expiry = write.expiry_stamp > e.expiry_stamp;
-        if !later_expiry && e.value.as_ref() == Some(&merged) {
-            self.counts.duplicates += 1;
-            return Some((ApplyOutcome::Duplicate, 0));
-        }
-        let before = e.charge();
-        self.leaves[leaf].remove(e);
-        e.value = Some(merged);
-        if later_expiry {
-            e.expiry_stamp = write.expiry_stamp;
-            e.expires_at = expires_at;
-        }
-        self.leaves[leaf].add(e);
-        let after = e.charge();
-        let timer = later_expiry.then(|| timer_for(e, grace)).flatten();
-        self.counts.applied += 1;
-        let delta = self
-            .counts
-            .account(Some((State::Live, before)), Some((State::Live, after)));
-        if let Some(t) = timer {
-            self.push_timer(t);
-        }
-        Some((ApplyOutcome::Applied { was_live: true }, delta))
     }
 
     /// Tombstones are never evicted, but they must not grow without bound
